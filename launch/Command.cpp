@@ -1,0 +1,79 @@
+#include "launch/Command.h"
+
+#include <filesystem>
+#include <iostream>
+
+#include "core/Error.h"
+#include "core/Log.h"
+#include "distributed/World.h"
+
+namespace lddpm::launch {
+
+const CommandSpec* findCommand(const std::string& name) {
+  for (const CommandSpec& c : commands()) {
+    if (name == c.name) return &c;
+  }
+  return nullptr;
+}
+
+po::options_description describeCommonOptions(CommonOptions& o) {
+  po::options_description desc("Common options");
+  desc.add_options()
+      ("log-level", po::value(&o.logLevel)->default_value(o.logLevel)->value_name("LEVEL"),
+       "debug | info | warn | error | off")
+      ("log-all-ranks", po::bool_switch(&o.logAllRanks),
+       "every rank logs, prefixed [rank/size] (default: rank 0 only)")
+      ("threads", po::value(&o.threads)->default_value(o.threads)->value_name("N"),
+       "torch intra-op threads per rank; 0 = SLURM_CPUS_PER_TASK, else OMP_NUM_THREADS, else "
+       "cores / ranks on the node");
+  return desc;
+}
+
+namespace {
+// Keeps the common options' storage alive for the process (po stores through pointers).
+CommonOptions gCommon;
+}  // namespace
+
+std::optional<core::ParsedOptions> parseCommand(const std::string& name, const std::string& usage,
+                                                const CommandArgs& args,
+                                                const po::options_description& own,
+                                                const po::positional_options_description& positional) {
+  po::options_description all;
+  all.add(own);
+  all.add(describeCommonOptions(gCommon));
+  core::ParsedOptions parsed = core::parseOptions(name, args, all, positional);
+  dist::World& world = dist::World::get();
+  if (parsed.helpRequested) {
+    if (world.rank() == 0) {
+      const CommandSpec* spec = findCommand(name);
+      std::cout << "Usage: lddpm " << name << " " << usage << "\n\n"
+                << (spec ? spec->summary : "") << "\n\n"
+                << all << core::metaOptions();
+    }
+    return std::nullopt;
+  }
+  if (gCommon.threads < 0) {
+    LDDPM_THROW(core::UsageError, "lddpm ", name, ": option '--threads' must be >= 0, got ",
+                gCommon.threads);
+  }
+  core::LogConfig log = core::Log::config();
+  log.level = core::Log::parseLevel(gCommon.logLevel);
+  log.allRanks = gCommon.logAllRanks;
+  log.rank = world.rank();
+  log.worldSize = world.size();
+  core::Log::configure(log);
+  world.configureThreads(gCommon.threads);
+  return parsed;
+}
+
+void writeCommandConfig(const std::string& dir, const std::string& name,
+                        const core::ParsedOptions& parsed, const po::options_description& own,
+                        const std::string& file) {
+  po::options_description all;
+  all.add(own);
+  all.add(describeCommonOptions(gCommon));
+  std::filesystem::create_directories(dir);
+  core::writeResolvedConfig((std::filesystem::path(dir) / file).string(), parsed.values, all, name);
+}
+
+}  // namespace lddpm::launch

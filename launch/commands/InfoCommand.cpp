@@ -1,0 +1,53 @@
+// `lddpm info`: what this build is and how the job was launched. Every rank reports its host,
+// local rank, device and threads; rank 0 prints one table (text or --json).
+#include <iomanip>
+#include <iostream>
+
+#include "core/Json.h"
+#include "core/Version.h"
+#include "distributed/World.h"
+#include "launch/Command.h"
+
+namespace lddpm::launch {
+
+int runInfo(const CommandArgs& args) {
+  bool json = false;
+  po::options_description own("info options");
+  own.add_options()("json", po::bool_switch(&json), "print JSON instead of text");
+  if (!parseCommand("info", "[--json]", args, own)) return 0;
+
+  dist::World& world = dist::World::get();
+  const auto ranks = world.allgatherRankInfo(
+      dist::RankInfo{world.rank(), world.localRank(), world.threads(), world.host(), "cpu"});
+  if (world.rank() != 0) return 0;
+
+  const core::BuildInfo build = core::buildInfo();
+  if (json) {
+    core::Json out;
+    out["version"] = build.version;
+    out["torch"] = build.torchVersion;
+    out["backends"] = {{"mpi", build.mpi}, {"cuda", build.cuda}, {"nccl", build.nccl}};
+    out["world_size"] = world.size();
+    out["launched_by_mpi"] = world.usesMpi();
+    core::Json table = core::Json::array();
+    for (const auto& r : ranks) {
+      table.push_back({{"rank", r.rank}, {"host", r.host}, {"local_rank", r.localRank},
+                       {"device", r.device}, {"threads", r.threads}});
+    }
+    out["ranks"] = table;
+    std::cout << out.dump(2) << "\n";
+    return 0;
+  }
+  std::cout << core::versionLine() << "\n"
+            << "world size " << world.size() << (world.usesMpi() ? " (MPI)" : " (no launcher)")
+            << "\n\n"
+            << std::left << std::setw(6) << "rank" << std::setw(24) << "host" << std::setw(12)
+            << "local rank" << std::setw(8) << "device" << "threads\n";
+  for (const auto& r : ranks) {
+    std::cout << std::setw(6) << r.rank << std::setw(24) << r.host << std::setw(12) << r.localRank
+              << std::setw(8) << r.device << r.threads << "\n";
+  }
+  return 0;
+}
+
+}  // namespace lddpm::launch

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Installs every system package lesion-ddpm needs, from Debian 12, and nothing else. Idempotent:
+# packages already present are skipped and `apt-get update` runs only when something is missing.
+# This is the one place that knows the package list.
+#
+#   bash launch/setup.sh            # build + run dependencies
+#   bash launch/setup.sh --check    # only report what is missing (exit 1 if anything is)
+set -euo pipefail
+
+PACKAGES=(
+  # toolchain
+  build-essential cmake ninja-build ccache pkg-config
+  # LibTorch 1.13 (CPU, oneDNN) and Python's torch for cross-checks of exported weights
+  libtorch-dev python3-torch
+  # MPI: headers, the launcher, and the PMIx plugin path used by srun
+  libopenmpi-dev openmpi-bin
+  # HDF5 1.10 serial + tools, and the blosc filter plugin (lz4/zstd compression of shards)
+  libhdf5-dev hdf5-tools hdf5-filter-plugin-blosc-serial
+  # configuration, JSON, NIfTI, images, compression
+  libboost-program-options-dev nlohmann-json3-dev libnifti2-dev libpng-dev zlib1g-dev
+  # tests and independent reference implementations used by them
+  libgtest-dev python3-numpy python3-nibabel python3-h5py
+  # the real template brain behind the phantom cohort (Colin27, JHU atlas)
+  mricron-data
+  # a real single-node SLURM cluster for the SLURM tests
+  slurm-wlm munge
+)
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$pkg")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "setup: all ${#PACKAGES[@]} packages present"
+  exit 0
+fi
+if [ "${1:-}" = "--check" ]; then
+  echo "setup: missing: ${missing[*]}"
+  exit 1
+fi
+
+echo "setup: installing ${#missing[@]} missing package(s): ${missing[*]}"
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null || { echo "setup: error: not root and no sudo; install as root: apt-get install ${missing[*]}" >&2; exit 1; }
+  SUDO="sudo"
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq || { echo "setup: error: apt-get update failed (no network or no Debian mirror?)" >&2; exit 1; }
+if ! $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"; then
+  # Find the package(s) that cannot be installed so the message names them.
+  for pkg in "${missing[@]}"; do
+    if ! $SUDO apt-get install -y -qq --no-install-recommends "$pkg" >/dev/null 2>&1; then
+      echo "setup: error: could not install Debian package '$pkg'" >&2
+    fi
+  done
+  exit 1
+fi
+echo "setup: done"

@@ -1,0 +1,119 @@
+// Option parsing: precedence (command line > --config > default), the usage errors that must
+// name the option, and the resolved configuration round-tripping through --config.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "core/Error.h"
+#include "core/Options.h"
+
+namespace {
+using namespace lddpm::core;
+namespace fs = std::filesystem;
+
+struct Fixture : ::testing::Test {
+  fs::path dir = fs::temp_directory_path() / ("lddpm-options-" + std::to_string(::getpid()));
+  int batch = 0;
+  double lr = 0;
+  std::string store;
+  bool flag = false;
+  po::options_description desc{"test"};
+
+  void SetUp() override {
+    fs::create_directories(dir);
+    desc.add_options()("batch", po::value(&batch)->default_value(4), "batch")(
+        "lr", po::value(&lr)->default_value(1e-4), "learning rate")(
+        "store", po::value(&store)->required(), "store")("flag", po::bool_switch(&flag), "a flag");
+  }
+  void TearDown() override { fs::remove_all(dir); }
+
+  std::string writeIni(const std::string& text) {
+    const fs::path p = dir / "c.ini";
+    std::ofstream(p) << text;
+    return p.string();
+  }
+  std::string usageMessage(const std::vector<std::string>& args) {
+    try {
+      parseOptions("train", args, desc);
+    } catch (const UsageError& e) {
+      return e.what();
+    }
+    return "<no UsageError>";
+  }
+};
+
+TEST_F(Fixture, DefaultsApplyWhenNothingGiven) {
+  parseOptions("train", {"--store", "s"}, desc);
+  EXPECT_EQ(batch, 4);
+  EXPECT_DOUBLE_EQ(lr, 1e-4);
+  EXPECT_FALSE(flag);
+}
+
+TEST_F(Fixture, ConfigFileOverridesDefaults) {
+  const auto ini = writeIni("batch = 16\nlr = 0.5\nstore = from-file\nflag = true\n");
+  parseOptions("train", {"--config", ini}, desc);
+  EXPECT_EQ(batch, 16);
+  EXPECT_DOUBLE_EQ(lr, 0.5);
+  EXPECT_EQ(store, "from-file");
+  EXPECT_TRUE(flag);
+}
+
+TEST_F(Fixture, CommandLineOverridesConfigFile) {
+  const auto ini = writeIni("batch = 16\nstore = from-file\n");
+  parseOptions("train", {"--batch", "2", "--config", ini}, desc);
+  EXPECT_EQ(batch, 2);
+  EXPECT_EQ(store, "from-file");  // not on the command line: the file's value stands
+}
+
+TEST_F(Fixture, UnknownOptionNamesIt) {
+  EXPECT_NE(usageMessage({"--store", "s", "--bogus", "1"}).find("--bogus"), std::string::npos);
+}
+
+TEST_F(Fixture, BadValueNamesOption) {
+  const std::string m = usageMessage({"--store", "s", "--batch", "many"});
+  EXPECT_NE(m.find("--batch"), std::string::npos) << m;
+  EXPECT_NE(m.find("many"), std::string::npos) << m;
+}
+
+TEST_F(Fixture, MissingRequiredNamesOption) {
+  EXPECT_NE(usageMessage({}).find("--store"), std::string::npos);
+}
+
+TEST_F(Fixture, UnknownKeyInConfigNamesFileAndKey) {
+  const auto ini = writeIni("store = s\nbogus_key = 3\n");
+  const std::string m = usageMessage({"--config", ini});
+  EXPECT_NE(m.find("bogus_key"), std::string::npos) << m;
+  EXPECT_NE(m.find(ini), std::string::npos) << m;
+}
+
+TEST_F(Fixture, UnreadableConfigNamesOption) {
+  const std::string m = usageMessage({"--config", (dir / "absent.ini").string()});
+  EXPECT_NE(m.find("--config"), std::string::npos) << m;
+}
+
+TEST_F(Fixture, HelpSkipsRequiredCheck) {
+  const auto parsed = parseOptions("train", {"--help"}, desc);
+  EXPECT_TRUE(parsed.helpRequested);
+}
+
+TEST_F(Fixture, ResolvedConfigRoundTripsExactly) {
+  const double awkward = 0.1 + 0.2;  // needs 17 significant digits to survive text
+  const auto parsed =
+      parseOptions("train", {"--store", "s p", "--lr", "0.30000000000000004", "--flag"}, desc);
+  ASSERT_EQ(lr, awkward);
+  const fs::path out = dir / "resolved.ini";
+  writeResolvedConfig(out.string(), parsed.values, desc, "train");
+  batch = 0;
+  lr = 0;
+  store.clear();
+  flag = false;
+  parseOptions("train", {"--config", out.string()}, desc);
+  EXPECT_EQ(batch, 4);
+  EXPECT_EQ(lr, awkward);
+  EXPECT_EQ(store, "s p");
+  EXPECT_TRUE(flag);
+}
+
+}  // namespace

@@ -1,0 +1,141 @@
+// The lddpm binary as a user meets it: help, version, exit codes and one-line usage errors that
+// name the option, and a world of 2 under mpiexec reported once.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+namespace {
+
+struct Result {
+  int code;
+  std::string out;  // stdout and stderr together
+  std::string stdoutOnly;
+};
+
+Result run(const std::string& args, bool mergeStderr = true) {
+  const std::string cmd = std::string(LDDPM_BINARY) + " " + args + (mergeStderr ? " 2>&1" : " 2>/dev/null");
+  FILE* p = ::popen(cmd.c_str(), "r");
+  std::string out;
+  std::array<char, 4096> buf{};
+  while (size_t n = std::fread(buf.data(), 1, buf.size(), p)) out.append(buf.data(), n);
+  const int status = ::pclose(p);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out, out};
+}
+
+int lines(const std::string& s) { return static_cast<int>(std::count(s.begin(), s.end(), '\n')); }
+
+TEST(Cli, HelpListsCommands) {
+  const Result r = run("--help");
+  EXPECT_EQ(r.code, 0);
+  EXPECT_NE(r.out.find("Usage: lddpm <command>"), std::string::npos);
+  EXPECT_NE(r.out.find("info"), std::string::npos);
+}
+
+TEST(Cli, VersionNamesBackends) {
+  const Result r = run("--version");
+  EXPECT_EQ(r.code, 0);
+  EXPECT_NE(r.out.find("lddpm " LDDPM_VERSION), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("MPI yes"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(LDDPM_WITH_CUDA ? "CUDA yes" : "CUDA no"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(LDDPM_WITH_NCCL ? "NCCL yes" : "NCCL no"), std::string::npos) << r.out;
+}
+
+TEST(Cli, EverySubcommandHasHelp) {
+  const Result r = run("info --help");
+  EXPECT_EQ(r.code, 0);
+  EXPECT_NE(r.out.find("--json"), std::string::npos);
+  EXPECT_NE(r.out.find("--config"), std::string::npos);
+  EXPECT_NE(r.out.find("--threads"), std::string::npos);
+}
+
+TEST(Cli, NoArgumentsIsUsageError) { EXPECT_EQ(run("").code, 2); }
+
+TEST(Cli, UnknownCommandIsUsageError) {
+  const Result r = run("frobnicate");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.out.find("frobnicate"), std::string::npos);
+  EXPECT_EQ(lines(r.out), 1) << r.out;
+}
+
+TEST(Cli, UnknownOptionIsOneLineNamingIt) {
+  const Result r = run("info --frobnicate");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.out.find("--frobnicate"), std::string::npos) << r.out;
+  EXPECT_EQ(lines(r.out), 1) << r.out;
+}
+
+TEST(Cli, BadValueIsOneLineNamingOption) {
+  const Result r = run("info --threads lots");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.out.find("--threads"), std::string::npos) << r.out;
+  EXPECT_EQ(lines(r.out), 1) << r.out;
+  const Result neg = run("info --threads -3");
+  EXPECT_EQ(neg.code, 2);
+  EXPECT_NE(neg.out.find("--threads"), std::string::npos) << neg.out;
+}
+
+TEST(Cli, BadLogLevelIsUsageError) {
+  const Result r = run("info --log-level loud");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.out.find("--log-level"), std::string::npos) << r.out;
+}
+
+TEST(Cli, ConfigFileIsReadAndCommandLineWins) {
+  namespace fs = std::filesystem;
+  const fs::path ini = fs::temp_directory_path() / ("lddpm-cli-" + std::to_string(::getpid()) + ".ini");
+  std::ofstream(ini) << "threads = 3\njson = true\n";
+  const Result fromFile = run("info --config " + ini.string(), false);
+  EXPECT_EQ(fromFile.code, 0) << fromFile.out;
+  EXPECT_NE(fromFile.out.find("\"threads\": 3"), std::string::npos) << fromFile.out;
+  const Result cli = run("info --threads 1 --config " + ini.string(), false);
+  EXPECT_NE(cli.out.find("\"threads\": 1"), std::string::npos) << cli.out;
+  std::ofstream(ini) << "threds = 3\n";
+  const Result typo = run("info --config " + ini.string());
+  EXPECT_EQ(typo.code, 2);
+  EXPECT_NE(typo.out.find("threds"), std::string::npos) << typo.out;
+  fs::remove(ini);
+}
+
+TEST(Cli, MpiWorldOfTwoReportedOnce) {
+  const std::string mpi = std::string("OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 ") +
+                          LDDPM_MPIEXEC + " -n 2 --oversubscribe " + LDDPM_BINARY + " info 2>&1";
+  FILE* p = ::popen(mpi.c_str(), "r");
+  std::string out;
+  std::array<char, 4096> buf{};
+  while (size_t n = std::fread(buf.data(), 1, buf.size(), p)) out.append(buf.data(), n);
+  const int status = ::pclose(p);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << out;
+  size_t count = 0;
+  for (size_t pos = out.find("world size 2"); pos != std::string::npos;
+       pos = out.find("world size 2", pos + 1)) {
+    ++count;
+  }
+  EXPECT_EQ(count, 1u) << out;
+  EXPECT_EQ(out.find("world size 1"), std::string::npos) << out;
+}
+
+TEST(Cli, MpiUsageErrorExitsTwoAndPrintsOnce) {
+  const std::string mpi = std::string("OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 ") +
+                          LDDPM_MPIEXEC + " -n 2 --oversubscribe " + LDDPM_BINARY +
+                          " info --nope 2>&1";
+  FILE* p = ::popen(mpi.c_str(), "r");
+  std::string out;
+  std::array<char, 4096> buf{};
+  while (size_t n = std::fread(buf.data(), 1, buf.size(), p)) out.append(buf.data(), n);
+  const int status = ::pclose(p);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 2) << out;
+  size_t count = 0;
+  for (size_t pos = out.find("--nope"); pos != std::string::npos; pos = out.find("--nope", pos + 1)) {
+    ++count;
+  }
+  EXPECT_EQ(count, 1u) << out;
+}
+
+}  // namespace
