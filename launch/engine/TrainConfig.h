@@ -1,0 +1,57 @@
+#pragma once
+// Options of `lddpm train` that belong to the engine (the model's own options are
+// models::ModelConfig): data, schedule, optimisation, parallelism, checkpoints. One struct, one
+// po::options_description, documented defaults (docs/training.md).
+#include <cstdint>
+#include <string>
+
+#include "core/Options.h"
+
+namespace lddpm::launch {
+
+struct TrainConfig {
+  // data
+  std::string store;
+  std::string run;
+  std::string split = "train";
+  std::int64_t patch = 48;          // P³ patches; 0 = whole volumes
+  double lesionFraction = 0.33;     // share of patches centred on a lesion voxel
+  bool flips = true;                // random left-right flips (MNI x axis)
+  int prefetch = 2;                 // loader threads per rank
+  // schedule
+  std::int64_t steps = 1000;
+  std::int64_t batch = 2;           // GLOBAL batch per optimiser step, split over ranks × micro-batches
+  std::int64_t accumulate = 1;      // micro-batches per step (gradient accumulation)
+  std::uint64_t seed = 0;
+  // optimisation
+  double lr = 2e-4;
+  double minLr = 1e-6;
+  std::int64_t warmup = 100;
+  double weightDecay = 0.0;
+  double gradClip = 1.0;            // global L2 norm; 0 = off
+  double emaDecay = 0.999;
+  int maxNonfinite = 5;             // consecutive skipped steps before giving up
+  // parallelism and device
+  int zero = 0;                     // 1: ZeRO-1 sharded AdamW
+  std::string device = "cpu";       // cpu | cuda (one GPU per rank by local rank)
+  bool bf16 = false;                // bf16 autocast on CUDA (fp32 master weights)
+  std::string commBackend = "auto";
+  double commTimeout = 600.0;
+  double bucketMb = 25.0;
+  double firstBucketMb = 1.0;
+  bool overlap = true;
+  std::int64_t desyncCheckEvery = 200;
+  // checkpoints and logging
+  std::int64_t checkpointEvery = 200;
+  int keepCheckpoints = 3;
+  std::string resume = "auto";      // auto | never | PATH of a checkpoint folder
+  std::int64_t logEvery = 10;
+
+  core::po::options_description describe();
+  // Checks ranges and the divisibility of the global batch; UsageError naming the option.
+  void validate(int worldSize) const;
+  // Samples per rank per micro-batch.
+  std::int64_t localBatch(int worldSize) const { return batch / (worldSize * accumulate); }
+};
+
+}  // namespace lddpm::launch

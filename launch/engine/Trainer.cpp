@@ -1,0 +1,409 @@
+#include "launch/engine/Trainer.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <cmath>
+#include <filesystem>
+#include <map>
+#include <sstream>
+
+#include "core/Checkpoint.h"
+#include "core/Error.h"
+#include "core/Log.h"
+#include "core/MetricsLog.h"
+#include "core/Progress.h"
+#include "core/Rng.h"
+#include "core/StopSignal.h"
+#include "core/Timer.h"
+#include "distributed/DataParallel.h"
+#include "distributed/ZeroAdamW.h"
+
+namespace lddpm::launch {
+namespace fs = std::filesystem;
+
+// One optimiser per parameter group (pix2pix: discriminator, then generator), with its reducer.
+struct Trainer::Group {
+  std::string name;
+  torch::OrderedDict<std::string, torch::Tensor> params;
+  std::unique_ptr<dist::DataParallel> reducer;    // --zero 0 and more than one rank
+  std::unique_ptr<torch::optim::AdamW> adam;      // --zero 0
+  std::unique_ptr<dist::ZeroAdamW> zero;          // --zero 1
+};
+
+namespace {
+
+std::string rankFile(const std::string& stem, int rank) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%s-rank%05d.pt", stem.c_str(), rank);
+  return buf;
+}
+
+// Per-sample generators: sample g of stream `group` always draws the same timestep and noise.
+models::Generators sampleGenerators(std::uint64_t seed, const std::vector<std::int64_t>& indices,
+                                    std::size_t group) {
+  models::Generators gens;
+  gens.reserve(indices.size());
+  for (std::int64_t g : indices) {
+    gens.push_back(core::makeCpuGenerator(core::deriveSeed(
+        seed, core::RngStream::DiffusionNoise,
+        {static_cast<std::uint64_t>(g), static_cast<std::uint64_t>(group)})));
+  }
+  return gens;
+}
+
+models::Batch toDevice(const models::Batch& b, const torch::Device& device) {
+  return {b.image.to(device), b.anatomy.to(device), b.lesion.to(device)};
+}
+
+core::TensorDict moduleState(const torch::nn::Module& module) {
+  core::TensorDict out;
+  for (const auto& p : module.named_parameters()) out[p.key()] = p.value();
+  for (const auto& b : module.named_buffers()) out[b.key()] = b.value();
+  return out;
+}
+
+void loadModuleState(torch::nn::Module& module, const core::TensorDict& state,
+                     const std::string& file) {
+  torch::NoGradGuard noGrad;
+  auto assign = [&](const std::string& name, torch::Tensor& target) {
+    auto it = state.find(name);
+    if (it == state.end()) throw core::IoError(file, "has no tensor '" + name + "'");
+    if (it->second.sizes() != target.sizes()) {
+      std::ostringstream s;
+      s << "tensor '" << name << "' has shape " << it->second.sizes() << ", the model expects "
+        << target.sizes() << " (different --model options?)";
+      throw core::IoError(file, s.str());
+    }
+    target.copy_(it->second);
+  };
+  for (auto& p : module.named_parameters()) assign(p.key(), p.value());
+  for (auto& b : module.named_buffers()) assign(b.key(), b.value());
+}
+
+}  // namespace
+
+Trainer::Trainer(TrainConfig config, models::ModelConfig modelConfig, BatchSource& source,
+                 dist::Communicator& comm, std::string resolvedConfig)
+    : config_(std::move(config)),
+      modelConfig_(std::move(modelConfig)),
+      source_(source),
+      comm_(comm),
+      resolvedConfig_(std::move(resolvedConfig)),
+      device_(config_.device == "cuda" ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU)) {
+  config_.validate(comm_.size());
+  // Every rank initialises identically (and DataParallel/ZeroAdamW broadcast rank 0's weights).
+  core::seedGlobal(core::deriveSeed(config_.seed, core::RngStream::ModelInit));
+  model_ = models::createModel(modelConfig_);
+  model_->to(device_);
+  schedule_ = LrSchedule{config_.lr, config_.minLr, config_.warmup, config_.steps};
+  // Dropout draws from the default generator: give it a per-rank stream (restored on resume).
+  core::seedGlobal(core::deriveSeed(config_.seed, core::RngStream::Dropout,
+                                    {static_cast<std::uint64_t>(comm_.rank())}));
+  resumeIfAsked();
+}
+
+Trainer::~Trainer() = default;
+
+std::string Trainer::checkpointDir() const { return (fs::path(config_.run) / "checkpoints").string(); }
+
+void Trainer::buildOptimisers() {
+  // Name every parameter once, so groups (which the models give as plain tensors) have names.
+  std::map<const void*, std::string> names;
+  for (const auto& p : model_->named_parameters()) names[p.value().unsafeGetTensorImpl()] = p.key();
+  for (const auto& spec : model_->parameterGroups()) {
+    auto group = std::make_unique<Group>();
+    group->name = spec.name;
+    for (const auto& t : spec.parameters) group->params.insert(names.at(t.unsafeGetTensorImpl()), t);
+    if (config_.zero == 1) {
+      group->zero = std::make_unique<dist::ZeroAdamW>(
+          group->params, comm_,
+          dist::ZeroAdamWOptions().lr(config_.lr).weightDecay(config_.weightDecay).maxGradNorm(
+              config_.gradClip));
+    } else {
+      if (comm_.size() > 1) {
+        group->reducer = std::make_unique<dist::DataParallel>(
+            group->params, comm_,
+            dist::DataParallelOptions()
+                .firstBucketBytes(static_cast<std::int64_t>(config_.firstBucketMb * (1 << 20)))
+                .bucketCapBytes(static_cast<std::int64_t>(config_.bucketMb * (1 << 20)))
+                .overlap(config_.overlap));
+      }
+      group->adam = std::make_unique<torch::optim::AdamW>(
+          group->params.values(),
+          torch::optim::AdamWOptions(config_.lr).weight_decay(config_.weightDecay));
+    }
+    groups_.push_back(std::move(group));
+  }
+}
+
+void Trainer::resumeIfAsked() {
+  std::string from;
+  if (config_.resume == "auto") {
+    if (auto newest = core::newestCheckpoint(checkpointDir())) from = newest->path;
+  } else if (config_.resume != "never") {
+    from = config_.resume;
+    if (!fs::exists(fs::path(from) / "meta.json")) {
+      LDDPM_THROW(core::UsageError, "lddpm train: option '--resume': '", from,
+                  "' is not a complete checkpoint folder (no meta.json)");
+    }
+  }
+  ema_ = std::make_unique<Ema>(*model_, config_.emaDecay);
+  if (from.empty()) {
+    buildOptimisers();
+    return;
+  }
+  // Weights first (identical on every rank), then optimisers, whose construction flattens and
+  // broadcasts parameters, then their state.
+  const core::Json meta = core::readCheckpointMeta(from);
+  loadModuleState(*model_, core::loadTensorDict(from + "/model.pt"), from + "/model.pt");
+  buildOptimisers();
+  loadCheckpoint(from);
+  step_ = meta.at("step").get<std::int64_t>();
+  skipped_ = meta.value("skipped_steps", std::int64_t{0});
+  LDDPM_LOG(Info) << "resumed from " << from << " at step " << step_;
+}
+
+void Trainer::loadCheckpoint(const std::string& dir) {
+  const core::Json meta = core::readCheckpointMeta(dir);
+  const int savedWorld = meta.value("world_size", 1);
+  const int savedZero = meta.value("zero", 0);
+  if (savedZero != config_.zero) {
+    LDDPM_THROW(core::Error, dir, ": written with --zero ", savedZero, ", resuming with --zero ",
+                config_.zero, " is not supported");
+  }
+  ema_->load(core::loadTensorDict(dir + "/ema.pt"));
+  for (auto& group : groups_) {
+    if (group->zero) {
+      if (savedWorld != comm_.size()) {
+        LDDPM_THROW(core::Error, dir, ": ZeRO-1 optimiser state was sharded over ", savedWorld,
+                    " ranks; resume with the same number of ranks (now ", comm_.size(), ")");
+      }
+      group->zero->load(dir + "/" + rankFile("optimizer-" + group->name, comm_.rank()));
+    } else {
+      torch::serialize::InputArchive archive;
+      const std::string file = dir + "/optimizer-" + group->name + ".pt";
+      try {
+        archive.load_from(file);
+      } catch (const c10::Error& e) {
+        throw core::IoError(file, core::strCat("cannot read optimiser state: ",
+                                               e.what_without_backtrace()));
+      }
+      group->adam->load(archive);
+    }
+  }
+  const int rngRank = savedWorld == comm_.size() ? comm_.rank() : 0;
+  if (savedWorld != comm_.size()) {
+    LDDPM_LOG(Warn) << dir << " was written by " << savedWorld << " ranks; dropout RNG streams "
+                    << "restart from rank 0's state";
+  }
+  const core::TensorDict rng = core::loadTensorDict(dir + "/" + rankFile("rng", rngRank));
+  at::detail::getDefaultCPUGenerator().set_state(rng.at("cpu"));
+}
+
+void Trainer::saveCheckpoint() {
+  const std::string dir = checkpointDir();
+  std::unique_ptr<core::CheckpointWriter> writer;
+  if (comm_.rank() == 0) writer = std::make_unique<core::CheckpointWriter>(dir, step_);
+  comm_.barrier()->wait();  // the temporary folder exists for everyone
+  const std::string temp = core::CheckpointWriter::tempPathFor(dir, step_);
+  for (auto& group : groups_) {
+    if (group->zero) group->zero->save(temp + "/" + rankFile("optimizer-" + group->name, comm_.rank()));
+  }
+  core::saveTensorDict(temp + "/" + rankFile("rng", comm_.rank()),
+                       {{"cpu", at::detail::getDefaultCPUGenerator().get_state()}});
+  if (comm_.rank() == 0) {
+    core::saveTensorDict(temp + "/model.pt", moduleState(*model_));
+    core::saveTensorDict(temp + "/ema.pt", ema_->state());
+    for (auto& group : groups_) {
+      if (!group->adam) continue;
+      torch::serialize::OutputArchive archive;
+      group->adam->save(archive);
+      archive.save_to(temp + "/optimizer-" + group->name + ".pt");
+    }
+    core::writeFileAtomic(temp + "/config.ini", resolvedConfig_);
+  }
+  comm_.barrier()->wait();  // every rank's files are written
+  if (comm_.rank() == 0) {
+    writer->commit({{"world_size", comm_.size()},
+                    {"zero", config_.zero},
+                    {"model", modelConfig_.model},
+                    {"skipped_steps", skipped_},
+                    {"seed", config_.seed}});
+    core::pruneCheckpoints(dir, config_.keepCheckpoints);
+    LDDPM_LOG(Info) << "checkpoint " << core::checkpointName(step_) << " written";
+  }
+  comm_.barrier()->wait();
+}
+
+void Trainer::writeStatus(const std::string& state) const {
+  if (comm_.rank() != 0) return;
+  core::writeJsonFile((fs::path(config_.run) / "status.json").string(),
+                      {{"state", state}, {"step", step_}, {"steps", config_.steps},
+                       {"model", modelConfig_.model}, {"world_size", comm_.size()}});
+}
+
+// Forward/backward of one parameter group over the step's micro-batches, the cross-rank
+// reduction, the finite check and the optimiser step. Returns the globally averaged loss terms
+// (total first); `stopLocal` rides along in the same allreduce and comes back as the last value.
+std::vector<double> Trainer::trainGroup(Group& group, std::size_t groupIndex, double lr, double& dataWait, bool& skipped,
+                                        double& gradNorm, bool stopLocal) {
+  for (auto& p : model_->parameters()) p.mutable_grad() = torch::Tensor();
+  std::vector<std::string> partNames;
+  std::vector<double> sums;
+  for (std::int64_t micro = 0; micro < config_.accumulate; ++micro) {
+    const auto indices = localIndices(step_, micro, config_.batch, config_.accumulate,
+                                      comm_.rank(), comm_.size());
+    core::Stopwatch wait;
+    models::Batch batch = toDevice(source_.get(indices), device_);
+    dataWait += wait.seconds();
+    if (micro + 1 < config_.accumulate) {
+      source_.prefetch(localIndices(step_, micro + 1, config_.batch, config_.accumulate,
+                                    comm_.rank(), comm_.size()));
+    } else if (step_ + 1 < config_.steps) {
+      source_.prefetch(localIndices(step_ + 1, 0, config_.batch, config_.accumulate, comm_.rank(),
+                                    comm_.size()));
+    }
+    models::Generators gens = sampleGenerators(config_.seed, indices, groupIndex);
+    if (group.reducer) group.reducer->setSync(micro + 1 == config_.accumulate);
+    models::LossTerms terms = model_->loss(batch, gens, group.name);
+    (terms.total / static_cast<double>(config_.accumulate)).backward();
+    if (sums.empty()) {
+      sums.assign(terms.parts.size() + 1, 0.0);
+      for (const auto& part : terms.parts) partNames.push_back(part.first);
+    }
+    sums[0] += terms.total.detach().item<double>();
+    for (std::size_t i = 0; i < terms.parts.size(); ++i) {
+      sums[i + 1] += terms.parts[i].second.detach().item<double>();
+    }
+  }
+  if (group.reducer) group.reducer->finish();
+
+  // One small allreduce carries the loss terms, the non-finite flag and the stop flag.
+  bool finite = std::isfinite(sums[0]);
+  for (auto& p : group.params.values()) {
+    if (!finite) break;
+    if (p.grad().defined() && !torch::isfinite(p.grad()).all().item<bool>()) finite = false;
+  }
+  std::vector<double> stats = sums;
+  stats.push_back(finite ? 0.0 : 1.0);
+  stats.push_back(stopLocal ? 1.0 : 0.0);
+  torch::Tensor packed = torch::tensor(stats, torch::kFloat64);
+  comm_.allreduce(packed, dist::ReduceOp::Sum)->wait();
+  auto acc = packed.accessor<double, 1>();
+  const double denominator = static_cast<double>(comm_.size() * config_.accumulate);
+  std::vector<double> out;
+  for (std::size_t i = 0; i < sums.size(); ++i) out.push_back(acc[static_cast<long>(i)] / denominator);
+  const bool anyNonfinite = acc[static_cast<long>(sums.size())] > 0;
+  out.push_back(acc[static_cast<long>(sums.size() + 1)]);  // ranks that want to stop
+
+  skipped = anyNonfinite;
+  if (anyNonfinite) {
+    if (group.zero) group.zero->zeroGrad();
+    return out;
+  }
+  if (group.zero) {
+    group.zero->setLr(lr);
+    gradNorm = group.zero->step();
+  } else {
+    gradNorm = config_.gradClip > 0
+                   ? torch::nn::utils::clip_grad_norm_(group.params.values(), config_.gradClip)
+                   : 0.0;
+    for (auto& pg : group.adam->param_groups()) pg.options().set_lr(lr);
+    group.adam->step();
+  }
+  return out;
+}
+
+TrainResult Trainer::run() {
+  fs::create_directories(config_.run);
+  core::StopSignal::install();
+  core::MetricsLog metrics((fs::path(config_.run) / "metrics.jsonl").string(), step_);
+  writeStatus("running");
+  core::Progress progress("train", config_.steps - step_);
+  const std::int64_t firstStep = step_;
+  TrainResult result;
+  source_.prefetch(localIndices(step_, 0, config_.batch, config_.accumulate, comm_.rank(), comm_.size()));
+
+  // Only while >1 group: a group's backward must not leave gradients on the other groups.
+  auto enableOnly = [&](const Group* active) {
+    if (groups_.size() < 2) return;
+    for (auto& g : groups_) {
+      for (auto& p : g->params.values()) p.set_requires_grad(active == nullptr || g.get() == active);
+    }
+  };
+
+  while (step_ < config_.steps) {
+    comm_.setStep(step_);
+    core::Stopwatch stepWatch;
+    const double lr = schedule_.at(step_);
+    double dataWait = 0.0;
+    double gradNorm = 0.0;
+    bool anySkipped = false;
+    double stopRanks = 0.0;
+    core::Json row = {{"step", step_ + 1}};
+    for (auto& group : groups_) {
+      enableOnly(group.get());
+      bool skipped = false;
+      const std::vector<double> terms =
+          trainGroup(*group, static_cast<std::size_t>(&group - &groups_.front()), lr, dataWait, skipped, gradNorm, core::StopSignal::requested());
+      anySkipped = anySkipped || skipped;
+      stopRanks = std::max(stopRanks, terms.back());
+      const std::string prefix = groups_.size() > 1 ? group->name + "_" : "";
+      row[prefix + "loss"] = terms[0];
+      result.lastLoss = terms[0];
+      if (groups_.size() > 1) row[prefix + "grad_norm"] = gradNorm;
+    }
+    enableOnly(nullptr);
+    if (anySkipped) {
+      ++skipped_;
+      if (++consecutiveNonfinite_ >= config_.maxNonfinite) {
+        writeStatus("failed");
+        LDDPM_THROW(core::Error, "step ", step_ + 1, ": the loss or a gradient was NaN/Inf for ",
+                    consecutiveNonfinite_, " consecutive steps (", skipped_,
+                    " skipped in total); lower --lr, check the store (lddpm inspect), or raise "
+                    "--max-nonfinite");
+      }
+      LDDPM_LOG(Warn) << "step " << step_ + 1 << ": non-finite loss or gradient, step skipped";
+    } else {
+      consecutiveNonfinite_ = 0;
+      ema_->update(*model_);
+    }
+    ++step_;
+    result.finalStep = step_;
+
+    if (groups_.front()->reducer && config_.desyncCheckEvery > 0 &&
+        step_ % config_.desyncCheckEvery == 0) {
+      groups_.front()->reducer->checkParametersInSync(step_);
+    }
+    const double seconds = stepWatch.seconds();
+    if (comm_.rank() == 0 && (step_ % config_.logEvery == 0 || step_ == config_.steps)) {
+      row["lr"] = lr;
+      if (groups_.size() == 1) row["grad_norm"] = gradNorm;
+      row["samples_per_s"] = static_cast<double>(config_.batch) / seconds;
+      row["voxels_per_s"] =
+          static_cast<double>(config_.batch * source_.voxelsPerSample()) / seconds;
+      row["data_wait"] = dataWait / seconds;
+      row["step_seconds"] = seconds;
+      row["skipped_steps"] = skipped_;
+      metrics.append(row);
+    }
+    char detail[96];
+    std::snprintf(detail, sizeof detail, "loss %.4g lr %.3g", result.lastLoss, lr);
+    progress.update(step_ - firstStep, detail);
+
+    const bool stop = stopRanks > 0;
+    if (stop || step_ % config_.checkpointEvery == 0 || step_ == config_.steps) saveCheckpoint();
+    if (stop && step_ < config_.steps) {
+      writeStatus("stopped");
+      throw core::ResumeRequested(core::strCat(
+          "stopped on a signal at step ", step_, " after checkpointing; rerun the same command "
+          "(--resume auto) to continue"));
+    }
+  }
+  progress.finish();
+  result.skippedSteps = skipped_;
+  writeStatus("finished");
+  return result;
+}
+
+}  // namespace lddpm::launch

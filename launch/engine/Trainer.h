@@ -1,0 +1,76 @@
+#pragma once
+// The training engine: one loop for every registered model, plain or data-parallel. Each step
+// draws the global batch's slice of this rank from a BatchSource, runs forward/backward per
+// parameter group (micro-batches accumulate locally; the reducer or the sharded optimiser
+// averages over ranks), skips steps whose loss or gradient is not finite, steps AdamW (replicated
+// or ZeRO-1) at the scheduled learning rate, updates the EMA, logs, and checkpoints — periodically,
+// at the end, and when any rank got SIGTERM/SIGUSR2 (then it throws core::ResumeRequested).
+// Everything random is derived from (seed, global sample index), so a resumed run is bit-identical
+// to an uninterrupted one and N ranks match 1 rank up to summation order.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/Json.h"
+#include "distributed/Communicator.h"
+#include "launch/engine/BatchSource.h"
+#include "launch/engine/Ema.h"
+#include "launch/engine/LrSchedule.h"
+#include "launch/engine/TrainConfig.h"
+#include "models/Registry.h"
+
+namespace lddpm::dist {
+class DataParallel;
+class ZeroAdamW;
+}  // namespace lddpm::dist
+
+namespace lddpm::launch {
+
+struct TrainResult {
+  std::int64_t finalStep = 0;   // steps completed
+  std::int64_t skippedSteps = 0;
+  double lastLoss = 0.0;
+};
+
+class Trainer {
+ public:
+  // Collective: every rank constructs it with the same configuration. `resolvedConfig` is the
+  // INI text stored in each checkpoint.
+  Trainer(TrainConfig config, models::ModelConfig modelConfig, BatchSource& source,
+          dist::Communicator& comm, std::string resolvedConfig);
+  ~Trainer();
+
+  TrainResult run();
+
+  models::ModelImpl& model() { return *model_; }
+  const Ema& ema() const { return *ema_; }
+  std::int64_t step() const { return step_; }
+  std::string checkpointDir() const;
+
+ private:
+  struct Group;
+
+  void buildOptimisers();
+  void resumeIfAsked();
+  void saveCheckpoint();
+  void loadCheckpoint(const std::string& dir);
+  void writeStatus(const std::string& state) const;
+  std::vector<double> trainGroup(Group& group, std::size_t groupIndex, double lr, double& dataWait, bool& skipped,
+                                 double& gradNorm, bool stopLocal);
+
+  TrainConfig config_;
+  models::ModelConfig modelConfig_;
+  BatchSource& source_;
+  dist::Communicator& comm_;
+  std::string resolvedConfig_;
+  torch::Device device_;
+  std::shared_ptr<models::ModelImpl> model_;
+  std::vector<std::unique_ptr<Group>> groups_;
+  std::unique_ptr<Ema> ema_;
+  LrSchedule schedule_;
+  std::int64_t step_ = 0;
+  std::int64_t skipped_ = 0;
+  int consecutiveNonfinite_ = 0;
+};
+
+}  // namespace lddpm::launch
