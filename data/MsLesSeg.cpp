@@ -1,9 +1,10 @@
 #include "data/MsLesSeg.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <filesystem>
-#include <regex>
+#include <optional>
 #include <sstream>
 
 #include "core/Error.h"
@@ -181,6 +182,37 @@ void checkScanConsistency(const ScanRecord& scan, const std::map<Modality, Volum
     }
     if (m == Modality::Flair && (v.data != 0).sum().item<std::int64_t>() == 0) {
       problems.push_back(strCat(fileOf(m), ": empty brain (every voxel is 0)"));
+    }
+  }
+  if (!problems.empty()) {
+    std::ostringstream msg;
+    msg << "scan " << scan.id << " is inconsistent:";
+    for (const auto& p : problems) msg << "\n  " << p;
+    throw core::Error(msg.str());
+  }
+}
+
+void checkScanHeaders(const ScanRecord& scan) {
+  std::vector<std::string> problems;
+  std::optional<NiftiHeaderInfo> reference;
+  for (const auto& [m, file] : scan.files) {
+    NiftiHeaderInfo h;
+    try {
+      h = readNiftiHeader(file);
+    } catch (const core::Error& e) {
+      problems.push_back(e.what());
+      continue;
+    }
+    if (!reference) {
+      reference = h;
+    } else if (h.shape != reference->shape) {
+      problems.push_back(strCat(file, ": shape ", h.shape[0], "x", h.shape[1], "x", h.shape[2],
+                                " differs from ", reference->path, " ", reference->shape[0], "x",
+                                reference->shape[1], "x", reference->shape[2]));
+    } else if (const double d = affineMaxAbsDiff(h.affine, reference->affine);
+               d > detail::kAffineTolerance) {
+      problems.push_back(strCat(file, ": affine differs from ", reference->path, " by up to ", d,
+                                " mm (tolerance ", detail::kAffineTolerance, ")"));
     }
   }
   if (!problems.empty()) {

@@ -36,6 +36,10 @@ struct DatasetIndex {
 // file name expected there) when any scan is incomplete, and when no scan is found at all.
 DatasetIndex discoverMsLesSeg(const std::string& dir);
 
+// The cheap part of the checks, from headers only (no voxel is read): every modality readable as
+// one 3-D volume, same shape and affine (1e-3 mm). Throws core::Error listing every problem.
+void checkScanHeaders(const ScanRecord& scan);
+
 // Reads every modality of `scan` and checks, naming the files: same shape and affine (1e-3 mm)
 // across modalities, no NaN/Inf voxel, a binary MASK (0/1 only), a non-empty brain (FLAIR not
 // all zero). Throws core::Error listing every problem found.

@@ -171,6 +171,15 @@ TEST_F(MsLesSegTest, MismatchedFilesOnDiskAreNamed) {
   data::writeNifti(scan.files.at(Modality::Mask), volume(1.0f, {4, 5, 5}), data::NiftiDtype::UInt8);
   const std::string m = errorOf([&] { data::checkScanConsistency(scan); });
   EXPECT_NE(m.find("P1_T1_MASK.nii.gz: shape"), std::string::npos) << m;
+  const std::string h = errorOf([&] { data::checkScanHeaders(scan); });
+  EXPECT_NE(h.find("P1_T1_MASK.nii.gz: shape 4x5x5"), std::string::npos) << h;
+
+  Volume shifted = volume(100.0f);
+  shifted.affine[7] = 2.0;  // 2 mm along y
+  data::writeNifti(scan.files.at(Modality::Mask), volume(1.0f), data::NiftiDtype::UInt8);
+  data::writeNifti(scan.files.at(Modality::T2), shifted);
+  const std::string a = errorOf([&] { data::checkScanHeaders(scan); });
+  EXPECT_NE(a.find("P1_T1_T2.nii.gz: affine differs"), std::string::npos) << a;
 }
 
 }  // namespace
