@@ -1,0 +1,210 @@
+#include "distributed/DataParallel.h"
+
+#include <cmath>
+
+#include "core/Error.h"
+#include "core/Log.h"
+
+namespace lddpm::dist {
+namespace {
+
+// A signature of the bucket plan; ranks that built different models would otherwise reduce
+// mismatched buffers or hang (DDP's "same order on every rank" rule).
+std::vector<int64_t> planSignature(const std::vector<torch::Tensor>& params,
+                                   const std::vector<std::vector<size_t>>& buckets) {
+  int64_t numel = 0;
+  int64_t shapeHash = 17;
+  for (const auto& p : params) {
+    numel += p.numel();
+    for (int64_t d : p.sizes()) shapeHash = (shapeHash * 31 + d) % 1000000007;
+  }
+  return {static_cast<int64_t>(params.size()), static_cast<int64_t>(buckets.size()), numel,
+          shapeHash};
+}
+
+}  // namespace
+
+DataParallel::DataParallel(torch::nn::Module& module, Communicator& comm,
+                           DataParallelOptions options)
+    : comm_(comm), options_(options) {
+  for (const auto& item : module.named_parameters(/*recurse=*/true)) {
+    if (!item.value().requires_grad()) continue;
+    names_.push_back(item.key());
+    params_.push_back(item.value());
+  }
+  LDDPM_CHECK(!params_.empty(), "DataParallel: the module has no parameter that requires grad");
+
+  // Buckets in reverse registration order; a bucket closes when it reaches its cap or when the
+  // dtype/device changes (one flat buffer holds one dtype).
+  slots_.resize(params_.size());
+  int64_t bucketBytes = 0;
+  for (size_t k = params_.size(); k-- > 0;) {
+    const torch::Tensor& p = params_[k];
+    const bool startNew =
+        bucketParams_.empty() ||
+        bucketBytes >= (bucketParams_.size() == 1 ? options_.firstBucketBytes()
+                                                  : options_.bucketCapBytes()) ||
+        params_[bucketParams_.back().front()].options().dtype() != p.options().dtype() ||
+        params_[bucketParams_.back().front()].device() != p.device();
+    if (startNew) {
+      bucketParams_.emplace_back();
+      bucketBytes = 0;
+    }
+    slots_[k] = Slot{bucketParams_.size() - 1, 0};
+    bucketParams_.back().push_back(k);
+    bucketBytes += p.numel() * static_cast<int64_t>(p.element_size());
+  }
+  for (auto& bucket : bucketParams_) {
+    int64_t numel = 0;
+    for (size_t k : bucket) {
+      slots_[k].offset = numel;
+      numel += params_[k].numel();
+    }
+    buffers_.push_back(torch::zeros({numel}, params_[bucket.front()].options().requires_grad(false)));
+  }
+  pending_.assign(bucketParams_.size(), 0);
+  for (size_t b = 0; b < bucketParams_.size(); ++b) pending_[b] = static_cast<int>(bucketParams_[b].size());
+  works_.resize(bucketParams_.size());
+  ready_.assign(params_.size(), false);
+
+  // Every rank must have built the same plan: compare against rank 0's and fail together.
+  const auto mine = planSignature(params_, bucketParams_);
+  auto reference = torch::tensor(mine, torch::kLong);
+  comm_.broadcast(reference, 0)->wait();
+  auto mismatch = torch::tensor({reference.equal(torch::tensor(mine, torch::kLong)) ? 0L : 1L});
+  comm_.allreduce(mismatch, ReduceOp::Sum)->wait();
+  LDDPM_CHECK(mismatch.item<int64_t>() == 0, "DataParallel: ", mismatch.item<int64_t>(),
+              " rank(s) built a different model than rank 0 (parameters, shapes or bucket plan "
+              "differ; this rank has ", mine[0], " parameters, ", mine[2], " elements)");
+
+  if (options_.broadcastAtStart()) {
+    torch::NoGradGuard noGrad;
+    std::vector<WorkPtr> works;
+    for (auto& p : params_) works.push_back(comm_.broadcast(p.data(), 0));
+    for (auto& b : module.buffers(/*recurse=*/true)) {
+      if (b.defined() && b.numel() > 0) works.push_back(comm_.broadcast(b, 0));
+    }
+    waitAll(works);
+  }
+
+  for (size_t k = 0; k < params_.size(); ++k) {
+    hookIds_.push_back(params_[k].register_hook([this, k](torch::Tensor grad) { onGradient(k, grad); }));
+  }
+  LDDPM_LOG(Debug) << "DataParallel: " << params_.size() << " parameters in "
+                   << bucketParams_.size() << " buckets, " << bytesPerStep() << " bytes per step";
+}
+
+DataParallel::~DataParallel() {
+  for (size_t k = 0; k < params_.size(); ++k) params_[k].remove_hook(hookIds_[k]);
+  // Collectives still in flight write into our buffers: let them land first.
+  for (auto& w : works_) {
+    if (!w) continue;
+    try {
+      w->wait();
+    } catch (...) {  // the error was (or will be) reported by finish()
+    }
+  }
+}
+
+int64_t DataParallel::bytesPerStep() const {
+  int64_t bytes = 0;
+  for (const auto& b : buffers_) bytes += b.nbytes();
+  return bytes;
+}
+
+void DataParallel::setSync(bool sync) { sync_ = sync; }
+
+void DataParallel::onGradient(size_t k, const torch::Tensor& grad) {
+  if (!sync_) return;  // accumulate locally; .grad collects the micro-batches
+  std::lock_guard<std::mutex> lock(mutex_);
+  LDDPM_CHECK(!ready_[k], "DataParallel: parameter '", names_[k],
+              "' received a second gradient before finish(); call finish() after every synced "
+              "backward");
+  const Slot& s = slots_[k];
+  auto view = buffers_[s.bucket].narrow(0, s.offset, params_[k].numel()).view_as(params_[k]);
+  // The hook sees this backward's gradient before it is added to .grad, which already holds
+  // the micro-batches accumulated without sync: the bucket must carry their sum.
+  view.copy_(grad);
+  const torch::Tensor& accumulated = params_[k].grad();
+  if (accumulated.defined()) view.add_(accumulated);
+  ready_[k] = true;
+  if (--pending_[s.bucket] == 0 && options_.overlap()) launchReadyBuckets();
+}
+
+void DataParallel::launchReadyBuckets() {
+  while (nextLaunch_ < bucketParams_.size() && pending_[nextLaunch_] == 0) {
+    works_[nextLaunch_] = comm_.allreduce(buffers_[nextLaunch_], ReduceOp::Avg);
+    ++nextLaunch_;
+  }
+}
+
+void DataParallel::finish() {
+  if (!sync_) return;
+  std::lock_guard<std::mutex> lock(mutex_);
+  std::string missing;
+  int missingCount = 0;
+  for (size_t k = 0; k < params_.size(); ++k) {
+    if (ready_[k]) continue;
+    if (missingCount++ < 8) missing += (missing.empty() ? "" : ", ") + names_[k];
+  }
+  auto reset = [&] {
+    for (auto& w : works_) w.reset();
+    for (size_t b = 0; b < bucketParams_.size(); ++b) pending_[b] = static_cast<int>(bucketParams_[b].size());
+    ready_.assign(params_.size(), false);
+    nextLaunch_ = 0;
+  };
+  if (missingCount > 0) {
+    for (auto& w : works_) {
+      if (w) w->wait();  // the buckets every rank did launch, so the order stays aligned
+    }
+    reset();
+    LDDPM_THROW(core::Error, "DataParallel: ", missingCount, " parameter(s) received no gradient "
+                "in this backward: ", missing, (missingCount > 8 ? ", ..." : ""),
+                ". Every parameter must take part in the loss (or set requires_grad(false))");
+  }
+  if (!options_.overlap()) launchReadyBuckets();
+  for (size_t b = 0; b < bucketParams_.size(); ++b) {
+    works_[b]->wait();
+    for (size_t k : bucketParams_[b]) {
+      auto view = buffers_[b].narrow(0, slots_[k].offset, params_[k].numel()).view_as(params_[k]);
+      torch::Tensor& g = params_[k].mutable_grad();
+      if (g.defined()) {
+        g.copy_(view);
+      } else {
+        g = view.clone();
+      }
+    }
+  }
+  reset();
+}
+
+void DataParallel::checkParametersInSync(int64_t step) {
+  torch::NoGradGuard noGrad;
+  const auto n = static_cast<int64_t>(params_.size());
+  // Two float64 sums per parameter, of the values and of their squares: few corruptions keep
+  // both. Ranks hold bitwise-equal parameters in a healthy run; the tolerance only absorbs
+  // summation-order noise should thread counts differ between ranks.
+  auto mine = torch::empty({2 * n}, torch::kDouble);
+  for (int64_t k = 0; k < n; ++k) {
+    const auto p = params_[static_cast<size_t>(k)].detach().to(torch::kCPU, torch::kDouble);
+    mine[2 * k] = p.sum();
+    mine[2 * k + 1] = p.square().sum();
+  }
+  if (comm_.backend() == Backend::Nccl) mine = mine.to(params_.front().device());
+  auto all = torch::empty({comm_.size() * 2 * n}, mine.options());
+  comm_.allgather(all, mine)->wait();
+  all = all.to(torch::kCPU).view({comm_.size(), 2 * n});
+  const auto ref = all[0];
+  for (int r = 1; r < comm_.size(); ++r) {
+    const auto diff = (all[r] - ref).abs() > 1e-9 * (ref.abs() + 1e-30);
+    if (!diff.any().item<bool>()) continue;
+    const int64_t first = diff.nonzero()[0][0].item<int64_t>() / 2;
+    LDDPM_THROW(core::Error, "desync at step ", step, ": parameter '",
+                names_[static_cast<size_t>(first)], "' differs between rank 0 (checksum ",
+                ref[2 * first].item<double>(), ") and rank ", r, " (", all[r][2 * first].item<double>(),
+                "). Ranks must run identical updates: check that every rank calls finish() and "
+                "the optimizer step, with the same options");
+  }
+}
+
+}  // namespace lddpm::dist

@@ -1,0 +1,80 @@
+#pragma once
+// The data-parallel gradient reducer (after PyTorch DDP's reducer): parameters are grouped into
+// flat buckets in reverse registration order — roughly the order backward produces their
+// gradients — and each bucket's allreduce is launched from autograd hooks the moment its last
+// gradient arrives, so communication overlaps the rest of backward. finish() waits and writes the
+// averaged gradients back into each parameter's .grad.
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "distributed/Communicator.h"
+
+namespace lddpm::dist {
+
+struct DataParallelOptions {
+  // The first bucket is small so the first allreduce starts early in backward; the rest are
+  // capped so a bucket is not held back waiting for too many gradients (PyTorch's defaults).
+  TORCH_ARG(int64_t, firstBucketBytes) = int64_t{1} << 20;
+  TORCH_ARG(int64_t, bucketCapBytes) = int64_t{25} << 20;
+  // false: no hooks launch anything; finish() reduces all buckets after backward (the baseline
+  // the overlap benchmark compares against).
+  TORCH_ARG(bool, overlap) = true;
+  // Make every rank start from rank 0's parameters and buffers.
+  TORCH_ARG(bool, broadcastAtStart) = true;
+};
+
+class DataParallel {
+ public:
+  // Registers hooks on every parameter of `module` that requires grad. Collective: all ranks
+  // construct it with identically built modules (the bucket plan is checked to agree).
+  DataParallel(torch::nn::Module& module, Communicator& comm, DataParallelOptions options = {});
+  ~DataParallel();
+  DataParallel(const DataParallel&) = delete;
+  DataParallel& operator=(const DataParallel&) = delete;
+
+  // Gradient accumulation: with sync off, backward only accumulates into .grad locally; the next
+  // backward with sync on reduces the accumulated sum. Leave it on for the last micro-batch.
+  void setSync(bool sync);
+  bool sync() const { return sync_; }
+
+  // After backward: waits for every bucket and writes the average over ranks into each .grad.
+  // Throws core::Error naming the parameters that received no gradient this step.
+  void finish();
+
+  // Desync detection: compares a float64 checksum of every parameter across ranks; throws
+  // core::Error naming the first parameter, the ranks and `step` when they differ.
+  void checkParametersInSync(int64_t step);
+
+  // The bucket plan (parameter indices in registration order) — for tests and the launch report.
+  const std::vector<std::vector<size_t>>& buckets() const { return bucketParams_; }
+  int64_t bytesPerStep() const;
+
+ private:
+  struct Slot {  // one parameter's place in the buckets
+    size_t bucket;
+    int64_t offset;  // elements into the bucket's flat buffer
+  };
+  void onGradient(size_t param, const torch::Tensor& grad);
+  void launchReadyBuckets();  // in bucket order: every rank issues the same sequence
+
+  Communicator& comm_;
+  DataParallelOptions options_;
+  std::vector<std::string> names_;
+  std::vector<torch::Tensor> params_;
+  std::vector<unsigned> hookIds_;
+  std::vector<Slot> slots_;
+  std::vector<std::vector<size_t>> bucketParams_;
+  std::vector<torch::Tensor> buffers_;  // flat, one per bucket
+  std::vector<int> pending_;            // per bucket: gradients still to arrive this step
+  std::vector<WorkPtr> works_;          // per bucket, this step
+  std::vector<bool> ready_;             // per parameter, this step
+  size_t nextLaunch_ = 0;
+  bool sync_ = true;
+  std::mutex mutex_;  // hooks may run on autograd worker threads
+};
+
+}  // namespace lddpm::dist

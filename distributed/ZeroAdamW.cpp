@@ -1,0 +1,179 @@
+#include "distributed/ZeroAdamW.h"
+
+#include <torch/csrc/jit/serialization/pickle.h>
+
+#include <cmath>
+#include <fstream>
+#include <iterator>
+
+#include "core/AtomicFile.h"
+#include "core/Error.h"
+
+namespace lddpm::dist {
+
+ZeroAdamW::ZeroAdamW(const torch::OrderedDict<std::string, torch::Tensor>& namedParameters,
+                     Communicator& comm, ZeroAdamWOptions options)
+    : comm_(comm), options_(options) {
+  for (const auto& item : namedParameters) {
+    if (!item.value().requires_grad()) continue;
+    names_.push_back(item.key());
+    params_.push_back(item.value());
+  }
+  LDDPM_CHECK(!params_.empty(), "ZeroAdamW: no parameter requires grad");
+  const auto first = params_.front().options();
+  int64_t total = 0;
+  for (size_t k = 0; k < params_.size(); ++k) {
+    LDDPM_CHECK(params_[k].is_floating_point() && params_[k].dtype() == first.dtype() &&
+                    params_[k].device() == first.device(),
+                "ZeroAdamW: parameter '", names_[k], "' is ", params_[k].dtype(), " on ",
+                params_[k].device(), ", the first is ", first.dtype(), " on ", first.device(),
+                "; all must share one floating dtype and device");
+    total += params_[k].numel();
+  }
+  // Shards as equal as possible; the first total % n ranks hold one element more.
+  const int n = comm_.size();
+  for (int r = 0; r < n; ++r) counts_.push_back(total / n + (r < total % n ? 1 : 0));
+  offsets_ = detail::offsetsOf(counts_);
+
+  const auto opts = first.requires_grad(false);
+  flatParams_ = torch::empty({total}, opts);
+  flatGrads_ = torch::empty({total}, opts);
+  shardGrad_ = torch::empty({shardSize()}, opts);
+  expAvg_ = torch::zeros({shardSize()}, opts);
+  expAvgSq_ = torch::zeros({shardSize()}, opts);
+
+  if (options_.broadcastAtStart()) {
+    torch::NoGradGuard noGrad;
+    std::vector<WorkPtr> works;
+    for (auto& p : params_) works.push_back(comm_.broadcast(p.data(), 0));
+    waitAll(works);
+  }
+}
+
+void ZeroAdamW::zeroGrad() {
+  for (auto& p : params_) {
+    if (p.grad().defined()) p.mutable_grad().zero_();
+  }
+}
+
+double ZeroAdamW::step() {
+  torch::NoGradGuard noGrad;
+  std::string missing;
+  int64_t offset = 0;
+  for (size_t k = 0; k < params_.size(); ++k) {
+    const int64_t numel = params_[k].numel();
+    const torch::Tensor& g = params_[k].grad();
+    if (g.defined()) {
+      flatGrads_.narrow(0, offset, numel).view_as(g).copy_(g);
+    } else {
+      missing += (missing.empty() ? "" : ", ") + names_[k];
+    }
+    flatParams_.narrow(0, offset, numel).view_as(params_[k]).copy_(params_[k]);
+    offset += numel;
+  }
+  // Every rank has the same parameters, so every rank finds the same missing ones: they all
+  // throw here, before any collective, and nothing hangs.
+  LDDPM_CHECK(missing.empty(), "ZeroAdamW: parameter(s) without a gradient at step ", step_ + 1,
+              ": ", missing);
+
+  comm_.reduceScatter(shardGrad_, flatGrads_, ReduceOp::Avg, counts_)->wait();
+
+  // The global norm is the root of the sum of every shard's squared norm.
+  auto sq = shardGrad_.to(torch::kDouble).square().sum().reshape({1});
+  if (comm_.backend() != Backend::Nccl) sq = sq.to(torch::kCPU);
+  comm_.allreduce(sq, ReduceOp::Sum)->wait();
+  const double norm = std::sqrt(sq.item<double>());
+  if (options_.maxGradNorm() > 0) {
+    const double coef = options_.maxGradNorm() / (norm + 1e-6);  // clip_grad_norm_'s rule
+    if (coef < 1) shardGrad_.mul_(coef);
+  }
+
+  // torch::optim::AdamW, term by term (decoupled decay, then bias-corrected moments).
+  ++step_;
+  auto shard = flatParams_.narrow(0, shardOffset(), shardSize());
+  const double lr = options_.lr();
+  const double beta1 = options_.beta1();
+  const double beta2 = options_.beta2();
+  if (options_.weightDecay() != 0) shard.mul_(1 - lr * options_.weightDecay());
+  const double biasCorrection1 = 1 - std::pow(beta1, static_cast<double>(step_));
+  const double biasCorrection2 = 1 - std::pow(beta2, static_cast<double>(step_));
+  expAvg_.mul_(beta1).add_(shardGrad_, 1 - beta1);
+  expAvgSq_.mul_(beta2).addcmul_(shardGrad_, shardGrad_, 1 - beta2);
+  const auto denom = (expAvgSq_.sqrt() / std::sqrt(biasCorrection2)).add_(options_.eps());
+  shard.addcdiv_(expAvg_, denom, -lr / biasCorrection1);
+
+  comm_.allgather(flatParams_, shard, counts_)->wait();  // in place: the shard is our slice
+  offset = 0;
+  for (auto& p : params_) {
+    p.copy_(flatParams_.narrow(0, offset, p.numel()).view_as(p));
+    offset += p.numel();
+  }
+  return norm;
+}
+
+c10::Dict<std::string, torch::Tensor> ZeroAdamW::stateDict() const {
+  c10::Dict<std::string, torch::Tensor> state;
+  auto scalar = [](int64_t v) { return torch::tensor(v, torch::kLong); };
+  state.insert("exp_avg", expAvg_.to(torch::kCPU).clone());
+  state.insert("exp_avg_sq", expAvgSq_.to(torch::kCPU).clone());
+  state.insert("step", scalar(step_));
+  state.insert("world_size", scalar(comm_.size()));
+  state.insert("shard_offset", scalar(shardOffset()));
+  state.insert("shard_size", scalar(shardSize()));
+  state.insert("total_size", scalar(totalSize()));
+  return state;
+}
+
+void ZeroAdamW::loadStateDict(const c10::Dict<std::string, torch::Tensor>& state,
+                              const std::string& source) {
+  auto field = [&](const char* key) {
+    LDDPM_CHECK(state.contains(key), source, ": optimizer state has no '", key, "'");
+    return state.at(key);
+  };
+  auto expectLayout = [&](const char* key, int64_t expected) {
+    const int64_t got = field(key).item<int64_t>();
+    LDDPM_CHECK(got == expected, source, ": optimizer state was written with ", key, " = ", got,
+                ", this run has ", expected, " (ZeRO state is per rank: resume with the same "
+                "world size and model)");
+  };
+  expectLayout("total_size", totalSize());
+  expectLayout("world_size", comm_.size());
+  expectLayout("shard_offset", shardOffset());
+  expectLayout("shard_size", shardSize());
+  const auto m = field("exp_avg");
+  const auto v = field("exp_avg_sq");
+  LDDPM_CHECK(m.numel() == shardSize() && v.numel() == shardSize(), source,
+              ": exp_avg/exp_avg_sq have ", m.numel(), "/", v.numel(), " elements, expected ",
+              shardSize());
+  expAvg_.copy_(m.view_as(expAvg_));
+  expAvgSq_.copy_(v.view_as(expAvgSq_));
+  step_ = field("step").item<int64_t>();
+}
+
+void ZeroAdamW::save(const std::string& path) const {
+  const std::vector<char> bytes = torch::pickle_save(c10::IValue(stateDict()));
+  core::writeFileAtomic(path, std::string(bytes.begin(), bytes.end()));
+}
+
+void ZeroAdamW::load(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw core::IoError(path, "cannot open optimizer state");
+  const std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  c10::IValue value;
+  try {
+    value = torch::pickle_load(bytes);
+  } catch (const c10::Error& e) {
+    throw core::IoError(path, std::string("not a pickled optimizer state: ") + e.what_without_backtrace());
+  }
+  if (!value.isGenericDict()) throw core::IoError(path, "not a dict of tensors");
+  c10::Dict<std::string, torch::Tensor> state;
+  for (const auto& item : value.toGenericDict()) {
+    if (!item.key().isString() || !item.value().isTensor()) {
+      throw core::IoError(path, "not a dict of tensors");
+    }
+    state.insert(item.key().toStringRef(), item.value().toTensor());
+  }
+  loadStateDict(state, path);
+}
+
+}  // namespace lddpm::dist

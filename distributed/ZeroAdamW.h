@@ -1,0 +1,75 @@
+#pragma once
+// ZeRO stage 1 AdamW: each rank keeps the Adam moments of one contiguous slice ("shard") of the
+// flattened parameters, so optimizer memory per rank falls from 8 B to 8/N B per parameter
+// (fp32 moments). A step reduce-scatters the local gradients (each rank receives the average of
+// its shard), clips by the global norm, updates its shard with AdamW and allgathers the updated
+// parameters. Replaces DataParallel + torch::optim::AdamW; the update is the same formula as
+// torch::optim::AdamW (decoupled weight decay), so both give the same parameters.
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "distributed/Communicator.h"
+
+namespace lddpm::dist {
+
+struct ZeroAdamWOptions {
+  TORCH_ARG(double, lr) = 1e-3;
+  TORCH_ARG(double, beta1) = 0.9;
+  TORCH_ARG(double, beta2) = 0.999;
+  TORCH_ARG(double, eps) = 1e-8;
+  TORCH_ARG(double, weightDecay) = 1e-2;
+  // Clip the gradient to this global L2 norm (torch::nn::utils::clip_grad_norm_'s rule);
+  // 0 disables clipping.
+  TORCH_ARG(double, maxGradNorm) = 0.0;
+  // Make every rank start from rank 0's parameters.
+  TORCH_ARG(bool, broadcastAtStart) = true;
+};
+
+class ZeroAdamW {
+ public:
+  // Collective. Parameters that do not require grad are left alone; the rest must share one
+  // floating dtype and device.
+  ZeroAdamW(const torch::OrderedDict<std::string, torch::Tensor>& namedParameters,
+            Communicator& comm, ZeroAdamWOptions options = {});
+
+  // Uses the local (un-reduced) .grad of every parameter; returns the global gradient norm
+  // before clipping. Throws core::Error naming parameters without a gradient.
+  double step();
+  void zeroGrad();
+
+  void setLr(double lr) { options_.lr(lr); }
+  const ZeroAdamWOptions& options() const { return options_; }
+
+  // This rank's slice of the flattened parameters: [offset, offset + size) of totalSize().
+  int64_t shardOffset() const { return offsets_[static_cast<size_t>(comm_.rank())]; }
+  int64_t shardSize() const { return counts_[static_cast<size_t>(comm_.rank())]; }
+  int64_t totalSize() const { return flatParams_.numel(); }
+  int64_t stepCount() const { return step_; }
+
+  // Per-rank state: exp_avg, exp_avg_sq (this shard), step, and the layout it belongs to
+  // (world_size, shard_offset, shard_size, total_size) so a restore into another layout fails
+  // loudly. A file written by save() is a pickled dict of tensors that Python's torch.load reads.
+  c10::Dict<std::string, torch::Tensor> stateDict() const;
+  void loadStateDict(const c10::Dict<std::string, torch::Tensor>& state, const std::string& source);
+  void save(const std::string& path) const;
+  void load(const std::string& path);
+
+ private:
+  Communicator& comm_;
+  ZeroAdamWOptions options_;
+  std::vector<std::string> names_;
+  std::vector<torch::Tensor> params_;
+  std::vector<int64_t> counts_;
+  std::vector<int64_t> offsets_;
+  torch::Tensor flatParams_;  // [total]
+  torch::Tensor flatGrads_;   // [total]
+  torch::Tensor shardGrad_;   // [shardSize]
+  torch::Tensor expAvg_;      // [shardSize]
+  torch::Tensor expAvgSq_;    // [shardSize]
+  int64_t step_ = 0;
+};
+
+}  // namespace lddpm::dist
