@@ -1,0 +1,58 @@
+// `lddpm export`: the weights of a run or checkpoint as one file that Python's torch.load reads
+// as a dict of parameter name -> tensor (EMA weights by default), for evaluation or fine-tuning
+// in Python.
+#include <filesystem>
+#include <iostream>
+
+#include "core/Checkpoint.h"
+#include "core/Error.h"
+#include "core/Log.h"
+#include "distributed/World.h"
+#include "launch/Command.h"
+
+namespace lddpm::launch {
+namespace fs = std::filesystem;
+
+int runExport(const CommandArgs& args) {
+  std::string run, checkpoint, out, weights = "ema";
+  po::options_description own("export options");
+  own.add_options()
+      ("run", po::value(&run)->value_name("DIR"), "run directory: its newest complete checkpoint")
+      ("checkpoint", po::value(&checkpoint)->value_name("DIR"), "a checkpoint folder")
+      ("out", po::value(&out)->required()->value_name("FILE"), "output .pt file")
+      ("weights", po::value(&weights)->default_value(weights), "ema | model");
+  if (!parseCommand("export", "--run DIR | --checkpoint DIR --out FILE [--weights ema|model]", args, own)) {
+    return 0;
+  }
+  if (run.empty() == checkpoint.empty()) {
+    LDDPM_THROW(core::UsageError, "lddpm export: give exactly one of '--run' and '--checkpoint'");
+  }
+  if (weights != "ema" && weights != "model") {
+    LDDPM_THROW(core::UsageError, "lddpm export: option '--weights': '", weights,
+                "' is not ema or model");
+  }
+  if (!run.empty()) {
+    const auto newest = core::newestCheckpoint((fs::path(run) / "checkpoints").string());
+    if (!newest) {
+      LDDPM_THROW(core::UsageError, "lddpm export: option '--run': '", run,
+                  "' has no complete checkpoint in checkpoints/");
+    }
+    checkpoint = newest->path;
+  }
+  core::readCheckpointMeta(checkpoint);  // format check, names the file on failure
+  if (dist::World::get().rank() != 0) return 0;
+  core::TensorDict tensors = core::loadTensorDict(checkpoint + "/" + weights + ".pt");
+  tensors.erase("__ema_updates__");
+  if (weights == "ema") {
+    // The EMA holds parameters only: take buffers (e.g. norm statistics) from the model.
+    for (const auto& [name, tensor] : core::loadTensorDict(checkpoint + "/model.pt")) {
+      tensors.emplace(name, tensor);
+    }
+  }
+  core::saveTensorDict(out, tensors);
+  std::cout << "wrote " << out << ": " << tensors.size() << " tensors (" << weights
+            << " weights of " << checkpoint << ")\n";
+  return 0;
+}
+
+}  // namespace lddpm::launch
