@@ -1,0 +1,130 @@
+#include "models/Blocks.h"
+
+#include <cmath>
+
+namespace lddpm::models {
+
+namespace nn = torch::nn;
+
+namespace detail {
+void zeroParameters(nn::Module& module) {
+  torch::NoGradGuard noGrad;
+  for (auto& p : module.parameters()) p.zero_();
+}
+}  // namespace detail
+
+namespace {
+nn::Conv3d conv3(std::int64_t in, std::int64_t out) {
+  return nn::Conv3d(nn::Conv3dOptions(in, out, 3).padding(1));
+}
+}  // namespace
+
+torch::Tensor sinusoidalEmbedding(const torch::Tensor& t, std::int64_t dim, const torch::Tensor& like) {
+  TORCH_CHECK(t.dim() == 1, "sinusoidalEmbedding: timesteps must be [B], got ", t.sizes());
+  TORCH_CHECK(dim % 2 == 0, "sinusoidalEmbedding: dim must be even, got ", dim);
+  const std::int64_t half = dim / 2;
+  const auto f32 = like.options().dtype(torch::kFloat32);
+  const auto freqs =
+      torch::exp(torch::arange(half, f32) * (-std::log(10000.0) / static_cast<double>(half)));
+  const auto args = t.to(f32).unsqueeze(1) * freqs.unsqueeze(0);  // [B, half]
+  return torch::cat({torch::cos(args), torch::sin(args)}, 1).to(like.scalar_type());
+}
+
+TimestepEmbeddingImpl::TimestepEmbeddingImpl(std::int64_t dim) : dim_(dim) {
+  fc1_ = register_module("fc1", nn::Linear(dim, 4 * dim));
+  fc2_ = register_module("fc2", nn::Linear(4 * dim, 4 * dim));
+}
+
+torch::Tensor TimestepEmbeddingImpl::forward(const torch::Tensor& t, const torch::Tensor& like) {
+  return fc2_(torch::silu(fc1_(sinusoidalEmbedding(t, dim_, like))));
+}
+
+MaskModulationImpl::MaskModulationImpl(std::int64_t channels, std::int64_t maskChannels,
+                                       std::int64_t hidden) {
+  shared_ = register_module("shared", conv3(maskChannels, hidden));
+  gammaBeta_ = register_module("gamma_beta", conv3(hidden, 2 * channels));
+  detail::zeroParameters(*gammaBeta_);
+}
+
+torch::Tensor MaskModulationImpl::forward(const torch::Tensor& h, const torch::Tensor& mask) {
+  const auto gb = gammaBeta_(torch::silu(shared_(mask))).chunk(2, /*dim=*/1);
+  return h * (1 + gb[0]) + gb[1];
+}
+
+ResBlock3DImpl::ResBlock3DImpl(const ResBlock3DOptions& options) : options_(options) {
+  const auto in = options.inChannels(), out = options.outChannels();
+  norm1_ = register_module("norm1", nn::GroupNorm(options.groups(), in));
+  conv1_ = register_module("conv1", conv3(in, out));
+  norm2_ = register_module("norm2", nn::GroupNorm(options.groups(), out));
+  conv2_ = register_module("conv2", conv3(out, out));
+  detail::zeroParameters(*conv2_);
+  if (in != out) skip_ = register_module("skip", nn::Conv3d(nn::Conv3dOptions(in, out, 1)));
+  if (options.embedDim() > 0) embProj_ = register_module("emb_proj", nn::Linear(options.embedDim(), out));
+  if (options.maskChannels() > 0) {
+    mod1_ = register_module("mod1", MaskModulation(in, options.maskChannels(), options.modulationHidden()));
+    mod2_ = register_module("mod2", MaskModulation(out, options.maskChannels(), options.modulationHidden()));
+  }
+}
+
+torch::Tensor ResBlock3DImpl::forward(const torch::Tensor& x, const torch::Tensor& emb,
+                                      const torch::Tensor& mask) {
+  return shortcut(x) + branch(x, emb, mask);
+}
+
+torch::Tensor ResBlock3DImpl::shortcut(const torch::Tensor& x) { return skip_.is_empty() ? x : skip_(x); }
+
+torch::Tensor ResBlock3DImpl::branch(const torch::Tensor& x, const torch::Tensor& emb,
+                                     const torch::Tensor& mask) {
+  const bool modulate = !mod1_.is_empty();
+  TORCH_CHECK(!modulate || mask.defined(), "ResBlock3D: built with mask modulation but no mask given");
+  TORCH_CHECK(embProj_.is_empty() || emb.defined(), "ResBlock3D: built with a timestep embedding but none given");
+  auto h = norm1_(x);
+  if (modulate) h = mod1_(h, mask);
+  h = conv1_(torch::silu(h));
+  if (!embProj_.is_empty()) {
+    const auto e = embProj_(torch::silu(emb));  // [B, Cout]
+    h = h + e.view({e.size(0), e.size(1), 1, 1, 1});
+  }
+  h = norm2_(h);
+  if (modulate) h = mod2_(h, mask);
+  h = torch::silu(h);
+  if (options_.dropout() > 0) h = torch::dropout(h, options_.dropout(), is_training());
+  return conv2_(h);
+}
+
+Downsample3DImpl::Downsample3DImpl(std::int64_t channels) {
+  conv_ = register_module("conv", nn::Conv3d(nn::Conv3dOptions(channels, channels, 3).stride(2).padding(1)));
+}
+
+torch::Tensor Downsample3DImpl::forward(const torch::Tensor& x) { return conv_(x); }
+
+Upsample3DImpl::Upsample3DImpl(std::int64_t channels) {
+  conv_ = register_module("conv", conv3(channels, channels));
+}
+
+torch::Tensor Upsample3DImpl::forward(const torch::Tensor& x) {
+  return conv_(torch::upsample_nearest3d(x, {x.size(2) * 2, x.size(3) * 2, x.size(4) * 2}));
+}
+
+AttentionBlock3DImpl::AttentionBlock3DImpl(std::int64_t channels, std::int64_t heads, std::int64_t groups)
+    : heads_(heads) {
+  TORCH_CHECK(channels % heads == 0, "AttentionBlock3D: ", channels, " channels not divisible by ",
+              heads, " heads");
+  norm_ = register_module("norm", nn::GroupNorm(groups, channels));
+  qkv_ = register_module("qkv", nn::Conv3d(nn::Conv3dOptions(channels, 3 * channels, 1)));
+  proj_ = register_module("proj", nn::Conv3d(nn::Conv3dOptions(channels, channels, 1)));
+  detail::zeroParameters(*proj_);
+}
+
+torch::Tensor AttentionBlock3DImpl::forward(const torch::Tensor& x) {
+  const auto b = x.size(0), c = x.size(1), n = x.size(2) * x.size(3) * x.size(4);
+  const auto headDim = c / heads_;
+  // [B, 3C, N] -> three [B * heads, headDim, N]
+  const auto qkv = qkv_(norm_(x)).reshape({b * heads_, 3 * headDim, n}).chunk(3, /*dim=*/1);
+  const double scale = 1.0 / std::sqrt(static_cast<double>(headDim));
+  const auto weights = torch::softmax(torch::bmm(qkv[0].transpose(1, 2), qkv[1]) * scale, -1);  // [BH, N, N]
+  const auto out = torch::bmm(qkv[2], weights.transpose(1, 2));  // [BH, headDim, N]
+  return x + proj_(out.reshape(x.sizes()));
+}
+
+}  // namespace lddpm::models

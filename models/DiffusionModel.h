@@ -1,0 +1,44 @@
+#pragma once
+// A mask-conditioned denoising diffusion model: the 3-D U-Net denoiser, its noise schedule and its
+// loss. With mask modulation at every level and the lesion-weighted L1 it is `lesion-ddpm`; with
+// the mask at the input only and λ = 0 it is the Med-DDPM baseline `cond-ddpm`.
+#include <torch/torch.h>
+
+#include "models/Diffusion.h"
+#include "models/Model.h"
+#include "models/UNet3D.h"
+
+namespace lddpm::models {
+
+struct DiffusionOptions {
+  TORCH_ARG(std::int64_t, timesteps) = 1000;
+  TORCH_ARG(Prediction, prediction) = Prediction::Epsilon;
+  TORCH_ARG(double, lesionWeight) = 4.0;  // λ: weight 1 + λ on lesion voxels of the noise error
+  TORCH_ARG(double, x0Weight) = 0.0;      // weight of the lesion-weighted x̂0 L1 term (0: off)
+  TORCH_ARG(std::int64_t, anatomyChannels) = 3;
+};
+
+class DiffusionModelImpl : public ModelImpl {
+ public:
+  // unet.maskChannels() must be anatomyChannels + 1 (anatomy and lesion).
+  DiffusionModelImpl(const std::string& name, const UNetOptions& unet, const DiffusionOptions& diffusion);
+
+  // Draws t ~ U{0..T-1} and ε ~ N(0, I) per sample from gens (in that order), and returns
+  // "noise_l1" = mean((1 + λ·lesion)|f(x_t, t, mask) - target|), plus "x0_l1" when x0Weight > 0.
+  LossTerms loss(const Batch& batch, Generators& gens, const std::string& group = "model") override;
+  torch::Tensor synthesize(const Batch& condition, const SamplerOptions& sampler, Generators& gens) override;
+  std::int64_t sizeDivisor() const override { return unet_->options().sizeDivisor(); }
+
+  // The raw network output (ε̂ or v̂) at (x_t [B, 1, ...], t [B], condition [B, Cm + 1, ...]).
+  torch::Tensor denoise(const torch::Tensor& xt, const torch::Tensor& t, const torch::Tensor& condition);
+  const NoiseSchedule& schedule() const { return schedule_; }
+  const DiffusionOptions& options() const { return options_; }
+  UNet3D& unet() { return unet_; }
+
+ private:
+  DiffusionOptions options_;
+  NoiseSchedule schedule_;
+  UNet3D unet_{nullptr};
+};
+
+}  // namespace lddpm::models

@@ -1,0 +1,45 @@
+#include "models/Model.h"
+
+#include "core/Error.h"
+
+namespace lddpm::models {
+
+torch::Tensor ModelImpl::synthesize(const Batch&, const SamplerOptions&, Generators&) {
+  LDDPM_THROW(core::Error, "model '", name(), "' does not synthesise images");
+}
+
+std::int64_t ModelImpl::parameterCount() const {
+  std::int64_t count = 0;
+  for (const auto& p : parameters()) count += p.numel();
+  return count;
+}
+
+namespace detail {
+namespace {
+std::string dims(at::IntArrayRef sizes) {
+  std::string out;
+  for (auto s : sizes) out += (out.empty() ? "" : ", ") + std::to_string(s);
+  return out;
+}
+}  // namespace
+
+void checkBatch(const Batch& batch, std::int64_t anatomyChannels, const std::string& model, bool needImage) {
+  const auto& ref = needImage ? batch.image : batch.lesion;
+  TORCH_CHECK(ref.defined() && ref.dim() == 5 && ref.size(1) == 1, model, ": ",
+              needImage ? "image" : "lesion", " must be [B, 1, D, H, W], got ",
+              ref.defined() ? ref.sizes() : at::IntArrayRef{});
+  const auto spatial = ref.sizes().slice(2);
+  const auto b = ref.size(0);
+  TORCH_CHECK(batch.lesion.defined() && batch.lesion.dim() == 5 && batch.lesion.size(0) == b &&
+                  batch.lesion.size(1) == 1 && batch.lesion.sizes().slice(2) == spatial,
+              model, ": lesion must be [", b, ", 1, ", dims(spatial), "]");
+  if (anatomyChannels > 0) {
+    TORCH_CHECK(batch.anatomy.defined() && batch.anatomy.dim() == 5 && batch.anatomy.size(0) == b &&
+                    batch.anatomy.size(1) == anatomyChannels && batch.anatomy.sizes().slice(2) == spatial,
+                model, ": anatomy must be [", b, ", ", anatomyChannels, ", ", dims(spatial), "], got ",
+                batch.anatomy.defined() ? batch.anatomy.sizes() : at::IntArrayRef{});
+  }
+}
+}  // namespace detail
+
+}  // namespace lddpm::models

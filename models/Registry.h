@@ -1,0 +1,58 @@
+#pragma once
+// Model names -> factories: `lesion-ddpm`, `cond-ddpm`, `pix2pix`, `seg`. One options struct
+// (ModelConfig, with its po::options_description) configures all of them; the engine builds a model
+// by name and trains it through the ModelImpl interface alone (models/Model.h).
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/Options.h"
+#include "models/Model.h"
+#include "models/UNetOptions.h"
+
+namespace lddpm::models {
+
+// Defaults are for the phantom demo (48³-64³ patches on CPU); docs/models.md gives the reasons.
+struct ModelConfig {
+  std::string model = "lesion-ddpm";
+  std::int64_t anatomyChannels = 3;  // one-hot CSF, GM, WM (data/StoreSchema.h TissueLabel)
+  std::int64_t baseChannels = 16;
+  std::string channelMultipliers = "1,2,4,4";
+  std::int64_t blocksPerLevel = 1;
+  std::string attentionLevels = "3";
+  std::int64_t attentionHeads = 4;
+  std::int64_t groups = 8;
+  double dropout = 0.0;
+  std::string checkpointLevels;  // empty: keep every activation
+  std::string maskSites = "input,encoder,bottleneck,decoder";  // lesion-ddpm ablations
+  std::int64_t timesteps = 1000;
+  std::string prediction = "eps";
+  double lesionWeight = 4.0;
+  double x0Weight = 0.0;
+  double l1Weight = 100.0;
+  std::int64_t discriminatorChannels = 16;
+  std::int64_t discriminatorLayers = 3;
+
+  // Options bound to this struct's members ("--model", "--base-channels", ...).
+  core::po::options_description describe();
+  // The U-Net options these settings give for `inChannels` -> `outChannels`; UsageError naming the
+  // option for a malformed list or a width GroupNorm or attention cannot split.
+  UNetOptions unetOptions(std::int64_t inChannels, std::int64_t outChannels) const;
+};
+
+struct RegisteredModel {
+  std::string name;
+  std::string summary;
+  std::function<std::shared_ptr<ModelImpl>(const ModelConfig&)> create;
+};
+
+// Every model this build knows, in a stable order.
+const std::vector<RegisteredModel>& registeredModels();
+// Builds config.model; UsageError naming --model (and listing the names) when unknown.
+std::shared_ptr<ModelImpl> createModel(const ModelConfig& config);
+
+// "1,2,4" -> {1, 2, 4}; "" -> {}. UsageError naming `option` on anything else.
+std::vector<std::int64_t> parseIntList(const std::string& text, const std::string& option);
+
+}  // namespace lddpm::models

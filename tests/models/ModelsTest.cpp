@@ -1,0 +1,198 @@
+// Every registered model through the engine's interface (models/Model.h): output shapes, loss
+// terms, parameter groups and counts, the lesion-ddpm loss wired as the formula says, dtype
+// following the input, and usage errors that name the option.
+#include <gtest/gtest.h>
+
+#include "core/Error.h"
+#include "core/Rng.h"
+#include "models/DiffusionModel.h"
+#include "models/Pix2Pix.h"
+#include "models/Registry.h"
+#include "models/Segmenter.h"
+
+namespace {
+using namespace lddpm::models;
+using lddpm::core::makeCpuGenerator;
+
+ModelConfig tinyConfig(const std::string& model) {
+  ModelConfig c;
+  c.model = model;
+  c.baseChannels = 8;
+  c.channelMultipliers = "1,2";
+  c.attentionLevels = "1";
+  c.attentionHeads = 2;
+  c.groups = 4;
+  c.timesteps = 100;
+  c.discriminatorChannels = 8;
+  c.discriminatorLayers = 2;
+  return c;
+}
+
+Batch tinyBatch(std::int64_t b = 2, std::int64_t side = 8) {
+  torch::manual_seed(42);
+  Batch batch;
+  batch.image = torch::rand({b, 1, side, side, side}) * 2 - 1;
+  const auto tissue = torch::randint(0, 4, {b, side, side, side});
+  batch.anatomy = torch::stack({tissue == 1, tissue == 2, tissue == 3}, 1).to(torch::kUInt8);
+  batch.lesion = (torch::rand({b, 1, side, side, side}) > 0.9).to(torch::kUInt8);
+  return batch;
+}
+
+TEST(Registry, ListsTheFourModels) {
+  std::vector<std::string> names;
+  for (const auto& m : registeredModels()) names.push_back(m.name);
+  EXPECT_EQ(names, (std::vector<std::string>{"lesion-ddpm", "cond-ddpm", "pix2pix", "seg"}));
+}
+
+TEST(Registry, EveryModelTrainsAndSynthesisesThroughTheInterface) {
+  const Batch batch = tinyBatch();
+  for (const auto& entry : registeredModels()) {
+    SCOPED_TRACE(entry.name);
+    auto model = createModel(tinyConfig(entry.name));
+    EXPECT_EQ(model->name(), entry.name);
+    EXPECT_EQ(model->sizeDivisor(), entry.name == "pix2pix" ? 4 : 2);
+    std::int64_t count = 0;
+    for (const auto& p : model->parameters()) count += p.numel();
+    EXPECT_EQ(model->parameterCount(), count);
+    EXPECT_GT(count, 1000);
+
+    std::int64_t grouped = 0;
+    for (const auto& group : model->parameterGroups()) {
+      for (const auto& p : group.parameters) grouped += p.numel();
+      Generators gens{makeCpuGenerator(1), makeCpuGenerator(2)};
+      const LossTerms terms = model->loss(batch, gens, group.name);
+      ASSERT_EQ(terms.total.dim(), 0);
+      EXPECT_TRUE(std::isfinite(terms.total.item<double>()));
+      EXPECT_TRUE(terms.total.requires_grad());
+      EXPECT_FALSE(terms.parts.empty());
+    }
+    EXPECT_EQ(grouped, count);  // groups partition the parameters
+
+    Generators gens{makeCpuGenerator(3)};
+    if (entry.name == "seg") {
+      EXPECT_THROW(model->synthesize(batch, SamplerOptions(), gens), lddpm::core::Error);
+      auto seg = std::dynamic_pointer_cast<SegmenterImpl>(model);
+      ASSERT_TRUE(seg);
+      EXPECT_EQ(seg->logits(batch.image).sizes(), batch.image.sizes());
+      const auto big = torch::rand({1, 1, 12, 8, 20});
+      const auto p = seg->predict(big, SlidingWindowOptions().window({8, 8, 8}));
+      EXPECT_EQ(p.sizes(), big.sizes());
+      EXPECT_GE(p.min().item<double>(), 0.0);
+      EXPECT_LE(p.max().item<double>(), 1.0);
+      continue;
+    }
+    const auto image = model->synthesize(batch, SamplerOptions().steps(3), gens);
+    EXPECT_EQ(image.sizes(), batch.image.sizes());
+    EXPECT_LE(image.abs().max().item<double>(), 1.0);
+    EXPECT_FALSE(image.requires_grad());
+  }
+}
+
+TEST(Registry, MaskSitesControlTheModulation) {
+  const auto lesion = createModel(tinyConfig("lesion-ddpm"));
+  const auto cond = createModel(tinyConfig("cond-ddpm"));
+  auto inputOnly = tinyConfig("lesion-ddpm");
+  inputOnly.maskSites = "input";
+  // With the mask at the input only, lesion-ddpm's network is cond-ddpm's.
+  EXPECT_EQ(createModel(inputOnly)->parameterCount(), cond->parameterCount());
+  EXPECT_GT(lesion->parameterCount(), cond->parameterCount());
+  std::int64_t modulation = 0;
+  for (const auto& item : lesion->named_parameters()) {
+    if (item.key().find("mod") != std::string::npos) modulation += item.value().numel();
+  }
+  EXPECT_EQ(lesion->parameterCount() - cond->parameterCount(), modulation);
+}
+
+TEST(Registry, BadOptionsAreUsageErrorsNamingTheOption) {
+  auto expectUsage = [](ModelConfig c, const std::string& option) {
+    try {
+      createModel(c);
+      ADD_FAILURE() << "no error for " << option;
+    } catch (const lddpm::core::UsageError& e) {
+      EXPECT_NE(std::string(e.what()).find(option), std::string::npos) << e.what();
+    }
+  };
+  auto c = tinyConfig("lesion-ddpm");
+  c.model = "unet9000";
+  expectUsage(c, "--model");
+  c = tinyConfig("lesion-ddpm");
+  c.groups = 3;
+  expectUsage(c, "--groups");
+  c = tinyConfig("seg");
+  c.channelMultipliers = "1,two";
+  expectUsage(c, "--channel-mult");
+  c = tinyConfig("lesion-ddpm");
+  c.maskSites = "input,everywhere";
+  expectUsage(c, "--mask-sites");
+  c = tinyConfig("cond-ddpm");
+  c.prediction = "x0";
+  expectUsage(c, "prediction");
+  c = tinyConfig("lesion-ddpm");
+  c.checkpointLevels = "5";
+  expectUsage(c, "--checkpoint-levels");
+}
+
+TEST(DiffusionModel, LossIsTheLesionWeightedL1OfTheDenoiser) {
+  auto model = std::dynamic_pointer_cast<DiffusionModelImpl>(createModel(tinyConfig("lesion-ddpm")));
+  ASSERT_TRUE(model);
+  {
+    torch::NoGradGuard noGrad;  // non-zero output layer, so the loss depends on the network
+    for (auto& p : model->parameters()) p.normal_(0, 0.1);
+  }
+  const Batch batch = tinyBatch();
+  Generators gens{makeCpuGenerator(8), makeCpuGenerator(9)};
+  const auto loss = model->loss(batch, gens).total.item<double>();
+
+  // The same draws by hand: per sample, t then ε from its own generator.
+  Generators again{makeCpuGenerator(8), makeCpuGenerator(9)};
+  const auto t = randintFrom(again, 100, 2, torch::kCPU);
+  const auto noise = randnFrom(again, batch.image.sizes(), batch.image.options());
+  const auto xt = qSample(model->schedule(), batch.image, t, noise);
+  const auto out = model->denoise(xt, t, batch.condition(batch.image));
+  const auto w = 1 + 4.0 * batch.lesion.to(torch::kFloat32);
+  EXPECT_NEAR(loss, (w * (out - noise).abs()).mean().item<double>(), 1e-6);
+}
+
+TEST(DiffusionModel, RunsInTheDtypeOfItsParametersAndInputs) {
+  auto model = std::dynamic_pointer_cast<DiffusionModelImpl>(createModel(tinyConfig("lesion-ddpm")));
+  model->to(torch::kFloat64);
+  Batch batch = tinyBatch(1);
+  batch.image = batch.image.to(torch::kFloat64);
+  Generators gens{makeCpuGenerator(1)};
+  EXPECT_EQ(model->loss(batch, gens).total.scalar_type(), torch::kFloat64);
+  EXPECT_EQ(model->synthesize(batch, SamplerOptions().steps(2), gens).scalar_type(), torch::kFloat64);
+}
+
+TEST(DiffusionModel, RejectsMismatchedMasks) {
+  auto model = createModel(tinyConfig("lesion-ddpm"));
+  Batch batch = tinyBatch();
+  batch.anatomy = batch.anatomy.slice(1, 0, 2);  // 2 tissue channels where 3 are expected
+  Generators gens{makeCpuGenerator(1)};
+  try {
+    model->loss(batch, gens);
+    ADD_FAILURE() << "no error";
+  } catch (const c10::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("anatomy must be [2, 3, 8, 8, 8]"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Pix2Pix, DiscriminatorScoresPatches) {
+  auto model = std::dynamic_pointer_cast<Pix2PixImpl>(createModel(tinyConfig("pix2pix")));
+  ASSERT_TRUE(model);
+  const Batch batch = tinyBatch(2, 16);
+  const auto mask = batch.condition(batch.image);
+  EXPECT_EQ(model->discriminate(mask, batch.image).sizes(), (std::vector<int64_t>{2, 1, 4, 4, 4}));
+  EXPECT_EQ(model->parameterGroups().front().name, "discriminator");
+}
+
+TEST(Segmenter, DiceLossOnKnownOverlaps) {
+  // Logits ±100 give probabilities 0/1: Dice of two 4-voxel sets sharing 2 voxels is 2·2/(4+4).
+  auto logits = torch::full({1, 1, 1, 1, 8}, -100.0, torch::kFloat64);
+  auto target = torch::zeros({1, 1, 1, 1, 8}, torch::kFloat64);
+  logits.slice(4, 0, 4).fill_(100.0);
+  target.slice(4, 2, 6).fill_(1.0);
+  EXPECT_NEAR(softDiceLoss(logits, target).item<double>(), 1 - 0.5, 1e-6);
+  EXPECT_NEAR(softDiceLoss(logits, (logits > 0).to(torch::kFloat64)).item<double>(), 0.0, 1e-6);
+}
+
+}  // namespace
