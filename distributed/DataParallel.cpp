@@ -26,13 +26,19 @@ std::vector<int64_t> planSignature(const std::vector<torch::Tensor>& params,
 
 DataParallel::DataParallel(torch::nn::Module& module, Communicator& comm,
                            DataParallelOptions options)
+    : DataParallel(module.named_parameters(/*recurse=*/true), module.buffers(/*recurse=*/true),
+                   comm, options) {}
+
+DataParallel::DataParallel(const torch::OrderedDict<std::string, torch::Tensor>& namedParameters,
+                           const std::vector<torch::Tensor>& buffers, Communicator& comm,
+                           DataParallelOptions options)
     : comm_(comm), options_(options) {
-  for (const auto& item : module.named_parameters(/*recurse=*/true)) {
+  for (const auto& item : namedParameters) {
     if (!item.value().requires_grad()) continue;
     names_.push_back(item.key());
     params_.push_back(item.value());
   }
-  LDDPM_CHECK(!params_.empty(), "DataParallel: the module has no parameter that requires grad");
+  LDDPM_CHECK(!params_.empty(), "DataParallel: no parameter that requires grad");
 
   // Buckets in reverse registration order; a bucket closes when it reaches its cap or when the
   // dtype/device changes (one flat buffer holds one dtype).
@@ -81,7 +87,7 @@ DataParallel::DataParallel(torch::nn::Module& module, Communicator& comm,
     torch::NoGradGuard noGrad;
     std::vector<WorkPtr> works;
     for (auto& p : params_) works.push_back(comm_.broadcast(p.data(), 0));
-    for (auto& b : module.buffers(/*recurse=*/true)) {
+    for (const auto& b : buffers) {
       if (b.defined() && b.numel() > 0) works.push_back(comm_.broadcast(b, 0));
     }
     waitAll(works);

@@ -32,6 +32,11 @@ class DataParallel {
   // Registers hooks on every parameter of `module` that requires grad. Collective: all ranks
   // construct it with identically built modules (the bucket plan is checked to agree).
   DataParallel(torch::nn::Module& module, Communicator& comm, DataParallelOptions options = {});
+  // The same over an explicit parameter list (e.g. one optimiser group of a model: pix2pix's
+  // generator or discriminator) and the buffers to broadcast with it.
+  DataParallel(const torch::OrderedDict<std::string, torch::Tensor>& namedParameters,
+               const std::vector<torch::Tensor>& buffers, Communicator& comm,
+               DataParallelOptions options = {});
   ~DataParallel();
   DataParallel(const DataParallel&) = delete;
   DataParallel& operator=(const DataParallel&) = delete;

@@ -7,6 +7,7 @@
 #include <map>
 #include <sstream>
 
+#include "core/AtomicFile.h"
 #include "core/Checkpoint.h"
 #include "core/Error.h"
 #include "core/Log.h"
@@ -121,8 +122,11 @@ void Trainer::buildOptimisers() {
               config_.gradClip));
     } else {
       if (comm_.size() > 1) {
+        // Buffers travel with the first group (all ranks initialise identically anyway).
+        const std::vector<torch::Tensor> buffers =
+            groups_.empty() ? model_->buffers() : std::vector<torch::Tensor>{};
         group->reducer = std::make_unique<dist::DataParallel>(
-            group->params, comm_,
+            group->params, buffers, comm_,
             dist::DataParallelOptions()
                 .firstBucketBytes(static_cast<std::int64_t>(config_.firstBucketMb * (1 << 20)))
                 .bucketCapBytes(static_cast<std::int64_t>(config_.bucketMb * (1 << 20)))
@@ -197,7 +201,8 @@ void Trainer::loadCheckpoint(const std::string& dir) {
                     << "restart from rank 0's state";
   }
   const core::TensorDict rng = core::loadTensorDict(dir + "/" + rankFile("rng", rngRank));
-  at::detail::getDefaultCPUGenerator().set_state(rng.at("cpu"));
+  at::Generator generator = at::detail::getDefaultCPUGenerator();  // a handle on the global one
+  generator.set_state(rng.at("cpu"));
 }
 
 void Trainer::saveCheckpoint() {

@@ -6,7 +6,7 @@
 #include "core/Rng.h"
 #include "launch/engine/BatchSource.h"
 
-namespace lddpm::testing {
+namespace lddpm::testutil {
 
 class SyntheticSource : public launch::BatchSource {
  public:
@@ -51,4 +51,4 @@ inline std::vector<std::string> tinyModelArgs() {
           "--timesteps", "50"};
 }
 
-}  // namespace lddpm::testing
+}  // namespace lddpm::testutil
