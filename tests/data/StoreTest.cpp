@@ -114,7 +114,7 @@ TEST(Store, SchemaAsH5pySeesIt) {
       "'lesions':d('lesion_voxels'),'filters':list(g['image']._filters.keys()),"
       "'split':g.attrs['split'].decode(),'affine':[float(v) for v in g.attrs['affine']],"
       "'sum':float(g['image'][()].astype('float64').sum())}))\n";
-  const auto j = core::Json::parse(runCapture("/usr/bin/python3 -c \"" + script + "\" " + path));
+  const auto j = core::Json::parse(runCapture(std::string(LDDPM_PYTHON) + " -c \"" + script + "\" " + path));
   EXPECT_EQ(j["format"], "lddpm-store");
   EXPECT_EQ(j["version"], 1);
   EXPECT_EQ(j["grid"], core::Json({12, 20, 16}));
