@@ -10,6 +10,7 @@
 #include "core/Log.h"
 #include "core/Progress.h"
 #include "data/Checksum.h"
+#include "data/NiftiIo.h"
 #include "data/ShardReader.h"
 #include "data/ShardWriter.h"
 
@@ -307,6 +308,25 @@ SubjectData preprocessSubject(const SubjectVolumes& in, const PreprocessOptions&
   out.indexStride = options.indexStride;
   out.indexWindow = options.indexWindow;
   return out;
+}
+
+SubjectSource scanSource(const ScanRecord& scan) {
+  return {scan.id, [scan] {
+            std::map<Modality, Volume> volumes;
+            for (const auto& [m, file] : scan.files) volumes.emplace(m, readNifti(file));
+            checkScanConsistency(scan, volumes);
+            SubjectVolumes in;
+            in.id = scan.id;
+            in.split = scan.split;
+            in.patient = scan.patient;
+            in.timepoint = scan.timepoint;
+            in.source = scan.files.at(Modality::Flair);
+            in.mask = std::move(volumes.at(Modality::Mask));
+            for (auto& [m, v] : volumes) {
+              if (m != Modality::Mask) in.images.emplace(modalityName(m), std::move(v));
+            }
+            return in;
+          }};
 }
 
 std::vector<std::size_t> assignSubjects(std::size_t count, int rank, int worldSize) {

@@ -12,6 +12,7 @@
 
 #include "core/Json.h"
 #include "data/Manifest.h"
+#include "data/MsLesSeg.h"
 #include "data/StoreSchema.h"
 #include "data/Volume.h"
 
@@ -49,6 +50,10 @@ struct SubjectSource {
   std::string id;
   std::function<SubjectVolumes()> load;
 };
+
+// A scan of an MSLesSeg folder as a source: loading reads its four NIfTI files and runs
+// checkScanConsistency on them (shape/affine agreement, NaN/Inf, binary mask, empty brain).
+SubjectSource scanSource(const ScanRecord& scan);
 
 // The indices (into `ids`, which must be sorted) that rank `rank` of `worldSize` preprocesses:
 // round-robin, so subject data never depends on the rank count, only which shard holds it.

@@ -6,13 +6,18 @@ namespace lddpm::launch {
 
 int runInfo(const CommandArgs& args);
 int runInspect(const CommandArgs& args);
+int runPreprocess(const CommandArgs& args);
 
 const std::vector<CommandSpec>& commands() {
   static const std::vector<CommandSpec> table = {
       {"info", "Show this build (version, backends) and the launch: ranks, hosts, threads.",
        &runInfo},
-      {"inspect", "Describe a NIfTI file or an MSLesSeg dataset folder (--check: every voxel).",
+      {"inspect",
+       "Describe a NIfTI file, an MSLesSeg dataset folder (--check: every voxel) or a store "
+       "(verifies every checksum).",
        &runInspect},
+      {"preprocess", "MSLesSeg NIfTIs -> HDF5 shard store + manifest (ranks split the scans).",
+       &runPreprocess},
   };
   return table;
 }
