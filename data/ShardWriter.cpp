@@ -20,7 +20,7 @@ h5::Handle creationPlist(const std::vector<hsize_t>& chunk, const StorageOptions
                          const std::string& context) {
   h5::Handle plist = h5::check(H5Pcreate(H5P_DATASET_CREATE), &H5Pclose, context, "H5Pcreate");
   LDDPM_H5_CHECK(H5Pset_chunk(plist.get(), static_cast<int>(chunk.size()), chunk.data()), context);
-  // Background voxels read back as 0 even if a chunk was never written.
+  LDDPM_H5_CHECK(H5Pset_obj_track_times(plist.get(), 0), context);
   switch (storage.compression) {
     case Compression::None: break;
     case Compression::Deflate:
@@ -58,6 +58,7 @@ void writeDataset(hid_t group, const std::string& name, const torch::Tensor& ten
     plist = creationPlist(chunk, *storage, where);
   } else {
     plist = h5::check(H5Pcreate(H5P_DATASET_CREATE), &H5Pclose, where, "H5Pcreate");
+    LDDPM_H5_CHECK(H5Pset_obj_track_times(plist.get(), 0), where);
   }
   h5::Handle dataset =
       h5::check(H5Dcreate2(group, name.c_str(), fileType, space.get(), H5P_DEFAULT, plist.get(),
