@@ -33,6 +33,15 @@ set_target_properties(lddpm::hdf5 PROPERTIES
   INTERFACE_LINK_LIBRARIES "${HDF5_C_LIBRARIES}"
   INTERFACE_COMPILE_DEFINITIONS "${HDF5_DEFINITIONS}")
 
+# XXH3 checksums of store shards (Debian libxxhash-dev; docs/store.md says why). Debian ships no
+# CMake config for it, so find it by hand like nifti2.
+find_path(XXHASH_INCLUDE_DIR xxhash.h REQUIRED)
+find_library(XXHASH_LIBRARY xxhash REQUIRED)
+add_library(lddpm::xxhash INTERFACE IMPORTED)
+set_target_properties(lddpm::xxhash PROPERTIES
+  INTERFACE_INCLUDE_DIRECTORIES "${XXHASH_INCLUDE_DIR}"
+  INTERFACE_LINK_LIBRARIES "${XXHASH_LIBRARY}")
+
 # CUDA is usable when the LibTorch we found was built with it (Debian's is CPU-only; a PyTorch
 # wheel's share/cmake/Torch is not). NCCL must then be the one copy in the process (GPU.md).
 set(LDDPM_WITH_CUDA 0)

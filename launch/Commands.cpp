@@ -6,16 +6,27 @@ namespace lddpm::launch {
 
 int runInfo(const CommandArgs& args);
 int runInspect(const CommandArgs& args);
+<<<<<<< HEAD
 int runExport(const CommandArgs& args);
+=======
+int runPreprocess(const CommandArgs& args);
+>>>>>>> data-store
 
 const std::vector<CommandSpec>& commands() {
   static const std::vector<CommandSpec> table = {
       {"info", "Show this build (version, backends) and the launch: ranks, hosts, threads.",
        &runInfo},
-      {"inspect", "Describe a NIfTI file or an MSLesSeg dataset folder (--check: every voxel).",
+      {"inspect",
+       "Describe a NIfTI file, an MSLesSeg dataset folder (--check: every voxel) or a store "
+       "(verifies every checksum).",
        &runInspect},
+<<<<<<< HEAD
       {"export", "Write a run's EMA (or raw) weights as a dict of tensors that Python's torch.load reads.",
        &runExport},
+=======
+      {"preprocess", "MSLesSeg NIfTIs -> HDF5 shard store + manifest (ranks split the scans).",
+       &runPreprocess},
+>>>>>>> data-store
   };
   return table;
 }

@@ -16,6 +16,8 @@ PACKAGES=(
   libopenmpi-dev openmpi-bin
   # HDF5 1.10 serial + tools, and the blosc filter plugin (lz4/zstd compression of shards)
   libhdf5-dev hdf5-tools hdf5-filter-plugin-blosc-serial
+  # XXH3 checksums of store shards
+  libxxhash-dev
   # configuration, JSON, NIfTI, images, compression
   libboost-program-options-dev nlohmann-json3-dev libnifti2-dev libpng-dev zlib1g-dev
   # tests and independent reference implementations used by them

@@ -20,6 +20,10 @@
 namespace lddpm::launch {
 namespace fs = std::filesystem;
 
+// InspectStore.cpp: a folder with manifest.json or shard files, and its summary + verification.
+bool looksLikeStore(const std::string& dir);
+int inspectStore(const std::string& dir, bool json);
+
 namespace {
 
 struct VoxelStats {
@@ -180,7 +184,7 @@ int runInspect(const CommandArgs& args) {
   po::options_description own("inspect options");
   own.add_options()
       ("path", po::value(&path)->required()->value_name("PATH"),
-       "a NIfTI file (.nii/.nii.gz) or an MSLesSeg dataset folder")
+       "a NIfTI file (.nii/.nii.gz), an MSLesSeg dataset folder or a store folder")
       ("json", po::bool_switch(&json), "print JSON instead of text")
       ("check", po::bool_switch(&fullCheck),
        "dataset: read every voxel (NaN/Inf, binary masks, empty brains), not only the headers");
@@ -192,6 +196,7 @@ int runInspect(const CommandArgs& args) {
 
   std::error_code ec;
   if (!fs::exists(path, ec)) throw core::IoError(path, "no such file or directory");
+  if (fs::is_directory(path, ec) && looksLikeStore(path)) return inspectStore(path, json);
   if (fs::is_directory(path, ec)) return inspectDataset(path, json, fullCheck);
   return inspectFile(path, json);
 }

@@ -1,0 +1,165 @@
+// Store manifest: see Manifest.h and docs/store.md.
+#include "data/Manifest.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <set>
+
+#include "core/Error.h"
+#include "core/Version.h"
+#include "data/Checksum.h"
+#include "data/ShardReader.h"
+#include "data/StoreSchema.h"
+
+namespace lddpm::data {
+namespace fs = std::filesystem;
+
+core::Json Manifest::toJson() const {
+  core::Json j;
+  j["format"] = kStoreFormat;
+  j["format_version"] = formatVersion;
+  j["lddpm_version"] = core::buildInfo().version;
+  j["checksum"] = "xxh3_64";
+  j["parameters"] = parameters;
+  j["channels"] = channels;
+  j["grid"] = grid;
+  std::int64_t lesionVoxels = 0;
+  core::Json splits = core::Json::object();
+  for (const auto& s : subjects) {
+    lesionVoxels += s.lesionVoxels;
+    splits[s.split] = splits.value(s.split, 0) + 1;
+  }
+  j["counts"] = {{"subjects", subjects.size()},
+                 {"shards", shards.size()},
+                 {"splits", splits},
+                 {"lesion_voxels", lesionVoxels}};
+  core::Json shardList = core::Json::array();
+  for (const auto& s : shards) {
+    shardList.push_back(
+        {{"file", s.file}, {"bytes", s.bytes}, {"xxh3_64", s.checksum}, {"subjects", s.subjects}});
+  }
+  j["shards"] = shardList;
+  core::Json subjectList = core::Json::array();
+  for (const auto& s : subjects) {
+    subjectList.push_back({{"id", s.id},
+                           {"split", s.split},
+                           {"shard", s.shard},
+                           {"brain_voxels", s.brainVoxels},
+                           {"lesion_voxels", s.lesionVoxels}});
+  }
+  j["subjects"] = subjectList;
+  return j;
+}
+
+Manifest Manifest::fromJson(const core::Json& j, const std::string& path) {
+  Manifest m;
+  try {
+    if (j.at("format").get<std::string>() != kStoreFormat) {
+      throw core::IoError(path, "not an lddpm store manifest (format '" +
+                                    j.at("format").get<std::string>() + "')");
+    }
+    m.formatVersion = j.at("format_version").get<std::int64_t>();
+    if (m.formatVersion != kStoreFormatVersion) {
+      throw core::IoError(path, core::strCat("store format version ", m.formatVersion,
+                                             "; this build reads version ", kStoreFormatVersion));
+    }
+    m.parameters = j.at("parameters");
+    m.channels = j.at("channels").get<std::vector<std::string>>();
+    m.grid = j.at("grid").get<std::array<std::int64_t, 3>>();
+    for (const auto& s : j.at("shards")) {
+      m.shards.push_back({s.at("file").get<std::string>(), s.at("bytes").get<std::int64_t>(),
+                          s.at("xxh3_64").get<std::string>(), s.at("subjects").get<std::int64_t>()});
+    }
+    for (const auto& s : j.at("subjects")) {
+      m.subjects.push_back({s.at("id").get<std::string>(), s.at("split").get<std::string>(),
+                            s.at("shard").get<std::string>(), s.at("brain_voxels").get<std::int64_t>(),
+                            s.at("lesion_voxels").get<std::int64_t>()});
+    }
+  } catch (const core::Json::exception& e) {
+    throw core::IoError(path, std::string("malformed manifest: ") + e.what());
+  }
+  return m;
+}
+
+Manifest buildManifest(const std::string& storeDir, const std::vector<std::string>& shardFiles) {
+  Manifest m;
+  m.formatVersion = kStoreFormatVersion;
+  std::string firstParameters;
+  std::set<std::string> seen;
+  for (const std::string& file : shardFiles) {
+    const std::string path = (fs::path(storeDir) / file).string();
+    ShardEntry entry;
+    entry.file = file;
+    {
+      ShardReader reader(path);
+      const ShardHeader& h = reader.header();
+      if (m.shards.empty()) {
+        firstParameters = h.parameters;
+        m.parameters = core::Json::parse(h.parameters);
+        m.channels = h.channels;
+        m.grid = h.grid;
+      } else if (h.parameters != firstParameters || h.channels != m.channels || h.grid != m.grid) {
+        throw core::IoError(path, "written with other parameters, channels or grid than " +
+                                      m.shards.front().file + " (stale shard from another run?)");
+      }
+      for (const std::string& id : reader.subjects()) {
+        if (!seen.insert(id).second) throw core::IoError(path, "subject '" + id + "' is in two shards");
+        const SubjectData s = reader.readSubject(id, /*withVoxels=*/false);
+        const auto [brain, lesion] = reader.readCounts(id);
+        m.subjects.push_back({id, s.split, file, brain, lesion});
+      }
+      entry.subjects = static_cast<std::int64_t>(reader.subjects().size());
+    }
+    entry.bytes = static_cast<std::int64_t>(fs::file_size(path));
+    entry.checksum = checksumHex(checksumFile(path));
+    m.shards.push_back(entry);
+  }
+  std::sort(m.subjects.begin(), m.subjects.end(),
+            [](const SubjectEntry& a, const SubjectEntry& b) { return a.id < b.id; });
+  return m;
+}
+
+std::string manifestPath(const std::string& storeDir) {
+  return (fs::path(storeDir) / kManifestFile).string();
+}
+
+void writeManifest(const std::string& storeDir, const Manifest& manifest) {
+  core::writeJsonFile(manifestPath(storeDir), manifest.toJson());
+}
+
+Manifest readManifest(const std::string& storeDir) {
+  const std::string path = manifestPath(storeDir);
+  if (!fs::exists(path)) {
+    throw core::IoError(storeDir, "no manifest.json: not a complete store (preprocessing "
+                                  "unfinished? rerun lddpm preprocess to finish it)");
+  }
+  return Manifest::fromJson(core::readJsonFile(path), path);
+}
+
+void verifyStore(const std::string& storeDir, const Manifest& manifest,
+                 const std::function<void(std::size_t)>& onShard) {
+  std::size_t done = 0;
+  for (const ShardEntry& shard : manifest.shards) {
+    const std::string path = (fs::path(storeDir) / shard.file).string();
+    if (!fs::exists(path)) throw core::IoError(path, "listed in manifest.json but missing");
+    const auto bytes = static_cast<std::int64_t>(fs::file_size(path));
+    if (bytes != shard.bytes) {
+      throw core::IoError(path, core::strCat("size ", bytes, " bytes but manifest.json says ",
+                                             shard.bytes, " (truncated or rewritten)"));
+    }
+    const std::string actual = checksumHex(checksumFile(path));
+    if (actual != shard.checksum) {
+      throw core::IoError(path, "checksum mismatch: xxh3_64 " + actual + ", manifest.json says " +
+                                    shard.checksum + " (corrupt or modified shard)");
+    }
+    ShardReader reader(path);
+    for (const SubjectEntry& s : manifest.subjects) {
+      if (s.shard == shard.file && !reader.contains(s.id)) {
+        throw core::IoError(path, "does not hold subject '" + s.id + "' listed in manifest.json");
+      }
+    }
+    if (onShard) onShard(++done);
+  }
+}
+
+}  // namespace lddpm::data

@@ -1,0 +1,414 @@
+// Subject and shard preprocessing: see Preprocess.h and docs/store.md "Preprocessing".
+#include "data/Preprocess.h"
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <tuple>
+
+#include "core/Error.h"
+#include "core/Log.h"
+#include "core/Progress.h"
+#include "data/Checksum.h"
+#include "data/NiftiIo.h"
+#include "data/ShardReader.h"
+#include "data/ShardWriter.h"
+
+namespace lddpm::data {
+namespace fs = std::filesystem;
+using torch::indexing::None;
+using torch::indexing::Slice;
+
+namespace detail {
+
+namespace {
+
+// Lloyd iterations from `centres` [3]; returns (centres, labels, inertia).
+std::tuple<torch::Tensor, torch::Tensor, double> lloyd(const torch::Tensor& v, torch::Tensor centres) {
+  torch::Tensor labels;
+  for (int iter = 0; iter < 100; ++iter) {
+    labels = (v.unsqueeze(1) - centres.unsqueeze(0)).abs().argmin(1);
+    torch::Tensor sums = torch::zeros({3}, torch::kFloat64).index_add_(0, labels, v);
+    torch::Tensor counts = torch::bincount(labels, {}, 3).to(torch::kFloat64);
+    // An empty cluster keeps its centre rather than collapsing to NaN.
+    torch::Tensor next = torch::where(counts > 0, sums / counts.clamp_min(1), centres);
+    const bool converged = torch::equal(next, centres);
+    centres = next;
+    if (converged) break;
+  }
+  const double inertia = (v - centres.index({labels})).pow(2).sum().item<double>();
+  return {centres, labels, inertia};
+}
+
+}  // namespace
+
+std::array<double, 3> kmeans3(const torch::Tensor& values, torch::Tensor& labels) {
+  // Deterministic 1-D Lloyd from two starts, keeping the lower inertia: the 1/6, 3/6, 5/6
+  // quantiles (good when classes are balanced) and thirds of the 1st-99th percentile range (good
+  // when one class dominates, where two quantiles would start inside the same class).
+  const torch::Tensor v = values.to(torch::kFloat64).flatten();
+  const torch::Tensor sample = v.index({Slice(0, std::min<std::int64_t>(v.numel(), 1 << 24))});
+  const torch::Tensor q = torch::quantile(
+      sample, torch::tensor({1.0 / 6, 3.0 / 6, 5.0 / 6, 0.01, 0.99}, torch::kFloat64));
+  const torch::Tensor lo = q[3], span = q[4] - q[3];
+  const torch::Tensor byRange =
+      lo + span * torch::tensor({1.0 / 6, 3.0 / 6, 5.0 / 6}, torch::kFloat64);
+  auto best = lloyd(v, q.slice(0, 0, 3));
+  auto other = lloyd(v, byRange);
+  if (std::get<2>(other) < std::get<2>(best)) best = other;
+  torch::Tensor centres = std::get<0>(best);
+  labels = std::get<1>(best);
+  // Sort by mean so labels read CSF < GM < WM on T1 whatever order the iterations left.
+  auto [sorted, order] = centres.sort();
+  torch::Tensor rank = torch::empty_like(order).scatter_(0, order, torch::arange(3, order.options()));
+  labels = rank.index({labels});
+  return {sorted[0].item<double>(), sorted[1].item<double>(), sorted[2].item<double>()};
+}
+
+// Pads [D, H, W] at the end of each axis to a multiple of f (with `value`), then views it as
+// [D/f, f, H/f, f, W/f, f] blocks.
+torch::Tensor blocks(const torch::Tensor& x, int f, double value) {
+  std::vector<std::int64_t> pad;
+  for (int axis = 2; axis >= 0; --axis) pad.insert(pad.end(), {0, (f - x.size(axis) % f) % f});
+  torch::Tensor p = torch::constant_pad_nd(x, pad, value);
+  return p.view({p.size(0) / f, f, p.size(1) / f, f, p.size(2) / f, f});
+}
+
+torch::Tensor downsampleMean(const torch::Tensor& x, int f) {
+  if (f == 1) return x;
+  return blocks(x.to(torch::kFloat64), f, 0.0).mean({1, 3, 5}).to(torch::kFloat32);
+}
+
+torch::Tensor downsampleAny(const torch::Tensor& mask, int f) {
+  if (f == 1) return mask;
+  return blocks(mask, f, 0).amax({1, 3, 5});
+}
+
+torch::Tensor downsampleMajority(const torch::Tensor& labels, int f, int classes) {
+  if (f == 1) return labels;
+  // Votes per class in each block; ties go to the lowest label (argmax returns the first maximum).
+  torch::Tensor b = blocks(labels.to(torch::kLong), f, 0);
+  torch::Tensor votes = torch::stack(
+      [&] {
+        std::vector<torch::Tensor> v;
+        for (int c = 0; c < classes; ++c) v.push_back(b.eq(c).sum({1, 3, 5}));
+        return v;
+      }(),
+      0);
+  return votes.argmax(0).to(labels.scalar_type());
+}
+
+// Sum of `mask` over the cube of edge `window` centred at each (z, y, x) in `centres` [N, 3],
+// through a 3-D summed-area table: O(1) per centre whatever the window.
+torch::Tensor boxCounts(const torch::Tensor& mask, const torch::Tensor& centres, int window) {
+  torch::Tensor s = mask.to(torch::kLong).cumsum(0).cumsum(1).cumsum(2);
+  s = torch::constant_pad_nd(s, {1, 0, 1, 0, 1, 0}, 0);  // s[z, y, x] = sum over [0, z) x [0, y) x [0, x)
+  const std::int64_t lo = window / 2, hi = window - window / 2;
+  std::vector<torch::Tensor> a, b;
+  for (int axis = 0; axis < 3; ++axis) {
+    const torch::Tensor c = centres.select(1, axis).to(torch::kLong);
+    a.push_back((c - lo).clamp(0, mask.size(axis)));
+    b.push_back((c + hi).clamp(0, mask.size(axis)));
+  }
+  auto at = [&](const torch::Tensor& z, const torch::Tensor& y, const torch::Tensor& x) {
+    return s.index({z, y, x});
+  };
+  return at(b[0], b[1], b[2]) - at(a[0], b[1], b[2]) - at(b[0], a[1], b[2]) - at(b[0], b[1], a[2]) +
+         at(a[0], a[1], b[2]) + at(a[0], b[1], a[2]) + at(b[0], a[1], a[2]) - at(a[0], a[1], a[2]);
+}
+
+}  // namespace detail
+
+core::Json PreprocessOptions::toJson() const {
+  return {{"channels", channels},
+          {"downsample", downsample},
+          {"grid", grid},
+          {"zmax", zmax},
+          {"index_stride", indexStride},
+          {"index_window", indexWindow},
+          {"compression", compressionName(storage.compression)},
+          {"chunk", storage.chunk}};
+}
+
+void PreprocessOptions::validate() const {
+  if (channels.empty()) LDDPM_THROW(core::UsageError, "--channels: give at least one modality");
+  for (const auto& c : channels) {
+    if (c != "FLAIR" && c != "T1" && c != "T2") {
+      LDDPM_THROW(core::UsageError, "--channels: unknown modality '", c, "' (FLAIR, T1, T2)");
+    }
+  }
+  if (downsample < 1 || downsample > 8) LDDPM_THROW(core::UsageError, "--downsample must be 1..8");
+  for (auto g : grid) {
+    if (g < 0 || g % 16 != 0) {
+      LDDPM_THROW(core::UsageError, "--grid: every size must be a positive multiple of 16 (or 0 = auto)");
+    }
+  }
+  if (!(zmax > 0)) LDDPM_THROW(core::UsageError, "--zmax must be positive");
+  if (indexStride < 1) LDDPM_THROW(core::UsageError, "--index-stride must be positive");
+  if (indexWindow < 1) LDDPM_THROW(core::UsageError, "--index-window must be positive");
+  if (storage.chunk < 4) LDDPM_THROW(core::UsageError, "--chunk must be at least 4");
+}
+
+namespace {
+
+std::string where(const SubjectVolumes& in) {
+  return "subject " + in.id + (in.source.empty() ? "" : " (" + in.source + ")");
+}
+
+const Volume& image(const SubjectVolumes& in, const std::string& modality) {
+  const auto it = in.images.find(modality);
+  if (it == in.images.end()) LDDPM_THROW(core::Error, where(in), ": missing modality ", modality);
+  return it->second;
+}
+
+void checkFinite(const SubjectVolumes& in, const std::string& name, const torch::Tensor& t) {
+  if (!torch::isfinite(t).all().item<bool>()) {
+    LDDPM_THROW(core::Error, where(in), ": ", name, " has NaN or Inf voxels");
+  }
+}
+
+// Affine of a grid whose voxel g sits at (downsampled) source voxel g + offset, with downsampling
+// by f: source voxel i of the block starting at f*i' has centre f*i' + (f-1)/2.
+Affine gridAffine(const Affine& a, int f, const std::array<std::int64_t, 3>& offsetZyx) {
+  // Voxel (i, j, k) are (x, y, z) indices; offsets are in (z, y, x) order.
+  const double o[3] = {static_cast<double>(offsetZyx[2]), static_cast<double>(offsetZyx[1]),
+                       static_cast<double>(offsetZyx[0])};
+  Affine out = a;
+  for (int r = 0; r < 3; ++r) {
+    double t = a[r * 4 + 3];
+    for (int c = 0; c < 3; ++c) {
+      out[r * 4 + c] = a[r * 4 + c] * f;
+      t += a[r * 4 + c] * (f * o[c] + (f - 1) / 2.0);
+    }
+    out[r * 4 + 3] = t;
+  }
+  return out;
+}
+
+// Copies the overlap of `src` [.., n0, n1, n2] with the window [offset, offset + grid) into a new
+// tensor of the grid's size filled with `fill`.
+torch::Tensor placeOnGrid(const torch::Tensor& src, const std::array<std::int64_t, 3>& offset,
+                          const std::array<std::int64_t, 3>& grid, double fill) {
+  std::vector<std::int64_t> shape(src.sizes().begin(), src.sizes().end() - 3);
+  shape.insert(shape.end(), grid.begin(), grid.end());
+  torch::Tensor out = torch::full(shape, fill, src.options());
+  std::vector<torch::indexing::TensorIndex> from(src.dim() - 3, Slice()), to(src.dim() - 3, Slice());
+  for (int a = 0; a < 3; ++a) {
+    const std::int64_t n = src.size(src.dim() - 3 + a);
+    const std::int64_t lo = std::max<std::int64_t>(0, offset[a]);
+    const std::int64_t hi = std::min<std::int64_t>(n, offset[a] + grid[a]);
+    if (hi <= lo) return out;
+    from.emplace_back(Slice(lo, hi));
+    to.emplace_back(Slice(lo - offset[a], hi - offset[a]));
+  }
+  out.index_put_(to, src.index(from));
+  return out;
+}
+
+}  // namespace
+
+SubjectData preprocessSubject(const SubjectVolumes& in, const PreprocessOptions& options) {
+  const Volume& t1 = image(in, "T1");
+  const auto shape = t1.data.sizes();
+  auto checkShape = [&](const std::string& name, const Volume& v) {
+    if (v.data.dim() != 3 || v.data.sizes() != shape) {
+      LDDPM_THROW(core::Error, where(in), ": ", name, " shape ", v.data.sizes(), " differs from T1 ",
+                  shape);
+    }
+  };
+  checkFinite(in, "T1", t1.data);
+  std::vector<torch::Tensor> raw;
+  for (const auto& c : options.channels) {
+    const Volume& v = image(in, c);
+    checkShape(c, v);
+    checkFinite(in, c, v.data);
+    raw.push_back(v.data.to(torch::kFloat32));
+  }
+  checkShape("MASK", in.mask);
+  checkFinite(in, "MASK", in.mask.data);
+  if (!(in.mask.data.eq(0) | in.mask.data.eq(1)).all().item<bool>()) {
+    LDDPM_THROW(core::Error, where(in), ": MASK is not binary (values other than 0 and 1)");
+  }
+
+  // Brain: any nonzero voxel of the skull-stripped T1 or FLAIR, plus the lesions.
+  torch::Tensor lesion = in.mask.data.gt(0.5);
+  torch::Tensor brain = t1.data.ne(0);
+  if (in.images.count("FLAIR")) brain |= in.images.at("FLAIR").data.ne(0);
+  if (brain.sum().item<std::int64_t>() < 3) {
+    LDDPM_THROW(core::Error, where(in), ": empty brain (T1 and FLAIR are all zero)");
+  }
+  brain |= lesion;
+
+  // Tissue classes from T1 inside the brain.
+  SubjectData out;
+  torch::Tensor labels;
+  out.tissueMeans = detail::kmeans3(t1.data.masked_select(brain), labels);
+  torch::Tensor tissue = torch::zeros(brain.sizes(), torch::kUInt8);
+  tissue.masked_scatter_(brain, (labels + 1).to(torch::kUInt8));
+
+  // Optional downsampling: mean for images, majority for tissue, any for lesions.
+  const int f = options.downsample;
+  for (auto& r : raw) r = detail::downsampleMean(r, f);
+  tissue = detail::downsampleMajority(tissue, f, 4);
+  torch::Tensor lesionU8 = detail::downsampleAny(lesion.to(torch::kUInt8), f);
+  brain = tissue.gt(0) | lesionU8.gt(0);
+  if (!brain.any().item<bool>()) LDDPM_THROW(core::Error, where(in), ": empty brain after --downsample ", f);
+
+  // Normalise each channel: z-score inside the brain, clip to [-zmax, zmax], divide by zmax.
+  std::vector<torch::Tensor> channels;
+  for (std::size_t c = 0; c < raw.size(); ++c) {
+    const torch::Tensor v = raw[c].masked_select(brain).to(torch::kFloat64);
+    const double mean = v.mean().item<double>();
+    const double sd = v.std(/*unbiased=*/false).item<double>();
+    if (!(sd > 0)) LDDPM_THROW(core::Error, where(in), ": ", options.channels[c], " is constant inside the brain");
+    out.normMean.push_back(mean);
+    out.normStd.push_back(sd);
+    torch::Tensor y = ((raw[c].to(torch::kFloat64) - mean) / (sd * options.zmax)).clamp(-1, 1);
+    channels.push_back(torch::where(brain, y, torch::full({}, -1.0, y.options())).to(torch::kFloat32));
+  }
+
+  // Canonical grid, centred on the brain's bounding box.
+  std::array<std::int64_t, 3> grid = options.grid;
+  std::array<std::int64_t, 3> offset{}, lo{}, hi{};
+  const torch::Tensor idx = brain.nonzero();
+  for (int a = 0; a < 3; ++a) {
+    const std::int64_t n = brain.size(a);
+    if (grid[a] == 0) grid[a] = (n + 15) / 16 * 16;
+    lo[a] = idx.select(1, a).min().item<std::int64_t>();
+    hi[a] = idx.select(1, a).max().item<std::int64_t>() + 1;
+    offset[a] = (lo[a] + hi[a]) / 2 - grid[a] / 2;
+    if (hi[a] - lo[a] > grid[a]) {
+      LDDPM_THROW(core::Error, where(in), ": brain spans ", hi[a] - lo[a], " voxels on axis ", a,
+                  " but --grid gives ", grid[a], " (use a larger --grid or --downsample)");
+    }
+  }
+  out.image = placeOnGrid(torch::stack(channels), offset, grid, -1.0);
+  out.tissue = placeOnGrid(tissue, offset, grid, 0);
+  out.lesion = placeOnGrid(lesionU8, offset, grid, 0);
+
+  // Patch index: stride-s grid points inside the brain, with lesion voxels in the window.
+  const std::int64_t s = options.indexStride;
+  const torch::Tensor brainGrid = out.tissue.gt(0) | out.lesion.gt(0);
+  const torch::Tensor sub = brainGrid.index({Slice(s / 2, None, s), Slice(s / 2, None, s), Slice(s / 2, None, s)});
+  torch::Tensor centres = sub.nonzero() * s + s / 2;
+  const torch::Tensor counts = detail::boxCounts(out.lesion, centres, options.indexWindow);
+  out.patchIndex = torch::cat({centres, counts.unsqueeze(1)}, 1).to(torch::kInt32);
+  out.lesionVoxels = out.lesion.nonzero().to(torch::kInt32);
+
+  out.id = in.id;
+  out.split = in.split;
+  out.patient = in.patient;
+  out.timepoint = in.timepoint;
+  out.channels = options.channels;
+  out.affine = gridAffine(t1.affine, f, offset);
+  for (int a = 0; a < 3; ++a) out.spacing[a] = t1.spacing[a] * f;
+  out.sourceShape = {shape[0], shape[1], shape[2]};
+  out.cropOffset = offset;
+  out.downsample = f;
+  out.indexStride = options.indexStride;
+  out.indexWindow = options.indexWindow;
+  return out;
+}
+
+SubjectSource scanSource(const ScanRecord& scan) {
+  return {scan.id, [scan] {
+            std::map<Modality, Volume> volumes;
+            for (const auto& [m, file] : scan.files) volumes.emplace(m, readNifti(file));
+            checkScanConsistency(scan, volumes);
+            SubjectVolumes in;
+            in.id = scan.id;
+            in.split = scan.split;
+            in.patient = scan.patient;
+            in.timepoint = scan.timepoint;
+            in.source = scan.files.at(Modality::Flair);
+            in.mask = std::move(volumes.at(Modality::Mask));
+            for (auto& [m, v] : volumes) {
+              if (m != Modality::Mask) in.images.emplace(modalityName(m), std::move(v));
+            }
+            return in;
+          }};
+}
+
+std::vector<std::size_t> assignSubjects(std::size_t count, int rank, int worldSize) {
+  std::vector<std::size_t> mine;
+  for (std::size_t i = static_cast<std::size_t>(rank); i < count; i += static_cast<std::size_t>(worldSize)) {
+    mine.push_back(i);
+  }
+  return mine;
+}
+
+std::vector<std::string> expectedShards(std::size_t subjectCount, int worldSize) {
+  std::vector<std::string> files;
+  for (int r = 0; r < worldSize && static_cast<std::size_t>(r) < subjectCount; ++r) {
+    files.push_back(shardFileName(r));
+  }
+  return files;
+}
+
+namespace {
+
+// Whether an existing shard is the complete result of this very job (see preprocessShard).
+bool reusable(const std::string& path, const std::string& file, const std::string& parameters,
+              const std::vector<std::string>& ids, const std::optional<Manifest>& previous) {
+  if (!fs::exists(path)) return false;
+  try {
+    ShardReader reader(path);
+    if (reader.header().parameters != parameters || reader.subjects() != ids) return false;
+  } catch (const core::Error& e) {
+    LDDPM_LOG_EVERY_RANK(Warn) << "redoing " << path << ": " << e.what();
+    return false;
+  }
+  if (!previous) return true;  // renamed into place only when complete
+  for (const ShardEntry& e : previous->shards) {
+    if (e.file == file) {
+      return e.bytes == static_cast<std::int64_t>(fs::file_size(path)) &&
+             e.checksum == checksumHex(checksumFile(path));
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+ShardResult preprocessShard(const PreprocessOptions& options, const std::string& storeDir,
+                            const std::vector<SubjectSource>& subjects, int rank, int worldSize,
+                            const std::optional<Manifest>& previous) {
+  LDDPM_CHECK(std::is_sorted(subjects.begin(), subjects.end(),
+                             [](const auto& a, const auto& b) { return a.id < b.id; }),
+              "preprocessShard: subjects must be sorted by id");
+  const std::vector<std::size_t> mine = assignSubjects(subjects.size(), rank, worldSize);
+  ShardResult result;
+  if (mine.empty()) return result;
+  result.file = shardFileName(rank);
+  result.subjects = mine.size();
+  const std::string path = (fs::path(storeDir) / result.file).string();
+  const std::string parameters = options.toJson().dump();
+  std::vector<std::string> ids;
+  for (std::size_t i : mine) ids.push_back(subjects[i].id);
+  std::vector<std::string> sortedIds = ids;
+  std::sort(sortedIds.begin(), sortedIds.end());
+  if (reusable(path, result.file, parameters, sortedIds, previous)) {
+    result.reused = true;
+    return result;
+  }
+
+  std::optional<ShardWriter> writer;
+  core::Progress progress("preprocess", static_cast<std::int64_t>(mine.size()));
+  std::int64_t done = 0;
+  for (std::size_t i : mine) {
+    const SubjectData s = preprocessSubject(subjects[i].load(), options);
+    if (!writer) {
+      // The grid is known once the first subject is placed (auto grids come from its shape).
+      writer.emplace(path, ShardHeader{rank, parameters, options.channels,
+                                       {s.tissue.size(0), s.tissue.size(1), s.tissue.size(2)}},
+                     options.storage);
+    }
+    writer->add(s);
+    progress.update(++done, s.id);
+  }
+  writer->commit();
+  progress.finish();
+  return result;
+}
+
+}  // namespace lddpm::data

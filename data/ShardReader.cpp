@@ -1,0 +1,184 @@
+// Shard reading: see ShardReader.h and docs/store.md.
+#include "data/ShardReader.h"
+
+#include <algorithm>
+#include <sstream>
+
+namespace lddpm::data {
+namespace {
+
+std::vector<std::string> splitNames(const std::string& text) {
+  std::vector<std::string> out;
+  std::stringstream in(text);
+  for (std::string item; std::getline(in, item, ',');) out.push_back(item);
+  return out;
+}
+
+template <size_t N, typename T>
+std::array<T, N> toArray(const std::vector<T>& v, const std::string& context, const char* name) {
+  if (v.size() != N) throw core::IoError(context, std::string("attribute '") + name + "' has the wrong length");
+  std::array<T, N> out{};
+  std::copy(v.begin(), v.end(), out.begin());
+  return out;
+}
+
+// Reads a box of a 3-D or 4-D (channel-first, all channels) dataset into a new tensor.
+torch::Tensor readBox(hid_t dataset, torch::ScalarType dtype, hid_t memType,
+                      const std::array<std::int64_t, 3>& start,
+                      const std::array<std::int64_t, 3>& size, const std::string& where) {
+  std::vector<hsize_t> dims = h5::datasetShape(dataset, where);
+  const size_t lead = dims.size() - 3;  // 1 for [C, D, H, W], 0 for [D, H, W]
+  std::vector<hsize_t> offset(dims.size(), 0), count(dims.size());
+  std::vector<std::int64_t> shape;
+  if (lead) {
+    count[0] = dims[0];
+    shape.push_back(static_cast<std::int64_t>(dims[0]));
+  }
+  for (size_t i = 0; i < 3; ++i) {
+    if (start[i] < 0 || size[i] <= 0 || static_cast<hsize_t>(start[i] + size[i]) > dims[lead + i]) {
+      throw core::IoError(where, core::strCat("box start ", start[i], " size ", size[i],
+                                              " outside the grid (", dims[lead + i], ") on axis ", i));
+    }
+    offset[lead + i] = static_cast<hsize_t>(start[i]);
+    count[lead + i] = static_cast<hsize_t>(size[i]);
+    shape.push_back(size[i]);
+  }
+  torch::Tensor out = torch::empty(shape, torch::TensorOptions().dtype(dtype));
+  h5::Handle fileSpace = h5::check(H5Dget_space(dataset), &H5Sclose, where, "H5Dget_space");
+  LDDPM_H5_CHECK(H5Sselect_hyperslab(fileSpace.get(), H5S_SELECT_SET, offset.data(), nullptr,
+                                     count.data(), nullptr),
+                 where);
+  h5::Handle memSpace = h5::check(H5Screate_simple(static_cast<int>(count.size()), count.data(), nullptr),
+                                  &H5Sclose, where, "H5Screate_simple");
+  LDDPM_H5_CHECK(H5Dread(dataset, memType, memSpace.get(), fileSpace.get(), H5P_DEFAULT,
+                         out.data_ptr()),
+                 where);
+  return out;
+}
+
+torch::Tensor readWhole(hid_t group, const std::string& name, torch::ScalarType dtype,
+                        hid_t memType, const std::string& context) {
+  h5::Handle d = h5::openDataset(group, name, context);
+  const std::vector<hsize_t> dims = h5::datasetShape(d.get(), context + "/" + name);
+  torch::Tensor out = torch::empty(std::vector<std::int64_t>(dims.begin(), dims.end()),
+                                   torch::TensorOptions().dtype(dtype));
+  if (out.numel() > 0) {
+    LDDPM_H5_CHECK(H5Dread(d.get(), memType, H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data_ptr()),
+                   context + "/" + name);
+  }
+  return out;
+}
+
+}  // namespace
+
+ShardReader::ShardReader(std::string path, std::size_t chunkCacheBytes)
+    : path_(std::move(path)), chunkCacheBytes_(chunkCacheBytes) {
+  file_ = h5::openFile(path_);
+  const hid_t root = file_.get();
+  const std::string format = h5::readStringAttr(root, "format", path_);
+  if (format != kStoreFormat) {
+    throw core::IoError(path_, "not an lddpm store shard (format '" + format + "')");
+  }
+  const std::int64_t version = h5::readIntAttr(root, "format_version", path_);
+  if (version != kStoreFormatVersion) {
+    throw core::IoError(path_, core::strCat("store format version ", version,
+                                            "; this build reads version ", kStoreFormatVersion));
+  }
+  header_.shardIndex = static_cast<int>(h5::readIntAttr(root, "shard_index", path_));
+  header_.parameters = h5::readStringAttr(root, "parameters", path_);
+  header_.channels = splitNames(h5::readStringAttr(root, "channels", path_));
+  header_.grid = toArray<3>(h5::readIntsAttr(root, "grid", path_), path_, "grid");
+  subjectsGroup_ = h5::openGroup(root, kSubjectsGroup, path_);
+  subjects_ = h5::listGroup(subjectsGroup_.get(), path_ + ":/" + kSubjectsGroup);
+  const std::int64_t expected = h5::readIntAttr(root, "subject_count", path_);
+  if (expected != static_cast<std::int64_t>(subjects_.size())) {
+    throw core::IoError(path_, core::strCat("holds ", subjects_.size(), " subjects but its header says ",
+                                            expected, " (incomplete shard)"));
+  }
+}
+
+bool ShardReader::contains(const std::string& id) const {
+  return std::binary_search(subjects_.begin(), subjects_.end(), id);
+}
+
+std::string ShardReader::context(const std::string& id) const {
+  return path_ + ":/" + kSubjectsGroup + "/" + id;
+}
+
+ShardReader::OpenSubject& ShardReader::open(const std::string& id) {
+  if (current_.id == id && current_.group.valid()) return current_;
+  if (!contains(id)) throw core::IoError(path_, "no subject '" + id + "' in this shard");
+  const std::string where = context(id);
+  current_ = OpenSubject{};
+  current_.group = h5::openGroup(subjectsGroup_.get(), id, path_ + ":/" + kSubjectsGroup);
+  // A chunk cache large enough for every chunk a patch touches, so no chunk is decompressed
+  // twice within one read (HDF5's default is 1 MiB).
+  h5::Handle dapl = h5::check(H5Pcreate(H5P_DATASET_ACCESS), &H5Pclose, where, "H5Pcreate");
+  LDDPM_H5_CHECK(H5Pset_chunk_cache(dapl.get(), 1021, chunkCacheBytes_, 1.0), where);
+  current_.image = h5::openDataset(current_.group.get(), "image", where, dapl.get());
+  current_.tissue = h5::openDataset(current_.group.get(), "tissue", where, dapl.get());
+  current_.lesion = h5::openDataset(current_.group.get(), "lesion", where, dapl.get());
+  current_.id = id;
+  return current_;
+}
+
+SubjectData ShardReader::readSubject(const std::string& id, bool withVoxels) {
+  OpenSubject& o = open(id);
+  const std::string where = context(id);
+  const hid_t a = o.group.get();
+  SubjectData s;
+  s.id = id;
+  s.channels = header_.channels;
+  s.split = h5::readStringAttr(a, "split", where);
+  s.patient = h5::readStringAttr(a, "patient", where);
+  s.timepoint = h5::readStringAttr(a, "timepoint", where);
+  s.affine = toArray<16>(h5::readDoublesAttr(a, "affine", where), where, "affine");
+  s.spacing = toArray<3>(h5::readDoublesAttr(a, "spacing", where), where, "spacing");
+  s.sourceShape = toArray<3>(h5::readIntsAttr(a, "source_shape", where), where, "source_shape");
+  s.cropOffset = toArray<3>(h5::readIntsAttr(a, "crop_offset", where), where, "crop_offset");
+  s.downsample = h5::readIntAttr(a, "downsample", where);
+  s.indexStride = h5::readIntAttr(a, "index_stride", where);
+  s.indexWindow = h5::readIntAttr(a, "index_window", where);
+  s.normMean = h5::readDoublesAttr(a, "norm_mean", where);
+  s.normStd = h5::readDoublesAttr(a, "norm_std", where);
+  s.tissueMeans = toArray<3>(h5::readDoublesAttr(a, "tissue_means", where), where, "tissue_means");
+  if (withVoxels) {
+    const auto& g = header_.grid;
+    PatchData all = readPatch(id, {0, 0, 0}, g);
+    s.image = all.image;
+    s.tissue = all.tissue;
+    s.lesion = all.lesion;
+    std::tie(s.patchIndex, s.lesionVoxels) = readIndex(id);
+  }
+  return s;
+}
+
+std::pair<std::int64_t, std::int64_t> ShardReader::readCounts(const std::string& id) {
+  OpenSubject& o = open(id);
+  return {h5::readIntAttr(o.group.get(), "brain_voxels", context(id)),
+          h5::readIntAttr(o.group.get(), "lesion_voxel_count", context(id))};
+}
+
+std::pair<torch::Tensor, torch::Tensor> ShardReader::readIndex(const std::string& id) {
+  OpenSubject& o = open(id);
+  const std::string where = context(id);
+  torch::Tensor index = readWhole(o.group.get(), "patch_index", torch::kInt32, H5T_NATIVE_INT32, where);
+  torch::Tensor lesions = readWhole(o.group.get(), "lesion_voxels", torch::kInt32, H5T_NATIVE_INT32, where);
+  if (index.dim() != 2 || index.size(1) != 4 || lesions.dim() != 2 || lesions.size(1) != 3) {
+    throw core::IoError(where, "patch_index must be [N, 4] and lesion_voxels [L, 3]");
+  }
+  return {index, lesions};
+}
+
+PatchData ShardReader::readPatch(const std::string& id, const std::array<std::int64_t, 3>& start,
+                                 const std::array<std::int64_t, 3>& size) {
+  OpenSubject& o = open(id);
+  const std::string where = context(id);
+  PatchData p;
+  p.image = readBox(o.image.get(), torch::kFloat32, H5T_NATIVE_FLOAT, start, size, where + "/image");
+  p.tissue = readBox(o.tissue.get(), torch::kUInt8, H5T_NATIVE_UINT8, start, size, where + "/tissue");
+  p.lesion = readBox(o.lesion.get(), torch::kUInt8, H5T_NATIVE_UINT8, start, size, where + "/lesion");
+  return p;
+}
+
+}  // namespace lddpm::data
