@@ -6,11 +6,8 @@ namespace lddpm::launch {
 
 int runInfo(const CommandArgs& args);
 int runInspect(const CommandArgs& args);
-<<<<<<< HEAD
-int runExport(const CommandArgs& args);
-=======
 int runPreprocess(const CommandArgs& args);
->>>>>>> data-store
+int runExport(const CommandArgs& args);
 
 const std::vector<CommandSpec>& commands() {
   static const std::vector<CommandSpec> table = {
@@ -20,13 +17,10 @@ const std::vector<CommandSpec>& commands() {
        "Describe a NIfTI file, an MSLesSeg dataset folder (--check: every voxel) or a store "
        "(verifies every checksum).",
        &runInspect},
-<<<<<<< HEAD
-      {"export", "Write a run's EMA (or raw) weights as a dict of tensors that Python's torch.load reads.",
-       &runExport},
-=======
       {"preprocess", "MSLesSeg NIfTIs -> HDF5 shard store + manifest (ranks split the scans).",
        &runPreprocess},
->>>>>>> data-store
+      {"export", "Write a run's EMA (or raw) weights as a dict of tensors that Python's torch.load reads.",
+       &runExport},
   };
   return table;
 }
