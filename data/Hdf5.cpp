@@ -2,7 +2,6 @@
 #include "data/Hdf5.h"
 
 #include <algorithm>
-#include <mutex>
 
 namespace lddpm::data::h5 {
 namespace {
@@ -32,8 +31,12 @@ std::string errorStackMessage() {
 }
 
 void silenceAutoPrint() {
-  static std::once_flag once;
-  std::call_once(once, [] { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); });
+  // The thread-safe HDF5 keeps one error stack, and one auto-print setting, per thread.
+  thread_local bool silenced = false;
+  if (!silenced) {
+    H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+    silenced = true;
+  }
 }
 
 void throwError(const std::string& path, const std::string& what) {

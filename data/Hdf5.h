@@ -49,8 +49,9 @@ class Handle {
 // The innermost messages of HDF5's current error stack, joined by "; " (empty when none).
 std::string errorStackMessage();
 
-// Turns off HDF5's automatic printing of error stacks to stderr (process-wide, idempotent): our
-// exceptions carry the message instead, so a user sees one line, not forty.
+// Turns off HDF5's automatic printing of error stacks to stderr for the calling thread (HDF5
+// keeps that setting per thread; idempotent): our exceptions carry the message instead, so a user
+// sees one line, not forty.
 void silenceAutoPrint();
 
 // Throws core::IoError(path, "<what>: <HDF5 error stack>") — `path` names the file and the object

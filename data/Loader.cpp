@@ -1,0 +1,177 @@
+// Prefetching loader: see Loader.h and docs/store.md "Loader".
+#include "data/Loader.h"
+
+#include <filesystem>
+
+#include "core/Error.h"
+#include "data/ShardReader.h"
+
+namespace lddpm::data {
+namespace fs = std::filesystem;
+
+struct Loader::Reader {
+  std::map<std::string, std::unique_ptr<ShardReader>> shards;
+  std::map<std::string, std::pair<torch::Tensor, torch::Tensor>> index;  // small: KBs per subject
+
+  ShardReader& shard(const std::string& storeDir, const std::string& file) {
+    auto& r = shards[file];
+    if (!r) r = std::make_unique<ShardReader>((fs::path(storeDir) / file).string());
+    return *r;
+  }
+};
+
+namespace {
+
+std::vector<SubjectEntry> selectSubjects(const Manifest& m, const std::string& split, const std::string& store) {
+  if (split != "train" && split != "test" && split != "all") {
+    LDDPM_THROW(core::UsageError, "--split: expected train, test or all, got '", split, "'");
+  }
+  std::vector<SubjectEntry> out;
+  for (const auto& s : m.subjects) {
+    if (split == "all" || s.split == split) out.push_back(s);
+  }
+  if (out.empty()) throw core::IoError(store, "no " + split + " subjects in this store");
+  return out;
+}
+
+}  // namespace
+
+Loader::Loader(LoaderOptions options)
+    : options_(std::move(options)),
+      manifest_(readManifest(options_.store)),
+      subjects_(selectSubjects(manifest_, options_.split, options_.store)),
+      sampler_(subjects_.size(), options_.sampler),
+      produceCursor_(options_.start),
+      deliverCursor_(options_.start) {
+  LDDPM_CHECK(options_.worldSize >= 1 && options_.rank >= 0 && options_.rank < options_.worldSize,
+              "loader: rank ", options_.rank, " outside world size ", options_.worldSize);
+  LDDPM_CHECK(options_.threads >= 0 && options_.queueDepth >= 1, "loader: threads >= 0 and queue depth >= 1");
+  for (int a = 0; a < 3; ++a) {
+    patch_[a] = options_.patch > 0 ? options_.patch : manifest_.grid[a];
+    if (patch_[a] > manifest_.grid[a]) {
+      LDDPM_THROW(core::UsageError, "--patch ", options_.patch, " is larger than the store's grid ",
+                  manifest_.grid[0], "x", manifest_.grid[1], "x", manifest_.grid[2]);
+    }
+  }
+  if (options_.threads == 0) callerReader_ = std::make_unique<Reader>();
+  for (int t = 0; t < options_.threads; ++t) workers_.emplace_back([this] { work(); });
+}
+
+Loader::~Loader() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stop_ = true;
+  }
+  changed_.notify_all();
+  for (auto& w : workers_) w.join();
+}
+
+Cursor Loader::cursor() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return deliverCursor_;
+}
+
+void Loader::work() {
+  Reader reader;
+  for (;;) {
+    std::int64_t seq;
+    Cursor cursor;
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      changed_.wait(lock, [&] { return stop_ || produce_ < deliver_ + options_.queueDepth; });
+      if (stop_) return;
+      seq = produce_++;
+      cursor = produceCursor_;
+      produceCursor_ = sampler_.advance(cursor);
+    }
+    Slot slot;
+    try {
+      slot.batch = read(cursor, reader);
+    } catch (...) {
+      slot.error = std::current_exception();
+    }
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      ready_[seq] = std::move(slot);
+    }
+    changed_.notify_all();
+  }
+}
+
+Batch Loader::next() {
+  if (callerReader_) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (failed_) std::rethrow_exception(failed_);
+    try {
+      Batch b = read(deliverCursor_, *callerReader_);
+      deliverCursor_ = b.next;
+      return b;
+    } catch (...) {
+      failed_ = std::current_exception();
+      throw;
+    }
+  }
+  std::unique_lock<std::mutex> lock(mutex_);
+  if (failed_) std::rethrow_exception(failed_);
+  changed_.wait(lock, [&] { return ready_.count(deliver_) > 0; });
+  Slot slot = std::move(ready_.at(deliver_));
+  ready_.erase(deliver_);
+  if (slot.error) {
+    failed_ = slot.error;
+    std::rethrow_exception(failed_);
+  }
+  ++deliver_;
+  deliverCursor_ = slot.batch->next;
+  lock.unlock();
+  changed_.notify_all();
+  return std::move(*slot.batch);
+}
+
+Batch Loader::read(const Cursor& cursor, Reader& reader) const {
+  Batch b;
+  b.cursor = cursor;
+  b.next = sampler_.advance(cursor);
+  b.plans = sampler_.rankBatch(cursor, options_.rank, options_.worldSize);
+  std::vector<torch::Tensor> images, tissues, lesions;
+  for (const SamplePlan& plan : b.plans) {
+    const SubjectEntry& subject = subjects_[plan.subject];
+    ShardReader& shard = reader.shard(options_.store, subject.shard);
+    auto it = reader.index.find(subject.id);
+    if (it == reader.index.end()) it = reader.index.emplace(subject.id, shard.readIndex(subject.id)).first;
+    const auto& [patchIndex, lesionVoxels] = it->second;
+    std::array<std::int64_t, 3> start{0, 0, 0};
+    if (options_.patch > 0) {
+      const std::int64_t stride = manifest_.parameters.value("index_stride", 8);
+      start = PatchSampler::patchStart(plan, patchIndex, lesionVoxels, stride, manifest_.grid, options_.patch);
+    }
+    PatchData p = shard.readPatch(subject.id, start, patch_);
+    if (plan.gain != 1.0 || plan.bias != 0.0) {
+      // Intensity augmentation inside the brain only: background stays exactly -1.
+      const torch::Tensor brain = p.tissue.gt(0).unsqueeze(0).expand_as(p.image);
+      p.image = torch::where(brain, (p.image * plan.gain + plan.bias).clamp(-1, 1), p.image);
+    }
+    if (plan.flipX) {
+      p.image = p.image.flip({3});
+      p.tissue = p.tissue.flip({2});
+      p.lesion = p.lesion.flip({2});
+    }
+    images.push_back(p.image);
+    tissues.push_back(p.tissue.unsqueeze(0));
+    lesions.push_back(p.lesion.unsqueeze(0));
+    b.subjects.push_back(subject.id);
+    b.starts.push_back(start);
+  }
+  if (images.empty()) {  // a rank whose share of this batch is empty (batch < world size)
+    const std::int64_t c = static_cast<std::int64_t>(manifest_.channels.size());
+    b.image = torch::empty({0, c, patch_[0], patch_[1], patch_[2]});
+    b.tissue = torch::empty({0, 1, patch_[0], patch_[1], patch_[2]}, torch::kUInt8);
+    b.lesion = torch::empty({0, 1, patch_[0], patch_[1], patch_[2]}, torch::kUInt8);
+  } else {
+    b.image = torch::stack(images);
+    b.tissue = torch::stack(tissues);
+    b.lesion = torch::stack(lesions);
+  }
+  return b;
+}
+
+}  // namespace lddpm::data
