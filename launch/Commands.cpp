@@ -5,11 +5,14 @@
 namespace lddpm::launch {
 
 int runInfo(const CommandArgs& args);
+int runModels(const CommandArgs& args);
 
 const std::vector<CommandSpec>& commands() {
   static const std::vector<CommandSpec> table = {
       {"info", "Show this build (version, backends) and the launch: ranks, hosts, threads.",
        &runInfo},
+      {"models", "List the models (lesion-ddpm and baselines) with parameter counts for given options.",
+       &runModels},
   };
   return table;
 }
