@@ -8,6 +8,7 @@ int runInfo(const CommandArgs& args);
 int runInspect(const CommandArgs& args);
 int runPreprocess(const CommandArgs& args);
 int runExport(const CommandArgs& args);
+int runModels(const CommandArgs& args);
 
 const std::vector<CommandSpec>& commands() {
   static const std::vector<CommandSpec> table = {
@@ -21,6 +22,8 @@ const std::vector<CommandSpec>& commands() {
        &runPreprocess},
       {"export", "Write a run's EMA (or raw) weights as a dict of tensors that Python's torch.load reads.",
        &runExport},
+      {"models", "List the models (lesion-ddpm and baselines) with parameter counts for given options.",
+       &runModels},
   };
   return table;
 }

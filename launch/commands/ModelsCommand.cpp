@@ -1,0 +1,48 @@
+// `lddpm models`: the model registry with parameter counts for the given model options, so a user
+// sees what --base-channels or --channel-mult cost before training (docs/models.md "Registry").
+#include <iomanip>
+#include <iostream>
+
+#include "core/Json.h"
+#include "distributed/World.h"
+#include "launch/Command.h"
+#include "models/Registry.h"
+
+namespace lddpm::launch {
+
+int runModels(const CommandArgs& args) {
+  bool json = false;
+  models::ModelConfig config;
+  po::options_description own = config.describe();
+  own.add_options()("json", po::bool_switch(&json), "print JSON instead of text");
+  if (!parseCommand("models", "[model options] [--json]", args, own)) return 0;
+  if (dist::World::get().rank() != 0) return 0;
+
+  core::Json table = core::Json::array();
+  for (const auto& entry : models::registeredModels()) {
+    models::ModelConfig c = config;
+    c.model = entry.name;
+    const auto model = entry.create(c);
+    core::Json groups = core::Json::object();
+    for (const auto& g : model->parameterGroups()) {
+      std::int64_t n = 0;
+      for (const auto& p : g.parameters) n += p.numel();
+      groups[g.name] = n;
+    }
+    table.push_back({{"name", entry.name}, {"parameters", model->parameterCount()}, {"groups", groups},
+                     {"size_divisor", model->sizeDivisor()}, {"summary", entry.summary}});
+  }
+  if (json) {
+    std::cout << table.dump(2) << "\n";
+    return 0;
+  }
+  std::cout << std::left << std::setw(13) << "model" << std::right << std::setw(12) << "parameters"
+            << "  summary\n";
+  for (const auto& row : table) {
+    std::cout << std::left << std::setw(13) << row["name"].get<std::string>() << std::right << std::setw(12)
+              << row["parameters"].get<std::int64_t>() << "  " << row["summary"].get<std::string>() << "\n";
+  }
+  return 0;
+}
+
+}  // namespace lddpm::launch
