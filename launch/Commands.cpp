@@ -5,11 +5,14 @@
 namespace lddpm::launch {
 
 int runInfo(const CommandArgs& args);
+int runInspect(const CommandArgs& args);
 
 const std::vector<CommandSpec>& commands() {
   static const std::vector<CommandSpec> table = {
       {"info", "Show this build (version, backends) and the launch: ranks, hosts, threads.",
        &runInfo},
+      {"inspect", "Describe a NIfTI file or an MSLesSeg dataset folder (--check: every voxel).",
+       &runInspect},
   };
   return table;
 }

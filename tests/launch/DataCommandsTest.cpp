@@ -1,0 +1,105 @@
+// The data subcommands as a user runs them: `lddpm inspect` on a file (JSON checked against
+// nibabel), on a dataset folder, and on bad input (exit 1 naming the file).
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "core/Json.h"
+#include "data/MsLesSeg.h"
+#include "data/NiftiIo.h"
+
+namespace {
+using namespace lddpm;
+namespace fs = std::filesystem;
+
+struct Result {
+  int code;
+  std::string out;
+};
+
+Result shell(const std::string& cmd) {
+  FILE* p = ::popen(cmd.c_str(), "r");
+  std::string out;
+  char buf[4096];
+  while (size_t n = std::fread(buf, 1, sizeof buf, p)) out.append(buf, n);
+  const int status = ::pclose(p);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+Result lddpm(const std::string& args, bool withStderr = true) {
+  return shell(std::string(LDDPM_BINARY) + " " + args + (withStderr ? " 2>&1" : " 2>/dev/null"));
+}
+
+struct DataCommands : ::testing::Test {
+  fs::path dir = fs::temp_directory_path() / ("lddpm-datacli-" + std::to_string(::getpid()));
+  void SetUp() override { fs::create_directories(dir); }
+  void TearDown() override { fs::remove_all(dir); }
+};
+
+TEST_F(DataCommands, InspectFileJsonMatchesNibabel) {
+  const std::string path = LDDPM_MRICRON_TEMPLATES "/ch2bet.nii.gz";
+  if (!fs::exists(path)) GTEST_SKIP() << path << " missing (Debian package mricron-data)";
+  const Result r = lddpm("inspect --json " + path, false);
+  ASSERT_EQ(r.code, 0) << r.out;
+  const core::Json got = core::Json::parse(r.out);
+  const Result py = shell(std::string(LDDPM_PYTHON) + " " LDDPM_TESTS_DATA_DIR
+                          "/nifti_fixtures.py dump " + path + " /dev/null");
+  ASSERT_EQ(py.code, 0) << py.out;
+  const core::Json want = core::Json::parse(py.out);
+  EXPECT_EQ(got.at("shape"), want.at("shape"));
+  EXPECT_EQ(got.at("datatype"), want.at("datatype"));
+  EXPECT_EQ(got.at("nonzero"), want.at("nonzero"));
+  EXPECT_DOUBLE_EQ(got.at("min").get<double>(), want.at("min").get<double>());
+  EXPECT_DOUBLE_EQ(got.at("max").get<double>(), want.at("max").get<double>());
+  EXPECT_NEAR(got.at("mean").get<double>(), want.at("mean").get<double>(), 1e-9);
+  for (int i = 0; i < 16; ++i) {
+    EXPECT_DOUBLE_EQ(got.at("affine")[i / 4][i % 4].get<double>(), want.at("affine")[i].get<double>());
+  }
+  for (int d = 0; d < 3; ++d) EXPECT_EQ(got.at("spacing")[d], want.at("spacing")[d]);
+}
+
+TEST_F(DataCommands, InspectBadFileExitsOneNamingIt) {
+  const fs::path bad = dir / "broken.nii.gz";
+  std::ofstream(bad) << "not a nifti file at all";
+  const Result r = lddpm("inspect " + bad.string());
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_NE(r.out.find(bad.string()), std::string::npos) << r.out;
+  EXPECT_EQ(lddpm("inspect " + (dir / "absent.nii").string()).code, 1);
+  EXPECT_EQ(lddpm("inspect").code, 2);
+}
+
+void writeScan(const fs::path& folder, const std::string& stem, std::array<std::int64_t, 3> maskShape = {4, 5, 6}) {
+  fs::create_directories(folder);
+  for (data::Modality m : data::kAllModalities) {
+    const bool mask = m == data::Modality::Mask;
+    const auto s = mask ? maskShape : std::array<std::int64_t, 3>{4, 5, 6};
+    data::Volume v;
+    v.data = torch::full({s[2], s[1], s[0]}, mask ? 1.0f : 50.0f);
+    data::writeNifti((folder / (stem + "_" + data::modalityName(m) + ".nii.gz")).string(), v,
+                     mask ? data::NiftiDtype::UInt8 : data::NiftiDtype::Float32);
+  }
+}
+
+TEST_F(DataCommands, InspectDatasetSummarisesAndFlagsInconsistentScans) {
+  writeScan(dir / "ds/train/P1/T1", "P1_T1");
+  writeScan(dir / "ds/train/P1/T2", "P1_T2");
+  writeScan(dir / "ds/test/P3", "P3");
+  const Result r = lddpm("inspect --json --check " + (dir / "ds").string(), false);
+  ASSERT_EQ(r.code, 0) << r.out;
+  const core::Json j = core::Json::parse(r.out);
+  EXPECT_EQ(j.at("counts").at("train").at("scans"), 2);
+  EXPECT_EQ(j.at("counts").at("train").at("patients"), 1);
+  EXPECT_EQ(j.at("counts").at("test").at("scans"), 1);
+  EXPECT_EQ(j.at("scans")[0].at("shape"), (std::vector<int>{4, 5, 6}));
+
+  writeScan(dir / "ds/test/P3", "P3", {4, 5, 7});
+  const Result bad = lddpm("inspect " + (dir / "ds").string());
+  EXPECT_EQ(bad.code, 1) << bad.out;
+  EXPECT_NE(bad.out.find("P3_MASK.nii.gz: shape 4x5x7"), std::string::npos) << bad.out;
+}
+
+}  // namespace
