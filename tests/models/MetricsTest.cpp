@@ -4,7 +4,11 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <limits>
+#include <sstream>
 #include <random>
 #include <vector>
 
@@ -302,6 +306,62 @@ TEST(Dice, KnownOverlapOfTwoCubes) {
   ASSERT_EQ(batch.sizes(), torch::IntArrayRef({2}));
   EXPECT_NEAR(batch[0].item<double>(), 0.375, 1e-15);
   EXPECT_EQ(batch[1].item<double>(), 1.0);
+}
+
+// skimage's SSIM (scipy.ndimage, whole-volume filtering then a crop) and MONAI's MS-SSIM
+// (torch conv3d with the full 3-D kernel), written in Python: another implementation of each.
+struct PythonReference {
+  double ssim = 0;
+  double msSsim = 0;
+  int scales = 0;
+};
+
+PythonReference pythonReference(const Grid& x, const Grid& y, int window, double sigma) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / ("lddpm-ssim-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  const auto dump = [&](const Grid& g, const char* name) {
+    std::ofstream(dir / name, std::ios::binary)
+        .write(reinterpret_cast<const char*>(g.v.data()), static_cast<std::streamsize>(g.v.size() * 8));
+    return (dir / name).string();
+  };
+  std::ostringstream cmd;
+  cmd << LDDPM_PYTHON << " " << LDDPM_SSIM_REFERENCE << " " << dump(x, "x.f64") << " "
+      << dump(y, "y.f64") << " " << x.d << " " << x.h << " " << x.w << " " << window << " " << sigma;
+  FILE* p = ::popen(cmd.str().c_str(), "r");
+  std::string out;
+  char buf[256];
+  while (size_t n = std::fread(buf, 1, sizeof buf, p)) out.append(buf, n);
+  const int status = ::pclose(p);
+  fs::remove_all(dir);
+  EXPECT_EQ(status, 0) << cmd.str() << "\n" << out;
+  PythonReference r;
+  std::istringstream in(out);
+  std::string key;
+  in >> key >> r.ssim >> key >> r.msSsim >> r.scales;
+  return r;
+}
+
+TEST(Ssim, MatchesScipySsimAndMonaiStyleMsSsimInPython) {
+  {  // the default 11-voxel window; 23 → 11 gives two MS-SSIM scales
+    const Grid x = randomGrid(23, 26, 30, 20);
+    const Grid y = noisyCopy(x, 0.25, 21);
+    const PythonReference ref = pythonReference(x, y, 11, 1.5);
+    EXPECT_NEAR(scalar(ssim(x.tensor(), y.tensor())), ref.ssim, 1e-12);
+    const MsSsimResult ms = msSsim(x.tensor(), y.tensor());
+    EXPECT_EQ(ms.scales, ref.scales);
+    EXPECT_NEAR(scalar(ms.value), ref.msSsim, 1e-12);
+  }
+  {  // all five scales, with a 3-voxel window
+    const Grid x = randomGrid(48, 50, 49, 22);
+    const Grid y = noisyCopy(x, 0.4, 23);
+    const PythonReference ref = pythonReference(x, y, 3, 1.5);
+    const auto options = SsimOptions().windowSize(3);
+    EXPECT_NEAR(scalar(ssim(x.tensor(), y.tensor(), options)), ref.ssim, 1e-12);
+    const MsSsimResult ms = msSsim(x.tensor(), y.tensor(), options);
+    EXPECT_EQ(ref.scales, 5);
+    EXPECT_NEAR(scalar(ms.value), ref.msSsim, 1e-12);
+  }
 }
 
 TEST(Metrics, RunOnCudaLikeOnCpu) {
