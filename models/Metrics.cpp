@@ -173,8 +173,10 @@ MsSsimResult msSsim(const torch::Tensor& real, const torch::Tensor& synthetic,
   // one data_range to every scale).
   const torch::Tensor range = detail::dataRange(p.real, options.dataRange());
   torch::Tensor value = torch::ones({p.real.size(0)}, p.real.options());
+  torch::Tensor fullResolutionSsim;
   for (int s = 0; s < n; ++s) {
     const detail::SsimParts parts = detail::ssimAndContrast(p.real, p.synthetic, range, options);
+    if (s == 0) fullResolutionSsim = parts.ssim;
     // cs at every scale but the coarsest, which contributes the full SSIM (luminance included).
     const torch::Tensor& term = s + 1 < n ? parts.contrast : parts.ssim;
     value = value * term.relu().pow(kMsSsimWeights[static_cast<size_t>(s)] / weightSum);
@@ -183,7 +185,7 @@ MsSsimResult msSsim(const torch::Tensor& real, const torch::Tensor& synthetic,
       p.synthetic = detail::halve(p.synthetic);
     }
   }
-  return {detail::inCallerLayout(value, real), n};
+  return {detail::inCallerLayout(value, real), n, detail::inCallerLayout(fullResolutionSsim, real)};
 }
 
 torch::Tensor regionMeanSquaredError(const torch::Tensor& real, const torch::Tensor& synthetic,
@@ -222,8 +224,8 @@ ImageMetrics imageMetrics(const torch::Tensor& real, const torch::Tensor& synthe
   m.mse = meanSquaredError(real, synthetic).item<double>();
   m.mae = meanAbsoluteError(real, synthetic).item<double>();
   m.psnr = psnr(real, synthetic, options.dataRange()).item<double>();
-  m.ssim = ssim(real, synthetic, options).item<double>();
   const MsSsimResult ms = msSsim(real, synthetic, options);
+  m.ssim = ms.ssim.item<double>();
   m.msSsim = ms.value.item<double>();
   m.msSsimScales = ms.scales;
   const double nan = std::nan("");

@@ -41,6 +41,7 @@ torch::Tensor ssim(const torch::Tensor& real, const torch::Tensor& synthetic,
 struct MsSsimResult {
   torch::Tensor value;  // as the other metrics: 0-dim or [B]
   int scales = 0;       // how many of kMsSsimWeights were used (5 on MSLesSeg-sized volumes)
+  torch::Tensor ssim;   // plain SSIM, a by-product of the full-resolution scale (saves a pass)
 };
 
 // Number of MS-SSIM scales a volume of this spatial size supports with this window: the largest

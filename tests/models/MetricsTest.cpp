@@ -206,6 +206,7 @@ TEST(MsSsim, FiveScalesMatchDirectFloat64) {
   const MsSsimResult r = msSsim(x.tensor(), y.tensor(), options);
   EXPECT_EQ(r.scales, 5);
   EXPECT_NEAR(scalar(r.value), directMsSsim(x, y, 3, 1.5, 5), 1e-12);
+  EXPECT_NEAR(scalar(r.ssim), directSsim(x, y, 3, 1.5, range(x)).ssim, 1e-12);
 }
 
 TEST(MsSsim, FewerScalesRenormaliseWeights) {
