@@ -68,7 +68,8 @@ torch::Tensor filterValid(torch::Tensor x, const std::vector<double>& taps) {
   for (std::int64_t dim = x.dim() - 3; dim < x.dim(); ++dim) {
     const std::int64_t n = x.size(dim) - window + 1;
     torch::Tensor acc = x.narrow(dim, 0, n) * taps[0];
-    for (std::int64_t k = 1; k < window; ++k) acc.add_(x.narrow(dim, k, n), taps[static_cast<size_t>(k)]);
+    for (std::int64_t k = 1; k < window; ++k)
+      acc.add_(x.narrow(dim, k, n), taps[static_cast<size_t>(k)]);
     x = acc;
   }
   return x;
@@ -82,14 +83,14 @@ struct SsimParts {
 // MONAI's compute_ssim_and_cs on [B, D, H, W] float64 volumes with per-volume range L [B].
 // Variances are population moments E[x²] − E[x]² under the window weights, as MONAI (no
 // N/(N−1) correction; skimage's default use_sample_covariance=True would differ).
-SsimParts ssimAndContrast(const torch::Tensor& x, const torch::Tensor& y, const torch::Tensor& range,
-                          const SsimOptions& o) {
+SsimParts ssimAndContrast(const torch::Tensor& x, const torch::Tensor& y,
+                          const torch::Tensor& range, const SsimOptions& o) {
   const std::int64_t w = o.windowSize();
   TORCH_CHECK(x.size(1) >= w && x.size(2) >= w && x.size(3) >= w, "ssim: volume ",
               x.sizes().slice(1), " is smaller than the ", w, "-voxel window on some side");
   // [5, B, d, h, w]: one filtering pass for all five local moments.
-  const torch::Tensor m = filterValid(torch::stack({x, y, x * x, y * y, x * y}),
-                                      gaussianTaps(w, o.sigma()));
+  const torch::Tensor m =
+      filterValid(torch::stack({x, y, x * x, y * y, x * y}), gaussianTaps(w, o.sigma()));
   const torch::Tensor muX = m[0], muY = m[1];
   const torch::Tensor varX = m[2] - muX * muX;
   const torch::Tensor varY = m[3] - muY * muY;
@@ -167,8 +168,7 @@ MsSsimResult msSsim(const torch::Tensor& real, const torch::Tensor& synthetic,
   const int n = msSsimScales(size, options.windowSize());
   TORCH_CHECK(n > 0, "ms-ssim: volume ", p.real.sizes().slice(1), " is smaller than the ",
               options.windowSize(), "-voxel window on some side");
-  const double weightSum =
-      std::accumulate(kMsSsimWeights.begin(), kMsSsimWeights.begin() + n, 0.0);
+  const double weightSum = std::accumulate(kMsSsimWeights.begin(), kMsSsimWeights.begin() + n, 0.0);
   // L comes from the full-resolution real volume and stays fixed across scales (MONAI passes
   // one data_range to every scale).
   const torch::Tensor range = detail::dataRange(p.real, options.dataRange());
@@ -229,11 +229,12 @@ ImageMetrics imageMetrics(const torch::Tensor& real, const torch::Tensor& synthe
   m.msSsim = ms.value.item<double>();
   m.msSsimScales = ms.scales;
   const double nan = std::nan("");
-  m.lesionMae = lesion.defined() ? regionMeanAbsoluteError(real, synthetic, lesion).item<double>() : nan;
-  m.lesionMse = lesion.defined() ? regionMeanSquaredError(real, synthetic, lesion).item<double>() : nan;
-  m.brainMae =
-      regionMeanAbsoluteError(real, synthetic, brain.defined() ? brain : brainRegion(real))
-          .item<double>();
+  m.lesionMae =
+      lesion.defined() ? regionMeanAbsoluteError(real, synthetic, lesion).item<double>() : nan;
+  m.lesionMse =
+      lesion.defined() ? regionMeanSquaredError(real, synthetic, lesion).item<double>() : nan;
+  m.brainMae = regionMeanAbsoluteError(real, synthetic, brain.defined() ? brain : brainRegion(real))
+                   .item<double>();
   return m;
 }
 

@@ -41,6 +41,8 @@ struct ImagesOptions {
 
 po::options_description describeImagesOptions(ImagesOptions& o) {
   po::options_description desc("evaluate images options");
+  // One option per line reads better than the formatter's layout of the chained calls.
+  // clang-format off
   desc.add_options()
       ("real", po::value(&o.real)->required()->value_name("PATH"),
        "real scan: a NIfTI file, or a folder of them")
@@ -57,6 +59,7 @@ po::options_description describeImagesOptions(ImagesOptions& o) {
       ("json", po::bool_switch(&o.json), "print JSON instead of a markdown table")
       ("out", po::value(&o.out)->value_name("DIR"),
        "also write images.json, images.md and config.ini into DIR");
+  // clang-format on
   return desc;
 }
 
@@ -162,16 +165,20 @@ std::vector<Case> collectCases(const ImagesOptions& o) {
   };
   std::vector<Case> cases;
   for (const std::string& name : real) {
-    cases.push_back({name, (fs::path(o.real) / name).string(), (fs::path(o.synthetic) / name).string(),
-                     maskPath(o.mask, "mask", name), maskPath(o.brainMask, "brain-mask", name)});
+    cases.push_back({name, (fs::path(o.real) / name).string(),
+                     (fs::path(o.synthetic) / name).string(), maskPath(o.mask, "mask", name),
+                     maskPath(o.brainMask, "brain-mask", name)});
   }
   return cases;
 }
 
-std::string shapeText(const data::Volume& v) { return core::strCat(v.nx(), "x", v.ny(), "x", v.nz()); }
+std::string shapeText(const data::Volume& v) {
+  return core::strCat(v.nx(), "x", v.ny(), "x", v.nz());
+}
 
 // Reads `path` and checks that it has the real scan's shape; the error names both files.
-data::Volume readLike(const std::string& path, const data::Volume& real, const std::string& realPath) {
+data::Volume readLike(const std::string& path, const data::Volume& real,
+                      const std::string& realPath) {
   data::Volume v = data::readNifti(path);
   if (!v.data.sizes().equals(real.data.sizes())) {
     LDDPM_THROW(core::Error, "evaluate: shape mismatch: '", path, "' is ", shapeText(v), " but '",
@@ -194,7 +201,8 @@ models::ImageMetrics evaluateCase(const Case& c, const ImagesOptions& o) {
   const auto& size = real.data.sizes();
   if (*std::min_element(size.begin(), size.end()) < o.ssimWindow) {
     LDDPM_THROW(core::Error, "evaluate: '", c.real, "' (", shapeText(real),
-                ") is smaller than the SSIM window on some side (--ssim-window ", o.ssimWindow, ")");
+                ") is smaller than the SSIM window on some side (--ssim-window ", o.ssimWindow,
+                ")");
   }
   if (o.dataRange == 0 && (real.data.max() - real.data.min()).item<double>() <= 0) {
     LDDPM_THROW(core::Error, "evaluate: '", c.real,
@@ -358,8 +366,9 @@ struct Mode {
 };
 
 const Mode kModes[] = {
-    {"images", "image metrics of synthetic vs real scans (MSE, MAE, PSNR, SSIM, MS-SSIM, lesion "
-               "and brain errors)",
+    {"images",
+     "image metrics of synthetic vs real scans (MSE, MAE, PSNR, SSIM, MS-SSIM, lesion "
+     "and brain errors)",
      &runImages},
 };
 
@@ -376,8 +385,9 @@ int runEvaluate(const CommandArgs& args) {
       if (dist::World::get().rank() == 0) printModes(std::cout);
       return 0;
     }
-    LDDPM_THROW(core::UsageError, "lddpm evaluate: expected a mode first, e.g. 'lddpm evaluate "
-                                  "images --real A --synthetic B' (modes: see --help)");
+    LDDPM_THROW(core::UsageError,
+                "lddpm evaluate: expected a mode first, e.g. 'lddpm evaluate "
+                "images --real A --synthetic B' (modes: see --help)");
   }
   for (const Mode& m : kModes) {
     if (args[0] == m.name) return m.run(CommandArgs(args.begin() + 1, args.end()));

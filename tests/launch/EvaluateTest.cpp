@@ -82,16 +82,18 @@ struct EvaluateTest : ::testing::Test {
   std::string path(const std::string& name) { return (dir / name).string(); }
 };
 
-const char* const kKeys[] = {"mse",     "mae",            "psnr",       "ssim",      "ms_ssim",
-                             "ms_ssim_scales", "lesion_mae", "lesion_mse", "brain_mae"};
+const char* const kKeys[] = {"mse",        "mae",        "psnr",
+                             "ssim",       "ms_ssim",    "ms_ssim_scales",
+                             "lesion_mae", "lesion_mse", "brain_mae"};
 
 TEST_F(EvaluateTest, FilePairGivesClosedFormErrors) {
   write(dir / "real.nii.gz", scans.real);
   write(dir / "synthetic.nii.gz", scans.synthetic);
   write(dir / "lesion.nii.gz", scans.lesion);
-  const Result r = run("evaluate images --real " + path("real.nii.gz") + " --synthetic " +
-                           path("synthetic.nii.gz") + " --mask " + path("lesion.nii.gz") + " --json",
-                       dir);
+  const Result r =
+      run("evaluate images --real " + path("real.nii.gz") + " --synthetic " +
+              path("synthetic.nii.gz") + " --mask " + path("lesion.nii.gz") + " --json",
+          dir);
   ASSERT_EQ(r.code, 0) << r.err;
   const Json j = Json::parse(r.out);
   ASSERT_EQ(j["cases"].size(), 1u);
@@ -113,9 +115,9 @@ TEST_F(EvaluateTest, FilePairGivesClosedFormErrors) {
 
 TEST_F(EvaluateTest, IdenticalScansAndNoMask) {
   write(dir / "real.nii", scans.real);
-  const Result r = run("evaluate images --json --real " + path("real.nii") + " --synthetic " +
-                           path("real.nii"),
-                       dir);
+  const Result r =
+      run("evaluate images --json --real " + path("real.nii") + " --synthetic " + path("real.nii"),
+          dir);
   ASSERT_EQ(r.code, 0) << r.err;
   const Json c = Json::parse(r.out)["cases"][0];
   EXPECT_NEAR(c["ssim"].get<double>(), 1.0, 1e-12);
@@ -175,9 +177,9 @@ TEST_F(EvaluateTest, CasesOnOneSideOnlyAreNamed) {
 TEST_F(EvaluateTest, MismatchedShapesNameBothFiles) {
   write(dir / "real.nii.gz", scans.real);
   write(dir / "small.nii.gz", scans.real.slice(2, 0, 20));
-  const Result r = run("evaluate images --real " + path("real.nii.gz") + " --synthetic " +
-                           path("small.nii.gz"),
-                       dir);
+  const Result r =
+      run("evaluate images --real " + path("real.nii.gz") + " --synthetic " + path("small.nii.gz"),
+          dir);
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.err.find(path("real.nii.gz")), std::string::npos) << r.err;
   EXPECT_NE(r.err.find(path("small.nii.gz")), std::string::npos) << r.err;
@@ -186,9 +188,8 @@ TEST_F(EvaluateTest, MismatchedShapesNameBothFiles) {
 
 TEST_F(EvaluateTest, UsageErrorsNameTheOption) {
   write(dir / "real.nii.gz", scans.real);
-  const Result missing = run("evaluate images --real " + path("nope.nii.gz") + " --synthetic " +
-                                 path("real.nii.gz"),
-                             dir);
+  const Result missing = run(
+      "evaluate images --real " + path("nope.nii.gz") + " --synthetic " + path("real.nii.gz"), dir);
   EXPECT_EQ(missing.code, 2);
   EXPECT_NE(missing.err.find("--real"), std::string::npos) << missing.err;
   const Result mask = run("evaluate images --real " + path("real.nii.gz") + " --synthetic " +
@@ -196,9 +197,8 @@ TEST_F(EvaluateTest, UsageErrorsNameTheOption) {
                           dir);
   EXPECT_EQ(mask.code, 2);
   EXPECT_NE(mask.err.find("--mask"), std::string::npos) << mask.err;
-  const Result mixed = run("evaluate images --real " + path("real.nii.gz") + " --synthetic " +
-                               dir.string(),
-                           dir);
+  const Result mixed =
+      run("evaluate images --real " + path("real.nii.gz") + " --synthetic " + dir.string(), dir);
   EXPECT_EQ(mixed.code, 2);
   EXPECT_NE(mixed.err.find("--synthetic"), std::string::npos) << mixed.err;
   const Result noSynthetic = run("evaluate images --real " + path("real.nii.gz"), dir);

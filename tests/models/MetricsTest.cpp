@@ -2,14 +2,15 @@
 // plain loops (every valid window position, weighted sums voxel by voxel): nothing is compared
 // with values produced by models/Metrics.cpp itself.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <limits>
-#include <sstream>
 #include <random>
+#include <sstream>
 #include <vector>
 
 #include "models/Metrics.h"
@@ -24,9 +25,7 @@ struct Grid {
   Grid(int d_, int h_, int w_) : d(d_), h(h_), w(w_), v(static_cast<size_t>(d_) * h_ * w_, 0.0) {}
   double& at(int z, int y, int x) { return v[(static_cast<size_t>(z) * h + y) * w + x]; }
   double at(int z, int y, int x) const { return v[(static_cast<size_t>(z) * h + y) * w + x]; }
-  torch::Tensor tensor() const {
-    return torch::tensor(v, torch::kFloat64).view({d, h, w}).clone();
-  }
+  torch::Tensor tensor() const { return torch::tensor(v, torch::kFloat64).view({d, h, w}).clone(); }
 };
 
 Grid randomGrid(int d, int h, int w, unsigned seed) {
@@ -102,7 +101,8 @@ Grid halve(const Grid& x) {
     for (int r = 0; r < out.h; ++r)
       for (int c = 0; c < out.w; ++c) {
         double s = 0;
-        for (int k = 0; k < 8; ++k) s += x.at(2 * z + (k >> 2), 2 * r + ((k >> 1) & 1), 2 * c + (k & 1));
+        for (int k = 0; k < 8; ++k)
+          s += x.at(2 * z + (k >> 2), 2 * r + ((k >> 1) & 1), 2 * c + (k & 1));
         out.at(z, r, c) = s / 8;
       }
   return out;
@@ -172,7 +172,7 @@ TEST(Ssim, BatchGivesOneValuePerVolume) {
 
 TEST(Ssim, RejectsBadShapesAndWindows) {
   const torch::Tensor a = torch::rand({12, 12, 12});
-  EXPECT_THROW(ssim(a, torch::rand({12, 12, 13})), c10::Error);  // shapes differ
+  EXPECT_THROW(ssim(a, torch::rand({12, 12, 13})), c10::Error);    // shapes differ
   EXPECT_THROW(ssim(a.unsqueeze(0), a.unsqueeze(0)), c10::Error);  // [1, D, H, W] is ambiguous
   EXPECT_THROW(ssim(torch::rand({12, 10, 12}), torch::rand({12, 10, 12})), c10::Error);  // < window
   EXPECT_THROW(ssim(a, a, SsimOptions().windowSize(4)), c10::Error);  // even window
@@ -276,7 +276,7 @@ TEST(ErrorMetrics, ImageMetricsBundlesEveryMetric) {
   const ErrorCase c;
   torch::Tensor lesion = torch::zeros({6, 5, 4});
   lesion.view({-1}).narrow(0, 96, 8).fill_(1);  // 4 of its 8 voxels carry −3 errors
-  // The volume is too small for an 11-voxel window: use 3 (one scale: the 4-voxel side halves to 2).
+  // Too small for an 11-voxel window: use 3 (one scale, as the 4-voxel side halves to 2).
   const auto options = SsimOptions().windowSize(3);
   const ImageMetrics m = imageMetrics(c.real, c.synthetic, lesion, {}, options);
   EXPECT_NEAR(m.mse, (10 + 36) / 120.0, 1e-15);
@@ -302,8 +302,8 @@ TEST(Dice, KnownOverlapOfTwoCubes) {
   EXPECT_EQ(scalar(dice(empty, empty)), 1.0);
   EXPECT_EQ(scalar(dice(a, empty)), 0.0);
   // A batch: one value per volume.
-  const torch::Tensor batch = dice(torch::stack({a, empty}).unsqueeze(1),
-                                   torch::stack({b, empty}).unsqueeze(1));
+  const torch::Tensor batch =
+      dice(torch::stack({a, empty}).unsqueeze(1), torch::stack({b, empty}).unsqueeze(1));
   ASSERT_EQ(batch.sizes(), torch::IntArrayRef({2}));
   EXPECT_NEAR(batch[0].item<double>(), 0.375, 1e-15);
   EXPECT_EQ(batch[1].item<double>(), 1.0);
@@ -323,12 +323,14 @@ PythonReference pythonReference(const Grid& x, const Grid& y, int window, double
   fs::create_directories(dir);
   const auto dump = [&](const Grid& g, const char* name) {
     std::ofstream(dir / name, std::ios::binary)
-        .write(reinterpret_cast<const char*>(g.v.data()), static_cast<std::streamsize>(g.v.size() * 8));
+        .write(reinterpret_cast<const char*>(g.v.data()),
+               static_cast<std::streamsize>(g.v.size() * 8));
     return (dir / name).string();
   };
   std::ostringstream cmd;
   cmd << LDDPM_PYTHON << " " << LDDPM_SSIM_REFERENCE << " " << dump(x, "x.f64") << " "
-      << dump(y, "y.f64") << " " << x.d << " " << x.h << " " << x.w << " " << window << " " << sigma;
+      << dump(y, "y.f64") << " " << x.d << " " << x.h << " " << x.w << " " << window << " "
+      << sigma;
   FILE* p = ::popen(cmd.str().c_str(), "r");
   std::string out;
   char buf[256];

@@ -31,8 +31,11 @@ double monaiStyleSsim(const torch::Tensor& x, const torch::Tensor& y, double ran
   const auto d = torch::arange(-5, 6, torch::kFloat32);
   const auto g = torch::exp(-(d / 1.5).square() / 2);
   const auto g1 = g / g.sum();
-  const auto k = (g1.view({-1, 1, 1}) * g1.view({1, -1, 1}) * g1.view({1, 1, -1})).view({1, 1, 11, 11, 11});
-  const auto conv = [&](const torch::Tensor& t) { return torch::conv3d(t.view({1, 1, t.size(0), t.size(1), t.size(2)}), k); };
+  const auto k =
+      (g1.view({-1, 1, 1}) * g1.view({1, -1, 1}) * g1.view({1, 1, -1})).view({1, 1, 11, 11, 11});
+  const auto conv = [&](const torch::Tensor& t) {
+    return torch::conv3d(t.view({1, 1, t.size(0), t.size(1), t.size(2)}), k);
+  };
   const auto mx = conv(x), my = conv(y);
   const auto vx = conv(x * x) - mx * mx, vy = conv(y * y) - my * my, cxy = conv(x * y) - mx * my;
   const double c1 = (0.01 * range) * (0.01 * range), c2 = (0.03 * range) * (0.03 * range);
@@ -49,19 +52,22 @@ int main(int argc, char** argv) {
   const int repeats = argc > 4 ? std::atoi(argv[4]) : 3;
   torch::manual_seed(0);
   // A smooth "anatomy" plus noise, float32 as NIfTI volumes arrive.
-  const auto real = torch::avg_pool3d(torch::rand({1, 1, d + 4, h + 4, w + 4}), 5, 1).view({d, h, w});
+  const auto real =
+      torch::avg_pool3d(torch::rand({1, 1, d + 4, h + 4, w + 4}), 5, 1).view({d, h, w});
   const auto synthetic = real + 0.05 * torch::randn({d, h, w});
   const double range = (real.max() - real.min()).item<double>();
 
   std::printf("volume %lldx%lldx%lld, %d intra-op threads, best of %d\n", static_cast<long long>(d),
-              static_cast<long long>(h), static_cast<long long>(w), torch::get_num_threads(), repeats);
+              static_cast<long long>(h), static_cast<long long>(w), torch::get_num_threads(),
+              repeats);
   double ssimValue = 0, monaiValue = 0;
   const double tErrors = best(repeats, [&] {
     models::meanSquaredError(real, synthetic);
     models::meanAbsoluteError(real, synthetic);
     models::psnr(real, synthetic);
   });
-  const double tSsim = best(repeats, [&] { ssimValue = models::ssim(real, synthetic).item<double>(); });
+  const double tSsim =
+      best(repeats, [&] { ssimValue = models::ssim(real, synthetic).item<double>(); });
   int scales = 0;
   const double tMs = best(repeats, [&] { scales = models::msSsim(real, synthetic).scales; });
   const double tAll = best(repeats, [&] { models::imageMetrics(real, synthetic); });
