@@ -350,7 +350,7 @@ int runImages(const CommandArgs& args) {
   const core::Json json = renderJson(o, cases, rows);
   const std::string markdown = renderMarkdown(cases, rows);
   if (!o.out.empty()) {
-    writeCommandConfig(o.out, kCommand, *parsed, own);
+    writeCommandConfig(o.out, "evaluate images", *parsed, own);  // header: how to re-run
     core::writeJsonFile((fs::path(o.out) / "images.json").string(), json);
     core::writeFileAtomic((fs::path(o.out) / "images.md").string(), markdown);
     LDDPM_LOG(Info) << "wrote " << o.out << "/images.json and images.md";

@@ -150,7 +150,10 @@ TEST_F(EvaluateTest, FoldersGiveRowsAndMeanSd) {
   // --out holds the same JSON, the table and the resolved configuration.
   EXPECT_EQ(lddpm::core::readJsonFile(path("out/images.json")), j);
   EXPECT_TRUE(fs::exists(dir / "out" / "images.md"));
-  EXPECT_TRUE(fs::exists(dir / "out" / "config.ini"));
+  std::ifstream ini(dir / "out" / "config.ini");
+  const std::string config((std::istreambuf_iterator<char>(ini)), {});
+  EXPECT_NE(config.find("lddpm evaluate images --config"), std::string::npos) << config;
+  EXPECT_NE(config.find("mask = " + path("masks")), std::string::npos) << config;
 
   const Result table = run(common, dir);
   ASSERT_EQ(table.code, 0) << table.err;
