@@ -111,6 +111,17 @@ TEST_F(EvaluateTest, FilePairGivesClosedFormErrors) {
   EXPECT_LT(c["ssim"].get<double>(), 1.0);
   EXPECT_NEAR(j["mean"]["mse"].get<double>(), Scans::mse, 1e-12);
   EXPECT_TRUE(j["sd"]["mse"].is_null());  // one case has no spread
+
+  // A given brain mask replaces the real scan's nonzero voxels; a given range replaces max − min.
+  const Result given = run("evaluate images --json --real " + path("real.nii.gz") +
+                               " --synthetic " + path("synthetic.nii.gz") + " --brain-mask " +
+                               path("lesion.nii.gz") + " --data-range 10",
+                           dir);
+  ASSERT_EQ(given.code, 0) << given.err;
+  const Json g = Json::parse(given.out)["cases"][0];
+  EXPECT_NEAR(g["brain_mae"].get<double>(), Scans::lesionMae, 1e-12);
+  EXPECT_NEAR(g["psnr"].get<double>(), 10 * std::log10(100 / Scans::mse), 1e-9);
+  EXPECT_TRUE(g["lesion_mae"].is_null());
 }
 
 TEST_F(EvaluateTest, IdenticalScansAndNoMask) {
