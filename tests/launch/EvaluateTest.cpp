@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdio>
@@ -26,9 +27,9 @@ struct Result {
   std::string err;  // stderr
 };
 
-Result run(const std::string& args, const fs::path& dir) {
+Result run(const std::string& args, const fs::path& dir, const std::string& launcher = "") {
   const fs::path errFile = dir / "stderr.txt";
-  const std::string cmd = std::string(LDDPM_BINARY) + " " + args + " 2>" + errFile.string();
+  const std::string cmd = launcher + LDDPM_BINARY + " " + args + " 2>" + errFile.string();
   FILE* p = ::popen(cmd.c_str(), "r");
   Result r;
   std::array<char, 4096> buf{};
@@ -171,6 +172,18 @@ TEST_F(EvaluateTest, FoldersGiveRowsAndMeanSd) {
   EXPECT_NE(table.out.find("| case | MSE | MAE |"), std::string::npos) << table.out;
   EXPECT_NE(table.out.find("| P1.nii.gz |"), std::string::npos) << table.out;
   EXPECT_NE(table.out.find("| mean ± sd (n = 2) |"), std::string::npos) << table.out;
+}
+
+TEST_F(EvaluateTest, UnderMpiexecOneRankReports) {
+  write(dir / "real.nii.gz", scans.real);
+  write(dir / "synthetic.nii.gz", scans.synthetic);
+  const Result r = run(
+      "evaluate images --real " + path("real.nii.gz") + " --synthetic " + path("synthetic.nii.gz"),
+      dir,
+      std::string("OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 ") + LDDPM_MPIEXEC +
+          " -n 2 --oversubscribe ");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 3) << r.out;  // header, rule, one row
 }
 
 TEST_F(EvaluateTest, CasesOnOneSideOnlyAreNamed) {

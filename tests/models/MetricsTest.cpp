@@ -168,6 +168,13 @@ TEST(Ssim, BatchGivesOneValuePerVolume) {
   // Each volume uses its own real range.
   EXPECT_NEAR(values[0].item<double>(), directSsim(x0, y0, 11, 1.5, range(x0)).ssim, 1e-12);
   EXPECT_NEAR(values[1].item<double>(), directSsim(x1, y1, 11, 1.5, range(x1)).ssim, 1e-12);
+  // The other metrics batch the same way: each entry as if the volume came alone.
+  const MsSsimResult ms = msSsim(real, synthetic, SsimOptions().windowSize(5));
+  ASSERT_EQ(ms.value.sizes(), torch::IntArrayRef({2}));
+  EXPECT_NEAR(ms.value[1].item<double>(),
+              scalar(msSsim(x1.tensor(), y1.tensor(), SsimOptions().windowSize(5)).value), 1e-14);
+  EXPECT_NEAR(psnr(real, synthetic)[0].item<double>(), scalar(psnr(x0.tensor(), y0.tensor())),
+              1e-12);
 }
 
 TEST(Ssim, RejectsBadShapesAndWindows) {
