@@ -9,6 +9,7 @@ int runInspect(const CommandArgs& args);
 int runPreprocess(const CommandArgs& args);
 int runExport(const CommandArgs& args);
 int runModels(const CommandArgs& args);
+int runEvaluate(const CommandArgs& args);
 
 const std::vector<CommandSpec>& commands() {
   static const std::vector<CommandSpec> table = {
@@ -24,6 +25,8 @@ const std::vector<CommandSpec>& commands() {
        &runExport},
       {"models", "List the models (lesion-ddpm and baselines) with parameter counts for given options.",
        &runModels},
+      {"evaluate", "Compare synthetic with real scans: `evaluate images` (MSE, MAE, PSNR, SSIM, ...).",
+       &runEvaluate},
   };
   return table;
 }

@@ -21,7 +21,7 @@ PACKAGES=(
   # configuration, JSON, NIfTI, images, compression
   libboost-program-options-dev nlohmann-json3-dev libnifti2-dev libpng-dev zlib1g-dev
   # tests and independent reference implementations used by them
-  libgtest-dev python3-numpy python3-nibabel python3-h5py
+  libgtest-dev python3-numpy python3-nibabel python3-h5py python3-scipy
   # the real template brain behind the phantom cohort (Colin27, JHU atlas)
   mricron-data
   # a real single-node SLURM cluster for the SLURM tests

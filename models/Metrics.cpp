@@ -1,0 +1,241 @@
+#include "models/Metrics.h"
+
+#include <cmath>
+#include <numeric>
+
+namespace lddpm::models {
+
+namespace detail {
+
+// [D, H, W] -> [1, D, H, W]; [B, 1, D, H, W] -> [B, D, H, W]. Metrics work on the 4-D form.
+torch::Tensor asBatch(const torch::Tensor& t, const char* what) {
+  TORCH_CHECK(t.defined(), "metrics: ", what, " is an undefined tensor");
+  if (t.dim() == 3) return t.unsqueeze(0);
+  TORCH_CHECK(t.dim() == 5 && t.size(1) == 1, "metrics: ", what,
+              " must be [D, H, W] or [B, 1, D, H, W], got ", t.sizes());
+  return t.squeeze(1);
+}
+
+// Per-volume results [B] back in the caller's layout: 0-dim for a single volume.
+torch::Tensor inCallerLayout(const torch::Tensor& perVolume, const torch::Tensor& like) {
+  return like.dim() == 3 ? perVolume.squeeze(0) : perVolume;
+}
+
+void checkSameShape(const torch::Tensor& a, const char* aName, const torch::Tensor& b,
+                    const char* bName) {
+  TORCH_CHECK(a.defined() && b.defined(), "metrics: ", aName, " or ", bName, " is undefined");
+  TORCH_CHECK(a.sizes() == b.sizes(), "metrics: ", aName, " ", a.sizes(), " and ", bName, " ",
+              b.sizes(), " differ in shape");
+}
+
+struct Pair {
+  torch::Tensor real;       // [B, D, H, W] float64
+  torch::Tensor synthetic;  // [B, D, H, W] float64
+};
+
+Pair preparePair(const torch::Tensor& real, const torch::Tensor& synthetic) {
+  checkSameShape(real, "real", synthetic, "synthetic");
+  return {asBatch(real, "real").to(torch::kFloat64),
+          asBatch(synthetic, "synthetic").to(torch::kFloat64)};
+}
+
+const std::vector<int64_t> kSpatialDims{1, 2, 3};
+
+// L per volume [B]: the given range, or max − min of each real volume.
+torch::Tensor dataRange(const torch::Tensor& real, double given) {
+  if (given > 0) return torch::full({real.size(0)}, given, real.options());
+  return real.amax(kSpatialDims) - real.amin(kSpatialDims);
+}
+
+// The normalised 1-D Gaussian at integer offsets −(w−1)/2 … (w−1)/2. MONAI's 3-D kernel is the
+// outer product of three of these, so filtering along D, H, W in turn is the same filter.
+std::vector<double> gaussianTaps(std::int64_t window, double sigma) {
+  std::vector<double> taps(static_cast<size_t>(window));
+  for (std::int64_t i = 0; i < window; ++i) {
+    const double d = static_cast<double>(i - (window - 1) / 2) / sigma;
+    taps[static_cast<size_t>(i)] = std::exp(-0.5 * d * d);
+  }
+  const double sum = std::accumulate(taps.begin(), taps.end(), 0.0);
+  for (double& t : taps) t /= sum;
+  return taps;
+}
+
+// Valid-region ("no padding") separable filtering of the last three dims of x [..., D, H, W]:
+// the result is [..., D−w+1, H−w+1, W−w+1]. Shifted slices summed with scalar weights instead of
+// conv3d: exact in float64, no im2col buffer (11× the volume), and the same code on every device.
+torch::Tensor filterValid(torch::Tensor x, const std::vector<double>& taps) {
+  const auto window = static_cast<std::int64_t>(taps.size());
+  for (std::int64_t dim = x.dim() - 3; dim < x.dim(); ++dim) {
+    const std::int64_t n = x.size(dim) - window + 1;
+    torch::Tensor acc = x.narrow(dim, 0, n) * taps[0];
+    for (std::int64_t k = 1; k < window; ++k)
+      acc.add_(x.narrow(dim, k, n), taps[static_cast<size_t>(k)]);
+    x = acc;
+  }
+  return x;
+}
+
+struct SsimParts {
+  torch::Tensor ssim;      // [B] mean of the SSIM map over the valid region
+  torch::Tensor contrast;  // [B] mean of the contrast-structure term cs
+};
+
+// MONAI's compute_ssim_and_cs on [B, D, H, W] float64 volumes with per-volume range L [B].
+// Variances are population moments E[x²] − E[x]² under the window weights, as MONAI (no
+// N/(N−1) correction; skimage's default use_sample_covariance=True would differ).
+SsimParts ssimAndContrast(const torch::Tensor& x, const torch::Tensor& y,
+                          const torch::Tensor& range, const SsimOptions& o) {
+  const std::int64_t w = o.windowSize();
+  TORCH_CHECK(x.size(1) >= w && x.size(2) >= w && x.size(3) >= w, "ssim: volume ",
+              x.sizes().slice(1), " is smaller than the ", w, "-voxel window on some side");
+  // [5, B, d, h, w]: one filtering pass for all five local moments.
+  const torch::Tensor m =
+      filterValid(torch::stack({x, y, x * x, y * y, x * y}), gaussianTaps(w, o.sigma()));
+  const torch::Tensor muX = m[0], muY = m[1];
+  const torch::Tensor varX = m[2] - muX * muX;
+  const torch::Tensor varY = m[3] - muY * muY;
+  const torch::Tensor covXY = m[4] - muX * muY;
+  const torch::Tensor l = range.view({-1, 1, 1, 1});
+  const torch::Tensor c1 = (o.k1() * l).square();
+  const torch::Tensor c2 = (o.k2() * l).square();
+  const torch::Tensor cs = (2 * covXY + c2) / (varX + varY + c2);
+  const torch::Tensor map = (2 * muX * muY + c1) / (muX * muX + muY * muY + c1) * cs;
+  return {map.mean(kSpatialDims), cs.mean(kSpatialDims)};
+}
+
+void checkWindow(const SsimOptions& o) {
+  TORCH_CHECK(o.windowSize() >= 1 && o.windowSize() % 2 == 1,
+              "ssim: window size must be odd and positive, got ", o.windowSize());
+  TORCH_CHECK(o.sigma() > 0, "ssim: sigma must be positive, got ", o.sigma());
+}
+
+// 2× average pooling (floor on odd sides, as F.avg_pool3d(x, 2)) of [B, D, H, W].
+torch::Tensor halve(const torch::Tensor& x) {
+  return torch::avg_pool3d(x.unsqueeze(1), /*kernel_size=*/2).squeeze(1);
+}
+
+// Mean of per-voxel values [B, D, H, W] over the nonzero voxels of `region`; NaN when empty.
+torch::Tensor regionMean(const torch::Tensor& perVoxel, const torch::Tensor& region) {
+  const torch::Tensor inside = (asBatch(region, "region") != 0).to(torch::kFloat64);
+  return (perVoxel * inside).sum(kSpatialDims) / inside.sum(kSpatialDims);
+}
+
+}  // namespace detail
+
+torch::Tensor meanSquaredError(const torch::Tensor& real, const torch::Tensor& synthetic) {
+  const auto p = detail::preparePair(real, synthetic);
+  return detail::inCallerLayout((p.real - p.synthetic).square().mean(detail::kSpatialDims), real);
+}
+
+torch::Tensor meanAbsoluteError(const torch::Tensor& real, const torch::Tensor& synthetic) {
+  const auto p = detail::preparePair(real, synthetic);
+  return detail::inCallerLayout((p.real - p.synthetic).abs().mean(detail::kSpatialDims), real);
+}
+
+torch::Tensor psnr(const torch::Tensor& real, const torch::Tensor& synthetic, double dataRange) {
+  const auto p = detail::preparePair(real, synthetic);
+  const torch::Tensor mse = (p.real - p.synthetic).square().mean(detail::kSpatialDims);
+  const torch::Tensor range = detail::dataRange(p.real, dataRange);
+  return detail::inCallerLayout(10 * torch::log10(range.square() / mse), real);
+}
+
+torch::Tensor ssim(const torch::Tensor& real, const torch::Tensor& synthetic,
+                   const SsimOptions& options) {
+  detail::checkWindow(options);
+  const auto p = detail::preparePair(real, synthetic);
+  const torch::Tensor range = detail::dataRange(p.real, options.dataRange());
+  return detail::inCallerLayout(detail::ssimAndContrast(p.real, p.synthetic, range, options).ssim,
+                                real);
+}
+
+int msSsimScales(const std::vector<std::int64_t>& spatialSize, std::int64_t windowSize) {
+  int scales = 0;
+  for (int n = 1; n <= static_cast<int>(kMsSsimWeights.size()); ++n) {
+    for (const std::int64_t side : spatialSize) {
+      // floor(side / 2^(n-1)) is the side after n-1 floor-mode 2× poolings.
+      if ((side >> (n - 1)) < windowSize) return scales;
+    }
+    scales = n;
+  }
+  return scales;
+}
+
+MsSsimResult msSsim(const torch::Tensor& real, const torch::Tensor& synthetic,
+                    const SsimOptions& options) {
+  detail::checkWindow(options);
+  auto p = detail::preparePair(real, synthetic);
+  const auto size = p.real.sizes().slice(1).vec();
+  const int n = msSsimScales(size, options.windowSize());
+  TORCH_CHECK(n > 0, "ms-ssim: volume ", p.real.sizes().slice(1), " is smaller than the ",
+              options.windowSize(), "-voxel window on some side");
+  const double weightSum = std::accumulate(kMsSsimWeights.begin(), kMsSsimWeights.begin() + n, 0.0);
+  // L comes from the full-resolution real volume and stays fixed across scales (MONAI passes
+  // one data_range to every scale).
+  const torch::Tensor range = detail::dataRange(p.real, options.dataRange());
+  torch::Tensor value = torch::ones({p.real.size(0)}, p.real.options());
+  torch::Tensor fullResolutionSsim;
+  for (int s = 0; s < n; ++s) {
+    const detail::SsimParts parts = detail::ssimAndContrast(p.real, p.synthetic, range, options);
+    if (s == 0) fullResolutionSsim = parts.ssim;
+    // cs at every scale but the coarsest, which contributes the full SSIM (luminance included).
+    const torch::Tensor& term = s + 1 < n ? parts.contrast : parts.ssim;
+    value = value * term.relu().pow(kMsSsimWeights[static_cast<size_t>(s)] / weightSum);
+    if (s + 1 < n) {
+      p.real = detail::halve(p.real);
+      p.synthetic = detail::halve(p.synthetic);
+    }
+  }
+  return {detail::inCallerLayout(value, real), n, detail::inCallerLayout(fullResolutionSsim, real)};
+}
+
+torch::Tensor regionMeanSquaredError(const torch::Tensor& real, const torch::Tensor& synthetic,
+                                     const torch::Tensor& region) {
+  detail::checkSameShape(real, "real", region, "region");
+  const auto p = detail::preparePair(real, synthetic);
+  return detail::inCallerLayout(detail::regionMean((p.real - p.synthetic).square(), region), real);
+}
+
+torch::Tensor regionMeanAbsoluteError(const torch::Tensor& real, const torch::Tensor& synthetic,
+                                      const torch::Tensor& region) {
+  detail::checkSameShape(real, "real", region, "region");
+  const auto p = detail::preparePair(real, synthetic);
+  return detail::inCallerLayout(detail::regionMean((p.real - p.synthetic).abs(), region), real);
+}
+
+torch::Tensor brainRegion(const torch::Tensor& real) { return real != 0; }
+
+torch::Tensor dice(const torch::Tensor& prediction, const torch::Tensor& target) {
+  detail::checkSameShape(prediction, "prediction", target, "target");
+  const torch::Tensor a = detail::asBatch(prediction, "prediction").to(torch::kFloat64) > 0.5;
+  const torch::Tensor b = detail::asBatch(target, "target").to(torch::kFloat64) > 0.5;
+  const auto count = [](const torch::Tensor& mask) {
+    return mask.sum(detail::kSpatialDims).to(torch::kFloat64);
+  };
+  const torch::Tensor sizes = count(a) + count(b);
+  const torch::Tensor overlap = 2 * count(a.logical_and(b)) / sizes;
+  return detail::inCallerLayout(overlap.masked_fill(sizes == 0, 1.0), prediction);
+}
+
+ImageMetrics imageMetrics(const torch::Tensor& real, const torch::Tensor& synthetic,
+                          const torch::Tensor& lesion, const torch::Tensor& brain,
+                          const SsimOptions& options) {
+  TORCH_CHECK(real.dim() == 3, "imageMetrics: expects one volume [D, H, W], got ", real.sizes());
+  ImageMetrics m;
+  m.mse = meanSquaredError(real, synthetic).item<double>();
+  m.mae = meanAbsoluteError(real, synthetic).item<double>();
+  m.psnr = psnr(real, synthetic, options.dataRange()).item<double>();
+  const MsSsimResult ms = msSsim(real, synthetic, options);
+  m.ssim = ms.ssim.item<double>();
+  m.msSsim = ms.value.item<double>();
+  m.msSsimScales = ms.scales;
+  const double nan = std::nan("");
+  m.lesionMae =
+      lesion.defined() ? regionMeanAbsoluteError(real, synthetic, lesion).item<double>() : nan;
+  m.lesionMse =
+      lesion.defined() ? regionMeanSquaredError(real, synthetic, lesion).item<double>() : nan;
+  m.brainMae = regionMeanAbsoluteError(real, synthetic, brain.defined() ? brain : brainRegion(real))
+                   .item<double>();
+  return m;
+}
+
+}  // namespace lddpm::models

@@ -1,0 +1,388 @@
+// Image and segmentation metrics against closed forms and a direct float64 SSIM written here with
+// plain loops (every valid window position, weighted sums voxel by voxel): nothing is compared
+// with values produced by models/Metrics.cpp itself.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <random>
+#include <sstream>
+#include <vector>
+
+#include "models/Metrics.h"
+
+namespace {
+using namespace lddpm::models;
+
+// A volume as plain doubles, z slowest: the independent side of every comparison.
+struct Grid {
+  int d = 0, h = 0, w = 0;
+  std::vector<double> v;
+  Grid(int d_, int h_, int w_) : d(d_), h(h_), w(w_), v(static_cast<size_t>(d_) * h_ * w_, 0.0) {}
+  double& at(int z, int y, int x) { return v[(static_cast<size_t>(z) * h + y) * w + x]; }
+  double at(int z, int y, int x) const { return v[(static_cast<size_t>(z) * h + y) * w + x]; }
+  torch::Tensor tensor() const { return torch::tensor(v, torch::kFloat64).view({d, h, w}).clone(); }
+};
+
+Grid randomGrid(int d, int h, int w, unsigned seed) {
+  std::mt19937 gen(seed);
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  Grid g(d, h, w);
+  for (double& x : g.v) x = u(gen);
+  return g;
+}
+
+// y = x + noise: correlated like a decent synthetic image, so SSIM lands mid-range.
+Grid noisyCopy(const Grid& x, double amplitude, unsigned seed) {
+  std::mt19937 gen(seed);
+  std::normal_distribution<double> n(0.0, amplitude);
+  Grid y = x;
+  for (double& v : y.v) v += n(gen);
+  return y;
+}
+
+double range(const Grid& g) {
+  double lo = g.v[0], hi = g.v[0];
+  for (double v : g.v) lo = std::min(lo, v), hi = std::max(hi, v);
+  return hi - lo;
+}
+
+struct DirectSsim {
+  double ssim = 0;
+  double cs = 0;
+};
+
+// Wang et al. SSIM with an 11-tap (or `win`) Gaussian, σ, population moments, valid positions only.
+DirectSsim directSsim(const Grid& x, const Grid& y, int win, double sigma, double L) {
+  std::vector<double> g(static_cast<size_t>(win));
+  double sum = 0;
+  for (int i = 0; i < win; ++i) {
+    const double d = i - (win - 1) / 2;
+    g[static_cast<size_t>(i)] = std::exp(-d * d / (2 * sigma * sigma));
+    sum += g[static_cast<size_t>(i)];
+  }
+  for (double& t : g) t /= sum;
+  const double c1 = (0.01 * L) * (0.01 * L), c2 = (0.03 * L) * (0.03 * L);
+  double ssimSum = 0, csSum = 0;
+  long count = 0;
+  for (int z = 0; z + win <= x.d; ++z) {
+    for (int r = 0; r + win <= x.h; ++r) {
+      for (int c = 0; c + win <= x.w; ++c) {
+        double mx = 0, my = 0, mxx = 0, myy = 0, mxy = 0;
+        for (int a = 0; a < win; ++a) {
+          for (int b = 0; b < win; ++b) {
+            for (int e = 0; e < win; ++e) {
+              const double wt = g[a] * g[b] * g[e];
+              const double xv = x.at(z + a, r + b, c + e), yv = y.at(z + a, r + b, c + e);
+              mx += wt * xv, my += wt * yv;
+              mxx += wt * xv * xv, myy += wt * yv * yv, mxy += wt * xv * yv;
+            }
+          }
+        }
+        const double vx = mxx - mx * mx, vy = myy - my * my, cxy = mxy - mx * my;
+        const double cs = (2 * cxy + c2) / (vx + vy + c2);
+        ssimSum += (2 * mx * my + c1) / (mx * mx + my * my + c1) * cs;
+        csSum += cs;
+        ++count;
+      }
+    }
+  }
+  return {ssimSum / count, csSum / count};
+}
+
+// 2×2×2 means, odd trailing voxels dropped.
+Grid halve(const Grid& x) {
+  Grid out(x.d / 2, x.h / 2, x.w / 2);
+  for (int z = 0; z < out.d; ++z)
+    for (int r = 0; r < out.h; ++r)
+      for (int c = 0; c < out.w; ++c) {
+        double s = 0;
+        for (int k = 0; k < 8; ++k)
+          s += x.at(2 * z + (k >> 2), 2 * r + ((k >> 1) & 1), 2 * c + (k & 1));
+        out.at(z, r, c) = s / 8;
+      }
+  return out;
+}
+
+double directMsSsim(Grid x, Grid y, int win, double sigma, int scales) {
+  const double L = range(x);
+  const double w[5] = {0.0448, 0.2856, 0.3001, 0.2363, 0.1333};
+  double wsum = 0;
+  for (int s = 0; s < scales; ++s) wsum += w[s];
+  double value = 1;
+  for (int s = 0; s < scales; ++s) {
+    const DirectSsim d = directSsim(x, y, win, sigma, L);
+    const double term = s + 1 < scales ? d.cs : d.ssim;
+    value *= std::pow(std::max(term, 0.0), w[s] / wsum);
+    x = halve(x);
+    y = halve(y);
+  }
+  return value;
+}
+
+double scalar(const torch::Tensor& t) {
+  EXPECT_EQ(t.dim(), 0);
+  EXPECT_EQ(t.scalar_type(), torch::kFloat64);
+  return t.item<double>();
+}
+
+TEST(Ssim, IdenticalVolumesScoreOne) {
+  const torch::Tensor x = randomGrid(13, 14, 15, 1).tensor().to(torch::kFloat32);
+  EXPECT_NEAR(scalar(ssim(x, x)), 1.0, 1e-12);
+  const MsSsimResult ms = msSsim(x, x);
+  EXPECT_EQ(ms.scales, 1);
+  EXPECT_NEAR(scalar(ms.value), 1.0, 1e-12);
+}
+
+TEST(Ssim, MatchesDirectFloat64WithRealRange) {
+  const Grid x = randomGrid(12, 13, 15, 2);
+  const Grid y = noisyCopy(x, 0.2, 3);
+  const double expected = directSsim(x, y, 11, 1.5, range(x)).ssim;
+  EXPECT_GT(expected, 0.1);  // a mid-range value, not a degenerate 0 or 1
+  EXPECT_LT(expected, 0.95);
+  EXPECT_NEAR(scalar(ssim(x.tensor(), y.tensor())), expected, 1e-12);
+  // float32 inputs are widened before any arithmetic: only the input rounding differs.
+  EXPECT_NEAR(scalar(ssim(x.tensor().to(torch::kFloat32), y.tensor().to(torch::kFloat32))),
+              expected, 1e-6);
+}
+
+TEST(Ssim, MatchesDirectFloat64WithGivenRangeAndWindow) {
+  const Grid x = randomGrid(9, 8, 10, 4);
+  const Grid y = noisyCopy(x, 0.5, 5);
+  const double expected = directSsim(x, y, 5, 0.8, 2.0).ssim;
+  const auto options = SsimOptions().windowSize(5).sigma(0.8).dataRange(2.0);
+  EXPECT_NEAR(scalar(ssim(x.tensor(), y.tensor(), options)), expected, 1e-12);
+}
+
+TEST(Ssim, BatchGivesOneValuePerVolume) {
+  const Grid x0 = randomGrid(11, 12, 11, 6), x1 = randomGrid(11, 12, 11, 7);
+  const Grid y0 = noisyCopy(x0, 0.1, 8), y1 = noisyCopy(x1, 0.4, 9);
+  const torch::Tensor real = torch::stack({x0.tensor(), x1.tensor()}).unsqueeze(1);  // [2,1,D,H,W]
+  const torch::Tensor synthetic = torch::stack({y0.tensor(), y1.tensor()}).unsqueeze(1);
+  const torch::Tensor values = ssim(real, synthetic);
+  ASSERT_EQ(values.sizes(), torch::IntArrayRef({2}));
+  // Each volume uses its own real range.
+  EXPECT_NEAR(values[0].item<double>(), directSsim(x0, y0, 11, 1.5, range(x0)).ssim, 1e-12);
+  EXPECT_NEAR(values[1].item<double>(), directSsim(x1, y1, 11, 1.5, range(x1)).ssim, 1e-12);
+  // The other metrics batch the same way: each entry as if the volume came alone.
+  const MsSsimResult ms = msSsim(real, synthetic, SsimOptions().windowSize(5));
+  ASSERT_EQ(ms.value.sizes(), torch::IntArrayRef({2}));
+  EXPECT_NEAR(ms.value[1].item<double>(),
+              scalar(msSsim(x1.tensor(), y1.tensor(), SsimOptions().windowSize(5)).value), 1e-14);
+  EXPECT_NEAR(psnr(real, synthetic)[0].item<double>(), scalar(psnr(x0.tensor(), y0.tensor())),
+              1e-12);
+}
+
+TEST(Ssim, RejectsBadShapesAndWindows) {
+  const torch::Tensor a = torch::rand({12, 12, 12});
+  EXPECT_THROW(ssim(a, torch::rand({12, 12, 13})), c10::Error);    // shapes differ
+  EXPECT_THROW(ssim(a.unsqueeze(0), a.unsqueeze(0)), c10::Error);  // [1, D, H, W] is ambiguous
+  EXPECT_THROW(ssim(torch::rand({12, 10, 12}), torch::rand({12, 10, 12})), c10::Error);  // < window
+  EXPECT_THROW(ssim(a, a, SsimOptions().windowSize(4)), c10::Error);  // even window
+  EXPECT_THROW(msSsim(torch::rand({8, 20, 20}), torch::rand({8, 20, 20})), c10::Error);
+}
+
+TEST(MsSsim, ScaleCountFollowsCoarsestWindowRule) {
+  // floor(side / 2^(n-1)) >= 11 on every side. 176 = 11·16 is the smallest 5-scale side
+  // (MONAI: side // 16 > 10); 128 (FACTS.md: too small for MONAI's 5 scales) gets 4.
+  EXPECT_EQ(msSsimScales({182, 218, 182}, 11), 5);
+  EXPECT_EQ(msSsimScales({176, 176, 176}, 11), 5);
+  EXPECT_EQ(msSsimScales({175, 400, 400}, 11), 4);
+  EXPECT_EQ(msSsimScales({128, 128, 128}, 11), 4);
+  EXPECT_EQ(msSsimScales({88, 90, 100}, 11), 4);
+  EXPECT_EQ(msSsimScales({100, 87, 100}, 11), 3);
+  EXPECT_EQ(msSsimScales({44, 44, 44}, 11), 3);
+  EXPECT_EQ(msSsimScales({43, 44, 44}, 11), 2);
+  EXPECT_EQ(msSsimScales({22, 22, 22}, 11), 2);
+  EXPECT_EQ(msSsimScales({21, 22, 22}, 11), 1);
+  EXPECT_EQ(msSsimScales({11, 11, 11}, 11), 1);
+  EXPECT_EQ(msSsimScales({10, 50, 50}, 11), 0);
+  EXPECT_EQ(msSsimScales({48, 48, 48}, 3), 5);
+  EXPECT_EQ(msSsimScales({47, 48, 48}, 3), 4);
+}
+
+TEST(MsSsim, FiveScalesMatchDirectFloat64) {
+  // Window 3 lets five scales fit in a test-sized volume: 48 → 24 → 12 → 6 → 3 (49, 50 floor).
+  const Grid x = randomGrid(48, 49, 50, 10);
+  const Grid y = noisyCopy(x, 0.3, 11);
+  const auto options = SsimOptions().windowSize(3).sigma(1.5);
+  const MsSsimResult r = msSsim(x.tensor(), y.tensor(), options);
+  EXPECT_EQ(r.scales, 5);
+  EXPECT_NEAR(scalar(r.value), directMsSsim(x, y, 3, 1.5, 5), 1e-12);
+  EXPECT_NEAR(scalar(r.ssim), directSsim(x, y, 3, 1.5, range(x)).ssim, 1e-12);
+}
+
+TEST(MsSsim, FewerScalesRenormaliseWeights) {
+  // 23 → 11: two scales of an 11-voxel window; weights 0.0448 and 0.2856 scaled to sum to 1.
+  const Grid x = randomGrid(23, 24, 25, 12);
+  const Grid y = noisyCopy(x, 0.3, 13);
+  const MsSsimResult r = msSsim(x.tensor(), y.tensor());
+  EXPECT_EQ(r.scales, 2);
+  const double L = range(x);
+  const double cs0 = directSsim(x, y, 11, 1.5, L).cs;
+  const double ssim1 = directSsim(halve(x), halve(y), 11, 1.5, L).ssim;
+  const double w0 = 0.0448 / (0.0448 + 0.2856), w1 = 0.2856 / (0.0448 + 0.2856);
+  EXPECT_NEAR(scalar(r.value), std::pow(cs0, w0) * std::pow(ssim1, w1), 1e-12);
+}
+
+TEST(MsSsim, OneScaleIsSsim) {
+  const Grid x = randomGrid(15, 16, 17, 14);
+  const Grid y = noisyCopy(x, 0.2, 15);
+  const MsSsimResult r = msSsim(x.tensor(), y.tensor());
+  EXPECT_EQ(r.scales, 1);
+  EXPECT_NEAR(scalar(r.value), directSsim(x, y, 11, 1.5, range(x)).ssim, 1e-12);
+}
+
+// real: 4 in the first half of the slices, 0 elsewhere (range 4); synthetic = real + error with
+// +1 on n1 voxels and −3 on n2 voxels.
+struct ErrorCase {
+  torch::Tensor real = torch::zeros({6, 5, 4}, torch::kFloat64);
+  torch::Tensor synthetic;
+  const double n = 120, n1 = 10, n2 = 4;
+  ErrorCase() {
+    real.narrow(0, 0, 3).fill_(4.0);
+    synthetic = real.clone();
+    synthetic.view({-1}).narrow(0, 0, 10).add_(1.0);
+    synthetic.view({-1}).narrow(0, 100, 4).add_(-3.0);
+  }
+};
+
+TEST(ErrorMetrics, ClosedForms) {
+  const ErrorCase c;
+  const double mse = (c.n1 * 1 + c.n2 * 9) / c.n;
+  EXPECT_NEAR(scalar(meanSquaredError(c.real, c.synthetic)), mse, 1e-15);
+  EXPECT_NEAR(scalar(meanAbsoluteError(c.real, c.synthetic)), (c.n1 * 1 + c.n2 * 3) / c.n, 1e-15);
+  EXPECT_NEAR(scalar(psnr(c.real, c.synthetic)), 10 * std::log10(16 / mse), 1e-12);
+  EXPECT_NEAR(scalar(psnr(c.real, c.synthetic, 255)), 10 * std::log10(255.0 * 255.0 / mse), 1e-12);
+  EXPECT_EQ(scalar(psnr(c.real, c.real)), std::numeric_limits<double>::infinity());
+  // Argument order matters only through the range: swapping changes L (synthetic spans −3…5).
+  EXPECT_NEAR(scalar(psnr(c.synthetic, c.real)), 10 * std::log10(64 / mse), 1e-12);
+}
+
+TEST(ErrorMetrics, RegionsAverageOnlyInside) {
+  const ErrorCase c;
+  // Lesion: the flat voxels 0..19 — holds all n1 = 10 (+1) errors and none of the −3.
+  torch::Tensor lesion = torch::zeros({6, 5, 4}, torch::kUInt8);
+  lesion.view({-1}).narrow(0, 0, 20).fill_(1);
+  EXPECT_NEAR(scalar(regionMeanAbsoluteError(c.real, c.synthetic, lesion)), 10.0 / 20, 1e-15);
+  EXPECT_NEAR(scalar(regionMeanSquaredError(c.real, c.synthetic, lesion)), 10.0 / 20, 1e-15);
+  // Brain = nonzero real voxels = first 3 slices = flat 0..59: the 10 (+1) errors only.
+  EXPECT_EQ(brainRegion(c.real).sum().item<int64_t>(), 60);
+  EXPECT_NEAR(scalar(regionMeanAbsoluteError(c.real, c.synthetic, brainRegion(c.real))), 10.0 / 60,
+              1e-15);
+  // An empty region has no mean.
+  EXPECT_TRUE(std::isnan(scalar(regionMeanAbsoluteError(c.real, c.synthetic, lesion.zero_()))));
+  EXPECT_THROW(regionMeanAbsoluteError(c.real, c.synthetic, torch::ones({6, 5, 3})), c10::Error);
+}
+
+TEST(ErrorMetrics, ImageMetricsBundlesEveryMetric) {
+  const ErrorCase c;
+  torch::Tensor lesion = torch::zeros({6, 5, 4});
+  lesion.view({-1}).narrow(0, 96, 8).fill_(1);  // 4 of its 8 voxels carry −3 errors
+  // Too small for an 11-voxel window: use 3 (one scale, as the 4-voxel side halves to 2).
+  const auto options = SsimOptions().windowSize(3);
+  const ImageMetrics m = imageMetrics(c.real, c.synthetic, lesion, {}, options);
+  EXPECT_NEAR(m.mse, (10 + 36) / 120.0, 1e-15);
+  EXPECT_NEAR(m.mae, (10 + 12) / 120.0, 1e-15);
+  EXPECT_NEAR(m.lesionMae, 12 / 8.0, 1e-15);
+  EXPECT_NEAR(m.lesionMse, 36 / 8.0, 1e-15);
+  EXPECT_NEAR(m.brainMae, 10 / 60.0, 1e-15);
+  EXPECT_EQ(m.msSsimScales, 1);
+  EXPECT_TRUE(std::isnan(imageMetrics(c.real, c.synthetic, {}, {}, options).lesionMae));
+}
+
+TEST(Dice, KnownOverlapOfTwoCubes) {
+  // Two 4³ cubes offset by (1, 2, 0): intersection 3·2·4 = 24 → 2·24 / (64 + 64).
+  torch::Tensor a = torch::zeros({10, 10, 10}), b = torch::zeros({10, 10, 10});
+  a.slice(0, 2, 6).slice(1, 2, 6).slice(2, 2, 6).fill_(1);
+  b.slice(0, 3, 7).slice(1, 4, 8).slice(2, 2, 6).fill_(1);
+  EXPECT_NEAR(scalar(dice(a, b)), 48.0 / 128, 1e-15);
+  EXPECT_NEAR(scalar(dice(a, a)), 1.0, 1e-15);
+  // Probabilities are thresholded at 0.5.
+  EXPECT_NEAR(scalar(dice(a * 0.7 + 0.2, b)), 48.0 / 128, 1e-15);  // 0.2 outside stays out
+  // Empty-empty is agreement (1); one side empty is 0.
+  const torch::Tensor empty = torch::zeros({10, 10, 10});
+  EXPECT_EQ(scalar(dice(empty, empty)), 1.0);
+  EXPECT_EQ(scalar(dice(a, empty)), 0.0);
+  // A batch: one value per volume.
+  const torch::Tensor batch =
+      dice(torch::stack({a, empty}).unsqueeze(1), torch::stack({b, empty}).unsqueeze(1));
+  ASSERT_EQ(batch.sizes(), torch::IntArrayRef({2}));
+  EXPECT_NEAR(batch[0].item<double>(), 0.375, 1e-15);
+  EXPECT_EQ(batch[1].item<double>(), 1.0);
+}
+
+// skimage's SSIM (scipy.ndimage, whole-volume filtering then a crop) and MONAI's MS-SSIM
+// (torch conv3d with the full 3-D kernel), written in Python: another implementation of each.
+struct PythonReference {
+  double ssim = 0;
+  double msSsim = 0;
+  int scales = 0;
+};
+
+PythonReference pythonReference(const Grid& x, const Grid& y, int window, double sigma) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / ("lddpm-ssim-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  const auto dump = [&](const Grid& g, const char* name) {
+    std::ofstream(dir / name, std::ios::binary)
+        .write(reinterpret_cast<const char*>(g.v.data()),
+               static_cast<std::streamsize>(g.v.size() * 8));
+    return (dir / name).string();
+  };
+  std::ostringstream cmd;
+  cmd << LDDPM_PYTHON << " " << LDDPM_SSIM_REFERENCE << " " << dump(x, "x.f64") << " "
+      << dump(y, "y.f64") << " " << x.d << " " << x.h << " " << x.w << " " << window << " "
+      << sigma;
+  FILE* p = ::popen(cmd.str().c_str(), "r");
+  std::string out;
+  char buf[256];
+  while (size_t n = std::fread(buf, 1, sizeof buf, p)) out.append(buf, n);
+  const int status = ::pclose(p);
+  fs::remove_all(dir);
+  EXPECT_EQ(status, 0) << cmd.str() << "\n" << out;
+  PythonReference r;
+  std::istringstream in(out);
+  std::string key;
+  in >> key >> r.ssim >> key >> r.msSsim >> r.scales;
+  return r;
+}
+
+TEST(Ssim, MatchesScipySsimAndMonaiStyleMsSsimInPython) {
+  {  // the default 11-voxel window; 23 → 11 gives two MS-SSIM scales
+    const Grid x = randomGrid(23, 26, 30, 20);
+    const Grid y = noisyCopy(x, 0.25, 21);
+    const PythonReference ref = pythonReference(x, y, 11, 1.5);
+    EXPECT_NEAR(scalar(ssim(x.tensor(), y.tensor())), ref.ssim, 1e-12);
+    const MsSsimResult ms = msSsim(x.tensor(), y.tensor());
+    EXPECT_EQ(ms.scales, ref.scales);
+    EXPECT_NEAR(scalar(ms.value), ref.msSsim, 1e-12);
+  }
+  {  // all five scales, with a 3-voxel window
+    const Grid x = randomGrid(48, 50, 49, 22);
+    const Grid y = noisyCopy(x, 0.4, 23);
+    const PythonReference ref = pythonReference(x, y, 3, 1.5);
+    const auto options = SsimOptions().windowSize(3);
+    EXPECT_NEAR(scalar(ssim(x.tensor(), y.tensor(), options)), ref.ssim, 1e-12);
+    const MsSsimResult ms = msSsim(x.tensor(), y.tensor(), options);
+    EXPECT_EQ(ref.scales, 5);
+    EXPECT_NEAR(scalar(ms.value), ref.msSsim, 1e-12);
+  }
+}
+
+TEST(Metrics, RunOnCudaLikeOnCpu) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  const torch::Tensor x = torch::rand({24, 25, 26}), y = x + 0.1 * torch::randn({24, 25, 26});
+  const torch::Tensor gx = x.cuda(), gy = y.cuda();
+  EXPECT_TRUE(ssim(gx, gy).device().is_cuda());
+  EXPECT_NEAR(ssim(gx, gy).item<double>(), ssim(x, y).item<double>(), 1e-10);
+  EXPECT_NEAR(msSsim(gx, gy).value.item<double>(), msSsim(x, y).value.item<double>(), 1e-10);
+  EXPECT_NEAR(psnr(gx, gy).item<double>(), psnr(x, y).item<double>(), 1e-10);
+  EXPECT_EQ(dice(gx > 0.5, gy > 0.5).item<double>(), dice(x > 0.5, y > 0.5).item<double>());
+}
+
+}  // namespace
