@@ -5,11 +5,14 @@
 namespace lddpm::launch {
 
 int runInfo(const CommandArgs& args);
+int runBench(const CommandArgs& args);
 
 const std::vector<CommandSpec>& commands() {
   static const std::vector<CommandSpec> table = {
       {"info", "Show this build (version, backends) and the launch: ranks, hosts, threads.",
        &runInfo},
+      {"bench", "Measure this machine or cluster: `lddpm bench comm` (collective bandwidth).",
+       &runBench},
   };
   return table;
 }
