@@ -10,6 +10,7 @@ int runPreprocess(const CommandArgs& args);
 int runExport(const CommandArgs& args);
 int runModels(const CommandArgs& args);
 int runEvaluate(const CommandArgs& args);
+int runBench(const CommandArgs& args);
 
 const std::vector<CommandSpec>& commands() {
   static const std::vector<CommandSpec> table = {
@@ -27,6 +28,8 @@ const std::vector<CommandSpec>& commands() {
        &runModels},
       {"evaluate", "Compare synthetic with real scans: `evaluate images` (MSE, MAE, PSNR, SSIM, ...).",
        &runEvaluate},
+      {"bench", "Measure this machine or cluster: `lddpm bench comm` (collective bandwidth).",
+       &runBench},
   };
   return table;
 }

@@ -1,10 +1,11 @@
 // `lddpm info`: what this build is and how the job was launched. Every rank reports its host,
 // local rank, device and threads; rank 0 prints one table (text or --json).
-#include <iomanip>
 #include <iostream>
 
 #include "core/Json.h"
 #include "core/Version.h"
+#include "core/Log.h"
+#include "distributed/LaunchReport.h"
 #include "distributed/World.h"
 #include "launch/Command.h"
 
@@ -41,12 +42,8 @@ int runInfo(const CommandArgs& args) {
   std::cout << core::versionLine() << "\n"
             << "world size " << world.size() << (world.usesMpi() ? " (MPI)" : " (no launcher)")
             << "\n\n"
-            << std::left << std::setw(6) << "rank" << std::setw(24) << "host" << std::setw(12)
-            << "local rank" << std::setw(8) << "device" << "threads\n";
-  for (const auto& r : ranks) {
-    std::cout << std::setw(6) << r.rank << std::setw(24) << r.host << std::setw(12) << r.localRank
-              << std::setw(8) << r.device << r.threads << "\n";
-  }
+            << dist::formatRankTable(ranks);
+  for (const auto& problem : dist::launchProblems(ranks)) LDDPM_LOG(Warn) << problem;
   return 0;
 }
 

@@ -1,0 +1,187 @@
+// `lddpm bench <what>`: measurements a user runs on their own machine or cluster before booking
+// it. `comm` measures collectives nccl-tests style (docs/distributed.md, docs/BENCHMARKS.md);
+// other benches are added as rows of kBenches.
+#include <cstdio>
+#include <filesystem>
+#include <iomanip>
+#include <iostream>
+#include <sstream>
+
+#include "core/AtomicFile.h"
+#include "core/Error.h"
+#include "core/Json.h"
+#include "core/Log.h"
+#include "core/Progress.h"
+#include "distributed/CommBenchmark.h"
+#include "distributed/DistributedOptions.h"
+#include "distributed/World.h"
+#include "launch/Command.h"
+
+namespace lddpm::launch {
+namespace {
+
+// "4096", "4K", "256M", "1G" (binary units) → bytes; throws UsageError naming the option.
+int64_t parseBytes(const std::string& text, const char* option) {
+  size_t used = 0;
+  double value = 0;
+  try {
+    value = std::stod(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  const std::string unit = text.substr(std::min(used, text.size()));
+  double scale = 0;
+  if (unit.empty() || unit == "B") scale = 1;
+  if (unit == "K" || unit == "KiB") scale = 1024.0;
+  if (unit == "M" || unit == "MiB") scale = 1024.0 * 1024;
+  if (unit == "G" || unit == "GiB") scale = 1024.0 * 1024 * 1024;
+  if (used == 0 || scale == 0 || !(value > 0)) {
+    LDDPM_THROW(core::UsageError, "option '", option, "': '", text,
+                "' is not a size (examples: 4096, 4K, 256M, 1G)");
+  }
+  return static_cast<int64_t>(value * scale);
+}
+
+std::vector<std::string> splitComma(const std::string& text) {
+  std::vector<std::string> out;
+  std::stringstream in(text);
+  for (std::string item; std::getline(in, item, ',');) {
+    if (!item.empty()) out.push_back(item);
+  }
+  return out;
+}
+
+int runBenchComm(const CommandArgs& args) {
+  std::string minText = "1K";
+  std::string maxText = "256M";
+  int64_t factor = 4;
+  int iters = 20;
+  int warmup = 5;
+  std::string ops = "allreduce,reduce-scatter,allgather";
+  std::string outDir;
+  bool json = false;
+  dist::DistributedOptions distOptions;
+  po::options_description own("bench comm options");
+  own.add_options()
+      ("min-bytes", po::value(&minText)->default_value(minText)->value_name("SIZE"),
+       "smallest buffer (4096, 4K, 256M, 1G)")
+      ("max-bytes", po::value(&maxText)->default_value(maxText)->value_name("SIZE"),
+       "largest buffer")
+      ("factor", po::value(&factor)->default_value(factor)->value_name("F"),
+       "each size is F times the previous")
+      ("iters", po::value(&iters)->default_value(iters)->value_name("N"),
+       "timed collectives per size")
+      ("warmup", po::value(&warmup)->default_value(warmup)->value_name("N"),
+       "untimed collectives per size first")
+      ("ops", po::value(&ops)->default_value(ops)->value_name("LIST"),
+       "comma-separated: allreduce, reduce-scatter, allgather")
+      ("out", po::value(&outDir)->value_name("DIR"),
+       "also write comm.json and config.ini into DIR")
+      ("json", po::bool_switch(&json), "print JSON instead of a table");
+  own.add(distOptions.describe(/*training=*/false));
+  const auto parsed = parseCommand("bench comm", "[options]", args, own);
+  if (!parsed) return 0;
+  distOptions.validate();
+  const int64_t minBytes = parseBytes(minText, "--min-bytes");
+  const int64_t maxBytes = parseBytes(maxText, "--max-bytes");
+  if (maxBytes < minBytes) {
+    LDDPM_THROW(core::UsageError, "option '--max-bytes' (", maxText, ") is below --min-bytes (",
+                minText, ")");
+  }
+  if (factor < 2) LDDPM_THROW(core::UsageError, "option '--factor' must be >= 2, got ", factor);
+  if (iters < 1) LDDPM_THROW(core::UsageError, "option '--iters' must be >= 1, got ", iters);
+  if (warmup < 0) LDDPM_THROW(core::UsageError, "option '--warmup' must be >= 0, got ", warmup);
+  std::vector<dist::Collective> collectives;
+  for (const auto& name : splitComma(ops)) collectives.push_back(dist::parseCollective(name, "--ops"));
+  if (collectives.empty()) LDDPM_THROW(core::UsageError, "option '--ops' names no collective");
+
+  const dist::World& world = dist::World::get();
+  auto comm = dist::makeCommunicator(distOptions.backendKind(), world,
+                                     distOptions.communicatorOptions());
+  const auto sizes = dist::geometricSizes(minBytes, maxBytes, factor);
+  LDDPM_LOG(Info) << "bench comm: " << comm->size() << " rank(s), backend "
+                  << dist::backendName(comm->backend()) << ", comm thread "
+                  << (distOptions.commThread ? "on" : "off") << ", " << sizes.size()
+                  << " sizes x " << collectives.size() << " collectives, " << iters << " iters";
+
+  std::vector<dist::CommBenchResult> results;
+  core::Progress progress("bench comm", static_cast<int64_t>(sizes.size() * collectives.size()));
+  for (dist::Collective c : collectives) {
+    for (int64_t bytes : sizes) {
+      results.push_back(dist::benchmarkCollective(*comm, c, bytes, iters, warmup));
+      progress.update(static_cast<int64_t>(results.size()),
+                      core::strCat(dist::collectiveName(c), " ", bytes, " B"));
+    }
+  }
+  progress.finish();
+
+  core::Json table = core::Json::array();
+  std::string wrong;
+  for (const auto& r : results) {
+    table.push_back({{"collective", dist::collectiveName(r.collective)}, {"bytes", r.bytes},
+                     {"seconds", r.seconds}, {"algbw_GBs", r.algbwGBs}, {"busbw_GBs", r.busbwGBs},
+                     {"correct", r.correct}});
+    if (!r.correct) wrong += core::strCat(wrong.empty() ? "" : ", ", dist::collectiveName(r.collective), " ", r.bytes, " B");
+  }
+  core::Json report = {{"ranks", comm->size()},
+                       {"backend", dist::backendName(comm->backend())},
+                       {"comm_thread", distOptions.commThread},
+                       {"iters", iters},
+                       {"results", table}};
+  if (world.rank() == 0) {
+    if (!outDir.empty()) {
+      std::filesystem::create_directories(outDir);
+      core::writeFileAtomic((std::filesystem::path(outDir) / "comm.json").string(), report.dump(2) + "\n");
+    }
+    if (json) {
+      std::cout << report.dump(2) << "\n";
+    } else {
+      std::cout << "# lddpm bench comm: " << comm->size() << " ranks, backend "
+                << dist::backendName(comm->backend()) << "; busbw by the nccl-tests formulas\n"
+                << std::left << std::setw(16) << "collective" << std::right << std::setw(12)
+                << "bytes" << std::setw(14) << "time_us" << std::setw(13) << "algbw_GB/s"
+                << std::setw(13) << "busbw_GB/s" << "  check\n";
+      for (const auto& r : results) {
+        std::cout << std::left << std::setw(16) << dist::collectiveName(r.collective) << std::right
+                  << std::setw(12) << r.bytes << std::setw(14) << std::fixed << std::setprecision(1)
+                  << r.seconds * 1e6 << std::setw(13) << std::setprecision(3) << r.algbwGBs
+                  << std::setw(13) << r.busbwGBs << "  " << (r.correct ? "ok" : "WRONG") << "\n";
+      }
+    }
+  }
+  if (!outDir.empty() && world.rank() == 0) writeCommandConfig(outDir, "bench comm", *parsed, own);
+  LDDPM_CHECK(wrong.empty(), "bench comm: wrong collective results for ", wrong);
+  return 0;
+}
+
+struct Bench {
+  const char* name;
+  const char* summary;
+  int (*run)(const CommandArgs& args);
+};
+
+const Bench kBenches[] = {
+    {"comm", "allreduce / reduce-scatter / allgather bandwidth, 1 KiB..256 MiB (nccl-tests style)",
+     &runBenchComm},
+};
+
+}  // namespace
+
+int runBench(const CommandArgs& args) {
+  const std::string what = args.empty() ? "" : args[0];
+  for (const Bench& b : kBenches) {
+    if (what == b.name) return b.run(CommandArgs(args.begin() + 1, args.end()));
+  }
+  if (what.empty() || what == "--help" || what == "-h") {
+    if (dist::World::get().rank() == 0) {
+      std::cout << "Usage: lddpm bench <what> [options]   (lddpm bench <what> --help)\n\n";
+      for (const Bench& b : kBenches) std::cout << "  " << std::left << std::setw(10) << b.name << b.summary << "\n";
+    }
+    return what.empty() ? core::kExitUsage : 0;
+  }
+  std::string names;
+  for (const Bench& b : kBenches) names += core::strCat(names.empty() ? "" : ", ", b.name);
+  LDDPM_THROW(core::UsageError, "lddpm bench: '", what, "' is not a benchmark (one of: ", names, ")");
+}
+
+}  // namespace lddpm::launch
