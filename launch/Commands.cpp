@@ -6,6 +6,7 @@ namespace lddpm::launch {
 
 int runInfo(const CommandArgs& args);
 int runInspect(const CommandArgs& args);
+int runPhantom(const CommandArgs& args);
 
 const std::vector<CommandSpec>& commands() {
   static const std::vector<CommandSpec> table = {
@@ -13,6 +14,8 @@ const std::vector<CommandSpec>& commands() {
        &runInfo},
       {"inspect", "Describe a NIfTI file or an MSLesSeg dataset folder (--check: every voxel).",
        &runInspect},
+      {"phantom", "Write an MSLesSeg-shaped demo cohort synthesised from the Colin27 brain.",
+       &runPhantom},
   };
   return table;
 }
