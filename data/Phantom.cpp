@@ -94,8 +94,8 @@ std::array<std::int64_t, 3> shapeOf(const Volume& v) { return {v.nx(), v.ny(), v
 // index-space affine `dstToSrc` into `src`-shaped normalised coordinates.
 torch::Tensor samplingGrid(const Mat4& dstToSrc, const std::array<std::int64_t, 3>& srcShape,
                            const std::array<std::int64_t, 3>& dstShape) {
-  const Mat4 theta4 = mul(mul(indexToNormalised(srcShape), dstToSrc),
-                          inverseAffine(indexToNormalised(dstShape)));
+  const Mat4 theta4 =
+      mul(mul(indexToNormalised(srcShape), dstToSrc), inverseAffine(indexToNormalised(dstShape)));
   auto theta = torch::empty({1, 3, 4}, torch::kFloat64);
   for (int r = 0; r < 3; ++r)
     for (int c = 0; c < 4; ++c) theta[0][r][c] = theta4[r * 4 + c];
@@ -173,9 +173,9 @@ torch::Tensor contrast(const torch::Tensor& t, const std::array<double, 3>& c,
 }
 
 struct Lesion {
-  std::array<double, 3> centre{};  // voxel index (i, j, k)
+  std::array<double, 3> centre{};    // voxel index (i, j, k)
   std::array<double, 9> rotation{};  // row-major, columns are the ellipsoid's axes
-  std::array<double, 3> axes{};    // semi-axes in voxels
+  std::array<double, 3> axes{};      // semi-axes in voxels
 };
 
 // Rasterises `lesion` into `labels` (int16, [D, H, W]) with id `id`, clipped to white matter
@@ -185,13 +185,19 @@ struct Lesion {
 int rasterise(const Lesion& lesion, const std::uint8_t* tissue, std::int16_t* labels,
               const std::array<std::int64_t, 3>& shape, std::int16_t id) {
   const std::int64_t nx = shape[0], ny = shape[1], nz = shape[2];
-  const int half = static_cast<int>(std::ceil(*std::max_element(lesion.axes.begin(), lesion.axes.end()))) + 1;
+  const int half =
+      static_cast<int>(std::ceil(*std::max_element(lesion.axes.begin(), lesion.axes.end()))) + 1;
   const int side = 2 * half + 1;
   std::array<std::int64_t, 3> origin{};
-  for (int d = 0; d < 3; ++d) origin[d] = static_cast<std::int64_t>(std::lround(lesion.centre[d])) - half;
+  for (int d = 0; d < 3; ++d)
+    origin[d] = static_cast<std::int64_t>(std::lround(lesion.centre[d])) - half;
   std::vector<std::uint8_t> inside(static_cast<size_t>(side) * side * side, 0);
-  const auto local = [&](int a, int b, int c) { return (static_cast<size_t>(c) * side + b) * side + a; };
-  const auto global = [&](std::int64_t i, std::int64_t j, std::int64_t k) { return (k * ny + j) * nx + i; };
+  const auto local = [&](int a, int b, int c) {
+    return (static_cast<size_t>(c) * side + b) * side + a;
+  };
+  const auto global = [&](std::int64_t i, std::int64_t j, std::int64_t k) {
+    return (k * ny + j) * nx + i;
+  };
   const auto& R = lesion.rotation;
   for (int c = 0; c < side; ++c)
     for (int b = 0; b < side; ++b)
@@ -202,7 +208,8 @@ int rasterise(const Lesion& lesion, const std::uint8_t* tissue, std::int16_t* la
         const double d[3] = {i - lesion.centre[0], j - lesion.centre[1], k - lesion.centre[2]};
         double r2 = 0;
         for (int ax = 0; ax < 3; ++ax) {
-          const double q = (R[0 + ax] * d[0] + R[3 + ax] * d[1] + R[6 + ax] * d[2]) / lesion.axes[ax];
+          const double q =
+              (R[0 + ax] * d[0] + R[3 + ax] * d[1] + R[6 + ax] * d[2]) / lesion.axes[ax];
           r2 += q * q;
         }
         if (r2 <= 1.0) inside[local(a, b, c)] = 1;
@@ -242,7 +249,8 @@ int rasterise(const Lesion& lesion, const std::uint8_t* tissue, std::int16_t* la
           if (other != 0 && other != id) return 0;
         }
   }
-  for (const auto& [a, b, c] : component) labels[global(origin[0] + a, origin[1] + b, origin[2] + c)] = id;
+  for (const auto& [a, b, c] : component)
+    labels[global(origin[0] + a, origin[1] + b, origin[2] + c)] = id;
   return static_cast<int>(component.size());
 }
 
@@ -275,14 +283,14 @@ struct PhantomGenerator::Anatomy {
   std::array<std::int64_t, 3> shape{};  // nx, ny, nz of the output grid
   Affine affine{};
   std::array<double, 3> spacing{};
-  Volume tpl;       // template intensity on the grid
-  Volume tissue;    // TissueClass
+  Volume tpl;            // template intensity on the grid
+  Volume tissue;         // TissueClass
   torch::Tensor region;  // lesion sites: 1 periventricular, 2 juxtacortical, 3 deep WM (atlas)
   std::array<double, 3> centres{};  // k-means CSF, GM, WM template intensities
 };
 
-Volume resampleToGrid(const Volume& src, const Affine& affine, const std::array<std::int64_t, 3>& shape,
-                      bool nearest) {
+Volume resampleToGrid(const Volume& src, const Affine& affine,
+                      const std::array<std::int64_t, 3>& shape, bool nearest) {
   const detail::Mat4 dstToSrc = detail::mul(detail::inverseAffine(src.affine), affine);
   const torch::Tensor grid = detail::samplingGrid(dstToSrc, detail::shapeOf(src), shape);
   Volume out;
@@ -310,7 +318,8 @@ PhantomGenerator::PhantomGenerator(PhantomOptions options)
   a.affine = atlas.affine;
   for (int d = 0; d < 3; ++d) {
     const double factor = options_.voxelSize / atlas.spacing[d];
-    a.shape[d] = std::max<std::int64_t>(2, static_cast<std::int64_t>(std::ceil(atlasShape[d] / factor - 1e-9)));
+    a.shape[d] = std::max<std::int64_t>(
+        2, static_cast<std::int64_t>(std::ceil(atlasShape[d] / factor - 1e-9)));
     for (int r = 0; r < 3; ++r) a.affine[r * 4 + d] *= factor;
   }
   a.tpl = resampleToGrid(tpl, a.affine, a.shape, /*nearest=*/false);
@@ -324,9 +333,9 @@ PhantomGenerator::PhantomGenerator(PhantomOptions options)
               ": template has (almost) no brain voxels on the output grid");
   a.centres = detail::kmeans3(t.masked_select(brain));
   const double b01 = (a.centres[0] + a.centres[1]) / 2, b12 = (a.centres[1] + a.centres[2]) / 2;
-  torch::Tensor classes = torch::where(t < b01, torch::full_like(t, kCsf),
-                                       torch::where(t < b12, torch::full_like(t, kGreyMatter),
-                                                    torch::full_like(t, kWhiteMatter)));
+  torch::Tensor classes = torch::where(
+      t < b01, torch::full_like(t, kCsf),
+      torch::where(t < b12, torch::full_like(t, kGreyMatter), torch::full_like(t, kWhiteMatter)));
   classes = classes * brain;
   a.tissue.data = classes.contiguous();
   a.tissue.affine = a.affine;
@@ -334,7 +343,8 @@ PhantomGenerator::PhantomGenerator(PhantomOptions options)
 
   // Lesion sites. Ventricles: CSF inside a central MNI box; cortex: GM outside it.
   LDDPM_CHECK(std::fabs(a.affine[1]) + std::fabs(a.affine[2]) + std::fabs(a.affine[4]) +
-                      std::fabs(a.affine[6]) + std::fabs(a.affine[8]) + std::fabs(a.affine[9]) < 1e-6,
+                      std::fabs(a.affine[6]) + std::fabs(a.affine[8]) + std::fabs(a.affine[9]) <
+                  1e-6,
               options_.atlasPath, ": the atlas grid must be axis-aligned");
   const auto axisWorld = [&](int d) {
     return torch::arange(a.shape[d], torch::kFloat64) * a.affine[d * 4 + d] + a.affine[d * 4 + 3];
@@ -349,9 +359,10 @@ PhantomGenerator::PhantomGenerator(PhantomOptions options)
   const torch::Tensor cortex = (classes == kGreyMatter) & ~central;
   const torch::Tensor juxta = wm & detail::dilate(cortex, std::max(1, mm(2))) & ~periv;
   const torch::Tensor deep = wm & (atlasOnGrid.data > 0) & ~periv & ~juxta;
-  a.region = (periv.to(torch::kUInt8) * 1 + juxta.to(torch::kUInt8) * 2 + deep.to(torch::kUInt8) * 3)
-                 .to(torch::kFloat32)
-                 .contiguous();
+  a.region =
+      (periv.to(torch::kUInt8) * 1 + juxta.to(torch::kUInt8) * 2 + deep.to(torch::kUInt8) * 3)
+          .to(torch::kFloat32)
+          .contiguous();
 }
 
 PhantomGenerator::~PhantomGenerator() = default;
@@ -367,13 +378,17 @@ std::vector<PhantomScan> PhantomGenerator::generateSubject(int index) const {
 
   // 1. The subject's anatomy: a small affine jitter about the grid centre plus a smooth random
   //    displacement (5x6x5 control points, ~2 mm), applied to template, classes and sites.
-  detail::Rng warpRng(core::deriveSeed(options_.seed, core::RngStream::Phantom, {subjectKey, detail::kWarpKey}));
+  detail::Rng warpRng(
+      core::deriveSeed(options_.seed, core::RngStream::Phantom, {subjectKey, detail::kWarpKey}));
   const double deg = M_PI / 180.0;
   const double rx = 2.0 * deg * warpRng.normal(), ry = 2.0 * deg * warpRng.normal(),
                rz = 2.0 * deg * warpRng.normal();
-  const detail::Mat4 rotX{1, 0, 0, 0, 0, std::cos(rx), -std::sin(rx), 0, 0, std::sin(rx), std::cos(rx), 0, 0, 0, 0, 1};
-  const detail::Mat4 rotY{std::cos(ry), 0, std::sin(ry), 0, 0, 1, 0, 0, -std::sin(ry), 0, std::cos(ry), 0, 0, 0, 0, 1};
-  const detail::Mat4 rotZ{std::cos(rz), -std::sin(rz), 0, 0, std::sin(rz), std::cos(rz), 0, 0, 0, 0, 1, 0, 0, 0, 0, 1};
+  const detail::Mat4 rotX{
+      1, 0, 0, 0, 0, std::cos(rx), -std::sin(rx), 0, 0, std::sin(rx), std::cos(rx), 0, 0, 0, 0, 1};
+  const detail::Mat4 rotY{std::cos(ry),  0, std::sin(ry), 0, 0, 1, 0, 0,
+                          -std::sin(ry), 0, std::cos(ry), 0, 0, 0, 0, 1};
+  const detail::Mat4 rotZ{
+      std::cos(rz), -std::sin(rz), 0, 0, std::sin(rz), std::cos(rz), 0, 0, 0, 0, 1, 0, 0, 0, 0, 1};
   detail::Mat4 jitter = detail::mul(rotZ, detail::mul(rotY, rotX));
   for (int d = 0; d < 3; ++d) {
     const double scale = 1.0 + 0.03 * warpRng.normal();
@@ -381,8 +396,10 @@ std::vector<PhantomScan> PhantomGenerator::generateSubject(int index) const {
     jitter[d * 4 + 3] = 1.5 * warpRng.normal() / options_.voxelSize;
   }
   // In index space about the grid centre: p' = c + J (p - c) + t.
-  detail::Mat4 toCentre{1, 0, 0, -(shape[0] - 1) / 2.0, 0, 1, 0, -(shape[1] - 1) / 2.0, 0, 0, 1, -(shape[2] - 1) / 2.0, 0, 0, 0, 1};
-  const detail::Mat4 dstToSrc = detail::mul(detail::inverseAffine(toCentre), detail::mul(jitter, toCentre));
+  detail::Mat4 toCentre{1, 0, 0, -(shape[0] - 1) / 2.0, 0, 1, 0, -(shape[1] - 1) / 2.0,
+                        0, 0, 1, -(shape[2] - 1) / 2.0, 0, 0, 0, 1};
+  const detail::Mat4 dstToSrc =
+      detail::mul(detail::inverseAffine(toCentre), detail::mul(jitter, toCentre));
   torch::Tensor grid = detail::samplingGrid(dstToSrc, shape, shape);
   {
     auto control = torch::empty({1, 3, 5, 6, 5}, torch::kFloat32);
@@ -392,17 +409,18 @@ std::vector<PhantomScan> PhantomGenerator::generateSubject(int index) const {
         for (int j = 0; j < 6; ++j)
           for (int i = 0; i < 5; ++i) {
             // 2 mm in voxels, then in normalised units of axis c (grid channel c is i, j, k).
-            acc[0][c][k][j][i] = static_cast<float>(2.0 * warpRng.normal() / options_.voxelSize * 2.0 /
-                                                    std::max<double>(shape[c] - 1, 1));
+            acc[0][c][k][j][i] = static_cast<float>(2.0 * warpRng.normal() / options_.voxelSize *
+                                                    2.0 / std::max<double>(shape[c] - 1, 1));
           }
-    const torch::Tensor field = F::interpolate(
-        control, F::InterpolateFuncOptions()
-                     .size(std::vector<std::int64_t>{shape[2], shape[1], shape[0]})
-                     .mode(torch::kTrilinear)
-                     .align_corners(true));
+    const torch::Tensor field =
+        F::interpolate(control, F::InterpolateFuncOptions()
+                                    .size(std::vector<std::int64_t>{shape[2], shape[1], shape[0]})
+                                    .mode(torch::kTrilinear)
+                                    .align_corners(true));
     grid = grid + field.permute({0, 2, 3, 4, 1});
   }
-  const torch::Tensor t = detail::sample(a.tpl.data.unsqueeze(0), grid, /*nearest=*/false)[0].contiguous();
+  const torch::Tensor t =
+      detail::sample(a.tpl.data.unsqueeze(0), grid, /*nearest=*/false)[0].contiguous();
   const torch::Tensor labels =
       detail::sample(torch::stack({a.tissue.data, a.region}), grid, /*nearest=*/true).contiguous();
   grid = torch::Tensor();
@@ -426,7 +444,8 @@ std::vector<PhantomScan> PhantomGenerator::generateSubject(int index) const {
   };
 
   // 2. Lesions: placed at the first timepoint, then evolved.
-  detail::Rng lesionRng(core::deriveSeed(options_.seed, core::RngStream::Phantom, {subjectKey, detail::kLesionKey}));
+  detail::Rng lesionRng(
+      core::deriveSeed(options_.seed, core::RngStream::Phantom, {subjectKey, detail::kLesionKey}));
   const auto place = [&](std::vector<detail::Lesion>& lesions, std::int16_t* lab, int wanted) {
     for (int attempt = 0; attempt < 60 * wanted && wanted > 0; ++attempt) {
       // Mostly periventricular, then juxtacortical, then deep white matter (MS's usual sites).
@@ -435,7 +454,8 @@ std::vector<PhantomScan> PhantomGenerator::generateSubject(int index) const {
       for (int tries = 0; tries < 3 && sites[site].empty(); ++tries) site = site % 3 + 1;
       if (sites[site].empty()) return;
       const auto& list = sites[site];
-      const std::int64_t v = list[static_cast<size_t>(lesionRng.uniformInt(0, static_cast<int>(list.size()) - 1))];
+      const std::int64_t v =
+          list[static_cast<size_t>(lesionRng.uniformInt(0, static_cast<int>(list.size()) - 1))];
       detail::Lesion l = detail::randomLesion(lesionRng, voxelCentre(v));
       if (detail::rasterise(l, tissue8.data_ptr<std::uint8_t>(), lab, shape,
                             static_cast<std::int16_t>(lesions.size() + 1)) > 0) {
@@ -466,7 +486,8 @@ std::vector<PhantomScan> PhantomGenerator::generateSubject(int index) const {
         const auto id = static_cast<std::int16_t>(kept.size() + 1);
         if (detail::rasterise(l, tissue8.data_ptr<std::uint8_t>(), labPtr, shape, id) > 0) {
           kept.push_back(l);
-        } else if (detail::rasterise(old, tissue8.data_ptr<std::uint8_t>(), labPtr, shape, id) > 0) {
+        } else if (detail::rasterise(old, tissue8.data_ptr<std::uint8_t>(), labPtr, shape, id) >
+                   0) {
           kept.push_back(old);
         }
       }
@@ -477,8 +498,9 @@ std::vector<PhantomScan> PhantomGenerator::generateSubject(int index) const {
 
     // 3. Contrasts from the template intensity, lesions with partial volume, bias field, Rician
     //    noise, background zero (skull-stripped like MSLesSeg).
-    detail::Rng scanRng(core::deriveSeed(options_.seed, core::RngStream::Phantom,
-                                         {subjectKey, detail::kScanKey, static_cast<std::uint64_t>(tp)}));
+    detail::Rng scanRng(
+        core::deriveSeed(options_.seed, core::RngStream::Phantom,
+                         {subjectKey, detail::kScanKey, static_cast<std::uint64_t>(tp)}));
     at::Generator gen = core::makeCpuGenerator(
         core::deriveSeed(options_.seed, core::RngStream::Phantom,
                          {subjectKey, detail::kScanKey, static_cast<std::uint64_t>(tp), 1}));
@@ -496,10 +518,11 @@ std::vector<PhantomScan> PhantomGenerator::generateSubject(int index) const {
       img = img * (1 - weight) + lesionValue * weight;
       const torch::Tensor coarse = torch::randn({1, 1, 4, 5, 4}, gen);
       const torch::Tensor bias = torch::exp(
-          0.12 * F::interpolate(coarse, F::InterpolateFuncOptions()
-                                            .size(std::vector<std::int64_t>{shape[2], shape[1], shape[0]})
-                                            .mode(torch::kTrilinear)
-                                            .align_corners(true))[0][0]);
+          0.12 *
+          F::interpolate(coarse, F::InterpolateFuncOptions()
+                                     .size(std::vector<std::int64_t>{shape[2], shape[1], shape[0]})
+                                     .mode(torch::kTrilinear)
+                                     .align_corners(true))[0][0]);
       img = img * bias;
       const double sigma = 0.015;
       const torch::Tensor n1 = torch::randn(img.sizes(), gen) * sigma;

@@ -16,8 +16,8 @@ inline constexpr const char* kDefaultPhantomAtlas =
     "/usr/share/mricron/templates/JHU-WhiteMatter-labels-1mm.nii.gz";
 
 struct PhantomOptions {
-  int trainSubjects = 4;   // P1..Pn, each with `timepoints` scans T1..Tk
-  int testSubjects = 2;    // P(n+1)..P(n+m), one scan each (MSLesSeg's test split has no T{k})
+  int trainSubjects = 4;  // P1..Pn, each with `timepoints` scans T1..Tk
+  int testSubjects = 2;   // P(n+1)..P(n+m), one scan each (MSLesSeg's test split has no T{k})
   int timepoints = 2;
   std::uint64_t seed = 0;
   std::string templatePath = kDefaultPhantomTemplate;  // T1 brain, skull-stripped
@@ -25,7 +25,7 @@ struct PhantomOptions {
   double voxelSize = 1.0;  // mm; 1 gives MSLesSeg's 182x218x182, larger gives quick small cohorts
   int minLesions = 0;      // per subject at the first timepoint
   int maxLesions = 40;
-  int gzipLevel = 1;       // zlib level of the .nii.gz files (1: fast, noise barely compresses)
+  int gzipLevel = 1;  // zlib level of the .nii.gz files (1: fast, noise barely compresses)
 };
 
 // Tissue classes of the phantom's anatomy (what `tissue` holds in a PhantomScan).
@@ -39,7 +39,7 @@ struct PhantomScan {
   std::string timepoint;  // "T1".. or empty for test
   std::string id;         // "P3_T1" or "P5"
   Volume flair, t1, t2, mask, tissue;
-  int lesions = 0;        // connected lesion components in `mask`
+  int lesions = 0;  // connected lesion components in `mask`
 };
 
 // Builds the shared anatomy once (template and atlas resampled onto the output grid through their
@@ -72,7 +72,7 @@ class PhantomGenerator {
 
 // Resamples `src` onto a grid of `shape` (nx, ny, nz) with voxel->world `affine`, through both
 // affines; outside `src` is 0. Linear or nearest-neighbour (for labels).
-Volume resampleToGrid(const Volume& src, const Affine& affine, const std::array<std::int64_t, 3>& shape,
-                      bool nearest);
+Volume resampleToGrid(const Volume& src, const Affine& affine,
+                      const std::array<std::int64_t, 3>& shape, bool nearest);
 
 }  // namespace lddpm::data

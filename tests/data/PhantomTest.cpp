@@ -107,7 +107,8 @@ TEST_F(PhantomTest, LesionsAreSeparateWhiteMatterComponentsOfMsSize) {
     const torch::Tensor lesion = s.mask.data > 0.5;
     const std::int64_t n = lesion.sum().item<std::int64_t>();
     ASSERT_GT(n, 0);
-    const std::int64_t inWm = (lesion & (s.tissue.data == data::kWhiteMatter)).sum().item<std::int64_t>();
+    const std::int64_t inWm =
+        (lesion & (s.tissue.data == data::kWhiteMatter)).sum().item<std::int64_t>();
     EXPECT_GE(static_cast<double>(inWm) / n, 0.9);
     const std::vector<int> sizes = componentSizes(s.mask.data);
     EXPECT_EQ(static_cast<int>(sizes.size()), s.lesions);

@@ -46,8 +46,9 @@ TEST_F(DataCommands, InspectFileJsonMatchesNibabel) {
   const Result r = lddpm("inspect --json " + path, false);
   ASSERT_EQ(r.code, 0) << r.out;
   const core::Json got = core::Json::parse(r.out);
-  const Result py = shell(std::string(LDDPM_PYTHON) + " " LDDPM_TESTS_DATA_DIR
-                          "/nifti_fixtures.py dump " + path + " /dev/null");
+  const Result py =
+      shell(std::string(LDDPM_PYTHON) + " " LDDPM_TESTS_DATA_DIR "/nifti_fixtures.py dump " + path +
+            " /dev/null");
   ASSERT_EQ(py.code, 0) << py.out;
   const core::Json want = core::Json::parse(py.out);
   EXPECT_EQ(got.at("shape"), want.at("shape"));
@@ -57,7 +58,8 @@ TEST_F(DataCommands, InspectFileJsonMatchesNibabel) {
   EXPECT_DOUBLE_EQ(got.at("max").get<double>(), want.at("max").get<double>());
   EXPECT_NEAR(got.at("mean").get<double>(), want.at("mean").get<double>(), 1e-9);
   for (int i = 0; i < 16; ++i) {
-    EXPECT_DOUBLE_EQ(got.at("affine")[i / 4][i % 4].get<double>(), want.at("affine")[i].get<double>());
+    EXPECT_DOUBLE_EQ(got.at("affine")[i / 4][i % 4].get<double>(),
+                     want.at("affine")[i].get<double>());
   }
   for (int d = 0; d < 3; ++d) EXPECT_EQ(got.at("spacing")[d], want.at("spacing")[d]);
 }
@@ -72,7 +74,8 @@ TEST_F(DataCommands, InspectBadFileExitsOneNamingIt) {
   EXPECT_EQ(lddpm("inspect").code, 2);
 }
 
-void writeScan(const fs::path& folder, const std::string& stem, std::array<std::int64_t, 3> maskShape = {4, 5, 6}) {
+void writeScan(const fs::path& folder, const std::string& stem,
+               std::array<std::int64_t, 3> maskShape = {4, 5, 6}) {
   fs::create_directories(folder);
   for (data::Modality m : data::kAllModalities) {
     const bool mask = m == data::Modality::Mask;
@@ -145,8 +148,8 @@ TEST_F(DataCommands, PhantomIsAnMslessegCohortIdenticalUnderMpi) {
 
 TEST_F(DataCommands, PhantomBadInputWritesNothing) {
   const fs::path out = dir / "cohort";
-  const Result badTemplate = lddpm("phantom --out " + out.string() + " --template " +
-                                   (dir / "absent.nii.gz").string());
+  const Result badTemplate =
+      lddpm("phantom --out " + out.string() + " --template " + (dir / "absent.nii.gz").string());
   EXPECT_EQ(badTemplate.code, 1) << badTemplate.out;
   EXPECT_NE(badTemplate.out.find("absent.nii.gz"), std::string::npos) << badTemplate.out;
   EXPECT_FALSE(fs::exists(out));

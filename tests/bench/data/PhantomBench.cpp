@@ -26,13 +26,15 @@ int main(int argc, char** argv) {
   core::Stopwatch watch;
   double cpu = cpuSeconds();
   const data::PhantomGenerator generator(o);
-  std::cout << std::fixed << std::setprecision(2) << "anatomy build (once per cohort): "
-            << watch.seconds() << " s wall, " << cpuSeconds() - cpu << " s CPU\n";
+  std::cout << std::fixed << std::setprecision(2)
+            << "anatomy build (once per cohort): " << watch.seconds() << " s wall, "
+            << cpuSeconds() - cpu << " s CPU\n";
   watch.reset();
   cpu = cpuSeconds();
   const auto scans = generator.generateSubject(0);
-  std::cout << "generate 1 subject x " << o.timepoints << " timepoint(s), in memory: " << watch.seconds()
-            << " s wall, " << cpuSeconds() - cpu << " s CPU\n";
+  std::cout << "generate 1 subject x " << o.timepoints
+            << " timepoint(s), in memory: " << watch.seconds() << " s wall, " << cpuSeconds() - cpu
+            << " s CPU\n";
   const fs::path dir = fs::temp_directory_path() / "lddpm-phantom-bench";
   fs::create_directories(dir);
   for (int level : {1, 6}) {
