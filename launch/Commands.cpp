@@ -11,6 +11,7 @@ int runExport(const CommandArgs& args);
 int runModels(const CommandArgs& args);
 int runEvaluate(const CommandArgs& args);
 int runBench(const CommandArgs& args);
+int runPhantom(const CommandArgs& args);
 
 const std::vector<CommandSpec>& commands() {
   static const std::vector<CommandSpec> table = {
@@ -30,6 +31,8 @@ const std::vector<CommandSpec>& commands() {
        &runEvaluate},
       {"bench", "Measure this machine or cluster: `lddpm bench comm` (collective bandwidth).",
        &runBench},
+      {"phantom", "Write an MSLesSeg-shaped demo cohort synthesised from the Colin27 brain.",
+       &runPhantom},
   };
   return table;
 }
