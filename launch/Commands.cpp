@@ -1,38 +1,41 @@
-// The subcommand table: one line per subcommand this build implements. A subcommand that a later
-// piece of work delivers is absent until then, so nothing pretends to work.
+// The subcommand table: one line per subcommand this build implements, in pipeline order. A
+// subcommand that a later piece of work delivers is absent until then, so nothing pretends to work.
 #include "launch/Command.h"
 
 namespace lddpm::launch {
 
-int runInfo(const CommandArgs& args);
-int runInspect(const CommandArgs& args);
+int runPhantom(const CommandArgs& args);
 int runPreprocess(const CommandArgs& args);
-int runExport(const CommandArgs& args);
+int runInspect(const CommandArgs& args);
 int runModels(const CommandArgs& args);
+int runTrain(const CommandArgs& args);
+int runExport(const CommandArgs& args);
 int runEvaluate(const CommandArgs& args);
 int runBench(const CommandArgs& args);
-int runPhantom(const CommandArgs& args);
+int runInfo(const CommandArgs& args);
 
 const std::vector<CommandSpec>& commands() {
   static const std::vector<CommandSpec> table = {
-      {"info", "Show this build (version, backends) and the launch: ranks, hosts, threads.",
-       &runInfo},
+      {"phantom", "Write an MSLesSeg-shaped demo cohort synthesised from the Colin27 brain.",
+       &runPhantom},
+      {"preprocess", "MSLesSeg NIfTIs -> HDF5 shard store + manifest (ranks split the scans).",
+       &runPreprocess},
       {"inspect",
        "Describe a NIfTI file, an MSLesSeg dataset folder (--check: every voxel) or a store "
        "(verifies every checksum).",
        &runInspect},
-      {"preprocess", "MSLesSeg NIfTIs -> HDF5 shard store + manifest (ranks split the scans).",
-       &runPreprocess},
-      {"export", "Write a run's EMA (or raw) weights as a dict of tensors that Python's torch.load reads.",
-       &runExport},
       {"models", "List the models (lesion-ddpm and baselines) with parameter counts for given options.",
        &runModels},
+      {"train", "Train a model on a store, plain or data-parallel; checkpoints, resumes, stops on signals.",
+       &runTrain},
+      {"export", "Write a run's EMA (or raw) weights as a dict of tensors that Python's torch.load reads.",
+       &runExport},
       {"evaluate", "Compare synthetic with real scans: `evaluate images` (MSE, MAE, PSNR, SSIM, ...).",
        &runEvaluate},
       {"bench", "Measure this machine or cluster: `lddpm bench comm` (collective bandwidth).",
        &runBench},
-      {"phantom", "Write an MSLesSeg-shaped demo cohort synthesised from the Colin27 brain.",
-       &runPhantom},
+      {"info", "Show this build (version, backends) and the launch: ranks, hosts, threads.",
+       &runInfo},
   };
   return table;
 }

@@ -13,6 +13,8 @@ namespace lddpm::launch {
 class BatchSource {
  public:
   virtual ~BatchSource() = default;
+  // Called once before the first get(): the run starts (or resumes) at optimiser step `step`.
+  virtual void start(std::int64_t step) {}
   // The samples with these global indices, stacked in order: image [n,1,D,H,W], anatomy
   // [n,Cm,D,H,W], lesion [n,1,D,H,W] on the CPU.
   virtual models::Batch get(const std::vector<std::int64_t>& globalIndices) = 0;

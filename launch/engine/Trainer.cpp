@@ -327,6 +327,7 @@ TrainResult Trainer::run() {
   core::Progress progress("train", config_.steps - step_);
   const std::int64_t firstStep = step_;
   TrainResult result;
+  source_.start(step_);
   source_.prefetch(localIndices(step_, 0, config_.batch, config_.accumulate, comm_.rank(), comm_.size()));
 
   // Only while >1 group: a group's backward must not leave gradients on the other groups.
