@@ -9,6 +9,7 @@ int runPreprocess(const CommandArgs& args);
 int runInspect(const CommandArgs& args);
 int runModels(const CommandArgs& args);
 int runTrain(const CommandArgs& args);
+int runSample(const CommandArgs& args);
 int runExport(const CommandArgs& args);
 int runEvaluate(const CommandArgs& args);
 int runBench(const CommandArgs& args);
@@ -28,6 +29,8 @@ const std::vector<CommandSpec>& commands() {
        &runModels},
       {"train", "Train a model on a store, plain or data-parallel; checkpoints, resumes, stops on signals.",
        &runTrain},
+      {"sample", "Synthesise FLAIR for a store split's masks with a trained run (DDPM or DDIM), NIfTI + PNG.",
+       &runSample},
       {"export", "Write a run's EMA (or raw) weights as a dict of tensors that Python's torch.load reads.",
        &runExport},
       {"evaluate", "Compare synthetic with real scans: `evaluate images` (MSE, MAE, PSNR, SSIM, ...).",

@@ -1,0 +1,209 @@
+// `lddpm sample`: synthetic FLAIR for every conditioning mask of a store split, with a trained
+// run's EMA weights. Ranks split the cases; each case is a function of (seed, case id) only, so the
+// output does not depend on the number of ranks. Writes, per case, the synthetic and the real
+// (normalised) FLAIR, the lesion and brain masks as NIfTI on the store's grid and geometry, a PNG
+// montage of mid-slices (real | synthetic | lesion), and one overview picture plus timings.
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "core/Checkpoint.h"
+#include "core/Error.h"
+#include "core/Json.h"
+#include "core/Log.h"
+#include "core/Progress.h"
+#include "core/Rng.h"
+#include "core/Timer.h"
+#include "data/Manifest.h"
+#include "data/NiftiIo.h"
+#include "data/Png.h"
+#include "data/ShardReader.h"
+#include "distributed/Communicator.h"
+#include "distributed/World.h"
+#include "launch/Command.h"
+#include "launch/engine/StoreBatchSource.h"
+#include "models/Registry.h"
+
+namespace lddpm::launch {
+namespace fs = std::filesystem;
+
+namespace {
+
+// FNV-1a: a stable 64-bit hash of a case id (std::hash is not stable across library versions).
+std::uint64_t caseKey(const std::string& id) {
+  std::uint64_t h = 0xcbf29ce484222325ULL;
+  for (unsigned char c : id) h = (h ^ c) * 0x100000001b3ULL;
+  return h;
+}
+
+// The model options a run was trained with, from the config.ini stored in its checkpoint.
+models::ModelConfig modelConfigOf(const std::string& checkpoint) {
+  models::ModelConfig config;
+  po::options_description d = config.describe();
+  const std::string path = checkpoint + "/config.ini";
+  std::ifstream in(path);
+  if (!in) throw core::IoError(path, "cannot read the run's resolved configuration");
+  po::variables_map values;
+  try {
+    po::store(po::parse_config_file(in, d, /*allow_unregistered=*/true), values);
+    po::notify(values);
+  } catch (const po::error& e) {
+    throw core::IoError(path, e.what());
+  }
+  return config;
+}
+
+// [H, W] mid-slice montage panels side by side: real | synthetic | lesion (white on black).
+torch::Tensor montage(const torch::Tensor& real, const torch::Tensor& synth, const torch::Tensor& lesion) {
+  const std::int64_t z = real.size(0) / 2;
+  return torch::cat({data::toGrey(real[z], -1, 1), data::toGrey(synth[z], -1, 1),
+                     data::toGrey(lesion[z].to(torch::kFloat32), 0, 1)},
+                    1);
+}
+
+}  // namespace
+
+int runSample(const CommandArgs& args) {
+  std::string run, checkpoint, store, split = "test", out, samplerName = "ddim", weights = "ema";
+  std::int64_t steps = 50, maxCases = 0;
+  double eta = 0.0;
+  std::uint64_t seed = 0;
+  po::options_description own("sample options");
+  own.add_options()
+      ("run", po::value(&run)->value_name("DIR"), "trained run: its newest complete checkpoint")
+      ("checkpoint", po::value(&checkpoint)->value_name("DIR"), "a checkpoint folder instead of --run")
+      ("store", po::value(&store)->required()->value_name("DIR"), "store whose masks condition the samples")
+      ("split", po::value(&split)->default_value(split), "train | test | all")
+      ("out", po::value(&out)->required()->value_name("DIR"),
+       "output folder: real/, synthetic/, lesion/, brain/ (NIfTI), png/, overview.png, sampling.json")
+      ("sampler", po::value(&samplerName)->default_value(samplerName), "ddim | ddpm")
+      ("steps", po::value(&steps)->default_value(steps), "DDIM steps K (DDPM always runs all T)")
+      ("eta", po::value(&eta)->default_value(eta), "DDIM stochasticity (0: deterministic)")
+      ("seed", po::value(&seed)->default_value(seed), "seed; each case draws from (seed, case id)")
+      ("cases", po::value(&maxCases)->default_value(maxCases), "sample only the first N cases; 0 = all")
+      ("weights", po::value(&weights)->default_value(weights), "ema | model");
+  const auto parsed = parseCommand("sample", "--run DIR --store DIR --out DIR [options]", args, own);
+  if (!parsed) return 0;
+  if (run.empty() == checkpoint.empty()) {
+    LDDPM_THROW(core::UsageError, "lddpm sample: give exactly one of '--run' and '--checkpoint'");
+  }
+  if (weights != "ema" && weights != "model") {
+    LDDPM_THROW(core::UsageError, "lddpm sample: option '--weights': '", weights, "' is not ema or model");
+  }
+  if (steps < 1) LDDPM_THROW(core::UsageError, "lddpm sample: option '--steps': must be >= 1");
+  if (!run.empty()) {
+    const auto newest = core::newestCheckpoint((fs::path(run) / "checkpoints").string());
+    if (!newest) {
+      LDDPM_THROW(core::UsageError, "lddpm sample: option '--run': '", run, "' has no complete checkpoint");
+    }
+    checkpoint = newest->path;
+  }
+  core::readCheckpointMeta(checkpoint);
+  models::SamplerOptions sampler;
+  sampler.kind(models::parseSampler(samplerName)).steps(steps).eta(eta);
+
+  dist::World& world = dist::World::get();
+  auto comm = dist::makeCommunicator(dist::Backend::Auto, world);
+  const data::Manifest manifest = data::readManifest(store);
+  std::vector<data::SubjectEntry> cases;
+  for (const auto& s : manifest.subjects) {
+    if (split == "all" || s.split == split) cases.push_back(s);
+  }
+  if (cases.empty()) throw core::IoError(store, "has no '" + split + "' cases (option --split)");
+  if (maxCases > 0 && static_cast<std::int64_t>(cases.size()) > maxCases) cases.resize(static_cast<size_t>(maxCases));
+
+  const models::ModelConfig modelConfig = modelConfigOf(checkpoint);
+  auto model = models::createModel(modelConfig);
+  {
+    torch::NoGradGuard noGrad;
+    core::TensorDict state = core::loadTensorDict(checkpoint + "/model.pt");
+    if (weights == "ema") {
+      for (auto& [name, tensor] : core::loadTensorDict(checkpoint + "/ema.pt")) state[name] = tensor;
+    }
+    for (auto& p : model->named_parameters()) p.value().copy_(state.at(p.key()));
+    for (auto& b : model->named_buffers()) b.value().copy_(state.at(b.key()));
+  }
+  model->eval();
+
+  // Output folders are created by rank 0 before anyone writes; files are written atomically.
+  const fs::path outDir(out);
+  if (world.rank() == 0) {
+    for (const char* sub : {"real", "synthetic", "lesion", "brain", "png"}) fs::create_directories(outDir / sub);
+    writeCommandConfig(out, "sample", *parsed, own);
+  }
+  comm->barrier()->wait();
+
+  std::int64_t mine = 0;
+  for (size_t i = static_cast<size_t>(world.rank()); i < cases.size(); i += static_cast<size_t>(world.size())) ++mine;
+  LDDPM_LOG(Info) << "sampling " << cases.size() << " " << split << " case(s) with " << samplerName
+                  << (sampler.kind() == models::SamplerKind::Ddim ? " K=" + std::to_string(steps) : "")
+                  << " on " << world.size() << " rank(s), weights " << weights << " of " << checkpoint;
+  core::Progress progress("sample", mine);
+  std::vector<double> seconds(cases.size(), 0.0);
+  std::int64_t done = 0;
+  std::map<std::string, std::unique_ptr<data::ShardReader>> readers;
+  for (size_t i = static_cast<size_t>(world.rank()); i < cases.size(); i += static_cast<size_t>(world.size())) {
+    const data::SubjectEntry& c = cases[i];
+    auto& reader = readers[c.shard];
+    if (!reader) reader = std::make_unique<data::ShardReader>((fs::path(store) / c.shard).string());
+    const data::SubjectData subject = reader->readSubject(c.id);
+    models::Batch condition{subject.image.narrow(0, 0, 1).unsqueeze(0),
+                            tissueOneHot(subject.tissue.unsqueeze(0).unsqueeze(0)),
+                            subject.lesion.unsqueeze(0).unsqueeze(0).to(torch::kFloat32)};
+    models::Generators gens{core::makeCpuGenerator(core::deriveSeed(seed, core::RngStream::Sampling, {caseKey(c.id)}))};
+    core::Stopwatch watch;
+    const torch::Tensor synth = model->synthesize(condition, sampler, gens)[0][0].contiguous();
+    seconds[i] = watch.seconds();
+
+    data::Volume volume;
+    volume.affine = subject.affine;
+    volume.spacing = subject.spacing;
+    const std::string file = c.id + ".nii.gz";
+    volume.data = synth;
+    data::writeNifti((outDir / "synthetic" / file).string(), volume);
+    volume.data = condition.image[0][0].contiguous();
+    data::writeNifti((outDir / "real" / file).string(), volume);
+    volume.data = subject.lesion.to(torch::kFloat32);
+    data::writeNifti((outDir / "lesion" / file).string(), volume, data::NiftiDtype::UInt8);
+    volume.data = subject.tissue.gt(0).to(torch::kFloat32);
+    data::writeNifti((outDir / "brain" / file).string(), volume, data::NiftiDtype::UInt8);
+    data::writePng((outDir / "png" / (c.id + ".png")).string(),
+                   montage(condition.image[0][0], synth, subject.lesion));
+    char detail[64];
+    std::snprintf(detail, sizeof detail, "%s %.1f s", c.id.c_str(), seconds[i]);
+    progress.update(++done, detail);
+  }
+  progress.finish();
+
+  // Rank 0 gathers the timings and stacks every case's montage into one overview.
+  torch::Tensor all = torch::tensor(seconds, torch::kFloat64);
+  comm->allreduce(all, dist::ReduceOp::Sum)->wait();
+  if (world.rank() == 0) {
+    std::vector<torch::Tensor> rows;
+    core::Json perCase = core::Json::object();
+    double total = 0;
+    for (size_t i = 0; i < cases.size(); ++i) {
+      const std::string file = cases[i].id + ".nii.gz";
+      const auto real = data::readNifti((outDir / "real" / file).string()).data;
+      const auto synth = data::readNifti((outDir / "synthetic" / file).string()).data;
+      const auto lesion = data::readNifti((outDir / "lesion" / file).string()).data;
+      rows.push_back(montage(real, synth, lesion));
+      perCase[cases[i].id] = all[static_cast<long>(i)].item<double>();
+      total += all[static_cast<long>(i)].item<double>();
+    }
+    data::writePng((outDir / "overview.png").string(), torch::cat(rows, 0));
+    const double perVolume = total / static_cast<double>(cases.size());
+    core::writeJsonFile((outDir / "sampling.json").string(),
+                        {{"sampler", samplerName}, {"steps", sampler.kind() == models::SamplerKind::Ddim ? steps : modelConfig.timesteps},
+                         {"eta", eta}, {"cases", cases.size()}, {"ranks", world.size()},
+                         {"seconds_per_volume", perVolume}, {"seconds", perCase},
+                         {"checkpoint", checkpoint}, {"weights", weights}});
+    std::cout << "sampled " << cases.size() << " case(s) into " << out << ": " << perVolume
+              << " s per volume (" << samplerName << ")\n";
+  }
+  return 0;
+}
+
+}  // namespace lddpm::launch
