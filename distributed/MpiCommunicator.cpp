@@ -107,6 +107,9 @@ struct MpiCommunicator::Impl {
       runningSince = Clock::now();
     }
     try {
+      // Averaging divides in place; collectives on parameters must not be recorded by autograd
+      // (grad mode is per thread, and on the communication thread it starts enabled).
+      torch::NoGradGuard noGrad;
       op->run();
     } catch (...) {
       op->error = std::current_exception();
