@@ -63,7 +63,9 @@ void compareWithReferences(double maxGradNorm) {
     zero.zeroGrad();
     localLoss(sharded, step, r, n).backward();
     const double norm = zero.step();
-    if (maxGradNorm > 0) EXPECT_NEAR(norm, refNorm, 1e-9 * refNorm) << "global norm, step " << step;
+    if (maxGradNorm > 0) {
+      EXPECT_NEAR(norm, refNorm, 1e-9 * refNorm) << "global norm, step " << step;
+    }
   }
   EXPECT_LE(maxRelativeDifference(*sharded, *reference), 1e-6) << "ZeRO vs torch AdamW, 1 rank";
   EXPECT_LE(maxRelativeDifference(*sharded, *plain), 1e-6) << "ZeRO vs DataParallel + AdamW";
