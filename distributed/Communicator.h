@@ -22,8 +22,10 @@ Backend parseBackend(const std::string& name);
 const char* backendName(Backend backend);
 
 // A collective in flight. wait() blocks until it finished and rethrows its error, if any; after
-// wait() the output tensors hold the result. Handles may be dropped without waiting only when a
-// later wait() on the same communicator follows (collectives complete in issue order).
+// wait() the output tensors hold the result. For CUDA tensors (NCCL) wait() instead orders the
+// caller's current stream after the collective, without blocking the host, as c10d does.
+// Handles may be dropped without waiting only when a later wait() on the same communicator
+// follows (collectives complete in issue order).
 class Work {
  public:
   virtual ~Work() = default;

@@ -9,6 +9,7 @@
 #include <functional>
 #include <mutex>
 #include <thread>
+#include <vector>
 
 #include "core/Error.h"
 #include "core/Log.h"
@@ -93,6 +94,12 @@ struct MpiCommunicator::Impl {
   // What the watchdog looks at: the op inside MPI right now, and since when.
   std::shared_ptr<Op> running;
   Clock::time_point runningSince;
+  // What this rank tells a peer whose collective timed out: the last collective it started and
+  // whether it is inside it now.
+  std::atomic<int64_t> lastStarted{-1};
+  std::atomic<bool> inside{false};
+  // The watchdogs' side channel (a second duplicate, so it never matches collective traffic).
+  MPI_Comm control = MPI_COMM_NULL;
 
   std::thread commThread;
   std::thread watchdogThread;
@@ -106,12 +113,18 @@ struct MpiCommunicator::Impl {
       running = op;
       runningSince = Clock::now();
     }
+    lastStarted = op->seq;
+    inside = true;
     try {
+      // Averaging divides in place; collectives on parameters must not be recorded by autograd
+      // (grad mode is per thread, and on the communication thread it starts enabled).
+      torch::NoGradGuard noGrad;
       op->run();
     } catch (...) {
       op->error = std::current_exception();
     }
     op->run = nullptr;  // release the tensors now, not when the last handle goes
+    inside = false;
     {
       std::lock_guard<std::mutex> lock(mutex);
       running.reset();
@@ -134,34 +147,107 @@ struct MpiCommunicator::Impl {
     }
   }
 
-  // Checks a few times per timeout; on expiry names the collective and the step on stderr (every
-  // rank that is stuck prints its own line) and aborts the whole job: a hung collective never
-  // returns, so throwing is not an option.
+  // Every rank's watchdog keeps one receive posted on `control` for a peer's "where are you?"
+  // and answers it on its next tick — it can, because the watchdog is its own thread even when
+  // the main thread is stalled. A rank whose collective times out asks everyone, waits a few
+  // seconds for answers, names the ranks that have not reached the collective (or did not
+  // answer), and aborts the job: a hung collective never returns, so throwing is not an option.
+  static constexpr int kQueryTag = 1;
+  static constexpr int kReplyTag = 2;
+  int64_t queryBuf = 0;
+  MPI_Request queryReq = MPI_REQUEST_NULL;
+
+  void postQuery() { MPI_Irecv(&queryBuf, 1, MPI_INT64_T, MPI_ANY_SOURCE, kQueryTag, control, &queryReq); }
+
+  void answerQueries() {
+    for (;;) {
+      int arrived = 0;
+      MPI_Status status;
+      if (MPI_Test(&queryReq, &arrived, &status) != MPI_SUCCESS || !arrived) return;
+      int64_t reply[3] = {lastStarted.load(), inside.load() ? 1 : 0, step.load()};
+      MPI_Send(reply, 3, MPI_INT64_T, status.MPI_SOURCE, kReplyTag, control);  // eager: 24 bytes
+      postQuery();
+    }
+  }
+
+  // Which ranks have not reached collective `seq`, asked over `control`.
+  std::string missingRanks(int64_t seq, double waitSeconds) {
+    std::vector<int64_t> replies(static_cast<size_t>(3 * size), 0);
+    std::vector<MPI_Request> recvs(static_cast<size_t>(size), MPI_REQUEST_NULL);
+    std::vector<MPI_Request> sends(static_cast<size_t>(size), MPI_REQUEST_NULL);
+    for (int q = 0; q < size; ++q) {
+      if (q == rank) continue;
+      const auto qi = static_cast<size_t>(q);
+      MPI_Irecv(&replies[3 * qi], 3, MPI_INT64_T, q, kReplyTag, control, &recvs[qi]);
+      MPI_Isend(&seq, 1, MPI_INT64_T, q, kQueryTag, control, &sends[qi]);
+    }
+    std::vector<bool> answered(static_cast<size_t>(size), false);
+    const auto deadline = Clock::now() + std::chrono::duration<double>(waitSeconds);
+    int pending = size - 1;
+    while (pending > 0 && Clock::now() < deadline) {
+      answerQueries();  // a peer that timed out too is asking us
+      for (int q = 0; q < size; ++q) {
+        const auto qi = static_cast<size_t>(q);
+        if (q == rank || answered[qi]) continue;
+        int done = 0;
+        if (MPI_Test(&recvs[qi], &done, MPI_STATUS_IGNORE) == MPI_SUCCESS && done) {
+          answered[qi] = true;
+          --pending;
+        }
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    std::string out;
+    for (int q = 0; q < size; ++q) {
+      const auto qi = static_cast<size_t>(q);
+      if (q == rank) continue;
+      std::string about;
+      if (!answered[qi]) {
+        about = "no answer (dead, or its watchdog is off)";
+      } else if (replies[3 * qi] < seq) {
+        const int64_t last = replies[3 * qi];
+        about = core::strCat("has not reached it (last collective ",
+                             last < 0 ? std::string("none") : core::strCat("#", last), ", step ",
+                             replies[3 * qi + 2], replies[3 * qi + 1] ? ", inside it" : ", not in a collective", ")");
+      } else if (replies[3 * qi] > seq) {
+        about = core::strCat("is past it, at #", replies[3 * qi], " (collectives issued in a different order?)");
+      }
+      if (!about.empty()) out += core::strCat(out.empty() ? "" : "; ", "rank ", q, " ", about);
+    }
+    return out.empty() ? "every rank reports having reached it (a network or MPI problem?)" : out;
+  }
+
   void watchdogLoop() {
     const double timeout = options.timeoutSeconds;
     const auto tick = std::chrono::duration<double>(std::min(1.0, timeout / 4));
+    postQuery();
     std::unique_lock<std::mutex> wlock(watchdogMutex);
     while (!watchdogStop) {
       watchdogWake.wait_for(wlock, tick);
-      if (watchdogStop) return;
-      std::string message;
+      if (watchdogStop) break;
+      answerQueries();
+      std::shared_ptr<Op> stuck;
       {
         std::lock_guard<std::mutex> lock(mutex);
         if (!running) continue;
         const double elapsed = std::chrono::duration<double>(Clock::now() - runningSince).count();
         if (elapsed < timeout) continue;
-        message = core::strCat(
-            "communication timeout: ", running->name, " #", running->seq, " (",
-            sizeText(running->bytes), ") at step ", step.load(), " did not finish within ",
-            timeout, " s on ", host, " rank ", rank, " of ", size,
-            ". A rank that did not reach this collective is stalled, dead or issued collectives "
-            "in a different order (MPI cannot say which rank is missing: look for the rank "
-            "whose log stops first). Aborting the job (--comm-timeout).");
+        stuck = running;
       }
+      const std::string who = missingRanks(stuck->seq, std::max(3.0, 3 * tick.count()));
+      const std::string message = core::strCat(
+          "communication timeout: ", stuck->name, " #", stuck->seq, " (", sizeText(stuck->bytes),
+          ") at step ", step.load(), " did not finish within ", timeout, " s on ", host, " rank ",
+          rank, " of ", size, ": ", who, ". Aborting the job (--comm-timeout).");
       std::fprintf(stderr, "[%d/%d] error: %s\n", rank, size, message.c_str());
       std::fflush(stderr);
       MPI_Abort(MPI_COMM_WORLD, core::kExitFailure);
       std::_Exit(core::kExitFailure);
+    }
+    // Shutting down: withdraw the posted receive (cancelling an unmatched receive is allowed).
+    if (queryReq != MPI_REQUEST_NULL) {
+      MPI_Cancel(&queryReq);
+      MPI_Wait(&queryReq, MPI_STATUS_IGNORE);
     }
   }
 
@@ -229,7 +315,11 @@ MpiCommunicator::MpiCommunicator(const World& world, const CommunicatorOptions& 
                     << " < MPI_THREAD_MULTIPLE: collectives run in the calling thread (no overlap)";
   }
   if (s.threaded) s.commThread = std::thread([&s] { s.commLoop(); });
-  if (options.timeoutSeconds > 0) s.watchdogThread = std::thread([&s] { s.watchdogLoop(); });
+  if (options.timeoutSeconds > 0) {
+    LDDPM_MPI_CHECK(MPI_Comm_dup(s.comm, &s.control));
+    LDDPM_MPI_CHECK(MPI_Comm_set_errhandler(s.control, MPI_ERRORS_RETURN));
+    s.watchdogThread = std::thread([&s] { s.watchdogLoop(); });
+  }
 }
 
 MpiCommunicator::~MpiCommunicator() {
@@ -252,6 +342,7 @@ MpiCommunicator::~MpiCommunicator() {
   }
   int finalized = 0;
   MPI_Finalized(&finalized);
+  if (!finalized && s.control != MPI_COMM_NULL) MPI_Comm_free(&s.control);
   if (!finalized && s.comm != MPI_COMM_NULL) MPI_Comm_free(&s.comm);
 }
 

@@ -6,7 +6,8 @@
 // an MPI_Iallreduce posted before backward would make no progress until backward ends. As in
 // Horovod, one communication thread owns all traffic on our communicator: collectives are queued
 // in issue order and run there as blocking calls, while the caller keeps computing. A watchdog
-// thread aborts the job when one collective runs longer than the timeout.
+// thread aborts the job when one collective runs longer than the timeout, after asking the other
+// ranks' watchdogs (on a second private communicator) which of them have not reached it.
 #include <memory>
 
 #include "distributed/Communicator.h"

@@ -1,6 +1,7 @@
 // No silent hangs: `mpiexec -n 2` on CommTimeoutHelper, where rank 1 stalls, dies or throws
 // while rank 0 waits in an allreduce. The whole job must exit non-zero well within the timeout
-// plus a start-up margin, and a stall must be reported naming the collective and the step.
+// plus a start-up margin, and a stall must be reported naming the collective, the step and the
+// rank that did not reach it.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
@@ -48,6 +49,10 @@ TEST(CommTimeout, StalledRankAbortsTheJobNamingTheCollective) {
   EXPECT_NE(o.output.find("communication timeout: allreduce"), std::string::npos) << o.output;
   EXPECT_NE(o.output.find("at step 7"), std::string::npos) << o.output;
   EXPECT_NE(o.output.find("rank 0 of 2"), std::string::npos) << o.output;
+  // Rank 1's watchdog thread answers although its main thread sleeps: named as the missing one.
+  EXPECT_NE(o.output.find("rank 1 has not reached it (last collective none, step 7, not in a "
+                          "collective)"),
+            std::string::npos) << o.output;
 }
 
 TEST(CommTimeout, DeadRankTakesTheJobDown) {

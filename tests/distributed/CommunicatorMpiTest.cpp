@@ -144,3 +144,13 @@ TEST(CommunicatorMpi, BadArgumentsNameTheCollective) {
 }
 
 }  // namespace
+
+namespace {
+TEST(CommunicatorMpi, AveragesParametersThatRequireGrad) {
+  // The in-place division of an average must not trip autograd's leaf check on the comm thread.
+  MpiCommunicator comm(World::get(), CommunicatorOptions{});
+  auto p = torch::full({3}, comm.rank() + 1.0, torch::TensorOptions().requires_grad(true));
+  comm.allreduce(p, ReduceOp::Avg)->wait();
+  EXPECT_TRUE(torch::allclose(p.detach(), torch::full({3}, (comm.size() + 1) / 2.0)));
+}
+}  // namespace

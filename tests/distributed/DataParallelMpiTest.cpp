@@ -106,7 +106,9 @@ TEST(DataParallelMpi, AccumulationOverMicroBatchesEqualsBigBatch) {
     auto loss = torch::mse_loss(net->forward(x.narrow(0, start, kLocalBatch)),
                                 y.narrow(0, start, kLocalBatch)) / kMicro;
     loss.backward();
-    if (m < kMicro - 1) EXPECT_EQ(comm.allreduces, before) << "no communication without sync";
+    if (m < kMicro - 1) {
+      EXPECT_EQ(comm.allreduces, before) << "no communication without sync";
+    }
     dp.finish();
   }
   EXPECT_EQ(comm.allreduces - before, static_cast<int>(dp.buckets().size()));
