@@ -34,13 +34,10 @@ int runTrain(const CommandArgs& args) {
     LDDPM_THROW(core::UsageError, "lddpm train: option '--device': cuda requested but this build or "
                 "machine has no CUDA device");
   }
-  dist::CommunicatorOptions commOptions;
-  commOptions.timeoutSeconds = config.commTimeout;
-  auto comm = dist::makeCommunicator(dist::parseBackend(config.commBackend), world, commOptions, device);
+  auto comm = dist::makeCommunicator(config.parallel.backendKind(), world,
+                                     config.parallel.communicatorOptions(), device);
 
   if (world.rank() == 0) writeCommandConfig(config.run, "train", *parsed, own);
-  po::options_description all;
-  all.add(own);
   const std::string resolved = core::renderConfig(parsed->values, own, "lddpm train (resolved)");
 
   StoreBatchSource source(config, world.rank(), world.size());

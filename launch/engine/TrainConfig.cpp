@@ -31,17 +31,8 @@ core::po::options_description TrainConfig::describe() {
       ("ema-decay", po::value(&emaDecay)->default_value(emaDecay), "EMA decay of the sampling weights")
       ("max-nonfinite", po::value(&maxNonfinite)->default_value(maxNonfinite),
        "stop after this many consecutive steps with a NaN/Inf loss or gradient")
-      ("zero", po::value(&zero)->default_value(zero), "0: replicated AdamW; 1: ZeRO-1 sharded AdamW")
       ("device", po::value(&device)->default_value(device), "cpu | cuda (one GPU per rank by local rank)")
       ("bf16", po::value(&bf16)->default_value(bf16), "bf16 autocast on CUDA, fp32 master weights")
-      ("comm-backend", po::value(&commBackend)->default_value(commBackend), "auto | local | mpi | nccl")
-      ("comm-timeout", po::value(&commTimeout)->default_value(commTimeout),
-       "seconds before a stalled collective aborts the job; 0 = never")
-      ("bucket-mb", po::value(&bucketMb)->default_value(bucketMb), "gradient bucket cap (MiB)")
-      ("first-bucket-mb", po::value(&firstBucketMb)->default_value(firstBucketMb), "first gradient bucket (MiB)")
-      ("overlap", po::value(&overlap)->default_value(overlap), "launch allreduces during backward")
-      ("desync-check-every", po::value(&desyncCheckEvery)->default_value(desyncCheckEvery),
-       "steps between parameter-checksum agreement checks; 0 = off")
       ("checkpoint-every", po::value(&checkpointEvery)->default_value(checkpointEvery),
        "steps between checkpoints (and one at the end and on SIGTERM/SIGUSR2)")
       ("keep-checkpoints", po::value(&keepCheckpoints)->default_value(keepCheckpoints), "checkpoints kept")
@@ -71,11 +62,9 @@ void TrainConfig::validate(int worldSize) const {
   if (gradClip < 0) fail("grad-clip", "must be >= 0");
   if (emaDecay < 0 || emaDecay >= 1) fail("ema-decay", "must be in [0, 1)");
   if (maxNonfinite < 1) fail("max-nonfinite", "must be >= 1");
-  if (zero != 0 && zero != 1) fail("zero", "must be 0 or 1");
   if (device != "cpu" && device != "cuda") fail("device", "must be cpu or cuda");
   if (bf16 && device != "cuda") fail("bf16", "bf16 autocast needs --device cuda");
-  if (commTimeout < 0) fail("comm-timeout", "must be >= 0");
-  if (bucketMb <= 0 || firstBucketMb <= 0) fail("bucket-mb", "bucket sizes must be > 0");
+  parallel.validate();
   if (checkpointEvery < 1) fail("checkpoint-every", "must be >= 1");
   if (keepCheckpoints < 1) fail("keep-checkpoints", "must be >= 1");
   if (logEvery < 1) fail("log-every", "must be >= 1");

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "core/Options.h"
+#include "distributed/DistributedOptions.h"
 
 namespace lddpm::launch {
 
@@ -31,16 +32,11 @@ struct TrainConfig {
   double gradClip = 1.0;            // global L2 norm; 0 = off
   double emaDecay = 0.999;
   int maxNonfinite = 5;             // consecutive skipped steps before giving up
-  // parallelism and device
-  int zero = 0;                     // 1: ZeRO-1 sharded AdamW
+  // device; the parallel options (backend, timeout, buckets, overlap, ZeRO, desync checks) are
+  // distributed/'s own
   std::string device = "cpu";       // cpu | cuda (one GPU per rank by local rank)
   bool bf16 = false;                // bf16 autocast on CUDA (fp32 master weights)
-  std::string commBackend = "auto";
-  double commTimeout = 600.0;
-  double bucketMb = 25.0;
-  double firstBucketMb = 1.0;
-  bool overlap = true;
-  std::int64_t desyncCheckEvery = 200;
+  dist::DistributedOptions parallel;
   // checkpoints and logging
   std::int64_t checkpointEvery = 200;
   int keepCheckpoints = 3;

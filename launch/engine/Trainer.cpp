@@ -115,7 +115,7 @@ void Trainer::buildOptimisers() {
     auto group = std::make_unique<Group>();
     group->name = spec.name;
     for (const auto& t : spec.parameters) group->params.insert(names.at(t.unsafeGetTensorImpl()), t);
-    if (config_.zero == 1) {
+    if (config_.parallel.zero) {
       group->zero = std::make_unique<dist::ZeroAdamW>(
           group->params, comm_,
           dist::ZeroAdamWOptions().lr(config_.lr).weightDecay(config_.weightDecay).maxGradNorm(
@@ -126,11 +126,7 @@ void Trainer::buildOptimisers() {
         const std::vector<torch::Tensor> buffers =
             groups_.empty() ? model_->buffers() : std::vector<torch::Tensor>{};
         group->reducer = std::make_unique<dist::DataParallel>(
-            group->params, buffers, comm_,
-            dist::DataParallelOptions()
-                .firstBucketBytes(static_cast<std::int64_t>(config_.firstBucketMb * (1 << 20)))
-                .bucketCapBytes(static_cast<std::int64_t>(config_.bucketMb * (1 << 20)))
-                .overlap(config_.overlap));
+            group->params, buffers, comm_, config_.parallel.dataParallelOptions());
       }
       group->adam = std::make_unique<torch::optim::AdamW>(
           group->params.values(),
@@ -170,10 +166,10 @@ void Trainer::resumeIfAsked() {
 void Trainer::loadCheckpoint(const std::string& dir) {
   const core::Json meta = core::readCheckpointMeta(dir);
   const int savedWorld = meta.value("world_size", 1);
-  const int savedZero = meta.value("zero", 0);
-  if (savedZero != config_.zero) {
+  const bool savedZero = meta.value("zero", false);
+  if (savedZero != config_.parallel.zero) {
     LDDPM_THROW(core::Error, dir, ": written with --zero ", savedZero, ", resuming with --zero ",
-                config_.zero, " is not supported");
+                config_.parallel.zero, " is not supported");
   }
   ema_->load(core::loadTensorDict(dir + "/ema.pt"));
   for (auto& group : groups_) {
@@ -230,7 +226,7 @@ void Trainer::saveCheckpoint() {
   comm_.barrier()->wait();  // every rank's files are written
   if (comm_.rank() == 0) {
     writer->commit({{"world_size", comm_.size()},
-                    {"zero", config_.zero},
+                    {"zero", config_.parallel.zero},
                     {"model", modelConfig_.model},
                     {"skipped_steps", skipped_},
                     {"seed", config_.seed}});
@@ -377,8 +373,8 @@ TrainResult Trainer::run() {
     ++step_;
     result.finalStep = step_;
 
-    if (groups_.front()->reducer && config_.desyncCheckEvery > 0 &&
-        step_ % config_.desyncCheckEvery == 0) {
+    if (groups_.front()->reducer && config_.parallel.desyncCheckEvery > 0 &&
+        step_ % config_.parallel.desyncCheckEvery == 0) {
       groups_.front()->reducer->checkParametersInSync(step_);
     }
     const double seconds = stepWatch.seconds();

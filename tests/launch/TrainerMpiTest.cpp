@@ -97,11 +97,11 @@ TEST_P(Invariance, NRanksMatchOneRank) {
   const auto [model, zero] = GetParam();
   testutil::SyntheticSource source;
   dist::LocalCommunicator single;
-  RunSetup ref = makeSetup((local / "ref").string(), model, {"--zero", zero});
+  RunSetup ref = makeSetup((local / "ref").string(), model, {"--zero", zero == std::string("1") ? "true" : "false"});
   launch::Trainer one(ref.train, ref.model, source, single, "");
   one.run();
 
-  RunSetup par = makeSetup((shared / ("par-" + model + zero)).string(), model, {"--zero", zero});
+  RunSetup par = makeSetup((shared / ("par-" + model + zero)).string(), model, {"--zero", zero == std::string("1") ? "true" : "false"});
   launch::Trainer many(par.train, par.model, source, *comm, "");
   many.run();
   const auto [whole, worstTensor] = relativeDifference(one.model(), many.model());
