@@ -39,6 +39,7 @@ core::po::options_description TrainConfig::describe() {
       ("resume", po::value(&resume)->default_value(resume),
        "auto: newest complete checkpoint of --run if any; never; or a checkpoint folder")
       ("log-every", po::value(&logEvery)->default_value(logEvery), "steps between metrics.jsonl rows");
+  d.add(parallel.describe(/*training=*/true));
   return d;
 }
 
