@@ -6,6 +6,7 @@ namespace lddpm::launch {
 
 int runInfo(const CommandArgs& args);
 int runInspect(const CommandArgs& args);
+int runPhantom(const CommandArgs& args);
 int runEvaluate(const CommandArgs& args);
 
 const std::vector<CommandSpec>& commands() {
@@ -14,6 +15,8 @@ const std::vector<CommandSpec>& commands() {
        &runInfo},
       {"inspect", "Describe a NIfTI file or an MSLesSeg dataset folder (--check: every voxel).",
        &runInspect},
+      {"phantom", "Write an MSLesSeg-shaped demo cohort synthesised from the Colin27 brain.",
+       &runPhantom},
       {"evaluate", "Compare synthetic with real scans: `evaluate images` (MSE, MAE, PSNR, SSIM, ...).",
        &runEvaluate},
   };
