@@ -216,8 +216,7 @@ TEST_F(EvaluateTest, MismatchedShapesNameBothFiles) {
 
 TEST_F(EvaluateTest, NonFiniteVoxelsAreNamed) {
   write(dir / "real.nii.gz", scans.real);
-  // nibabel writes the NaN: writeNifti refuses to publish a file that does not read back equal,
-  // and NaN never compares equal.
+  // nibabel writes the NaN, as a user's own Python pipeline would.
   const std::string script =
       "import sys, numpy as np, nibabel as nib; src = nib.load(sys.argv[1]); "
       "a = np.asarray(src.dataobj).copy(); a[5, 4, 3] = np.nan; "
