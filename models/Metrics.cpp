@@ -88,13 +88,13 @@ SsimParts ssimAndContrast(const torch::Tensor& x, const torch::Tensor& y,
   const std::int64_t w = o.windowSize();
   TORCH_CHECK(x.size(1) >= w && x.size(2) >= w && x.size(3) >= w, "ssim: volume ",
               x.sizes().slice(1), " is smaller than the ", w, "-voxel window on some side");
-  // [5, B, d, h, w]: one filtering pass for all five local moments.
-  const torch::Tensor m =
-      filterValid(torch::stack({x, y, x * x, y * y, x * y}), gaussianTaps(w, o.sigma()));
-  const torch::Tensor muX = m[0], muY = m[1];
-  const torch::Tensor varX = m[2] - muX * muX;
-  const torch::Tensor varY = m[3] - muY * muY;
-  const torch::Tensor covXY = m[4] - muX * muY;
+  // One moment at a time: the temporaries of filtering are then one volume's worth, not five.
+  const std::vector<double> taps = gaussianTaps(w, o.sigma());
+  const auto local = [&](const torch::Tensor& t) { return filterValid(t, taps); };
+  const torch::Tensor muX = local(x), muY = local(y);
+  const torch::Tensor varX = local(x * x) - muX * muX;
+  const torch::Tensor varY = local(y * y) - muY * muY;
+  const torch::Tensor covXY = local(x * y) - muX * muY;
   const torch::Tensor l = range.view({-1, 1, 1, 1});
   const torch::Tensor c1 = (o.k1() * l).square();
   const torch::Tensor c2 = (o.k2() * l).square();

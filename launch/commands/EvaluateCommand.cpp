@@ -176,10 +176,20 @@ std::string shapeText(const data::Volume& v) {
   return core::strCat(v.nx(), "x", v.ny(), "x", v.nz());
 }
 
+// readNifti hands NaN/Inf voxels through (so `inspect` can show them); a metric over them would
+// be a silent NaN, so here they are an error naming the file.
+data::Volume readFinite(const std::string& path) {
+  data::Volume v = data::readNifti(path);
+  if (!torch::isfinite(v.data).all().item<bool>()) {
+    LDDPM_THROW(core::Error, "evaluate: '", path, "' holds NaN or infinite voxels");
+  }
+  return v;
+}
+
 // Reads `path` and checks that it has the real scan's shape; the error names both files.
 data::Volume readLike(const std::string& path, const data::Volume& real,
                       const std::string& realPath) {
-  data::Volume v = data::readNifti(path);
+  data::Volume v = readFinite(path);
   if (!v.data.sizes().equals(real.data.sizes())) {
     LDDPM_THROW(core::Error, "evaluate: shape mismatch: '", path, "' is ", shapeText(v), " but '",
                 realPath, "' is ", shapeText(real), " (nx x ny x nz)");
@@ -192,7 +202,7 @@ data::Volume readLike(const std::string& path, const data::Volume& real,
 }
 
 models::ImageMetrics evaluateCase(const Case& c, const ImagesOptions& o) {
-  const data::Volume real = data::readNifti(c.real);
+  const data::Volume real = readFinite(c.real);
   const data::Volume synthetic = readLike(c.synthetic, real, c.real);
   torch::Tensor lesion, brain;
   if (!c.lesion.empty()) lesion = readLike(c.lesion, real, c.real).data;

@@ -9,6 +9,7 @@
 #include <array>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -211,6 +212,24 @@ TEST_F(EvaluateTest, MismatchedShapesNameBothFiles) {
   EXPECT_NE(r.err.find(path("real.nii.gz")), std::string::npos) << r.err;
   EXPECT_NE(r.err.find(path("small.nii.gz")), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("20x24x24"), std::string::npos) << r.err;
+}
+
+TEST_F(EvaluateTest, NonFiniteVoxelsAreNamed) {
+  write(dir / "real.nii.gz", scans.real);
+  // nibabel writes the NaN, as a user's own Python pipeline would.
+  const std::string script =
+      "import sys, numpy as np, nibabel as nib; src = nib.load(sys.argv[1]); "
+      "a = np.asarray(src.dataobj).copy(); a[5, 4, 3] = np.nan; "
+      "nib.save(nib.Nifti1Image(a, src.affine), sys.argv[2])";
+  const std::string make = std::string(LDDPM_PYTHON) + " -c '" + script + "' " +
+                           path("real.nii.gz") + " " + path("broken.nii.gz");
+  ASSERT_EQ(std::system(make.c_str()), 0) << make;
+  const Result r =
+      run("evaluate images --real " + path("real.nii.gz") + " --synthetic " + path("broken.nii.gz"),
+          dir);
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find(path("broken.nii.gz")), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("NaN"), std::string::npos) << r.err;
 }
 
 TEST_F(EvaluateTest, UsageErrorsNameTheOption) {
