@@ -22,6 +22,8 @@ PACKAGES=(
   libboost-program-options-dev nlohmann-json3-dev libnifti2-dev libpng-dev zlib1g-dev
   # tests and independent reference implementations used by them
   libgtest-dev python3-numpy python3-nibabel python3-h5py python3-scipy
+  # the demo report's loss curve
+  python3-matplotlib
   # the real template brain behind the phantom cohort (Colin27, JHU atlas)
   mricron-data
   # a real single-node SLURM cluster for the SLURM tests
