@@ -2,9 +2,15 @@
 // A BatchSource for engine tests: sample g is a smooth random volume with a tissue map and a
 // lesion cube, a function of (seed, g) only — the property the real store loader has.
 #include <functional>
+#include <map>
+#include <string>
+#include <vector>
 
 #include "core/Rng.h"
+#include "core/Options.h"
 #include "launch/engine/BatchSource.h"
+#include "launch/engine/TrainConfig.h"
+#include "models/Registry.h"
 
 namespace lddpm::testutil {
 
@@ -49,6 +55,33 @@ class SyntheticSource : public launch::BatchSource {
 inline std::vector<std::string> tinyModelArgs() {
   return {"--base-channels", "8", "--channel-mult", "1,2", "--attention-levels", "", "--groups", "4",
           "--timesteps", "50"};
+}
+
+
+// Engine options as a test writes them: `defaults` then `extra` as (option, value) pairs, the
+// later pair winning, plus the tiny model; parsed through the real option descriptions.
+struct RunSetup {
+  launch::TrainConfig train;
+  models::ModelConfig model;
+};
+
+inline RunSetup makeRunSetup(const std::map<std::string, std::string>& defaults,
+                             const std::vector<std::string>& extra) {
+  RunSetup s;
+  core::po::options_description d;
+  d.add(s.train.describe());
+  d.add(s.model.describe());
+  std::map<std::string, std::string> options = defaults;
+  const auto tiny = tinyModelArgs();
+  for (size_t i = 0; i + 1 < tiny.size(); i += 2) options.emplace(tiny[i], tiny[i + 1]);
+  for (size_t i = 0; i + 1 < extra.size(); i += 2) options[extra[i]] = extra[i + 1];
+  std::vector<std::string> args;
+  for (const auto& [k, v] : options) {
+    args.push_back(k);
+    args.push_back(v);
+  }
+  core::parseOptions("train", args, d);
+  return s;
 }
 
 }  // namespace lddpm::testutil

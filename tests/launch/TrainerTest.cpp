@@ -20,32 +20,15 @@ namespace {
 using namespace lddpm;
 namespace fs = std::filesystem;
 
-struct RunSetup {
-  launch::TrainConfig train;
-  models::ModelConfig model;
-};
+using testutil::RunSetup;
 
-// Tiny defaults; `extra` holds (option, value) pairs that override them.
+// Tiny single-rank runs: 6 steps of batch 2.
 RunSetup makeSetup(const std::string& run, const std::string& modelName,
                    const std::vector<std::string>& extra = {}) {
-  RunSetup s;
-  core::po::options_description d;
-  d.add(s.train.describe());
-  d.add(s.model.describe());
-  std::map<std::string, std::string> options = {
-      {"--store", "unused"}, {"--run", run}, {"--model", modelName}, {"--steps", "6"},
-      {"--batch", "2"}, {"--warmup", "2"}, {"--checkpoint-every", "100"}, {"--log-every", "1"},
-      {"--lr", "1e-3"}};
-  const auto tiny = testutil::tinyModelArgs();
-  for (size_t i = 0; i + 1 < tiny.size(); i += 2) options[tiny[i]] = tiny[i + 1];
-  for (size_t i = 0; i + 1 < extra.size(); i += 2) options[extra[i]] = extra[i + 1];
-  std::vector<std::string> args;
-  for (const auto& [k, v] : options) {
-    args.push_back(k);
-    args.push_back(v);
-  }
-  core::parseOptions("train", args, d);
-  return s;
+  return testutil::makeRunSetup({{"--store", "unused"}, {"--run", run}, {"--model", modelName},
+                                 {"--steps", "6"}, {"--batch", "2"}, {"--warmup", "2"},
+                                 {"--checkpoint-every", "100"}, {"--log-every", "1"}, {"--lr", "1e-3"}},
+                                extra);
 }
 
 struct TrainerFixture : ::testing::Test {
