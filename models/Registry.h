@@ -24,7 +24,7 @@ struct ModelConfig {
   std::int64_t attentionHeads = 4;
   std::int64_t groups = 8;
   double dropout = 0.0;
-  std::string checkpointLevels;  // empty: keep every activation
+  std::string checkpointLevels;                                // empty: keep every activation
   std::string maskSites = "input,encoder,bottleneck,decoder";  // lesion-ddpm ablations
   std::int64_t timesteps = 1000;
   std::string prediction = "eps";

@@ -32,7 +32,8 @@ TEST(ModelsCommand, ListsEveryModelWithItsParameterCount) {
   EXPECT_EQ(table[0]["size_divisor"].get<std::int64_t>(), 8);
   const auto& pix2pix = table[2];
   EXPECT_EQ(pix2pix["name"], "pix2pix");
-  EXPECT_EQ(pix2pix["groups"]["generator"].get<std::int64_t>() + pix2pix["groups"]["discriminator"].get<std::int64_t>(),
+  EXPECT_EQ(pix2pix["groups"]["generator"].get<std::int64_t>() +
+                pix2pix["groups"]["discriminator"].get<std::int64_t>(),
             pix2pix["parameters"].get<std::int64_t>());
 }
 
