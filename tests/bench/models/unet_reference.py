@@ -224,7 +224,9 @@ def main():
         ratio = statistics.median(theirs) / statistics.median(ours)
         print(json.dumps({"python_median_s": round(statistics.median(theirs), 4),
                           "cpp_median_s": round(statistics.median(ours), 4),
-                          "python_over_cpp": round(ratio, 3)}))
+                          "python_over_cpp": round(ratio, 3),
+                          "best_python_s": round(min(theirs), 4), "best_cpp_s": round(min(ours), 4),
+                          "best_python_over_cpp": round(min(theirs) / min(ours), 3)}))
 
 
 if __name__ == "__main__":
