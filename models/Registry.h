@@ -34,7 +34,8 @@ struct ModelConfig {
   std::int64_t discriminatorChannels = 16;
   std::int64_t discriminatorLayers = 3;
 
-  // Options bound to this struct's members ("--model", "--base-channels", ...).
+  // Options bound to this struct's members ("--model", "--base-channels", ...): the struct must
+  // stay alive and in place until the command line has been parsed into it.
   core::po::options_description describe();
   // The U-Net options these settings give for `inChannels` -> `outChannels`; UsageError naming the
   // option for a malformed list or a width GroupNorm or attention cannot split.
