@@ -52,6 +52,8 @@ core::po::options_description ModelConfig::describe() {
       "levels whose blocks recompute activations in backward (activation checkpointing)")(
       "mask-sites", po::value(&maskSites)->default_value(maskSites),
       "lesion-ddpm: where the mask enters, any of input,encoder,bottleneck,decoder")(
+      "modulation-hidden", po::value(&modulationHidden)->default_value(modulationHidden),
+      "lesion-ddpm: hidden channels of each mask -> (gamma, beta) convolution")(
       "timesteps", po::value(&timesteps)->default_value(timesteps), "diffusion steps T")(
       "prediction", po::value(&prediction)->default_value(prediction), "denoiser target: eps | v")(
       "lesion-weight", po::value(&lesionWeight)->default_value(lesionWeight),
@@ -74,6 +76,7 @@ UNetOptions ModelConfig::unetOptions(std::int64_t inChannels, std::int64_t outCh
   positive(blocksPerLevel, "blocks-per-level");
   positive(groups, "groups");
   positive(attentionHeads, "attention-heads");
+  positive(modulationHidden, "modulation-hidden");
   if (dropout < 0 || dropout >= 1)
     LDDPM_THROW(core::UsageError, "option '--dropout': must be in [0, 1), got ", dropout);
   UNetOptions o(inChannels, outChannels);
@@ -84,6 +87,7 @@ UNetOptions ModelConfig::unetOptions(std::int64_t inChannels, std::int64_t outCh
       .attentionHeads(attentionHeads)
       .groups(groups)
       .dropout(dropout)
+      .modulationHidden(modulationHidden)
       .checkpointLevels(parseIntList(checkpointLevels, "checkpoint-levels"));
   if (o.levels() < 1)
     LDDPM_THROW(core::UsageError, "option '--channel-mult': needs at least one level");

@@ -26,6 +26,7 @@ struct ModelConfig {
   double dropout = 0.0;
   std::string checkpointLevels;                                // empty: keep every activation
   std::string maskSites = "input,encoder,bottleneck,decoder";  // lesion-ddpm ablations
+  std::int64_t modulationHidden = 32;  // channels of the mask -> (γ, β) convolution
   std::int64_t timesteps = 1000;
   std::string prediction = "eps";
   double lesionWeight = 4.0;
