@@ -4,6 +4,8 @@
 // gradient path) fails it.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "core/Rng.h"
 #include "models/Registry.h"
 
@@ -96,13 +98,14 @@ TEST_P(Overfit, LossFallsTenfold) {
                               << " steps";
 }
 
+// gtest names may not contain '-': lesion-ddpm -> lesion_ddpm.
+std::string testName(const ::testing::TestParamInfo<std::string>& model) {
+  std::string n = model.param;
+  std::replace(n.begin(), n.end(), '-', '_');
+  return n;
+}
+
 INSTANTIATE_TEST_SUITE_P(Models, Overfit,
-                         ::testing::Values("lesion-ddpm", "cond-ddpm", "pix2pix", "seg"),
-                         [](const auto& info) {
-                           std::string n = info.param;
-                           for (auto& ch : n)
-                             if (ch == '-') ch = '_';
-                           return n;
-                         });
+                         ::testing::Values("lesion-ddpm", "cond-ddpm", "pix2pix", "seg"), testName);
 
 }  // namespace
