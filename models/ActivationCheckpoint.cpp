@@ -1,7 +1,7 @@
 #include "models/ActivationCheckpoint.h"
 
-#include <ATen/autocast_mode.h>
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/autocast_mode.h>
 #include <ATen/core/ivalue.h>
 #if LDDPM_WITH_CUDA
 #include <ATen/cuda/CUDAGeneratorImpl.h>
@@ -125,14 +125,16 @@ class CheckpointFunction : public torch::autograd::Function<CheckpointFunction> 
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list gradOutputs) {
-    auto plan = c10::static_intrusive_pointer_cast<CheckpointPlan>(ctx->saved_data["plan"].toCapsule());
+    auto plan =
+        c10::static_intrusive_pointer_cast<CheckpointPlan>(ctx->saved_data["plan"].toCapsule());
     const variable_list saved = ctx->get_saved_variables();
 
     // Fresh leaves cut from the outer graph, so the recomputation ends here and the gradients we
     // return are handed to the outer engine, which routes them on.
     variable_list replayInputs;
     replayInputs.reserve(plan->numInputs);
-    for (const auto& t : saved) replayInputs.push_back(t.detach().requires_grad_(t.requires_grad()));
+    for (const auto& t : saved)
+      replayInputs.push_back(t.detach().requires_grad_(t.requires_grad()));
     // Parameters are read by the stage directly; we only need them as gradient targets.
     variable_list outputs;
     {

@@ -19,7 +19,8 @@ nn::Conv3d conv3(std::int64_t in, std::int64_t out) {
 }
 }  // namespace
 
-torch::Tensor sinusoidalEmbedding(const torch::Tensor& t, std::int64_t dim, const torch::Tensor& like) {
+torch::Tensor sinusoidalEmbedding(const torch::Tensor& t, std::int64_t dim,
+                                  const torch::Tensor& like) {
   TORCH_CHECK(t.dim() == 1, "sinusoidalEmbedding: timesteps must be [B], got ", t.sizes());
   TORCH_CHECK(dim % 2 == 0, "sinusoidalEmbedding: dim must be even, got ", dim);
   const std::int64_t half = dim / 2;
@@ -59,10 +60,13 @@ ResBlock3DImpl::ResBlock3DImpl(const ResBlock3DOptions& options) : options_(opti
   conv2_ = register_module("conv2", conv3(out, out));
   detail::zeroParameters(*conv2_);
   if (in != out) skip_ = register_module("skip", nn::Conv3d(nn::Conv3dOptions(in, out, 1)));
-  if (options.embedDim() > 0) embProj_ = register_module("emb_proj", nn::Linear(options.embedDim(), out));
+  if (options.embedDim() > 0)
+    embProj_ = register_module("emb_proj", nn::Linear(options.embedDim(), out));
   if (options.maskChannels() > 0) {
-    mod1_ = register_module("mod1", MaskModulation(in, options.maskChannels(), options.modulationHidden()));
-    mod2_ = register_module("mod2", MaskModulation(out, options.maskChannels(), options.modulationHidden()));
+    mod1_ = register_module("mod1",
+                            MaskModulation(in, options.maskChannels(), options.modulationHidden()));
+    mod2_ = register_module(
+        "mod2", MaskModulation(out, options.maskChannels(), options.modulationHidden()));
   }
 }
 
@@ -71,13 +75,17 @@ torch::Tensor ResBlock3DImpl::forward(const torch::Tensor& x, const torch::Tenso
   return shortcut(x) + branch(x, emb, mask);
 }
 
-torch::Tensor ResBlock3DImpl::shortcut(const torch::Tensor& x) { return skip_.is_empty() ? x : skip_(x); }
+torch::Tensor ResBlock3DImpl::shortcut(const torch::Tensor& x) {
+  return skip_.is_empty() ? x : skip_(x);
+}
 
 torch::Tensor ResBlock3DImpl::branch(const torch::Tensor& x, const torch::Tensor& emb,
                                      const torch::Tensor& mask) {
   const bool modulate = !mod1_.is_empty();
-  TORCH_CHECK(!modulate || mask.defined(), "ResBlock3D: built with mask modulation but no mask given");
-  TORCH_CHECK(embProj_.is_empty() || emb.defined(), "ResBlock3D: built with a timestep embedding but none given");
+  TORCH_CHECK(!modulate || mask.defined(),
+              "ResBlock3D: built with mask modulation but no mask given");
+  TORCH_CHECK(embProj_.is_empty() || emb.defined(),
+              "ResBlock3D: built with a timestep embedding but none given");
   auto h = norm1_(x);
   if (modulate) h = mod1_(h, mask);
   h = conv1_(torch::silu(h));
@@ -93,7 +101,8 @@ torch::Tensor ResBlock3DImpl::branch(const torch::Tensor& x, const torch::Tensor
 }
 
 Downsample3DImpl::Downsample3DImpl(std::int64_t channels) {
-  conv_ = register_module("conv", nn::Conv3d(nn::Conv3dOptions(channels, channels, 3).stride(2).padding(1)));
+  conv_ = register_module(
+      "conv", nn::Conv3d(nn::Conv3dOptions(channels, channels, 3).stride(2).padding(1)));
 }
 
 torch::Tensor Downsample3DImpl::forward(const torch::Tensor& x) { return conv_(x); }
@@ -106,7 +115,8 @@ torch::Tensor Upsample3DImpl::forward(const torch::Tensor& x) {
   return conv_(torch::upsample_nearest3d(x, {x.size(2) * 2, x.size(3) * 2, x.size(4) * 2}));
 }
 
-AttentionBlock3DImpl::AttentionBlock3DImpl(std::int64_t channels, std::int64_t heads, std::int64_t groups)
+AttentionBlock3DImpl::AttentionBlock3DImpl(std::int64_t channels, std::int64_t heads,
+                                           std::int64_t groups)
     : heads_(heads) {
   TORCH_CHECK(channels % heads == 0, "AttentionBlock3D: ", channels, " channels not divisible by ",
               heads, " heads");
@@ -122,8 +132,9 @@ torch::Tensor AttentionBlock3DImpl::forward(const torch::Tensor& x) {
   // [B, 3C, N] -> three [B * heads, headDim, N]
   const auto qkv = qkv_(norm_(x)).reshape({b * heads_, 3 * headDim, n}).chunk(3, /*dim=*/1);
   const double scale = 1.0 / std::sqrt(static_cast<double>(headDim));
-  const auto weights = torch::softmax(torch::bmm(qkv[0].transpose(1, 2), qkv[1]) * scale, -1);  // [BH, N, N]
-  const auto out = torch::bmm(qkv[2], weights.transpose(1, 2));  // [BH, headDim, N]
+  const auto weights =
+      torch::softmax(torch::bmm(qkv[0].transpose(1, 2), qkv[1]) * scale, -1);  // [BH, N, N]
+  const auto out = torch::bmm(qkv[2], weights.transpose(1, 2));                // [BH, headDim, N]
   return x + proj_(out.reshape(x.sizes()));
 }
 

@@ -11,7 +11,8 @@ namespace lddpm::models {
 // Sinusoidal embedding of integer timesteps t [B] -> [B, dim] (Transformer / DDPM style), with
 // the dtype and device of `like`. Computed in float32 whatever `like` is: bf16 cannot tell
 // neighbouring timesteps near T = 1000 apart.
-torch::Tensor sinusoidalEmbedding(const torch::Tensor& t, std::int64_t dim, const torch::Tensor& like);
+torch::Tensor sinusoidalEmbedding(const torch::Tensor& t, std::int64_t dim,
+                                  const torch::Tensor& like);
 
 // t [B] -> [B, 4 * dim]: the sinusoidal embedding through Linear-SiLU-Linear.
 class TimestepEmbeddingImpl : public torch::nn::Module {
@@ -58,10 +59,11 @@ struct ResBlock3DOptions {
 class ResBlock3DImpl : public torch::nn::Module {
  public:
   explicit ResBlock3DImpl(const ResBlock3DOptions& options);
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& emb, const torch::Tensor& mask);
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& emb,
+                        const torch::Tensor& mask);
   // forward = shortcut(x) + branch(x, emb, mask). Activation checkpointing recomputes the branch
-  // only, so x has one consumer inside the recomputed graph and its gradient terms are summed in the
-  // same order as without checkpointing: bitwise-equal gradients.
+  // only, so x has one consumer inside the recomputed graph and its gradient terms are summed in
+  // the same order as without checkpointing: bitwise-equal gradients.
   torch::Tensor shortcut(const torch::Tensor& x);
   torch::Tensor branch(const torch::Tensor& x, const torch::Tensor& emb, const torch::Tensor& mask);
   const ResBlock3DOptions& options() const { return options_; }
@@ -98,8 +100,8 @@ class Upsample3DImpl : public torch::nn::Module {
 };
 TORCH_MODULE(Upsample3D);
 
-// Multi-head self-attention over all N = D*H*W voxels, residual, output projection zero-initialised.
-// Memory grows as N^2 per head: use at the coarsest levels only.
+// Multi-head self-attention over all N = D*H*W voxels, residual, output projection
+// zero-initialised. Memory grows as N^2 per head: use at the coarsest levels only.
 class AttentionBlock3DImpl : public torch::nn::Module {
  public:
   AttentionBlock3DImpl(std::int64_t channels, std::int64_t heads, std::int64_t groups);

@@ -6,7 +6,8 @@
 
 namespace lddpm::models {
 
-torch::Tensor randnFrom(Generators& gens, at::IntArrayRef shape, const torch::TensorOptions& options) {
+torch::Tensor randnFrom(Generators& gens, at::IntArrayRef shape,
+                        const torch::TensorOptions& options) {
   TORCH_CHECK(!gens.empty(), "randnFrom: no generator given");
   TORCH_CHECK(gens.size() == 1 || static_cast<std::int64_t>(gens.size()) == shape[0],
               "randnFrom: ", gens.size(), " generators for a batch of ", shape[0]);
@@ -27,17 +28,19 @@ torch::Tensor randnFrom(Generators& gens, at::IntArrayRef shape, const torch::Te
   return noise.to(options);
 }
 
-torch::Tensor randintFrom(Generators& gens, std::int64_t high, std::int64_t batch, const torch::Device& device) {
+torch::Tensor randintFrom(Generators& gens, std::int64_t high, std::int64_t batch,
+                          const torch::Device& device) {
   TORCH_CHECK(!gens.empty(), "randintFrom: no generator given");
-  TORCH_CHECK(gens.size() == 1 || static_cast<std::int64_t>(gens.size()) == batch, "randintFrom: ",
-              gens.size(), " generators for a batch of ", batch);
+  TORCH_CHECK(gens.size() == 1 || static_cast<std::int64_t>(gens.size()) == batch,
+              "randintFrom: ", gens.size(), " generators for a batch of ", batch);
   const auto opts = torch::TensorOptions().dtype(torch::kInt64);
   torch::Tensor t;
   if (gens.size() == 1) {
     t = torch::randint(high, {batch}, gens[0], opts.device(gens[0].device()));
   } else {
     std::vector<torch::Tensor> parts;
-    for (auto& gen : gens) parts.push_back(torch::randint(high, {1}, gen, opts.device(gen.device())));
+    for (auto& gen : gens)
+      parts.push_back(torch::randint(high, {1}, gen, opts.device(gen.device())));
     t = torch::cat(parts, 0);
   }
   return t.to(device);
@@ -49,7 +52,9 @@ Prediction parsePrediction(const std::string& name) {
   LDDPM_THROW(core::UsageError, "unknown prediction '", name, "' (expected eps or v)");
 }
 
-std::string predictionName(Prediction prediction) { return prediction == Prediction::V ? "v" : "eps"; }
+std::string predictionName(Prediction prediction) {
+  return prediction == Prediction::V ? "v" : "eps";
+}
 
 SamplerKind parseSampler(const std::string& name) {
   if (name == "ddpm") return SamplerKind::Ddpm;
@@ -67,7 +72,8 @@ NoiseSchedule::NoiseSchedule(std::int64_t timesteps, double offset, double maxBe
   };
   double product = 1.0;
   for (std::int64_t t = 0; t < timesteps; ++t) {
-    const double beta = std::min(1.0 - f(static_cast<double>(t + 1)) / f(static_cast<double>(t)), maxBeta);
+    const double beta =
+        std::min(1.0 - f(static_cast<double>(t + 1)) / f(static_cast<double>(t)), maxBeta);
     betas_.push_back(beta);
     product *= 1.0 - beta;
     alphaBar_.push_back(product);
@@ -79,38 +85,43 @@ torch::Tensor NoiseSchedule::alphaBarAt(const torch::Tensor& t, const torch::Ten
   TORCH_CHECK(t.dim() == 1, "alphaBarAt: timesteps must be [B], got ", t.sizes());
   std::vector<int64_t> shape(static_cast<std::size_t>(like.dim()), 1);
   shape[0] = t.size(0);
-  return alphaBarTable_.index_select(0, t.to(torch::kCPU, torch::kInt64)).to(like.options()).view(shape);
+  return alphaBarTable_.index_select(0, t.to(torch::kCPU, torch::kInt64))
+      .to(like.options())
+      .view(shape);
 }
 
-torch::Tensor qSample(const NoiseSchedule& schedule, const torch::Tensor& x0, const torch::Tensor& t,
-                      const torch::Tensor& noise) {
+torch::Tensor qSample(const NoiseSchedule& schedule, const torch::Tensor& x0,
+                      const torch::Tensor& t, const torch::Tensor& noise) {
   const auto a = schedule.alphaBarAt(t, x0);
   return a.sqrt() * x0 + (1 - a).sqrt() * noise;
 }
 
-torch::Tensor predictionTarget(const NoiseSchedule& schedule, Prediction prediction, const torch::Tensor& x0,
-                               const torch::Tensor& t, const torch::Tensor& noise) {
+torch::Tensor predictionTarget(const NoiseSchedule& schedule, Prediction prediction,
+                               const torch::Tensor& x0, const torch::Tensor& t,
+                               const torch::Tensor& noise) {
   if (prediction == Prediction::Epsilon) return noise;
   const auto a = schedule.alphaBarAt(t, x0);
   return a.sqrt() * noise - (1 - a).sqrt() * x0;
 }
 
-torch::Tensor predictX0(const NoiseSchedule& schedule, Prediction prediction, const torch::Tensor& xt,
-                        const torch::Tensor& t, const torch::Tensor& output) {
+torch::Tensor predictX0(const NoiseSchedule& schedule, Prediction prediction,
+                        const torch::Tensor& xt, const torch::Tensor& t,
+                        const torch::Tensor& output) {
   const auto a = schedule.alphaBarAt(t, xt);
   if (prediction == Prediction::Epsilon) return (xt - (1 - a).sqrt() * output) / a.sqrt();
   return a.sqrt() * xt - (1 - a).sqrt() * output;
 }
 
-torch::Tensor predictEps(const NoiseSchedule& schedule, Prediction prediction, const torch::Tensor& xt,
-                         const torch::Tensor& t, const torch::Tensor& output) {
+torch::Tensor predictEps(const NoiseSchedule& schedule, Prediction prediction,
+                         const torch::Tensor& xt, const torch::Tensor& t,
+                         const torch::Tensor& output) {
   if (prediction == Prediction::Epsilon) return output;
   const auto a = schedule.alphaBarAt(t, xt);
   return (1 - a).sqrt() * xt + a.sqrt() * output;
 }
 
-torch::Tensor lesionWeightedL1(const torch::Tensor& a, const torch::Tensor& b, const torch::Tensor& lesion,
-                               double lambda) {
+torch::Tensor lesionWeightedL1(const torch::Tensor& a, const torch::Tensor& b,
+                               const torch::Tensor& lesion, double lambda) {
   const auto error = (a - b).abs();
   if (lambda == 0) return error.mean();
   return ((1 + lambda * lesion.to(error.scalar_type())) * error).mean();
@@ -120,26 +131,30 @@ namespace {
 torch::Tensor batchTimesteps(std::int64_t t, const torch::Tensor& like) {
   return torch::full({like.size(0)}, t, like.options().dtype(torch::kInt64));
 }
-torch::Tensor x0FromOutput(const NoiseSchedule& schedule, Prediction prediction, const torch::Tensor& xt,
-                           std::int64_t t, const torch::Tensor& output, bool clipX0) {
+torch::Tensor x0FromOutput(const NoiseSchedule& schedule, Prediction prediction,
+                           const torch::Tensor& xt, std::int64_t t, const torch::Tensor& output,
+                           bool clipX0) {
   auto x0 = predictX0(schedule, prediction, xt, batchTimesteps(t, xt), output);
   return clipX0 ? x0.clamp(-1, 1) : x0;
 }
 }  // namespace
 
-torch::Tensor ddpmStep(const NoiseSchedule& schedule, Prediction prediction, const torch::Tensor& xt,
-                       std::int64_t t, const torch::Tensor& output, const torch::Tensor& noise, bool clipX0) {
+torch::Tensor ddpmStep(const NoiseSchedule& schedule, Prediction prediction,
+                       const torch::Tensor& xt, std::int64_t t, const torch::Tensor& output,
+                       const torch::Tensor& noise, bool clipX0) {
   const auto x0 = x0FromOutput(schedule, prediction, xt, t, output, clipX0);
   const double a = schedule.alphaBar(t), aPrev = schedule.alphaBarPrev(t), beta = schedule.beta(t);
-  const auto mean = (std::sqrt(aPrev) * beta / (1 - a)) * x0 + (std::sqrt(1 - beta) * (1 - aPrev) / (1 - a)) * xt;
+  const auto mean =
+      (std::sqrt(aPrev) * beta / (1 - a)) * x0 + (std::sqrt(1 - beta) * (1 - aPrev) / (1 - a)) * xt;
   if (t == 0) return mean;
   TORCH_CHECK(noise.defined(), "ddpmStep: noise required at t = ", t);
   return mean + std::sqrt(beta * (1 - aPrev) / (1 - a)) * noise;
 }
 
-torch::Tensor ddimStep(const NoiseSchedule& schedule, Prediction prediction, const torch::Tensor& xt,
-                       std::int64_t t, std::int64_t tPrev, const torch::Tensor& output,
-                       const torch::Tensor& noise, double eta, bool clipX0) {
+torch::Tensor ddimStep(const NoiseSchedule& schedule, Prediction prediction,
+                       const torch::Tensor& xt, std::int64_t t, std::int64_t tPrev,
+                       const torch::Tensor& output, const torch::Tensor& noise, double eta,
+                       bool clipX0) {
   const auto x0 = x0FromOutput(schedule, prediction, xt, t, output, clipX0);
   const double a = schedule.alphaBar(t), aPrev = tPrev < 0 ? 1.0 : schedule.alphaBar(tPrev);
   // ε consistent with the (clamped) x̂0, as in guided-diffusion: keeps x_t on the DDIM path.
@@ -154,12 +169,14 @@ torch::Tensor ddimStep(const NoiseSchedule& schedule, Prediction prediction, con
 }
 
 std::vector<std::int64_t> ddimTimesteps(std::int64_t timesteps, std::int64_t steps) {
-  LDDPM_CHECK(steps >= 1 && steps <= timesteps, "DDIM steps must be in [1, ", timesteps, "], got ", steps);
+  LDDPM_CHECK(steps >= 1 && steps <= timesteps, "DDIM steps must be in [1, ", timesteps, "], got ",
+              steps);
   std::vector<std::int64_t> ts;
   // Evenly spaced from T-1 down to 0 (rounded), always including both ends.
   for (std::int64_t i = steps - 1; i >= 0; --i) {
     const double pos = steps == 1 ? static_cast<double>(timesteps - 1)
-                                  : static_cast<double>(i) * static_cast<double>(timesteps - 1) / static_cast<double>(steps - 1);
+                                  : static_cast<double>(i) * static_cast<double>(timesteps - 1) /
+                                        static_cast<double>(steps - 1);
     ts.push_back(static_cast<std::int64_t>(std::llround(pos)));
   }
   return ts;
@@ -170,20 +187,22 @@ torch::Tensor sample(const NoiseSchedule& schedule, Prediction prediction, const
                      const SamplerOptions& sampler, Generators& gens) {
   torch::NoGradGuard noGrad;
   torch::Tensor x = randnFrom(gens, shape, options);
-  const auto ts = sampler.kind() == SamplerKind::Ddpm ? ddimTimesteps(schedule.timesteps(), schedule.timesteps())
-                                                      : ddimTimesteps(schedule.timesteps(), sampler.steps());
+  const auto ts = sampler.kind() == SamplerKind::Ddpm
+                      ? ddimTimesteps(schedule.timesteps(), schedule.timesteps())
+                      : ddimTimesteps(schedule.timesteps(), sampler.steps());
   const auto total = static_cast<std::int64_t>(ts.size());
   for (std::int64_t i = 0; i < total; ++i) {
     const std::int64_t t = ts[static_cast<std::size_t>(i)];
     const auto output = denoiser(x, batchTimesteps(t, x));
     if (sampler.kind() == SamplerKind::Ddpm) {
-      x = ddpmStep(schedule, prediction, x, t, output, t > 0 ? randnFrom(gens, shape, options) : torch::Tensor(),
-                   sampler.clipX0());
+      x = ddpmStep(schedule, prediction, x, t, output,
+                   t > 0 ? randnFrom(gens, shape, options) : torch::Tensor(), sampler.clipX0());
     } else {
       const std::int64_t tPrev = i + 1 < total ? ts[static_cast<std::size_t>(i + 1)] : -1;
       const bool noisy = sampler.eta() > 0 && tPrev >= 0;
       x = ddimStep(schedule, prediction, x, t, tPrev, output,
-                   noisy ? randnFrom(gens, shape, options) : torch::Tensor(), sampler.eta(), sampler.clipX0());
+                   noisy ? randnFrom(gens, shape, options) : torch::Tensor(), sampler.eta(),
+                   sampler.clipX0());
     }
     if (sampler.onStep()) sampler.onStep()(i + 1, total);
   }

@@ -19,14 +19,17 @@ using Generators = std::vector<at::Generator>;
 // Standard normal noise of `shape` ([B, ...]) with `options`; sample b drawn from gens[b] (or the
 // whole batch from gens[0] when there is one). Drawn on the generator's device, in float32 unless
 // `options` asks for float64, then moved/cast: the same seeds give the same noise on every device.
-torch::Tensor randnFrom(Generators& gens, at::IntArrayRef shape, const torch::TensorOptions& options);
+torch::Tensor randnFrom(Generators& gens, at::IntArrayRef shape,
+                        const torch::TensorOptions& options);
 // Integers uniform in [0, high), one per sample, int64 on `device`.
-torch::Tensor randintFrom(Generators& gens, std::int64_t high, std::int64_t batch, const torch::Device& device);
+torch::Tensor randintFrom(Generators& gens, std::int64_t high, std::int64_t batch,
+                          const torch::Device& device);
 
 // What the denoiser outputs. v = sqrt(ᾱ) ε - sqrt(1 - ᾱ) x0 (Salimans & Ho 2022) keeps the target's
 // scale constant over t; ε is the DDPM / Med-DDPM choice and the default.
 enum class Prediction { Epsilon, V };
-Prediction parsePrediction(const std::string& name);  // "eps" | "v"; Error naming the value otherwise
+Prediction parsePrediction(
+    const std::string& name);  // "eps" | "v"; Error naming the value otherwise
 std::string predictionName(Prediction prediction);
 
 // ᾱ(t) = f(t) / f(0), f(t) = cos²(π/2 · (t/T + s) / (1 + s)); β_t = min(1 - ᾱ_t / ᾱ_{t-1}, βmax),
@@ -34,7 +37,8 @@ std::string predictionName(Prediction prediction);
 // is the first noising step (ᾱ_0 < 1). Kept in float64: 1 - ᾱ near t = 0 loses digits in float32.
 class NoiseSchedule {
  public:
-  explicit NoiseSchedule(std::int64_t timesteps = 1000, double offset = 0.008, double maxBeta = 0.999);
+  explicit NoiseSchedule(std::int64_t timesteps = 1000, double offset = 0.008,
+                         double maxBeta = 0.999);
 
   std::int64_t timesteps() const { return static_cast<std::int64_t>(alphaBar_.size()); }
   double beta(std::int64_t t) const { return betas_.at(static_cast<std::size_t>(t)); }
@@ -50,21 +54,24 @@ class NoiseSchedule {
 };
 
 // x_t = sqrt(ᾱ_t) x0 + sqrt(1 - ᾱ_t) ε. x0, noise [B, ...]; t [B].
-torch::Tensor qSample(const NoiseSchedule& schedule, const torch::Tensor& x0, const torch::Tensor& t,
-                      const torch::Tensor& noise);
+torch::Tensor qSample(const NoiseSchedule& schedule, const torch::Tensor& x0,
+                      const torch::Tensor& t, const torch::Tensor& noise);
 // The denoiser's regression target for (x0, t, ε).
-torch::Tensor predictionTarget(const NoiseSchedule& schedule, Prediction prediction, const torch::Tensor& x0,
-                               const torch::Tensor& t, const torch::Tensor& noise);
+torch::Tensor predictionTarget(const NoiseSchedule& schedule, Prediction prediction,
+                               const torch::Tensor& x0, const torch::Tensor& t,
+                               const torch::Tensor& noise);
 // x̂0 and ε̂ implied by the denoiser output at (x_t, t); no clamping.
-torch::Tensor predictX0(const NoiseSchedule& schedule, Prediction prediction, const torch::Tensor& xt,
-                        const torch::Tensor& t, const torch::Tensor& output);
-torch::Tensor predictEps(const NoiseSchedule& schedule, Prediction prediction, const torch::Tensor& xt,
-                         const torch::Tensor& t, const torch::Tensor& output);
+torch::Tensor predictX0(const NoiseSchedule& schedule, Prediction prediction,
+                        const torch::Tensor& xt, const torch::Tensor& t,
+                        const torch::Tensor& output);
+torch::Tensor predictEps(const NoiseSchedule& schedule, Prediction prediction,
+                         const torch::Tensor& xt, const torch::Tensor& t,
+                         const torch::Tensor& output);
 
 // mean over voxels of (1 + λ·lesion) · |a - b|. lesion broadcasts against a ([B, 1, ...] vs
 // [B, C, ...]). λ = 0 is the plain L1 of cond-ddpm.
-torch::Tensor lesionWeightedL1(const torch::Tensor& a, const torch::Tensor& b, const torch::Tensor& lesion,
-                               double lambda);
+torch::Tensor lesionWeightedL1(const torch::Tensor& a, const torch::Tensor& b,
+                               const torch::Tensor& lesion, double lambda);
 
 // The model output at (x_t, t [B]) for a fixed condition; samplers call it once per step.
 using Denoiser = std::function<torch::Tensor(const torch::Tensor& xt, const torch::Tensor& t)>;
@@ -83,13 +90,15 @@ struct SamplerOptions {
 
 // One DDPM ancestral step t -> t-1: posterior mean from the (clamped) x̂0 plus σ_t z with
 // σ_t² = β̃_t = β_t (1 - ᾱ_{t-1}) / (1 - ᾱ_t); no noise at t = 0. t is one step for the batch.
-torch::Tensor ddpmStep(const NoiseSchedule& schedule, Prediction prediction, const torch::Tensor& xt,
-                       std::int64_t t, const torch::Tensor& output, const torch::Tensor& noise, bool clipX0);
+torch::Tensor ddpmStep(const NoiseSchedule& schedule, Prediction prediction,
+                       const torch::Tensor& xt, std::int64_t t, const torch::Tensor& output,
+                       const torch::Tensor& noise, bool clipX0);
 // One DDIM step t -> tPrev (tPrev = -1 means to clean data), Song et al. 2021 eq. 12 with ε
 // re-derived from the clamped x̂0; noise may be undefined when η = 0 or tPrev < 0.
-torch::Tensor ddimStep(const NoiseSchedule& schedule, Prediction prediction, const torch::Tensor& xt,
-                       std::int64_t t, std::int64_t tPrev, const torch::Tensor& output,
-                       const torch::Tensor& noise, double eta, bool clipX0);
+torch::Tensor ddimStep(const NoiseSchedule& schedule, Prediction prediction,
+                       const torch::Tensor& xt, std::int64_t t, std::int64_t tPrev,
+                       const torch::Tensor& output, const torch::Tensor& noise, double eta,
+                       bool clipX0);
 
 // The DDIM timestep subsequence for K steps: K values from T-1 down to 0, evenly spaced.
 std::vector<std::int64_t> ddimTimesteps(std::int64_t timesteps, std::int64_t steps);

@@ -8,7 +8,8 @@ DiffusionModelImpl::DiffusionModelImpl(const std::string& name, const UNetOption
                                        const DiffusionOptions& diffusion)
     : ModelImpl(name), options_(diffusion), schedule_(diffusion.timesteps()) {
   LDDPM_CHECK(unet.maskChannels() == diffusion.anatomyChannels() + 1, name, ": the U-Net takes ",
-              unet.maskChannels(), " mask channels but anatomy + lesion is ", diffusion.anatomyChannels() + 1);
+              unet.maskChannels(), " mask channels but anatomy + lesion is ",
+              diffusion.anatomyChannels() + 1);
   unet_ = register_module("unet", UNet3D(unet));
 }
 
@@ -18,7 +19,8 @@ torch::Tensor DiffusionModelImpl::denoise(const torch::Tensor& xt, const torch::
 }
 
 LossTerms DiffusionModelImpl::loss(const Batch& batch, Generators& gens, const std::string& group) {
-  LDDPM_CHECK(group == "model", name(), " has one parameter group, 'model'; asked for '", group, "'");
+  LDDPM_CHECK(group == "model", name(), " has one parameter group, 'model'; asked for '", group,
+              "'");
   detail::checkBatch(batch, options_.anatomyChannels(), name(), /*needImage=*/true);
   const auto& x0 = batch.image;
   const auto t = randintFrom(gens, schedule_.timesteps(), x0.size(0), x0.device());
@@ -39,13 +41,17 @@ LossTerms DiffusionModelImpl::loss(const Batch& batch, Generators& gens, const s
   return terms;
 }
 
-torch::Tensor DiffusionModelImpl::synthesize(const Batch& condition, const SamplerOptions& sampler, Generators& gens) {
+torch::Tensor DiffusionModelImpl::synthesize(const Batch& condition, const SamplerOptions& sampler,
+                                             Generators& gens) {
   detail::checkBatch(condition, options_.anatomyChannels(), name(), /*needImage=*/false);
-  const auto like = torch::empty({0}, condition.lesion.options().dtype(parameters().front().scalar_type()));
+  const auto like =
+      torch::empty({0}, condition.lesion.options().dtype(parameters().front().scalar_type()));
   const auto mask = condition.condition(like);
   auto shape = mask.sizes().vec();
   shape[1] = 1;
-  const Denoiser denoiser = [&](const torch::Tensor& xt, const torch::Tensor& t) { return denoise(xt, t, mask); };
+  const Denoiser denoiser = [&](const torch::Tensor& xt, const torch::Tensor& t) {
+    return denoise(xt, t, mask);
+  };
   return sample(schedule_, options_.prediction(), denoiser, shape, mask.options(), sampler, gens);
 }
 

@@ -21,16 +21,19 @@ struct DiffusionOptions {
 class DiffusionModelImpl : public ModelImpl {
  public:
   // unet.maskChannels() must be anatomyChannels + 1 (anatomy and lesion).
-  DiffusionModelImpl(const std::string& name, const UNetOptions& unet, const DiffusionOptions& diffusion);
+  DiffusionModelImpl(const std::string& name, const UNetOptions& unet,
+                     const DiffusionOptions& diffusion);
 
   // Draws t ~ U{0..T-1} and ε ~ N(0, I) per sample from gens (in that order), and returns
   // "noise_l1" = mean((1 + λ·lesion)|f(x_t, t, mask) - target|), plus "x0_l1" when x0Weight > 0.
   LossTerms loss(const Batch& batch, Generators& gens, const std::string& group = "model") override;
-  torch::Tensor synthesize(const Batch& condition, const SamplerOptions& sampler, Generators& gens) override;
+  torch::Tensor synthesize(const Batch& condition, const SamplerOptions& sampler,
+                           Generators& gens) override;
   std::int64_t sizeDivisor() const override { return unet_->options().sizeDivisor(); }
 
   // The raw network output (ε̂ or v̂) at (x_t [B, 1, ...], t [B], condition [B, Cm + 1, ...]).
-  torch::Tensor denoise(const torch::Tensor& xt, const torch::Tensor& t, const torch::Tensor& condition);
+  torch::Tensor denoise(const torch::Tensor& xt, const torch::Tensor& t,
+                        const torch::Tensor& condition);
   const NoiseSchedule& schedule() const { return schedule_; }
   const DiffusionOptions& options() const { return options_; }
   UNet3D& unet() { return unet_; }

@@ -23,7 +23,8 @@ std::string dims(at::IntArrayRef sizes) {
 }
 }  // namespace
 
-void checkBatch(const Batch& batch, std::int64_t anatomyChannels, const std::string& model, bool needImage) {
+void checkBatch(const Batch& batch, std::int64_t anatomyChannels, const std::string& model,
+                bool needImage) {
   const auto& ref = needImage ? batch.image : batch.lesion;
   TORCH_CHECK(ref.defined() && ref.dim() == 5 && ref.size(1) == 1, model, ": ",
               needImage ? "image" : "lesion", " must be [B, 1, D, H, W], got ",
@@ -35,9 +36,10 @@ void checkBatch(const Batch& batch, std::int64_t anatomyChannels, const std::str
               model, ": lesion must be [", b, ", 1, ", dims(spatial), "]");
   if (anatomyChannels > 0) {
     TORCH_CHECK(batch.anatomy.defined() && batch.anatomy.dim() == 5 && batch.anatomy.size(0) == b &&
-                    batch.anatomy.size(1) == anatomyChannels && batch.anatomy.sizes().slice(2) == spatial,
-                model, ": anatomy must be [", b, ", ", anatomyChannels, ", ", dims(spatial), "], got ",
-                batch.anatomy.defined() ? batch.anatomy.sizes() : at::IntArrayRef{});
+                    batch.anatomy.size(1) == anatomyChannels &&
+                    batch.anatomy.sizes().slice(2) == spatial,
+                model, ": anatomy must be [", b, ", ", anatomyChannels, ", ", dims(spatial),
+                "], got ", batch.anatomy.defined() ? batch.anatomy.sizes() : at::IntArrayRef{});
   }
 }
 }  // namespace detail

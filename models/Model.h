@@ -47,11 +47,13 @@ class ModelImpl : public torch::nn::Module {
   // from `gens` only: one generator, or one per sample. Gradients may reach parameters of other
   // groups (the generator loss goes through the discriminator): zero all gradients before each
   // group's backward and step only that group's optimiser.
-  virtual LossTerms loss(const Batch& batch, Generators& gens, const std::string& group = "model") = 0;
+  virtual LossTerms loss(const Batch& batch, Generators& gens,
+                         const std::string& group = "model") = 0;
 
   // A synthetic image [B, 1, D, H, W] in [-1, 1] for the masks of `condition` (its image is
   // ignored). Diffusion models run the sampler; pix2pix runs its generator; seg throws.
-  virtual torch::Tensor synthesize(const Batch& condition, const SamplerOptions& sampler, Generators& gens);
+  virtual torch::Tensor synthesize(const Batch& condition, const SamplerOptions& sampler,
+                                   Generators& gens);
 
   // Side lengths of D, H, W must be multiples of this.
   virtual std::int64_t sizeDivisor() const = 0;
@@ -60,7 +62,8 @@ class ModelImpl : public torch::nn::Module {
 };
 
 namespace detail {
-void checkBatch(const Batch& batch, std::int64_t anatomyChannels, const std::string& model, bool needImage);
+void checkBatch(const Batch& batch, std::int64_t anatomyChannels, const std::string& model,
+                bool needImage);
 }  // namespace detail
 
 }  // namespace lddpm::models

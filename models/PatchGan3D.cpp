@@ -11,7 +11,8 @@ PatchGan3DImpl::PatchGan3DImpl(const PatchGan3DOptions& options) {
   nn::Sequential net;
   std::int64_t in = options.inChannels();
   for (std::int64_t l = 0; l < options.layers(); ++l) {
-    const std::int64_t out = options.baseChannels() * (std::int64_t{1} << std::min<std::int64_t>(l, 3));
+    const std::int64_t out =
+        options.baseChannels() * (std::int64_t{1} << std::min<std::int64_t>(l, 3));
     net->push_back(nn::Conv3d(nn::Conv3dOptions(in, out, 3).stride(2).padding(1)));
     if (l > 0) net->push_back(nn::GroupNorm(options.groups(), out));  // none on the first: pix2pix
     net->push_back(nn::LeakyReLU(nn::LeakyReLUOptions().negative_slope(0.2)));

@@ -17,7 +17,8 @@ Pix2PixImpl::Pix2PixImpl(const UNetOptions& generator, const Pix2PixOptions& opt
       "discriminator", PatchGan3D(PatchGan3DOptions(options.anatomyChannels() + 2)
                                       .baseChannels(options.discriminatorChannels())
                                       .layers(options.discriminatorLayers())
-                                      .groups(std::min<std::int64_t>(generator.groups(), options.discriminatorChannels()))));
+                                      .groups(std::min<std::int64_t>(
+                                          generator.groups(), options.discriminatorChannels()))));
 }
 
 std::vector<ParameterGroup> Pix2PixImpl::parameterGroups() {
@@ -25,12 +26,16 @@ std::vector<ParameterGroup> Pix2PixImpl::parameterGroups() {
 }
 
 std::int64_t Pix2PixImpl::sizeDivisor() const {
-  return std::max(generator_->options().sizeDivisor(), std::int64_t{1} << options_.discriminatorLayers());
+  return std::max(generator_->options().sizeDivisor(),
+                  std::int64_t{1} << options_.discriminatorLayers());
 }
 
-torch::Tensor Pix2PixImpl::generate(const torch::Tensor& condition) { return torch::tanh(generator_(condition)); }
+torch::Tensor Pix2PixImpl::generate(const torch::Tensor& condition) {
+  return torch::tanh(generator_(condition));
+}
 
-torch::Tensor Pix2PixImpl::discriminate(const torch::Tensor& condition, const torch::Tensor& image) {
+torch::Tensor Pix2PixImpl::discriminate(const torch::Tensor& condition,
+                                        const torch::Tensor& image) {
   return discriminator_(torch::cat({condition, image}, 1));
 }
 
@@ -51,7 +56,9 @@ LossTerms Pix2PixImpl::loss(const Batch& batch, Generators&, const std::string& 
     terms.total = adversarial + options_.l1Weight() * l1;
     terms.parts = {{"g_adv", adversarial.detach()}, {"g_l1", l1.detach()}};
   } else {
-    LDDPM_THROW(core::Error, "pix2pix has parameter groups 'discriminator' and 'generator'; asked for '", group, "'");
+    LDDPM_THROW(core::Error,
+                "pix2pix has parameter groups 'discriminator' and 'generator'; asked for '", group,
+                "'");
   }
   return terms;
 }
@@ -59,7 +66,8 @@ LossTerms Pix2PixImpl::loss(const Batch& batch, Generators&, const std::string& 
 torch::Tensor Pix2PixImpl::synthesize(const Batch& condition, const SamplerOptions&, Generators&) {
   detail::checkBatch(condition, options_.anatomyChannels(), name(), /*needImage=*/false);
   torch::NoGradGuard noGrad;
-  const auto like = torch::empty({0}, condition.lesion.options().dtype(parameters().front().scalar_type()));
+  const auto like =
+      torch::empty({0}, condition.lesion.options().dtype(parameters().front().scalar_type()));
   return generate(condition.condition(like));
 }
 

@@ -25,7 +25,8 @@ class Pix2PixImpl : public ModelImpl {
   // "generator": mean((D(m, G(m)) - 1)²) + λ_L1·mean|G(m) - x|.
   std::vector<ParameterGroup> parameterGroups() override;
   LossTerms loss(const Batch& batch, Generators& gens, const std::string& group) override;
-  torch::Tensor synthesize(const Batch& condition, const SamplerOptions& sampler, Generators& gens) override;
+  torch::Tensor synthesize(const Batch& condition, const SamplerOptions& sampler,
+                           Generators& gens) override;
   std::int64_t sizeDivisor() const override;
 
   // G(m) in [-1, 1] (tanh) for a condition [B, Cm + 1, D, H, W].

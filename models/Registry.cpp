@@ -32,34 +32,39 @@ std::vector<std::int64_t> parseIntList(const std::string& text, const std::strin
 core::po::options_description ModelConfig::describe() {
   namespace po = core::po;
   po::options_description d("Model options");
-  d.add_options()
-      ("model", po::value(&model)->default_value(model), "lesion-ddpm | cond-ddpm | pix2pix | seg")
-      ("anatomy-channels", po::value(&anatomyChannels)->default_value(anatomyChannels),
-       "channels of the anatomical mask (one-hot tissue classes)")
-      ("base-channels", po::value(&baseChannels)->default_value(baseChannels), "U-Net width at full resolution")
-      ("channel-mult", po::value(&channelMultipliers)->default_value(channelMultipliers),
-       "width multiplier per level, comma-separated; volumes must divide by 2^(levels-1)")
-      ("blocks-per-level", po::value(&blocksPerLevel)->default_value(blocksPerLevel), "ResBlocks per encoder level")
-      ("attention-levels", po::value(&attentionLevels)->default_value(attentionLevels),
-       "levels with self-attention (0 = finest), comma-separated; empty for none")
-      ("attention-heads", po::value(&attentionHeads)->default_value(attentionHeads), "self-attention heads")
-      ("groups", po::value(&groups)->default_value(groups), "GroupNorm groups")
-      ("dropout", po::value(&dropout)->default_value(dropout), "dropout inside ResBlocks")
-      ("checkpoint-levels", po::value(&checkpointLevels)->default_value(checkpointLevels),
-       "levels whose blocks recompute activations in backward (activation checkpointing)")
-      ("mask-sites", po::value(&maskSites)->default_value(maskSites),
-       "lesion-ddpm: where the mask enters, any of input,encoder,bottleneck,decoder")
-      ("timesteps", po::value(&timesteps)->default_value(timesteps), "diffusion steps T")
-      ("prediction", po::value(&prediction)->default_value(prediction), "denoiser target: eps | v")
-      ("lesion-weight", po::value(&lesionWeight)->default_value(lesionWeight),
-       "lesion-ddpm: λ in the per-voxel loss weight 1 + λ·lesion")
-      ("x0-weight", po::value(&x0Weight)->default_value(x0Weight),
-       "lesion-ddpm: weight of the lesion-weighted x̂0 L1 term (0: off)")
-      ("l1-weight", po::value(&l1Weight)->default_value(l1Weight), "pix2pix: weight of the L1 term")
-      ("disc-channels", po::value(&discriminatorChannels)->default_value(discriminatorChannels),
-       "pix2pix: discriminator width")
-      ("disc-layers", po::value(&discriminatorLayers)->default_value(discriminatorLayers),
-       "pix2pix: discriminator stride-2 layers");
+  d.add_options()("model", po::value(&model)->default_value(model),
+                  "lesion-ddpm | cond-ddpm | pix2pix | seg")(
+      "anatomy-channels", po::value(&anatomyChannels)->default_value(anatomyChannels),
+      "channels of the anatomical mask (one-hot tissue classes)")(
+      "base-channels", po::value(&baseChannels)->default_value(baseChannels),
+      "U-Net width at full resolution")(
+      "channel-mult", po::value(&channelMultipliers)->default_value(channelMultipliers),
+      "width multiplier per level, comma-separated; volumes must divide by 2^(levels-1)")(
+      "blocks-per-level", po::value(&blocksPerLevel)->default_value(blocksPerLevel),
+      "ResBlocks per encoder level")(
+      "attention-levels", po::value(&attentionLevels)->default_value(attentionLevels),
+      "levels with self-attention (0 = finest), comma-separated; empty for none")(
+      "attention-heads", po::value(&attentionHeads)->default_value(attentionHeads),
+      "self-attention heads")("groups", po::value(&groups)->default_value(groups),
+                              "GroupNorm groups")(
+      "dropout", po::value(&dropout)->default_value(dropout), "dropout inside ResBlocks")(
+      "checkpoint-levels", po::value(&checkpointLevels)->default_value(checkpointLevels),
+      "levels whose blocks recompute activations in backward (activation checkpointing)")(
+      "mask-sites", po::value(&maskSites)->default_value(maskSites),
+      "lesion-ddpm: where the mask enters, any of input,encoder,bottleneck,decoder")(
+      "modulation-hidden", po::value(&modulationHidden)->default_value(modulationHidden),
+      "lesion-ddpm: hidden channels of each mask -> (gamma, beta) convolution")(
+      "timesteps", po::value(&timesteps)->default_value(timesteps), "diffusion steps T")(
+      "prediction", po::value(&prediction)->default_value(prediction), "denoiser target: eps | v")(
+      "lesion-weight", po::value(&lesionWeight)->default_value(lesionWeight),
+      "lesion-ddpm: λ in the per-voxel loss weight 1 + λ·lesion")(
+      "x0-weight", po::value(&x0Weight)->default_value(x0Weight),
+      "lesion-ddpm: weight of the lesion-weighted x̂0 L1 term (0: off)")(
+      "l1-weight", po::value(&l1Weight)->default_value(l1Weight), "pix2pix: weight of the L1 term")(
+      "disc-channels", po::value(&discriminatorChannels)->default_value(discriminatorChannels),
+      "pix2pix: discriminator width")(
+      "disc-layers", po::value(&discriminatorLayers)->default_value(discriminatorLayers),
+      "pix2pix: discriminator stride-2 layers");
   return d;
 }
 
@@ -71,7 +76,9 @@ UNetOptions ModelConfig::unetOptions(std::int64_t inChannels, std::int64_t outCh
   positive(blocksPerLevel, "blocks-per-level");
   positive(groups, "groups");
   positive(attentionHeads, "attention-heads");
-  if (dropout < 0 || dropout >= 1) LDDPM_THROW(core::UsageError, "option '--dropout': must be in [0, 1), got ", dropout);
+  positive(modulationHidden, "modulation-hidden");
+  if (dropout < 0 || dropout >= 1)
+    LDDPM_THROW(core::UsageError, "option '--dropout': must be in [0, 1), got ", dropout);
   UNetOptions o(inChannels, outChannels);
   o.baseChannels(baseChannels)
       .channelMultipliers(parseIntList(channelMultipliers, "channel-mult"))
@@ -80,23 +87,27 @@ UNetOptions ModelConfig::unetOptions(std::int64_t inChannels, std::int64_t outCh
       .attentionHeads(attentionHeads)
       .groups(groups)
       .dropout(dropout)
+      .modulationHidden(modulationHidden)
       .checkpointLevels(parseIntList(checkpointLevels, "checkpoint-levels"));
-  if (o.levels() < 1) LDDPM_THROW(core::UsageError, "option '--channel-mult': needs at least one level");
+  if (o.levels() < 1)
+    LDDPM_THROW(core::UsageError, "option '--channel-mult': needs at least one level");
   for (std::int64_t l = 0; l < o.levels(); ++l) {
     if (o.channelsAt(l) < 1 || o.channelsAt(l) % groups != 0) {
-      LDDPM_THROW(core::UsageError, "option '--groups': ", groups, " does not divide the ", o.channelsAt(l),
-                  " channels of level ", l, " (--base-channels x --channel-mult)");
+      LDDPM_THROW(core::UsageError, "option '--groups': ", groups, " does not divide the ",
+                  o.channelsAt(l), " channels of level ", l, " (--base-channels x --channel-mult)");
     }
   }
   for (auto l : o.attentionLevels()) {
-    if (l >= o.levels()) LDDPM_THROW(core::UsageError, "option '--attention-levels': level ", l, " of ", o.levels());
+    if (l >= o.levels())
+      LDDPM_THROW(core::UsageError, "option '--attention-levels': level ", l, " of ", o.levels());
     if (o.channelsAt(l) % attentionHeads != 0) {
-      LDDPM_THROW(core::UsageError, "option '--attention-heads': ", attentionHeads, " does not divide the ",
-                  o.channelsAt(l), " channels of level ", l);
+      LDDPM_THROW(core::UsageError, "option '--attention-heads': ", attentionHeads,
+                  " does not divide the ", o.channelsAt(l), " channels of level ", l);
     }
   }
   for (auto l : o.checkpointLevels()) {
-    if (l >= o.levels()) LDDPM_THROW(core::UsageError, "option '--checkpoint-levels': level ", l, " of ", o.levels());
+    if (l >= o.levels())
+      LDDPM_THROW(core::UsageError, "option '--checkpoint-levels': level ", l, " of ", o.levels());
   }
   return o;
 }
@@ -107,8 +118,11 @@ std::shared_ptr<ModelImpl> makeDiffusion(const ModelConfig& c, bool lesionDdpm) 
   UNetOptions unet = c.unetOptions(/*inChannels=*/1, /*outChannels=*/1);
   unet.maskChannels(c.anatomyChannels + 1);
   DiffusionOptions diffusion;
-  diffusion.timesteps(c.timesteps).prediction(parsePrediction(c.prediction)).anatomyChannels(c.anatomyChannels);
-  if (c.timesteps < 1) LDDPM_THROW(core::UsageError, "option '--timesteps': must be >= 1, got ", c.timesteps);
+  diffusion.timesteps(c.timesteps)
+      .prediction(parsePrediction(c.prediction))
+      .anatomyChannels(c.anatomyChannels);
+  if (c.timesteps < 1)
+    LDDPM_THROW(core::UsageError, "option '--timesteps': must be >= 1, got ", c.timesteps);
   if (lesionDdpm) {
     std::set<std::string> sites;
     std::stringstream in(c.maskSites);
@@ -121,7 +135,10 @@ std::shared_ptr<ModelImpl> makeDiffusion(const ModelConfig& c, bool lesionDdpm) 
       sites.insert(item);
     }
     const auto has = [&](const char* site) { return sites.count(site) > 0; };
-    unet.maskAtInput(has("input")).maskInEncoder(has("encoder")).maskInBottleneck(has("bottleneck")).maskInDecoder(has("decoder"));
+    unet.maskAtInput(has("input"))
+        .maskInEncoder(has("encoder"))
+        .maskInBottleneck(has("bottleneck"))
+        .maskInDecoder(has("decoder"));
     if (c.lesionWeight < 0) LDDPM_THROW(core::UsageError, "option '--lesion-weight': must be >= 0");
     diffusion.lesionWeight(c.lesionWeight).x0Weight(c.x0Weight);
   } else {
@@ -129,18 +146,24 @@ std::shared_ptr<ModelImpl> makeDiffusion(const ModelConfig& c, bool lesionDdpm) 
     unet.maskAtInput(true).maskInEncoder(false).maskInBottleneck(false).maskInDecoder(false);
     diffusion.lesionWeight(0).x0Weight(0);
   }
-  return std::make_shared<DiffusionModelImpl>(lesionDdpm ? "lesion-ddpm" : "cond-ddpm", unet, diffusion);
+  return std::make_shared<DiffusionModelImpl>(lesionDdpm ? "lesion-ddpm" : "cond-ddpm", unet,
+                                              diffusion);
 }
 
 std::shared_ptr<ModelImpl> makePix2Pix(const ModelConfig& c) {
   UNetOptions generator = c.unetOptions(/*inChannels=*/c.anatomyChannels + 1, /*outChannels=*/1);
   generator.useTimestep(false).maskChannels(0);
-  if (c.discriminatorChannels < 1 || c.discriminatorChannels % std::min(c.groups, c.discriminatorChannels) != 0) {
-    LDDPM_THROW(core::UsageError, "option '--disc-channels': must be >= 1 and divisible by --groups");
+  if (c.discriminatorChannels < 1 ||
+      c.discriminatorChannels % std::min(c.groups, c.discriminatorChannels) != 0) {
+    LDDPM_THROW(core::UsageError,
+                "option '--disc-channels': must be >= 1 and divisible by --groups");
   }
-  if (c.discriminatorLayers < 1) LDDPM_THROW(core::UsageError, "option '--disc-layers': must be >= 1");
+  if (c.discriminatorLayers < 1)
+    LDDPM_THROW(core::UsageError, "option '--disc-layers': must be >= 1");
   Pix2PixOptions options;
-  options.anatomyChannels(c.anatomyChannels).l1Weight(c.l1Weight).discriminatorChannels(c.discriminatorChannels)
+  options.anatomyChannels(c.anatomyChannels)
+      .l1Weight(c.l1Weight)
+      .discriminatorChannels(c.discriminatorChannels)
       .discriminatorLayers(c.discriminatorLayers);
   return std::make_shared<Pix2PixImpl>(generator, options);
 }
@@ -155,13 +178,16 @@ std::shared_ptr<ModelImpl> makeSeg(const ModelConfig& c) {
 
 const std::vector<RegisteredModel>& registeredModels() {
   static const std::vector<RegisteredModel> table = {
-      {"lesion-ddpm", "mask at the input and by modulation in encoder, bottleneck, decoder; lesion-weighted L1",
+      {"lesion-ddpm",
+       "mask at the input and by modulation in encoder, bottleneck, decoder; lesion-weighted L1",
        [](const ModelConfig& c) { return makeDiffusion(c, /*lesionDdpm=*/true); }},
       {"cond-ddpm", "Med-DDPM baseline: mask concatenated at the input only, unweighted L1",
        [](const ModelConfig& c) { return makeDiffusion(c, /*lesionDdpm=*/false); }},
-      {"pix2pix", "GAN baseline: U-Net generator mask -> FLAIR, 3-D PatchGAN, L1 + least-squares loss",
+      {"pix2pix",
+       "GAN baseline: U-Net generator mask -> FLAIR, 3-D PatchGAN, L1 + least-squares loss",
        &makePix2Pix},
-      {"seg", "downstream lesion segmenter: 3-D U-Net, Dice + BCE, sliding-window inference", &makeSeg},
+      {"seg", "downstream lesion segmenter: 3-D U-Net, Dice + BCE, sliding-window inference",
+       &makeSeg},
   };
   return table;
 }
@@ -172,7 +198,8 @@ std::shared_ptr<ModelImpl> createModel(const ModelConfig& config) {
     if (entry.name == config.model) return entry.create(config);
     names += (names.empty() ? "" : ", ") + entry.name;
   }
-  LDDPM_THROW(core::UsageError, "option '--model': unknown model '", config.model, "' (known: ", names, ")");
+  LDDPM_THROW(core::UsageError, "option '--model': unknown model '", config.model,
+              "' (known: ", names, ")");
 }
 
 }  // namespace lddpm::models

@@ -24,8 +24,9 @@ struct ModelConfig {
   std::int64_t attentionHeads = 4;
   std::int64_t groups = 8;
   double dropout = 0.0;
-  std::string checkpointLevels;  // empty: keep every activation
+  std::string checkpointLevels;                                // empty: keep every activation
   std::string maskSites = "input,encoder,bottleneck,decoder";  // lesion-ddpm ablations
+  std::int64_t modulationHidden = 32;  // channels of the mask -> (γ, β) convolution
   std::int64_t timesteps = 1000;
   std::string prediction = "eps";
   double lesionWeight = 4.0;
@@ -34,7 +35,8 @@ struct ModelConfig {
   std::int64_t discriminatorChannels = 16;
   std::int64_t discriminatorLayers = 3;
 
-  // Options bound to this struct's members ("--model", "--base-channels", ...).
+  // Options bound to this struct's members ("--model", "--base-channels", ...): the struct must
+  // stay alive and in place until the command line has been parsed into it.
   core::po::options_description describe();
   // The U-Net options these settings give for `inChannels` -> `outChannels`; UsageError naming the
   // option for a malformed list or a width GroupNorm or attention cannot split.

@@ -4,7 +4,8 @@
 
 namespace lddpm::models {
 
-torch::Tensor softDiceLoss(const torch::Tensor& logits, const torch::Tensor& target, double smooth) {
+torch::Tensor softDiceLoss(const torch::Tensor& logits, const torch::Tensor& target,
+                           double smooth) {
   const auto p = torch::sigmoid(logits);
   const auto g = target.to(p.scalar_type());
   return 1 - (2 * (p * g).sum() + smooth) / (p.sum() + g.sum() + smooth);
@@ -26,11 +27,14 @@ LossTerms SegmenterImpl::loss(const Batch& batch, Generators&, const std::string
   return {dice + bce, {{"dice", dice.detach()}, {"bce", bce.detach()}}};
 }
 
-torch::Tensor SegmenterImpl::predict(const torch::Tensor& image, const SlidingWindowOptions& window) {
+torch::Tensor SegmenterImpl::predict(const torch::Tensor& image,
+                                     const SlidingWindowOptions& window) {
   for (auto w : window.window()) {
-    LDDPM_CHECK(w % sizeDivisor() == 0, "seg: sliding window side ", w, " is not a multiple of ", sizeDivisor());
+    LDDPM_CHECK(w % sizeDivisor() == 0, "seg: sliding window side ", w, " is not a multiple of ",
+                sizeDivisor());
   }
-  return slidingWindowInference(image, [this](const torch::Tensor& x) { return torch::sigmoid(logits(x)); }, window);
+  return slidingWindowInference(
+      image, [this](const torch::Tensor& x) { return torch::sigmoid(logits(x)); }, window);
 }
 
 }  // namespace lddpm::models

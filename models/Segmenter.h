@@ -10,7 +10,8 @@
 namespace lddpm::models {
 
 // Soft Dice loss 1 - (2Σpg + ε) / (Σp + Σg + ε) over the whole batch, p = sigmoid(logits).
-torch::Tensor softDiceLoss(const torch::Tensor& logits, const torch::Tensor& target, double smooth = 1e-5);
+torch::Tensor softDiceLoss(const torch::Tensor& logits, const torch::Tensor& target,
+                           double smooth = 1e-5);
 
 class SegmenterImpl : public ModelImpl {
  public:

@@ -5,12 +5,14 @@
 
 namespace lddpm::models {
 
-torch::Tensor gaussianImportanceMap(at::IntArrayRef window, double sigmaScale, const torch::TensorOptions& options) {
+torch::Tensor gaussianImportanceMap(at::IntArrayRef window, double sigmaScale,
+                                    const torch::TensorOptions& options) {
   TORCH_CHECK(window.size() == 3, "gaussianImportanceMap: window must have 3 sides");
   const auto f64 = torch::TensorOptions().dtype(torch::kFloat64).device(options.device());
   std::vector<torch::Tensor> axes;
   for (std::int64_t w : window) {
-    const double centre = static_cast<double>(w - 1) / 2, sigma = sigmaScale * static_cast<double>(w);
+    const double centre = static_cast<double>(w - 1) / 2,
+                 sigma = sigmaScale * static_cast<double>(w);
     const auto d = torch::arange(w, f64) - centre;
     axes.push_back(torch::exp(-(d * d) / (2 * sigma * sigma)));
   }
@@ -24,21 +26,26 @@ torch::Tensor gaussianImportanceMap(at::IntArrayRef window, double sigmaScale, c
 
 std::vector<std::int64_t> windowStarts(std::int64_t size, std::int64_t window, double overlap) {
   TORCH_CHECK(window >= 1, "windowStarts: window must be >= 1");
-  TORCH_CHECK(overlap >= 0 && overlap < 1, "sliding window: overlap must be in [0, 1), got ", overlap);
+  TORCH_CHECK(overlap >= 0 && overlap < 1, "sliding window: overlap must be in [0, 1), got ",
+              overlap);
   if (size <= window) return {0};
   const double step = std::max(1.0, std::floor(static_cast<double>(window) * (1 - overlap)));
-  const auto count = static_cast<std::int64_t>(std::ceil(static_cast<double>(size - window) / step)) + 1;
+  const auto count =
+      static_cast<std::int64_t>(std::ceil(static_cast<double>(size - window) / step)) + 1;
   // Spread the windows evenly so the last one ends exactly at the border (nnU-Net).
   std::vector<std::int64_t> starts;
   const double spacing = static_cast<double>(size - window) / static_cast<double>(count - 1);
-  for (std::int64_t i = 0; i < count; ++i) starts.push_back(std::llround(spacing * static_cast<double>(i)));
+  for (std::int64_t i = 0; i < count; ++i)
+    starts.push_back(std::llround(spacing * static_cast<double>(i)));
   return starts;
 }
 
-torch::Tensor slidingWindowInference(const torch::Tensor& volume,
-                                     const std::function<torch::Tensor(const torch::Tensor&)>& predictor,
-                                     const SlidingWindowOptions& options) {
-  TORCH_CHECK(volume.dim() == 5, "slidingWindowInference: volume must be [B, C, D, H, W], got ", volume.sizes());
+torch::Tensor slidingWindowInference(
+    const torch::Tensor& volume,
+    const std::function<torch::Tensor(const torch::Tensor&)>& predictor,
+    const SlidingWindowOptions& options) {
+  TORCH_CHECK(volume.dim() == 5, "slidingWindowInference: volume must be [B, C, D, H, W], got ",
+              volume.sizes());
   TORCH_CHECK(options.window().size() == 3, "slidingWindowInference: window must have 3 sides");
   torch::NoGradGuard noGrad;
   const auto& w = options.window();
@@ -61,19 +68,29 @@ torch::Tensor slidingWindowInference(const torch::Tensor& volume,
         const auto crop = padded.slice(2, z, z + w[0]).slice(3, y, y + w[1]).slice(4, x, x + w[2]);
         const auto pred = predictor(crop);
         TORCH_CHECK(pred.dim() == 5 && pred.sizes().slice(2) == crop.sizes().slice(2),
-                    "slidingWindowInference: predictor returned ", pred.sizes(), " for a window ", crop.sizes());
+                    "slidingWindowInference: predictor returned ", pred.sizes(), " for a window ",
+                    crop.sizes());
         if (!sum.defined()) {
-          sum = torch::zeros({padded.size(0), pred.size(1), padded.size(2), padded.size(3), padded.size(4)},
-                             pred.options());
+          sum = torch::zeros(
+              {padded.size(0), pred.size(1), padded.size(2), padded.size(3), padded.size(4)},
+              pred.options());
           weight = torch::zeros(padded.sizes().slice(2), pred.options());
         }
-        sum.slice(2, z, z + w[0]).slice(3, y, y + w[1]).slice(4, x, x + w[2]).add_(pred * importance.to(pred.options()));
-        weight.slice(0, z, z + w[0]).slice(1, y, y + w[1]).slice(2, x, x + w[2]).add_(importance.to(pred.options()));
+        sum.slice(2, z, z + w[0])
+            .slice(3, y, y + w[1])
+            .slice(4, x, x + w[2])
+            .add_(pred * importance.to(pred.options()));
+        weight.slice(0, z, z + w[0])
+            .slice(1, y, y + w[1])
+            .slice(2, x, x + w[2])
+            .add_(importance.to(pred.options()));
       }
     }
   }
   const auto blended = sum / weight;
-  return blended.slice(2, 0, volume.size(2)).slice(3, 0, volume.size(3)).slice(4, 0, volume.size(4));
+  return blended.slice(2, 0, volume.size(2))
+      .slice(3, 0, volume.size(3))
+      .slice(4, 0, volume.size(4));
 }
 
 }  // namespace lddpm::models

@@ -17,7 +17,8 @@ struct SlidingWindowOptions {
 };
 
 // Weights [wD, wH, wW] of the blending Gaussian, 1 at the centre, with `options`.
-torch::Tensor gaussianImportanceMap(at::IntArrayRef window, double sigmaScale, const torch::TensorOptions& options);
+torch::Tensor gaussianImportanceMap(at::IntArrayRef window, double sigmaScale,
+                                    const torch::TensorOptions& options);
 
 // Start offsets along one axis: windows of `window` over `size` with step window·(1 - overlap),
 // the last one flush with the end so every voxel is covered. One window when size <= window.
@@ -26,8 +27,9 @@ std::vector<std::int64_t> windowStarts(std::int64_t size, std::int64_t window, d
 // volume [B, C, D, H, W] -> [B, Cout, D, H, W]. `predictor` maps [B, C, wD, wH, wW] to
 // [B, Cout, wD, wH, wW]. Sides smaller than the window are zero-padded for prediction and cropped
 // back. Runs under NoGradGuard.
-torch::Tensor slidingWindowInference(const torch::Tensor& volume,
-                                     const std::function<torch::Tensor(const torch::Tensor&)>& predictor,
-                                     const SlidingWindowOptions& options);
+torch::Tensor slidingWindowInference(
+    const torch::Tensor& volume,
+    const std::function<torch::Tensor(const torch::Tensor&)>& predictor,
+    const SlidingWindowOptions& options);
 
 }  // namespace lddpm::models

@@ -21,7 +21,8 @@ UNet3DImpl::UNet3DImpl(const UNetOptions& options) : options_(options) {
   TORCH_CHECK(o.blocksPerLevel() >= 1, "UNet3D: blocksPerLevel must be >= 1");
   const bool hasMask = o.maskChannels() > 0;
   const std::int64_t embedDim = o.useTimestep() ? 4 * o.baseChannels() : 0;
-  if (o.useTimestep()) timeEmbed_ = register_module("time_embed", TimestepEmbedding(o.baseChannels()));
+  if (o.useTimestep())
+    timeEmbed_ = register_module("time_embed", TimestepEmbedding(o.baseChannels()));
 
   auto block = [&](std::int64_t in, std::int64_t out, bool modulated) {
     return ResBlock3D(ResBlock3DOptions(in, out)
@@ -32,8 +33,10 @@ UNet3DImpl::UNet3DImpl(const UNetOptions& options) : options_(options) {
                           .dropout(o.dropout()));
   };
 
-  const std::int64_t inputChannels = o.inChannels() + (hasMask && o.maskAtInput() ? o.maskChannels() : 0);
-  inConv_ = register_module("in_conv", nn::Conv3d(nn::Conv3dOptions(inputChannels, o.baseChannels(), 3).padding(1)));
+  const std::int64_t inputChannels =
+      o.inChannels() + (hasMask && o.maskAtInput() ? o.maskChannels() : 0);
+  inConv_ = register_module(
+      "in_conv", nn::Conv3d(nn::Conv3dOptions(inputChannels, o.baseChannels(), 3).padding(1)));
 
   // Encoder; skipChannels records the width of every tensor the decoder will concatenate back.
   std::vector<std::int64_t> skipChannels{o.baseChannels()};
@@ -46,8 +49,9 @@ UNet3DImpl::UNet3DImpl(const UNetOptions& options) : options_(options) {
       level.blocks.push_back(register_module(name, block(ch, o.channelsAt(l), o.maskInEncoder())));
       ch = o.channelsAt(l);
       if (attend) {
-        level.attention.push_back(register_module(
-            "enc" + std::to_string(l) + "_attn" + std::to_string(i), AttentionBlock3D(ch, o.attentionHeads(), o.groups())));
+        level.attention.push_back(
+            register_module("enc" + std::to_string(l) + "_attn" + std::to_string(i),
+                            AttentionBlock3D(ch, o.attentionHeads(), o.groups())));
       }
       skipChannels.push_back(ch);
     }
@@ -60,7 +64,8 @@ UNet3DImpl::UNet3DImpl(const UNetOptions& options) : options_(options) {
 
   mid1_ = register_module("mid_block1", block(ch, ch, o.maskInBottleneck()));
   if (!o.attentionLevels().empty()) {
-    midAttention_ = register_module("mid_attn", AttentionBlock3D(ch, o.attentionHeads(), o.groups()));
+    midAttention_ =
+        register_module("mid_attn", AttentionBlock3D(ch, o.attentionHeads(), o.groups()));
   }
   mid2_ = register_module("mid_block2", block(ch, ch, o.maskInBottleneck()));
 
@@ -74,25 +79,31 @@ UNet3DImpl::UNet3DImpl(const UNetOptions& options) : options_(options) {
       const std::int64_t skip = skipChannels.back();
       skipChannels.pop_back();
       const std::string name = "dec" + std::to_string(l) + "_block" + std::to_string(i);
-      level.blocks.push_back(register_module(name, block(ch + skip, o.channelsAt(l), o.maskInDecoder())));
+      level.blocks.push_back(
+          register_module(name, block(ch + skip, o.channelsAt(l), o.maskInDecoder())));
       ch = o.channelsAt(l);
       if (attend) {
-        level.attention.push_back(register_module(
-            "dec" + std::to_string(l) + "_attn" + std::to_string(i), AttentionBlock3D(ch, o.attentionHeads(), o.groups())));
+        level.attention.push_back(
+            register_module("dec" + std::to_string(l) + "_attn" + std::to_string(i),
+                            AttentionBlock3D(ch, o.attentionHeads(), o.groups())));
       }
     }
-    if (l > 0) up_[static_cast<std::size_t>(l - 1)] = register_module("up" + std::to_string(l), Upsample3D(ch));
+    if (l > 0)
+      up_[static_cast<std::size_t>(l - 1)] =
+          register_module("up" + std::to_string(l), Upsample3D(ch));
   }
 
   outNorm_ = register_module("out_norm", nn::GroupNorm(o.groups(), ch));
-  outConv_ = register_module("out_conv", nn::Conv3d(nn::Conv3dOptions(ch, o.outChannels(), 3).padding(1)));
+  outConv_ =
+      register_module("out_conv", nn::Conv3d(nn::Conv3dOptions(ch, o.outChannels(), 3).padding(1)));
   // Zero output: a denoiser starts by predicting ε = 0, the mean of its target, which keeps the
   // first steps' loss (and gradients) well scaled.
   detail::zeroParameters(*outConv_);
 }
 
-torch::Tensor UNet3DImpl::runBlock(ResBlock3D& block, const torch::Tensor& h, const torch::Tensor& emb,
-                                   const torch::Tensor& mask, bool checkpointed) {
+torch::Tensor UNet3DImpl::runBlock(ResBlock3D& block, const torch::Tensor& h,
+                                   const torch::Tensor& emb, const torch::Tensor& mask,
+                                   bool checkpointed) {
   if (!checkpointed) return block->forward(h, emb, mask);
   // Only the residual branch is recomputed (ResBlock3DImpl::branch says why); its parameters are
   // the block's minus the shortcut's.
@@ -107,20 +118,23 @@ torch::Tensor UNet3DImpl::runBlock(ResBlock3D& block, const torch::Tensor& h, co
   return block->shortcut(h) + checkpoint(stage, {h, emb, mask}, branchParameters)[0];
 }
 
-torch::Tensor UNet3DImpl::forward(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& mask) {
+torch::Tensor UNet3DImpl::forward(const torch::Tensor& x, const torch::Tensor& t,
+                                  const torch::Tensor& mask) {
   const auto& o = options_;
-  TORCH_CHECK(x.dim() == 5 && x.size(1) == o.inChannels(), "UNet3D: input must be [B, ", o.inChannels(),
-              ", D, H, W], got ", x.sizes());
+  TORCH_CHECK(x.dim() == 5 && x.size(1) == o.inChannels(), "UNet3D: input must be [B, ",
+              o.inChannels(), ", D, H, W], got ", x.sizes());
   for (int d = 2; d < 5; ++d) {
     TORCH_CHECK(x.size(d) % o.sizeDivisor() == 0, "UNet3D: volume ", x.sizes().slice(2),
                 " not divisible by ", o.sizeDivisor(), " (", o.levels(), " levels)");
   }
   const bool hasMask = o.maskChannels() > 0;
-  TORCH_CHECK(!hasMask || mask.defined(), "UNet3D: built for a ", o.maskChannels(), "-channel mask but none given");
-  TORCH_CHECK(!hasMask || (mask.dim() == 5 && mask.size(0) == x.size(0) && mask.size(1) == o.maskChannels() &&
-                           mask.sizes().slice(2) == x.sizes().slice(2)),
-              "UNet3D: mask must be [", x.size(0), ", ", o.maskChannels(), ", ", x.sizes().slice(2), "], got ",
-              mask.sizes());
+  TORCH_CHECK(!hasMask || mask.defined(), "UNet3D: built for a ", o.maskChannels(),
+              "-channel mask but none given");
+  TORCH_CHECK(
+      !hasMask || (mask.dim() == 5 && mask.size(0) == x.size(0) &&
+                   mask.size(1) == o.maskChannels() && mask.sizes().slice(2) == x.sizes().slice(2)),
+      "UNet3D: mask must be [", x.size(0), ", ", o.maskChannels(), ", ", x.sizes().slice(2),
+      "], got ", mask.sizes());
   TORCH_CHECK(!o.useTimestep() || (t.defined() && t.dim() == 1 && t.size(0) == x.size(0)),
               "UNet3D: timesteps must be [B] with B = ", x.size(0));
 
@@ -134,7 +148,9 @@ torch::Tensor UNet3DImpl::forward(const torch::Tensor& x, const torch::Tensor& t
       masks[static_cast<std::size_t>(l)] = l == 0 ? m : torch::avg_pool3d(m, std::int64_t{1} << l);
     }
   }
-  const auto maskAt = [&](std::int64_t level, bool site) { return site ? masks[static_cast<std::size_t>(level)] : torch::Tensor(); };
+  const auto maskAt = [&](std::int64_t level, bool site) {
+    return site ? masks[static_cast<std::size_t>(level)] : torch::Tensor();
+  };
   const auto ckpt = [&](std::int64_t level) { return contains(o.checkpointLevels(), level); };
 
   torch::Tensor h = inConv_(hasMask && o.maskAtInput() ? torch::cat({x, m}, 1) : x);

@@ -46,7 +46,7 @@ struct UNetOptions {
   // (ActivationCheckpoint.h); the bottleneck counts as the coarsest level.
   TORCH_ARG(std::vector<std::int64_t>, checkpointLevels) = std::vector<std::int64_t>{};
 
-
+  // TORCH_ARG leaves the section private; the derived quantities below are public.
  public:
   std::int64_t levels() const { return static_cast<std::int64_t>(channelMultipliers_.size()); }
   std::int64_t channelsAt(std::int64_t level) const {

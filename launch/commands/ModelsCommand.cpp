@@ -29,8 +29,11 @@ int runModels(const CommandArgs& args) {
       for (const auto& p : g.parameters) n += p.numel();
       groups[g.name] = n;
     }
-    table.push_back({{"name", entry.name}, {"parameters", model->parameterCount()}, {"groups", groups},
-                     {"size_divisor", model->sizeDivisor()}, {"summary", entry.summary}});
+    table.push_back({{"name", entry.name},
+                     {"parameters", model->parameterCount()},
+                     {"groups", groups},
+                     {"size_divisor", model->sizeDivisor()},
+                     {"summary", entry.summary}});
   }
   if (json) {
     std::cout << table.dump(2) << "\n";
@@ -39,8 +42,9 @@ int runModels(const CommandArgs& args) {
   std::cout << std::left << std::setw(13) << "model" << std::right << std::setw(12) << "parameters"
             << "  summary\n";
   for (const auto& row : table) {
-    std::cout << std::left << std::setw(13) << row["name"].get<std::string>() << std::right << std::setw(12)
-              << row["parameters"].get<std::int64_t>() << "  " << row["summary"].get<std::string>() << "\n";
+    std::cout << std::left << std::setw(13) << row["name"].get<std::string>() << std::right
+              << std::setw(12) << row["parameters"].get<std::int64_t>() << "  "
+              << row["summary"].get<std::string>() << "\n";
   }
   return 0;
 }

@@ -32,7 +32,8 @@ struct StepResult {
 
 // Forward + backward from a fixed global RNG state (dropout draws from it), then one more draw to
 // see where the stream was left.
-StepResult trainStep(UNet3D& net, const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& mask) {
+StepResult trainStep(UNet3D& net, const torch::Tensor& x, const torch::Tensor& t,
+                     const torch::Tensor& mask) {
   net->zero_grad();
   torch::manual_seed(1234);
   auto input = x.clone().requires_grad_(true);
@@ -70,7 +71,9 @@ TEST(ActivationCheckpoint, GradientsAreBitwiseEqualWithDropout) {
   EXPECT_TRUE(torch::equal(a.inputGrad, b.inputGrad));
   const auto names = plain->named_parameters().keys();
   for (std::size_t i = 0; i < a.grads.size(); ++i) {
-    EXPECT_TRUE(torch::equal(a.grads[i], b.grads[i])) << names[i] << " max diff " << (a.grads[i] - b.grads[i]).abs().max().item<double>() << " of " << a.grads[i].abs().max().item<double>();
+    EXPECT_TRUE(torch::equal(a.grads[i], b.grads[i]))
+        << names[i] << " max diff " << (a.grads[i] - b.grads[i]).abs().max().item<double>()
+        << " of " << a.grads[i].abs().max().item<double>();
   }
   // The replay restored the RNG stream: training continues as if nothing had been recomputed.
   EXPECT_TRUE(torch::equal(a.nextDraw, b.nextDraw));
@@ -112,7 +115,8 @@ TEST(ActivationCheckpoint, UndefinedInputsAndNoGradModePassThrough) {
   out.sum().backward();
   EXPECT_TRUE(torch::allclose(x.grad(), 2 * layer->weight.sum(0).expand({2, 3})));
   torch::NoGradGuard noGrad;
-  EXPECT_FALSE(checkpoint(stage, {x, torch::Tensor(), scale}, layer->parameters())[0].requires_grad());
+  EXPECT_FALSE(
+      checkpoint(stage, {x, torch::Tensor(), scale}, layer->parameters())[0].requires_grad());
 }
 
 }  // namespace

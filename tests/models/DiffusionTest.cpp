@@ -82,8 +82,10 @@ TEST(Prediction, VAndEpsilonConvertBackToX0AndNoise) {
     // t = 999 has ᾱ ≈ 1e-8: recovering x0 divides by sqrt(ᾱ) under ε-prediction, so compare there
     // with a tolerance scaled accordingly.
     const auto x0Hat = predictX0(schedule, p, xt, t, target);
-    EXPECT_TRUE(torch::allclose(x0Hat.slice(0, 0, 3), x0.slice(0, 0, 3), 1e-9, 1e-9)) << predictionName(p);
-    EXPECT_TRUE(torch::allclose(predictEps(schedule, p, xt, t, target), noise, 1e-9, 1e-9)) << predictionName(p);
+    EXPECT_TRUE(torch::allclose(x0Hat.slice(0, 0, 3), x0.slice(0, 0, 3), 1e-9, 1e-9))
+        << predictionName(p);
+    EXPECT_TRUE(torch::allclose(predictEps(schedule, p, xt, t, target), noise, 1e-9, 1e-9))
+        << predictionName(p);
   }
   // v = sqrt(ᾱ) ε - sqrt(1 - ᾱ) x0 written out.
   const double a = schedule.alphaBar(500);
@@ -103,7 +105,8 @@ TEST(LesionWeightedL1, MatchesTheFormulaOnHandBuiltTensors) {
   // The lesion mask broadcasts over channels; uint8 masks are accepted.
   const auto a2 = torch::cat({a, -a}, 1);  // [1, 2, 1, 1, 4]
   const auto b2 = torch::zeros_like(a2);
-  EXPECT_DOUBLE_EQ(lesionWeightedL1(a2, b2, lesion.to(torch::kUInt8), 4.0).item<double>(), 2 * 34 / 8.0);
+  EXPECT_DOUBLE_EQ(lesionWeightedL1(a2, b2, lesion.to(torch::kUInt8), 4.0).item<double>(),
+                   2 * 34 / 8.0);
 }
 
 TEST(Samplers, DdimWithEtaOneIsTheDdpmStep) {
@@ -129,7 +132,8 @@ TEST(Samplers, DdimOverAllStepsWithEtaOneReproducesDdpmSampling) {
   const Denoiser denoiser = [](const torch::Tensor& xt, const torch::Tensor& t) {
     return 0.5 * torch::tanh(xt) + 0.01 * t.to(xt.scalar_type()).view({-1, 1, 1, 1, 1});
   };
-  Generators a{makeCpuGenerator(5), makeCpuGenerator(6)}, b{makeCpuGenerator(5), makeCpuGenerator(6)};
+  Generators a{makeCpuGenerator(5), makeCpuGenerator(6)},
+      b{makeCpuGenerator(5), makeCpuGenerator(6)};
   const auto ddpm = sample(schedule, Prediction::Epsilon, denoiser, {2, 1, 4, 4, 4}, kF64,
                            SamplerOptions().kind(SamplerKind::Ddpm), a);
   const auto ddim = sample(schedule, Prediction::Epsilon, denoiser, {2, 1, 4, 4, 4}, kF64,
@@ -139,7 +143,10 @@ TEST(Samplers, DdimOverAllStepsWithEtaOneReproducesDdpmSampling) {
   // η = 0 is deterministic given x_T, and takes K steps.
   std::int64_t calls = 0;
   Generators c{makeCpuGenerator(5)}, d{makeCpuGenerator(5)};
-  const auto counting = [&](const torch::Tensor& xt, const torch::Tensor& t) { ++calls; return denoiser(xt, t); };
+  const auto counting = [&](const torch::Tensor& xt, const torch::Tensor& t) {
+    ++calls;
+    return denoiser(xt, t);
+  };
   const auto once = sample(schedule, Prediction::Epsilon, counting, {1, 1, 4, 4, 4}, kF64,
                            SamplerOptions().steps(5), c);
   const auto twice = sample(schedule, Prediction::Epsilon, denoiser, {1, 1, 4, 4, 4}, kF64,

@@ -133,7 +133,8 @@ TEST(Registry, BadOptionsAreUsageErrorsNamingTheOption) {
 }
 
 TEST(DiffusionModel, LossIsTheLesionWeightedL1OfTheDenoiser) {
-  auto model = std::dynamic_pointer_cast<DiffusionModelImpl>(createModel(tinyConfig("lesion-ddpm")));
+  auto model =
+      std::dynamic_pointer_cast<DiffusionModelImpl>(createModel(tinyConfig("lesion-ddpm")));
   ASSERT_TRUE(model);
   {
     torch::NoGradGuard noGrad;  // non-zero output layer, so the loss depends on the network
@@ -154,13 +155,15 @@ TEST(DiffusionModel, LossIsTheLesionWeightedL1OfTheDenoiser) {
 }
 
 TEST(DiffusionModel, RunsInTheDtypeOfItsParametersAndInputs) {
-  auto model = std::dynamic_pointer_cast<DiffusionModelImpl>(createModel(tinyConfig("lesion-ddpm")));
+  auto model =
+      std::dynamic_pointer_cast<DiffusionModelImpl>(createModel(tinyConfig("lesion-ddpm")));
   model->to(torch::kFloat64);
   Batch batch = tinyBatch(1);
   batch.image = batch.image.to(torch::kFloat64);
   Generators gens{makeCpuGenerator(1)};
   EXPECT_EQ(model->loss(batch, gens).total.scalar_type(), torch::kFloat64);
-  EXPECT_EQ(model->synthesize(batch, SamplerOptions().steps(2), gens).scalar_type(), torch::kFloat64);
+  EXPECT_EQ(model->synthesize(batch, SamplerOptions().steps(2), gens).scalar_type(),
+            torch::kFloat64);
 }
 
 TEST(DiffusionModel, RejectsMismatchedMasks) {
@@ -172,7 +175,8 @@ TEST(DiffusionModel, RejectsMismatchedMasks) {
     model->loss(batch, gens);
     ADD_FAILURE() << "no error";
   } catch (const c10::Error& e) {
-    EXPECT_NE(std::string(e.what()).find("anatomy must be [2, 3, 8, 8, 8]"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("anatomy must be [2, 3, 8, 8, 8]"), std::string::npos)
+        << e.what();
   }
 }
 

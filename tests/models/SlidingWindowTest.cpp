@@ -15,7 +15,8 @@ TEST(SlidingWindow, OneWindowOverTheVolumeIsTheDirectForward) {
   const auto predictor = [&](const torch::Tensor& x) { return conv(x); };
   torch::NoGradGuard noGrad;
   const auto direct = conv(volume);
-  const auto windowed = slidingWindowInference(volume, predictor, SlidingWindowOptions().window({8, 12, 16}));
+  const auto windowed =
+      slidingWindowInference(volume, predictor, SlidingWindowOptions().window({8, 12, 16}));
   EXPECT_TRUE(torch::allclose(windowed, direct, 1e-6, 1e-6));
 }
 
@@ -27,7 +28,8 @@ TEST(SlidingWindow, EveryVoxelIsCoveredAndWeightsAreNormalised) {
     EXPECT_EQ(x.sizes().slice(2), (std::vector<int64_t>{8, 8, 8}));
     return torch::ones_like(x);
   };
-  const auto out = slidingWindowInference(volume, ones, SlidingWindowOptions().window({8, 8, 8}).overlap(0.5));
+  const auto out =
+      slidingWindowInference(volume, ones, SlidingWindowOptions().window({8, 8, 8}).overlap(0.5));
   EXPECT_EQ(out.sizes(), volume.sizes());
   EXPECT_TRUE(torch::allclose(out, torch::ones_like(out), 1e-12, 1e-12));
   // Step 4 with the last window flush: 21 -> 5 starts, 16 -> 3, 35 -> 8.
@@ -37,7 +39,8 @@ TEST(SlidingWindow, EveryVoxelIsCoveredAndWeightsAreNormalised) {
 TEST(SlidingWindow, SmallVolumesArePaddedAndCroppedBack) {
   const auto volume = torch::arange(6 * 5 * 4, torch::kFloat64).view({1, 1, 6, 5, 4});
   const auto identity = [](const torch::Tensor& x) { return x.clone(); };
-  const auto out = slidingWindowInference(volume, identity, SlidingWindowOptions().window({8, 8, 8}));
+  const auto out =
+      slidingWindowInference(volume, identity, SlidingWindowOptions().window({8, 8, 8}));
   EXPECT_TRUE(torch::allclose(out, volume, 1e-12, 1e-12));
 }
 

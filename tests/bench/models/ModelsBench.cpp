@@ -1,0 +1,299 @@
+// Lesion-DDPM benchmarks (docs/BENCHMARKS.md "Models"):
+//   --mode flops       training-step FLOP rate vs one large conv3d, interleaved in this process
+//   --mode checkpoint  peak activation memory and step time, plain vs checkpointed, interleaved
+//   --mode step        median training-step time only (unet_reference.py calls this to compare)
+// FLOPs are counted from the conv shapes: 2·Cin·Cout·k³ per output voxel forward, x3 for
+// forward + backward. Memory is counted exactly by a wrapper around LibTorch's CPU allocator
+// (live bytes of every CPU tensor; oneDNN scratch buffers outside it are not seen).
+#include <ATen/ATen.h>
+#include <c10/core/CPUAllocator.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <iomanip>
+#include <iostream>
+#include <memory>
+#include <mutex>
+#include <regex>
+#include <unordered_map>
+
+#include "core/Json.h"
+#include "core/Options.h"
+#include "core/Rng.h"
+#include "core/Timer.h"
+#include "models/DiffusionModel.h"
+#include "models/Registry.h"
+
+namespace {
+using namespace lddpm;
+using namespace lddpm::models;
+
+// Counts live and peak bytes of CPU tensor storage by wrapping the default allocator. The data
+// pointer doubles as the context (oneDNN allocates through raw_allocate, which requires it), so
+// sizes are looked up in a map on free.
+class CountingAllocator final : public c10::Allocator {
+ public:
+  explicit CountingAllocator(c10::Allocator* inner) : inner_(inner) { instance_ = this; }
+  c10::DataPtr allocate(size_t bytes) const override {
+    c10::DataPtr original = inner_->allocate(bytes);
+    c10::DeleterFnPtr deleter = original.get_deleter();
+    void* data = original.release_context();  // DefaultCPUAllocator: context == data
+    std::lock_guard<std::mutex> lock(mutex_);
+    blocks_[data] = {bytes, deleter};
+    live_ += static_cast<std::int64_t>(bytes);
+    peak_ = std::max(peak_, live_);
+    return {data, data, &CountingAllocator::release, c10::Device(c10::DeviceType::CPU)};
+  }
+  c10::DeleterFnPtr raw_deleter() const override { return &CountingAllocator::release; }
+  std::int64_t live() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return live_;
+  }
+  std::int64_t peak() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return peak_;
+  }
+  void resetPeak() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    peak_ = live_;
+  }
+
+ private:
+  struct Block {
+    size_t bytes;
+    c10::DeleterFnPtr deleter;
+  };
+  static void release(void* data) {
+    CountingAllocator* self = instance_;
+    c10::DeleterFnPtr deleter = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(self->mutex_);
+      auto it = self->blocks_.find(data);
+      if (it == self->blocks_.end()) return;  // not ours: cannot happen, but never free blindly
+      self->live_ -= static_cast<std::int64_t>(it->second.bytes);
+      deleter = it->second.deleter;
+      self->blocks_.erase(it);
+    }
+    if (deleter) deleter(data);
+  }
+  static inline CountingAllocator* instance_ = nullptr;
+  c10::Allocator* inner_;
+  mutable std::mutex mutex_;
+  mutable std::unordered_map<void*, Block> blocks_;
+  mutable std::int64_t live_ = 0, peak_ = 0;
+};
+
+CountingAllocator* installCountingAllocator() {
+  static CountingAllocator counting(c10::GetCPUAllocator());
+  c10::SetCPUAllocator(&counting, /*priority=*/100);
+  return &counting;
+}
+
+struct Settings {
+  std::int64_t side = 48, batch = 2, base = 16, threads = 2, steps = 3, warmup = 1;
+  std::string checkpointLevels = "0,1,2,3";
+  bool json = false;
+};
+
+// Forward conv FLOPs of one U-Net pass, from each conv's weight shape and the grid its output
+// lives on (read from the module name: encL/decL/midL at level L, downL -> L+1, upL -> L-1).
+double convForwardFlops(DiffusionModelImpl& model, const Settings& s) {
+  const std::int64_t levels = model.unet()->options().levels();
+  const std::regex levelName(R"((enc|dec|down|up)(\d+))");
+  double flops = 0;
+  for (const auto& item : model.named_parameters()) {
+    const auto& w = item.value();
+    if (w.dim() != 5) continue;  // conv weights only: [Cout, Cin, k, k, k]
+    std::int64_t level = 0;
+    std::smatch m;
+    const std::string name = item.key();
+    if (name.find("mid_") != std::string::npos) {
+      level = levels - 1;
+    } else if (std::regex_search(name, m, levelName)) {
+      level = std::stoll(m[2]);
+      if (m[1] == "down") level += 1;
+      if (m[1] == "up") level -= 1;
+    }
+    const double voxels =
+        static_cast<double>(s.side * s.side * s.side) / static_cast<double>(1LL << (3 * level));
+    flops += 2.0 * static_cast<double>(w.numel()) * voxels * static_cast<double>(s.batch);
+  }
+  return flops;
+}
+
+std::shared_ptr<DiffusionModelImpl> makeModel(const Settings& s,
+                                              const std::string& checkpointLevels) {
+  ModelConfig c;
+  c.baseChannels = s.base;
+  c.checkpointLevels = checkpointLevels;
+  return std::dynamic_pointer_cast<DiffusionModelImpl>(createModel(c));
+}
+
+Batch makeBatch(const Settings& s) {
+  Batch b;
+  b.image = torch::rand({s.batch, 1, s.side, s.side, s.side}) * 2 - 1;
+  b.anatomy = (torch::rand({s.batch, 3, s.side, s.side, s.side}) > 0.5).to(torch::kFloat32);
+  b.lesion = (torch::rand({s.batch, 1, s.side, s.side, s.side}) > 0.9).to(torch::kFloat32);
+  return b;
+}
+
+// One AdamW training step; returns seconds. `peakActivation` (optional) gets the peak bytes above
+// what was live when the step began (parameters, gradients, optimiser state, the batch).
+double trainStep(DiffusionModelImpl& model, torch::optim::AdamW& opt, const Batch& batch,
+                 std::int64_t step, CountingAllocator* counter = nullptr,
+                 std::int64_t* peakActivation = nullptr) {
+  Generators gens{core::makeCpuGenerator(static_cast<std::uint64_t>(step))};
+  const std::int64_t before = counter ? counter->live() : 0;
+  if (counter) counter->resetPeak();
+  core::Stopwatch watch;
+  opt.zero_grad();
+  const auto terms = model.loss(batch, gens);
+  terms.total.backward();
+  if (counter && peakActivation) *peakActivation = counter->peak() - before;
+  opt.step();
+  return watch.seconds();
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+// The machine is shared: the best round shows what the code can do, the median what a user saw.
+double best(const std::vector<double>& v, bool largest) {
+  return largest ? *std::max_element(v.begin(), v.end()) : *std::min_element(v.begin(), v.end());
+}
+
+int runStep(const Settings& s) {
+  auto model = makeModel(s, "");
+  torch::optim::AdamW opt(model->parameters(), torch::optim::AdamWOptions(1e-4));
+  const Batch batch = makeBatch(s);
+  std::vector<double> times;
+  for (std::int64_t i = 0; i < s.warmup + s.steps; ++i) {
+    const double t = trainStep(*model, opt, batch, i);
+    if (i >= s.warmup) times.push_back(t);
+  }
+  core::Json out{{"step_s", median(times)}, {"params", model->parameterCount()}};
+  std::cout << (s.json ? out.dump() : out.dump(2)) << "\n";
+  return 0;
+}
+
+// Reference: one large conv3d (32 -> 32 channels, the side and batch of the model, k = 3),
+// forward + backward.
+double referenceConvSeconds(const Settings& s, double& flops) {
+  torch::nn::Conv3d conv(torch::nn::Conv3dOptions(32, 32, 3).padding(1));
+  const auto x = torch::randn({s.batch, 32, s.side, s.side, s.side});
+  const double outVoxels = static_cast<double>(s.batch * s.side * s.side * s.side);
+  flops = 3 * 2.0 * static_cast<double>(conv->weight.numel()) * outVoxels;
+  std::vector<double> times;
+  for (int i = 0; i < 4; ++i) {
+    core::Stopwatch watch;
+    conv->zero_grad();
+    conv(x).sum().backward();
+    if (i > 0) times.push_back(watch.seconds());
+  }
+  return median(times);
+}
+
+int runFlops(const Settings& s) {
+  auto model = makeModel(s, "");
+  torch::optim::AdamW opt(model->parameters(), torch::optim::AdamWOptions(1e-4));
+  const Batch batch = makeBatch(s);
+  const double stepFlops = 3 * convForwardFlops(*model, s);
+  trainStep(*model, opt, batch, 0);  // warm-up: oneDNN primitive caches, optimiser state
+  std::vector<double> modelRates, convRates;
+  for (std::int64_t r = 0; r < s.steps; ++r) {  // interleaved: both see the same machine load
+    modelRates.push_back(stepFlops / trainStep(*model, opt, batch, r + 1) / 1e9);
+    double convFlops = 0;
+    const double convSeconds = referenceConvSeconds(s, convFlops);
+    convRates.push_back(convFlops / convSeconds / 1e9);
+  }
+  const double m = median(modelRates), c = median(convRates);
+  core::Json out{{"side", s.side},
+                 {"batch", s.batch},
+                 {"base", s.base},
+                 {"threads", s.threads},
+                 {"params", model->parameterCount()},
+                 {"step_gflop", stepFlops / 1e9},
+                 {"model_gflops", m},
+                 {"conv_gflops", c},
+                 {"ratio", m / c},
+                 {"best_model_gflops", best(modelRates, true)},
+                 {"best_conv_gflops", best(convRates, true)},
+                 {"best_ratio", best(modelRates, true) / best(convRates, true)}};
+  std::cout << (s.json ? out.dump() : out.dump(2)) << "\n";
+  return 0;
+}
+
+int runCheckpoint(const Settings& s) {
+  CountingAllocator* counter = installCountingAllocator();
+  auto plain = makeModel(s, "");
+  auto ckpt = makeModel(s, s.checkpointLevels);
+  torch::optim::AdamW optPlain(plain->parameters(), torch::optim::AdamWOptions(1e-4));
+  torch::optim::AdamW optCkpt(ckpt->parameters(), torch::optim::AdamWOptions(1e-4));
+  const Batch batch = makeBatch(s);
+  trainStep(*plain, optPlain, batch, 0);
+  trainStep(*ckpt, optCkpt, batch, 0);
+  std::vector<double> tPlain, tCkpt;
+  std::int64_t mPlain = 0, mCkpt = 0;
+  for (std::int64_t r = 0; r < s.steps; ++r) {
+    tPlain.push_back(trainStep(*plain, optPlain, batch, r + 1, counter, &mPlain));
+    tCkpt.push_back(trainStep(*ckpt, optCkpt, batch, r + 1, counter, &mCkpt));
+  }
+  const double a = median(tPlain), b = median(tCkpt);
+  core::Json out{{"side", s.side},
+                 {"batch", s.batch},
+                 {"base", s.base},
+                 {"threads", s.threads},
+                 {"checkpoint_levels", s.checkpointLevels},
+                 {"plain_peak_activation_mib", static_cast<double>(mPlain) / (1 << 20)},
+                 {"checkpointed_peak_activation_mib", static_cast<double>(mCkpt) / (1 << 20)},
+                 {"memory_reduction", static_cast<double>(mPlain) / static_cast<double>(mCkpt)},
+                 {"plain_step_s", a},
+                 {"checkpointed_step_s", b},
+                 {"time_overhead", b / a - 1},
+                 {"best_plain_step_s", best(tPlain, false)},
+                 {"best_checkpointed_step_s", best(tCkpt, false)},
+                 {"best_time_overhead", best(tCkpt, false) / best(tPlain, false) - 1}};
+  std::cout << (s.json ? out.dump() : out.dump(2)) << "\n";
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Settings s;
+  std::string mode = "flops";
+  core::po::options_description desc("ModelsBench");
+  desc.add_options()("mode", core::po::value(&mode)->default_value(mode),
+                     "flops | checkpoint | step")(
+      "side", core::po::value(&s.side)->default_value(s.side), "cube side of the training patch")(
+      "batch", core::po::value(&s.batch)->default_value(s.batch), "batch size")(
+      "base", core::po::value(&s.base)->default_value(s.base), "U-Net base channels")(
+      "threads", core::po::value(&s.threads)->default_value(s.threads), "torch intra-op threads")(
+      "steps", core::po::value(&s.steps)->default_value(s.steps), "timed steps (rounds)")(
+      "warmup", core::po::value(&s.warmup)->default_value(s.warmup),
+      "untimed steps first (--mode step)")(
+      "checkpoint-levels", core::po::value(&s.checkpointLevels)->default_value(s.checkpointLevels),
+      "levels to checkpoint (--mode checkpoint)")("json", core::po::bool_switch(&s.json),
+                                                  "one-line JSON");
+  try {
+    const auto parsed =
+        core::parseOptions("bench", std::vector<std::string>(argv + 1, argv + argc), desc);
+    if (parsed.helpRequested) {
+      std::cout << desc << "\n";
+      return 0;
+    }
+    torch::set_num_threads(
+        static_cast<int>(s.threads));  // Debian's LibTorch starts with 1 (FACTS.md)
+    torch::manual_seed(0);
+    if (mode == "flops") return runFlops(s);
+    if (mode == "checkpoint") return runCheckpoint(s);
+    if (mode == "step") return runStep(s);
+    std::cerr << "ModelsBench: unknown --mode " << mode << "\n";
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "ModelsBench: " << e.what() << "\n";
+    return 1;
+  }
+}
