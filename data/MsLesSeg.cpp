@@ -51,7 +51,8 @@ fs::path findRoot(const fs::path& dir) {
     std::vector<fs::path> subdirs;
     for (const auto& entry : fs::directory_iterator(at)) {
       const std::string name = entry.path().filename().string();
-      if (entry.is_directory() && name[0] != '.' && name != "__MACOSX") subdirs.push_back(entry.path());
+      if (entry.is_directory() && name[0] != '.' && name != "__MACOSX")
+        subdirs.push_back(entry.path());
     }
     if (subdirs.size() != 1) break;
     at = subdirs.front();
@@ -72,8 +73,8 @@ void collectModalities(ScanRecord& scan, const fs::path& folder, const std::stri
     } else if (fs::is_regular_file(nii)) {
       scan.files[m] = nii.string();
     } else {
-      missing.push_back(strCat(folder.string(), ": missing ", modalityName(m), " (expected ",
-                               base, ".nii.gz)"));
+      missing.push_back(
+          strCat(folder.string(), ": missing ", modalityName(m), " (expected ", base, ".nii.gz)"));
     }
   }
 }
@@ -82,16 +83,21 @@ void collectModalities(ScanRecord& scan, const fs::path& folder, const std::stri
 
 std::string modalityName(Modality m) {
   switch (m) {
-    case Modality::Flair: return "FLAIR";
-    case Modality::T1: return "T1";
-    case Modality::T2: return "T2";
-    case Modality::Mask: return "MASK";
+    case Modality::Flair:
+      return "FLAIR";
+    case Modality::T1:
+      return "T1";
+    case Modality::T2:
+      return "T2";
+    case Modality::Mask:
+      return "MASK";
   }
   return "?";
 }
 
 DatasetIndex discoverMsLesSeg(const std::string& dir) {
-  if (!fs::is_directory(dir)) throw core::IoError(dir, "not a directory (expected an MSLesSeg folder)");
+  if (!fs::is_directory(dir))
+    throw core::IoError(dir, "not a directory (expected an MSLesSeg folder)");
   DatasetIndex index;
   const fs::path root = detail::findRoot(dir);
   index.root = root.string();
@@ -101,7 +107,8 @@ DatasetIndex discoverMsLesSeg(const std::string& dir) {
   if (fs::is_directory(train)) {
     for (const auto& [p, patientDir] : detail::numberedDirs(train, 'P')) {
       const auto timepoints = detail::numberedDirs(patientDir, 'T');
-      if (timepoints.empty()) missing.push_back(strCat(patientDir.string(), ": no T{k} timepoint folder"));
+      if (timepoints.empty())
+        missing.push_back(strCat(patientDir.string(), ": no T{k} timepoint folder"));
       for (const auto& [t, tpDir] : timepoints) {
         ScanRecord scan;
         scan.split = "train";
@@ -167,7 +174,8 @@ void checkScanConsistency(const ScanRecord& scan, const std::map<Modality, Volum
         const double d = affineMaxAbsDiff(v.affine, reference->affine);
         if (d > detail::kAffineTolerance) {
           problems.push_back(strCat(fileOf(m), ": affine differs from ", fileOf(refModality),
-                                    " by up to ", d, " mm (tolerance ", detail::kAffineTolerance, ")"));
+                                    " by up to ", d, " mm (tolerance ", detail::kAffineTolerance,
+                                    ")"));
         }
       }
     }
@@ -176,8 +184,8 @@ void checkScanConsistency(const ScanRecord& scan, const std::map<Modality, Volum
     if (m == Modality::Mask) {
       const std::int64_t nonBinary = ((v.data != 0) & (v.data != 1)).sum().item<std::int64_t>();
       if (nonBinary > 0) {
-        problems.push_back(strCat(fileOf(m), ": mask is not binary (", nonBinary,
-                                  " voxels neither 0 nor 1)"));
+        problems.push_back(
+            strCat(fileOf(m), ": mask is not binary (", nonBinary, " voxels neither 0 nor 1)"));
       }
     }
     if (m == Modality::Flair && (v.data != 0).sum().item<std::int64_t>() == 0) {

@@ -19,10 +19,10 @@ inline constexpr Modality kAllModalities[] = {Modality::Flair, Modality::T1, Mod
 std::string modalityName(Modality m);
 
 struct ScanRecord {
-  std::string split;      // "train" | "test"
-  std::string patient;    // "P12"
-  std::string timepoint;  // "T1".. for train, empty for test
-  std::string id;         // "P12_T1" or "P60": unique within a dataset
+  std::string split;                      // "train" | "test"
+  std::string patient;                    // "P12"
+  std::string timepoint;                  // "T1".. for train, empty for test
+  std::string id;                         // "P12_T1" or "P60": unique within a dataset
   std::map<Modality, std::string> files;  // every modality, absolute-or-as-given paths
 };
 

@@ -23,7 +23,7 @@ struct NiftiHeaderInfo {
   int qformCode = 0;
   double sclSlope = 0;  // as stored; 0 or non-finite means "no scaling" (inter ignored too)
   double sclInter = 0;
-  int dim = 0;          // dim[0] as stored (a 4-D file with one volume says 4)
+  int dim = 0;           // dim[0] as stored (a 4-D file with one volume says 4)
   int niftiVersion = 1;  // 1 or 2, from the header size (nifticlib's nifti_type says 1 for both)
 };
 

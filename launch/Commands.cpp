@@ -7,6 +7,7 @@ namespace lddpm::launch {
 int runInfo(const CommandArgs& args);
 int runInspect(const CommandArgs& args);
 int runPreprocess(const CommandArgs& args);
+int runPhantom(const CommandArgs& args);
 
 const std::vector<CommandSpec>& commands() {
   static const std::vector<CommandSpec> table = {
@@ -18,6 +19,8 @@ const std::vector<CommandSpec>& commands() {
        &runInspect},
       {"preprocess", "MSLesSeg NIfTIs -> HDF5 shard store + manifest (ranks split the scans).",
        &runPreprocess},
+      {"phantom", "Write an MSLesSeg-shaped demo cohort synthesised from the Colin27 brain.",
+       &runPhantom},
   };
   return table;
 }

@@ -111,7 +111,9 @@ int inspectDataset(const std::string& dir, bool json, bool fullCheck) {
     const data::ScanRecord& scan = index.scans[i];
     patients[scan.split].insert(scan.patient);
     ++scanCount[scan.split];
-    core::Json entry{{"id", scan.id}, {"split", scan.split}, {"patient", scan.patient},
+    core::Json entry{{"id", scan.id},
+                     {"split", scan.split},
+                     {"patient", scan.patient},
                      {"timepoint", scan.timepoint}};
     try {
       data::checkScanHeaders(scan);
@@ -139,8 +141,7 @@ int inspectDataset(const std::string& dir, bool json, bool fullCheck) {
     out["root"] = index.root;
     out["voxels_checked"] = fullCheck;
     for (const char* split : {"train", "test"}) {
-      out["counts"][split] = {{"scans", scanCount[split]},
-                              {"patients", patients[split].size()}};
+      out["counts"][split] = {{"scans", scanCount[split]}, {"patients", patients[split].size()}};
     }
     out["problems"] = problems.size();
     out["scans"] = scans;
@@ -148,12 +149,13 @@ int inspectDataset(const std::string& dir, bool json, bool fullCheck) {
   } else {
     std::cout << "MSLesSeg dataset " << index.root << "\n"
               << "  train: " << scanCount["train"] << " scans of " << patients["train"].size()
-              << " patients; test: " << scanCount["test"] << " scans of "
-              << patients["test"].size() << " patients\n"
+              << " patients; test: " << scanCount["test"] << " scans of " << patients["test"].size()
+              << " patients\n"
               << "  " << (fullCheck ? "every voxel checked" : "headers checked (voxels: --check)")
               << ", " << problems.size() << " inconsistent scan(s)\n\n"
               << std::left << std::setw(12) << "scan" << std::setw(7) << "split" << std::setw(14)
-              << "shape" << "spacing (mm)\n";
+              << "shape"
+              << "spacing (mm)\n";
     for (const auto& s : scans) {
       std::cout << std::setw(12) << s["id"].get<std::string>() << std::setw(7)
                 << s["split"].get<std::string>();
@@ -182,12 +184,11 @@ int runInspect(const CommandArgs& args) {
   bool json = false;
   bool fullCheck = false;
   po::options_description own("inspect options");
-  own.add_options()
-      ("path", po::value(&path)->required()->value_name("PATH"),
-       "a NIfTI file (.nii/.nii.gz), an MSLesSeg dataset folder or a store folder")
-      ("json", po::bool_switch(&json), "print JSON instead of text")
-      ("check", po::bool_switch(&fullCheck),
-       "dataset: read every voxel (NaN/Inf, binary masks, empty brains), not only the headers");
+  own.add_options()("path", po::value(&path)->required()->value_name("PATH"),
+                    "a NIfTI file (.nii/.nii.gz), an MSLesSeg dataset folder or a store folder")(
+      "json", po::bool_switch(&json), "print JSON instead of text")(
+      "check", po::bool_switch(&fullCheck),
+      "dataset: read every voxel (NaN/Inf, binary masks, empty brains), not only the headers");
   po::positional_options_description positional;
   positional.add("path", 1);
   if (!parseCommand("inspect", "PATH [--json] [--check]", args, own, positional)) return 0;

@@ -38,7 +38,8 @@ std::vector<double> readRaw(const std::string& path) {
   in.seekg(0, std::ios::end);
   std::vector<double> v(static_cast<size_t>(in.tellg()) / sizeof(double));
   in.seekg(0);
-  in.read(reinterpret_cast<char*>(v.data()), static_cast<std::streamsize>(v.size() * sizeof(double)));
+  in.read(reinterpret_cast<char*>(v.data()),
+          static_cast<std::streamsize>(v.size() * sizeof(double)));
   return v;
 }
 
@@ -56,14 +57,16 @@ void expectVoxels(const Volume& v, const std::vector<double>& expected, const st
   for (size_t i = 0; i < expected.size() && bad < 5; ++i) {
     const double tol = 1e-6 * std::max(1.0, std::fabs(expected[i]));
     if (!(std::fabs(got[i] - expected[i]) <= tol)) {
-      ADD_FAILURE() << what << ": voxel " << i << " is " << got[i] << ", nibabel reads " << expected[i];
+      ADD_FAILURE() << what << ": voxel " << i << " is " << got[i] << ", nibabel reads "
+                    << expected[i];
       ++bad;
     }
   }
 }
 
 void expectAffine(const Affine& got, const Affine& want, const std::string& what) {
-  for (size_t i = 0; i < 16; ++i) EXPECT_NEAR(got[i], want[i], 1e-5) << what << " affine[" << i << "]";
+  for (size_t i = 0; i < 16; ++i)
+    EXPECT_NEAR(got[i], want[i], 1e-5) << what << " affine[" << i << "]";
 }
 
 class NiftiFixtures : public ::testing::Test {
@@ -72,8 +75,8 @@ class NiftiFixtures : public ::testing::Test {
     dir_ = fs::temp_directory_path() / ("lddpm-nifti-" + std::to_string(::getpid()));
     fs::create_directories(dir_);
     int code = 0;
-    const std::string out = shell(std::string(LDDPM_PYTHON) + " " + kScript + " make " +
-                                  dir_.string() + " 2>&1", &code);
+    const std::string out = shell(
+        std::string(LDDPM_PYTHON) + " " + kScript + " make " + dir_.string() + " 2>&1", &code);
     ASSERT_EQ(code, 0) << "fixture script failed (needs Debian's python3-nibabel):\n" << out;
     cases_ = core::readJsonFile((dir_ / "cases.json").string());
   }
@@ -159,7 +162,8 @@ TEST_F(NiftiFixtures, TwoDAndMultiVolumeAreRefusedNamingTheFile) {
     } catch (const core::IoError& e) {
       EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
       EXPECT_NE(std::string(e.what()).find(name == std::string("bad_two_d") ? "2-D" : "2 volumes"),
-                std::string::npos) << e.what();
+                std::string::npos)
+          << e.what();
     }
     EXPECT_THROW(data::readNiftiHeader(path), core::IoError);
   }
@@ -171,7 +175,8 @@ void damagedCopy(const std::string& src, const std::string& dst, double keepFrac
   std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   bytes.resize(static_cast<size_t>(bytes.size() * keepFraction));
   if (flip) {
-    for (size_t i = bytes.size() / 2; i < bytes.size() / 2 + 64; ++i) bytes[i] = static_cast<char>(~bytes[i]);
+    for (size_t i = bytes.size() / 2; i < bytes.size() / 2 + 64; ++i)
+      bytes[i] = static_cast<char>(~bytes[i]);
   }
   std::ofstream(dst, std::ios::binary) << bytes;
 }
@@ -183,8 +188,9 @@ TEST_F(NiftiFixtures, TruncatedOrCorruptGzipIsAnIoErrorNamingTheFile) {
     double keep;
     bool flip;
   };
-  for (const Damage d : {Damage{"truncated.nii.gz", 0.5, false}, Damage{"corrupt.nii.gz", 1.0, true},
-                         Damage{"header-cut.nii.gz", 0.002, false}}) {
+  for (const Damage d :
+       {Damage{"truncated.nii.gz", 0.5, false}, Damage{"corrupt.nii.gz", 1.0, true},
+        Damage{"header-cut.nii.gz", 0.002, false}}) {
     const std::string path = (dir_ / d.name).string();
     damagedCopy(src, path, d.keep, d.flip);
     try {
@@ -203,7 +209,8 @@ void checkWrittenByUs(const std::string& path, const Volume& v, const std::strin
   SCOPED_TRACE(path);
   const std::string raw = path + ".f64";
   int code = 0;
-  const std::string out = shell(std::string(LDDPM_PYTHON) + " " + kScript + " dump " + path + " " + raw, &code);
+  const std::string out =
+      shell(std::string(LDDPM_PYTHON) + " " + kScript + " dump " + path + " " + raw, &code);
   ASSERT_EQ(code, 0) << out;
   const core::Json j = core::Json::parse(out);
   EXPECT_EQ(j.at("datatype").get<std::string>(), datatype);
@@ -262,7 +269,8 @@ TEST_F(NiftiFixtures, Colin27MatchesNibabel) {
   if (!fs::exists(path)) GTEST_SKIP() << path << " missing (Debian package mricron-data)";
   const std::string raw = (dir_ / "ch2bet.f64").string();
   int code = 0;
-  const std::string out = shell(std::string(LDDPM_PYTHON) + " " + kScript + " dump " + path + " " + raw, &code);
+  const std::string out =
+      shell(std::string(LDDPM_PYTHON) + " " + kScript + " dump " + path + " " + raw, &code);
   ASSERT_EQ(code, 0) << out;
   const core::Json j = core::Json::parse(out);
   NiftiHeaderInfo info;

@@ -46,8 +46,9 @@ TEST_F(DataCommands, InspectFileJsonMatchesNibabel) {
   const Result r = lddpm("inspect --json " + path, false);
   ASSERT_EQ(r.code, 0) << r.out;
   const core::Json got = core::Json::parse(r.out);
-  const Result py = shell(std::string(LDDPM_PYTHON) + " " LDDPM_TESTS_DATA_DIR
-                          "/nifti_fixtures.py dump " + path + " /dev/null");
+  const Result py =
+      shell(std::string(LDDPM_PYTHON) + " " LDDPM_TESTS_DATA_DIR "/nifti_fixtures.py dump " + path +
+            " /dev/null");
   ASSERT_EQ(py.code, 0) << py.out;
   const core::Json want = core::Json::parse(py.out);
   EXPECT_EQ(got.at("shape"), want.at("shape"));
@@ -57,7 +58,8 @@ TEST_F(DataCommands, InspectFileJsonMatchesNibabel) {
   EXPECT_DOUBLE_EQ(got.at("max").get<double>(), want.at("max").get<double>());
   EXPECT_NEAR(got.at("mean").get<double>(), want.at("mean").get<double>(), 1e-9);
   for (int i = 0; i < 16; ++i) {
-    EXPECT_DOUBLE_EQ(got.at("affine")[i / 4][i % 4].get<double>(), want.at("affine")[i].get<double>());
+    EXPECT_DOUBLE_EQ(got.at("affine")[i / 4][i % 4].get<double>(),
+                     want.at("affine")[i].get<double>());
   }
   for (int d = 0; d < 3; ++d) EXPECT_EQ(got.at("spacing")[d], want.at("spacing")[d]);
 }
@@ -72,7 +74,8 @@ TEST_F(DataCommands, InspectBadFileExitsOneNamingIt) {
   EXPECT_EQ(lddpm("inspect").code, 2);
 }
 
-void writeScan(const fs::path& folder, const std::string& stem, std::array<std::int64_t, 3> maskShape = {4, 5, 6}) {
+void writeScan(const fs::path& folder, const std::string& stem,
+               std::array<std::int64_t, 3> maskShape = {4, 5, 6}) {
   fs::create_directories(folder);
   for (data::Modality m : data::kAllModalities) {
     const bool mask = m == data::Modality::Mask;
@@ -100,6 +103,66 @@ TEST_F(DataCommands, InspectDatasetSummarisesAndFlagsInconsistentScans) {
   const Result bad = lddpm("inspect " + (dir / "ds").string());
   EXPECT_EQ(bad.code, 1) << bad.out;
   EXPECT_NE(bad.out.find("P3_MASK.nii.gz: shape 4x5x7"), std::string::npos) << bad.out;
+}
+
+}  // namespace
+
+namespace {
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+// A 2 mm cohort keeps this test quick; the 1 mm anatomy and lesions are tested in PhantomTest.
+const std::string kTinyCohort =
+    " --train-subjects 2 --timepoints 2 --test-subjects 1 --voxel-size 2 --min-lesions 3 --seed 3";
+
+TEST_F(DataCommands, PhantomIsAnMslessegCohortIdenticalUnderMpi) {
+  const fs::path plain = dir / "plain", mpi = dir / "mpi";
+  const Result r = lddpm("phantom --out " + plain.string() + kTinyCohort);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_TRUE(fs::exists(plain / "config.ini"));
+  EXPECT_NE(slurp(plain / "config.ini").find("seed = 3"), std::string::npos);
+  EXPECT_FALSE(fs::exists(plain.string() + ".partial"));
+
+  const data::DatasetIndex index = data::discoverMsLesSeg(plain.string());
+  ASSERT_EQ(index.scans.size(), 5u);
+  EXPECT_EQ(index.scans[1].id, "P1_T2");
+  EXPECT_EQ(index.scans[4].id, "P3");
+  for (const auto& scan : index.scans) EXPECT_NO_THROW(data::checkScanConsistency(scan)) << scan.id;
+
+  const Result m = shell(std::string("OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 ") +
+                         LDDPM_MPIEXEC + " -n 2 --oversubscribe " + LDDPM_BINARY +
+                         " phantom --out " + mpi.string() + kTinyCohort + " 2>&1");
+  ASSERT_EQ(m.code, 0) << m.out;
+  int compared = 0;
+  for (const auto& entry : fs::recursive_directory_iterator(plain)) {
+    if (entry.path().extension() != ".gz") continue;
+    const fs::path other = mpi / fs::relative(entry.path(), plain);
+    EXPECT_EQ(slurp(entry.path()), slurp(other)) << other;
+    ++compared;
+  }
+  EXPECT_EQ(compared, 20);
+}
+
+TEST_F(DataCommands, PhantomBadInputWritesNothing) {
+  const fs::path out = dir / "cohort";
+  const Result badTemplate =
+      lddpm("phantom --out " + out.string() + " --template " + (dir / "absent.nii.gz").string());
+  EXPECT_EQ(badTemplate.code, 1) << badTemplate.out;
+  EXPECT_NE(badTemplate.out.find("absent.nii.gz"), std::string::npos) << badTemplate.out;
+  EXPECT_FALSE(fs::exists(out));
+  EXPECT_FALSE(fs::exists(out.string() + ".partial"));
+
+  const Result zero = lddpm("phantom --out " + out.string() + " --timepoints 0");
+  EXPECT_EQ(zero.code, 2) << zero.out;
+  EXPECT_NE(zero.out.find("--timepoints"), std::string::npos) << zero.out;
+
+  fs::create_directories(out);
+  const Result exists = lddpm("phantom --out " + out.string());
+  EXPECT_EQ(exists.code, 2) << exists.out;
+  EXPECT_NE(exists.out.find("--out"), std::string::npos) << exists.out;
 }
 
 }  // namespace
