@@ -26,7 +26,8 @@ double rawReadMBps(const std::string& store) {
     for (const auto& e : fs::directory_iterator(store)) {
       if (e.path().extension() != ".h5") continue;
       std::FILE* f = std::fopen(e.path().c_str(), "rb");
-      while (std::size_t n = std::fread(buf.data(), 1, buf.size(), f)) bytes += static_cast<std::int64_t>(n);
+      while (std::size_t n = std::fread(buf.data(), 1, buf.size(), f))
+        bytes += static_cast<std::int64_t>(n);
       std::fclose(f);
     }
     if (pass == 1) return static_cast<double>(bytes) / 1e6 / watch.seconds();
