@@ -447,7 +447,9 @@ std::vector<PhantomScan> PhantomGenerator::generateSubject(int index) const {
   detail::Rng lesionRng(
       core::deriveSeed(options_.seed, core::RngStream::Phantom, {subjectKey, detail::kLesionKey}));
   const auto place = [&](std::vector<detail::Lesion>& lesions, std::int16_t* lab, int wanted) {
-    for (int attempt = 0; attempt < 60 * wanted && wanted > 0; ++attempt) {
+    // Most draws fit; the budget only stops a brain with too little white matter from looping.
+    const int attempts = 60 * wanted;
+    for (int attempt = 0; attempt < attempts && wanted > 0; ++attempt) {
       // Mostly periventricular, then juxtacortical, then deep white matter (MS's usual sites).
       const double u = lesionRng.uniform();
       int site = u < 0.5 ? 1 : (u < 0.75 ? 2 : 3);

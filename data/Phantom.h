@@ -2,6 +2,7 @@
 // The phantom cohort: MSLesSeg-shaped FLAIR/T1/T2/MASK scans synthesised from one real brain
 // (Colin27, Debian's mricron-data) so the whole pipeline can run with no patient data. A
 // development and demo cohort, not a substitute for real scans (docs/data.md "Phantom").
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <string>

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <string>
 
 #include "core/Json.h"
@@ -103,6 +104,26 @@ TEST_F(DataCommands, InspectDatasetSummarisesAndFlagsInconsistentScans) {
   const Result bad = lddpm("inspect " + (dir / "ds").string());
   EXPECT_EQ(bad.code, 1) << bad.out;
   EXPECT_NE(bad.out.find("P3_MASK.nii.gz: shape 4x5x7"), std::string::npos) << bad.out;
+}
+
+TEST_F(DataCommands, NanVoxelsAreShownByInspectAndRefusedByCheck) {
+  writeScan(dir / "ds/test/P1", "P1");
+  const fs::path flair = dir / "ds/test/P1/P1_FLAIR.nii.gz";
+  data::Volume v;
+  v.data = torch::full({6, 5, 4}, 50.0f);
+  v.data[2][3][1] = std::numeric_limits<float>::quiet_NaN();
+  data::writeNifti(flair.string(), v);
+
+  const Result file = lddpm("inspect --json " + flair.string(), false);
+  ASSERT_EQ(file.code, 0) << file.out;
+  const core::Json j = core::Json::parse(file.out);
+  EXPECT_EQ(j.at("nonfinite"), 1);
+  EXPECT_EQ(j.at("max"), 50.0);  // statistics over the finite voxels
+
+  EXPECT_EQ(lddpm("inspect " + (dir / "ds").string()).code, 0);  // headers are fine
+  const Result check = lddpm("inspect --check " + (dir / "ds").string());
+  EXPECT_EQ(check.code, 1) << check.out;
+  EXPECT_NE(check.out.find("P1_FLAIR.nii.gz: 1 NaN/Inf voxels"), std::string::npos) << check.out;
 }
 
 }  // namespace
