@@ -14,10 +14,12 @@
 namespace lddpm::data {
 
 std::uint64_t checksumFile(const std::string& path) {
-  std::unique_ptr<std::FILE, int (*)(std::FILE*)> file(std::fopen(path.c_str(), "rb"), &std::fclose);
-  if (!file) throw core::IoError(path, std::string("cannot open for checksum: ") + std::strerror(errno));
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> file(std::fopen(path.c_str(), "rb"),
+                                                       &std::fclose);
+  if (!file)
+    throw core::IoError(path, std::string("cannot open for checksum: ") + std::strerror(errno));
   std::unique_ptr<XXH3_state_t, XXH_errorcode (*)(XXH3_state_t*)> state(XXH3_createState(),
-                                                                         &XXH3_freeState);
+                                                                        &XXH3_freeState);
   if (!state || XXH3_64bits_reset(state.get()) == XXH_ERROR) {
     throw core::IoError(path, "cannot initialise the XXH3 checksum state");
   }

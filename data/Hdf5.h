@@ -20,7 +20,8 @@ class Handle {
   Handle() = default;
   Handle(hid_t id, Closer closer) : id_(id), closer_(closer) {}
   ~Handle() { reset(); }
-  Handle(Handle&& other) noexcept : id_(std::exchange(other.id_, H5I_INVALID_HID)), closer_(other.closer_) {}
+  Handle(Handle&& other) noexcept
+      : id_(std::exchange(other.id_, H5I_INVALID_HID)), closer_(other.closer_) {}
   Handle& operator=(Handle&& other) noexcept {
     if (this != &other) {
       reset();
@@ -79,7 +80,8 @@ void writeAttr(hid_t obj, const std::string& name, const std::vector<double>& va
 std::string readStringAttr(hid_t obj, const std::string& name, const std::string& context);
 std::int64_t readIntAttr(hid_t obj, const std::string& name, const std::string& context);
 double readDoubleAttr(hid_t obj, const std::string& name, const std::string& context);
-std::vector<std::int64_t> readIntsAttr(hid_t obj, const std::string& name, const std::string& context);
+std::vector<std::int64_t> readIntsAttr(hid_t obj, const std::string& name,
+                                       const std::string& context);
 std::vector<double> readDoublesAttr(hid_t obj, const std::string& name, const std::string& context);
 
 // Dimensions of a dataset (rank checked by callers).
@@ -89,7 +91,7 @@ std::vector<hsize_t> datasetShape(hid_t dataset, const std::string& context);
 
 // Evaluates an HDF5 call returning herr_t; on failure throws IoError naming `path` (file and
 // object) with the call's text and HDF5's error stack message.
-#define LDDPM_H5_CHECK(call, path)                                    \
-  do {                                                                \
-    if ((call) < 0) ::lddpm::data::h5::throwError((path), #call);      \
+#define LDDPM_H5_CHECK(call, path)                                \
+  do {                                                            \
+    if ((call) < 0) ::lddpm::data::h5::throwError((path), #call); \
   } while (0)

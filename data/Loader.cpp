@@ -22,7 +22,8 @@ struct Loader::Reader {
 
 namespace {
 
-std::vector<SubjectEntry> selectSubjects(const Manifest& m, const std::string& split, const std::string& store) {
+std::vector<SubjectEntry> selectSubjects(const Manifest& m, const std::string& split,
+                                         const std::string& store) {
   if (split != "train" && split != "test" && split != "all") {
     LDDPM_THROW(core::UsageError, "--split: expected train, test or all, got '", split, "'");
   }
@@ -45,7 +46,8 @@ Loader::Loader(LoaderOptions options)
       deliverCursor_(options_.start) {
   LDDPM_CHECK(options_.worldSize >= 1 && options_.rank >= 0 && options_.rank < options_.worldSize,
               "loader: rank ", options_.rank, " outside world size ", options_.worldSize);
-  LDDPM_CHECK(options_.threads >= 0 && options_.queueDepth >= 1, "loader: threads >= 0 and queue depth >= 1");
+  LDDPM_CHECK(options_.threads >= 0 && options_.queueDepth >= 1,
+              "loader: threads >= 0 and queue depth >= 1");
   for (int a = 0; a < 3; ++a) {
     patch_[a] = options_.patch > 0 ? options_.patch : manifest_.grid[a];
     if (patch_[a] > manifest_.grid[a]) {
@@ -137,12 +139,14 @@ Batch Loader::read(const Cursor& cursor, Reader& reader) const {
     const SubjectEntry& subject = subjects_[plan.subject];
     ShardReader& shard = reader.shard(options_.store, subject.shard);
     auto it = reader.index.find(subject.id);
-    if (it == reader.index.end()) it = reader.index.emplace(subject.id, shard.readIndex(subject.id)).first;
+    if (it == reader.index.end())
+      it = reader.index.emplace(subject.id, shard.readIndex(subject.id)).first;
     const auto& [patchIndex, lesionVoxels] = it->second;
     std::array<std::int64_t, 3> start{0, 0, 0};
     if (options_.patch > 0) {
       const std::int64_t stride = manifest_.parameters.value("index_stride", 8);
-      start = PatchSampler::patchStart(plan, patchIndex, lesionVoxels, stride, manifest_.grid, options_.patch);
+      start = PatchSampler::patchStart(plan, patchIndex, lesionVoxels, stride, manifest_.grid,
+                                       options_.patch);
     }
     PatchData p = shard.readPatch(subject.id, start, patch_);
     if (plan.gain != 1.0 || plan.bias != 0.0) {

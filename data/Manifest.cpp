@@ -55,8 +55,8 @@ Manifest Manifest::fromJson(const core::Json& j, const std::string& path) {
   Manifest m;
   try {
     if (j.at("format").get<std::string>() != kStoreFormat) {
-      throw core::IoError(path, "not an lddpm store manifest (format '" +
-                                    j.at("format").get<std::string>() + "')");
+      throw core::IoError(
+          path, "not an lddpm store manifest (format '" + j.at("format").get<std::string>() + "')");
     }
     m.formatVersion = j.at("format_version").get<std::int64_t>();
     if (m.formatVersion != kStoreFormatVersion) {
@@ -68,11 +68,13 @@ Manifest Manifest::fromJson(const core::Json& j, const std::string& path) {
     m.grid = j.at("grid").get<std::array<std::int64_t, 3>>();
     for (const auto& s : j.at("shards")) {
       m.shards.push_back({s.at("file").get<std::string>(), s.at("bytes").get<std::int64_t>(),
-                          s.at("xxh3_64").get<std::string>(), s.at("subjects").get<std::int64_t>()});
+                          s.at("xxh3_64").get<std::string>(),
+                          s.at("subjects").get<std::int64_t>()});
     }
     for (const auto& s : j.at("subjects")) {
       m.subjects.push_back({s.at("id").get<std::string>(), s.at("split").get<std::string>(),
-                            s.at("shard").get<std::string>(), s.at("brain_voxels").get<std::int64_t>(),
+                            s.at("shard").get<std::string>(),
+                            s.at("brain_voxels").get<std::int64_t>(),
                             s.at("lesion_voxels").get<std::int64_t>()});
     }
   } catch (const core::Json::exception& e) {
@@ -103,7 +105,8 @@ Manifest buildManifest(const std::string& storeDir, const std::vector<std::strin
                                       m.shards.front().file + " (stale shard from another run?)");
       }
       for (const std::string& id : reader.subjects()) {
-        if (!seen.insert(id).second) throw core::IoError(path, "subject '" + id + "' is in two shards");
+        if (!seen.insert(id).second)
+          throw core::IoError(path, "subject '" + id + "' is in two shards");
         const SubjectData s = reader.readSubject(id, /*withVoxels=*/false);
         const auto [brain, lesion] = reader.readCounts(id);
         m.subjects.push_back({id, s.split, file, brain, lesion});
@@ -130,8 +133,9 @@ void writeManifest(const std::string& storeDir, const Manifest& manifest) {
 Manifest readManifest(const std::string& storeDir) {
   const std::string path = manifestPath(storeDir);
   if (!fs::exists(path)) {
-    throw core::IoError(storeDir, "no manifest.json: not a complete store (preprocessing "
-                                  "unfinished? rerun lddpm preprocess to finish it)");
+    throw core::IoError(storeDir,
+                        "no manifest.json: not a complete store (preprocessing "
+                        "unfinished? rerun lddpm preprocess to finish it)");
   }
   return Manifest::fromJson(core::readJsonFile(path), path);
 }

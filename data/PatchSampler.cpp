@@ -18,7 +18,9 @@ class Stream {
   explicit Stream(std::uint64_t seed) : state_(seed) {}
   std::uint64_t next() { return core::splitmix64(state_++); }
   double uniform() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }  // [0, 1)
-  std::uint64_t below(std::uint64_t n) { return static_cast<std::uint64_t>(uniform() * static_cast<double>(n)); }
+  std::uint64_t below(std::uint64_t n) {
+    return static_cast<std::uint64_t>(uniform() * static_cast<double>(n));
+  }
 
  private:
   std::uint64_t state_;
@@ -35,7 +37,9 @@ void SamplerOptions::validate() const {
 }
 
 PatchSampler::PatchSampler(std::size_t subjects, SamplerOptions options)
-    : subjects_(subjects), options_(options), epochSize_(static_cast<std::int64_t>(subjects) * options.repeats) {
+    : subjects_(subjects),
+      options_(options),
+      epochSize_(static_cast<std::int64_t>(subjects) * options.repeats) {
   options_.validate();
   LDDPM_CHECK(subjects_ > 0, "the store holds no subjects to sample from");
   if (batchesPerEpoch() == 0) {
@@ -47,8 +51,10 @@ PatchSampler::PatchSampler(std::size_t subjects, SamplerOptions options)
 std::vector<std::int64_t> PatchSampler::order(std::int64_t epoch) const {
   std::vector<std::int64_t> order(static_cast<std::size_t>(epochSize_));
   std::iota(order.begin(), order.end(), 0);
-  Stream s(core::deriveSeed(options_.seed, core::RngStream::DataOrder, {static_cast<std::uint64_t>(epoch)}));
-  for (std::size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[s.below(i)]);  // Fisher-Yates
+  Stream s(core::deriveSeed(options_.seed, core::RngStream::DataOrder,
+                            {static_cast<std::uint64_t>(epoch)}));
+  for (std::size_t i = order.size(); i > 1; --i)
+    std::swap(order[i - 1], order[s.below(i)]);  // Fisher-Yates
   return order;
 }
 
@@ -75,18 +81,21 @@ SamplePlan PatchSampler::plan(std::int64_t epoch, std::int64_t globalIndex,
   return p;
 }
 
-std::pair<std::int64_t, std::int64_t> PatchSampler::rankSlice(std::int64_t n, int rank, int worldSize) {
+std::pair<std::int64_t, std::int64_t> PatchSampler::rankSlice(std::int64_t n, int rank,
+                                                              int worldSize) {
   const std::int64_t base = n / worldSize, extra = n % worldSize;
   const std::int64_t begin = rank * base + std::min<std::int64_t>(rank, extra);
   return {begin, begin + base + (rank < extra ? 1 : 0)};
 }
 
-std::vector<SamplePlan> PatchSampler::rankBatch(const Cursor& cursor, int rank, int worldSize) const {
+std::vector<SamplePlan> PatchSampler::rankBatch(const Cursor& cursor, int rank,
+                                                int worldSize) const {
   LDDPM_CHECK(rank >= 0 && rank < worldSize, "rank ", rank, " outside world size ", worldSize);
   const std::vector<std::int64_t> ord = order(cursor.epoch);
   const auto [begin, end] = rankSlice(options_.batchSize, rank, worldSize);
   std::vector<SamplePlan> plans;
-  for (std::int64_t k = begin; k < end; ++k) plans.push_back(plan(cursor.epoch, cursor.index + k, ord));
+  for (std::int64_t k = begin; k < end; ++k)
+    plans.push_back(plan(cursor.epoch, cursor.index + k, ord));
   return plans;
 }
 
@@ -96,10 +105,9 @@ Cursor PatchSampler::advance(const Cursor& cursor) const {
   return next;
 }
 
-std::array<std::int64_t, 3> PatchSampler::patchStart(const SamplePlan& plan, const torch::Tensor& patchIndex,
-                                                     const torch::Tensor& lesionVoxels, std::int64_t stride,
-                                                     const std::array<std::int64_t, 3>& grid,
-                                                     std::int64_t patch) {
+std::array<std::int64_t, 3> PatchSampler::patchStart(
+    const SamplePlan& plan, const torch::Tensor& patchIndex, const torch::Tensor& lesionVoxels,
+    std::int64_t stride, const std::array<std::int64_t, 3>& grid, std::int64_t patch) {
   std::array<std::int64_t, 3> centre{grid[0] / 2, grid[1] / 2, grid[2] / 2};
   const auto* lesions = lesionVoxels.data_ptr<std::int32_t>();
   const auto* index = patchIndex.data_ptr<std::int32_t>();
@@ -110,11 +118,13 @@ std::array<std::int64_t, 3> PatchSampler::patchStart(const SamplePlan& plan, con
     // Index rows are cell centres at stride/2 + k*stride: a uniform point of the cell.
     const std::uint64_t row = plan.centreDraw % static_cast<std::uint64_t>(patchIndex.size(0));
     for (int a = 0; a < 3; ++a) {
-      centre[a] = index[row * 4 + a] - stride / 2 + static_cast<std::int64_t>(plan.jitter[a] * static_cast<double>(stride));
+      centre[a] = index[row * 4 + a] - stride / 2 +
+                  static_cast<std::int64_t>(plan.jitter[a] * static_cast<double>(stride));
     }
   }
   std::array<std::int64_t, 3> start{};
-  for (int a = 0; a < 3; ++a) start[a] = std::clamp<std::int64_t>(centre[a] - patch / 2, 0, grid[a] - patch);
+  for (int a = 0; a < 3; ++a)
+    start[a] = std::clamp<std::int64_t>(centre[a] - patch / 2, 0, grid[a] - patch);
   return start;
 }
 

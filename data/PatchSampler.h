@@ -4,12 +4,12 @@
 // lesion voxel, where, and its augmentation. Rank r takes a contiguous slice of each global
 // batch, so the union over ranks is the same global batch at any world size and a cursor
 // (epoch, index) restores the exact continuation. No I/O here: Loader.h does the reading.
+#include <torch/torch.h>
+
 #include <array>
 #include <cstdint>
 #include <utility>
 #include <vector>
-
-#include <torch/torch.h>
 
 #include "core/Json.h"
 
@@ -17,11 +17,11 @@ namespace lddpm::data {
 
 struct SamplerOptions {
   std::uint64_t seed = 0;
-  std::int64_t batchSize = 2;     // global batch (all ranks together)
-  std::int64_t repeats = 1;       // samples drawn from each subject per epoch
-  double lesionFraction = 0.33;   // probability that a patch is centred on a lesion voxel
-  bool flip = false;              // left-right flip (x axis) with probability 1/2
-  bool intensity = false;         // brain intensities * U[0.9, 1.1] + U[-0.1, 0.1], clipped
+  std::int64_t batchSize = 2;    // global batch (all ranks together)
+  std::int64_t repeats = 1;      // samples drawn from each subject per epoch
+  double lesionFraction = 0.33;  // probability that a patch is centred on a lesion voxel
+  bool flip = false;             // left-right flip (x axis) with probability 1/2
+  bool intensity = false;        // brain intensities * U[0.9, 1.1] + U[-0.1, 0.1], clipped
 
   void validate() const;  // UsageError naming the option
 };
@@ -32,7 +32,9 @@ struct Cursor {
   std::int64_t epoch = 0;
   std::int64_t index = 0;
   core::Json toJson() const { return {{"epoch", epoch}, {"index", index}}; }
-  static Cursor fromJson(const core::Json& j) { return {j.at("epoch").get<std::int64_t>(), j.at("index").get<std::int64_t>()}; }
+  static Cursor fromJson(const core::Json& j) {
+    return {j.at("epoch").get<std::int64_t>(), j.at("index").get<std::int64_t>()};
+  }
   bool operator==(const Cursor& o) const { return epoch == o.epoch && index == o.index; }
 };
 
@@ -40,10 +42,10 @@ struct Cursor {
 struct SamplePlan {
   std::int64_t epoch = 0;
   std::int64_t globalIndex = 0;
-  std::size_t subject = 0;        // index into the loader's subject list
+  std::size_t subject = 0;  // index into the loader's subject list
   bool lesionCentred = false;
-  std::uint64_t centreDraw = 0;   // picks the lesion voxel or the patch-index row
-  std::array<double, 3> jitter{}; // in [0, 1): offset inside the patch-index cell
+  std::uint64_t centreDraw = 0;    // picks the lesion voxel or the patch-index row
+  std::array<double, 3> jitter{};  // in [0, 1): offset inside the patch-index cell
   bool flipX = false;
   double gain = 1.0, bias = 0.0;
 };
@@ -58,7 +60,8 @@ class PatchSampler {
   std::int64_t batchesPerEpoch() const { return epochSize_ / options_.batchSize; }
   // Permutation of [0, epochSize) for this epoch; sample i draws subject order[i] % subjects.
   std::vector<std::int64_t> order(std::int64_t epoch) const;
-  SamplePlan plan(std::int64_t epoch, std::int64_t globalIndex, const std::vector<std::int64_t>& order) const;
+  SamplePlan plan(std::int64_t epoch, std::int64_t globalIndex,
+                  const std::vector<std::int64_t>& order) const;
   // This rank's plans for the global batch at `cursor`.
   std::vector<SamplePlan> rankBatch(const Cursor& cursor, int rank, int worldSize) const;
   // The cursor one global batch later (next epoch after the last whole batch).
@@ -71,10 +74,9 @@ class PatchSampler {
   // Start corner of the patch of edge `patch` for `plan` in a grid [D, H, W]: centred on the
   // chosen lesion voxel (lesionVoxels [L, 3]) or on a point drawn uniformly in a patch-index cell
   // (patchIndex [N, 4], cells of `stride`), then clamped so the patch lies inside the grid.
-  static std::array<std::int64_t, 3> patchStart(const SamplePlan& plan, const torch::Tensor& patchIndex,
-                                                const torch::Tensor& lesionVoxels, std::int64_t stride,
-                                                const std::array<std::int64_t, 3>& grid,
-                                                std::int64_t patch);
+  static std::array<std::int64_t, 3> patchStart(
+      const SamplePlan& plan, const torch::Tensor& patchIndex, const torch::Tensor& lesionVoxels,
+      std::int64_t stride, const std::array<std::int64_t, 3>& grid, std::int64_t patch);
 
   const SamplerOptions& options() const { return options_; }
 

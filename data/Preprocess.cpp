@@ -4,7 +4,6 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
-#include <tuple>
 
 #include "core/Error.h"
 #include "core/Log.h"
@@ -23,21 +22,59 @@ namespace detail {
 
 namespace {
 
-// Lloyd iterations from `centres` [3]; returns (centres, labels, inertia).
-std::tuple<torch::Tensor, torch::Tensor, double> lloyd(const torch::Tensor& v, torch::Tensor centres) {
-  torch::Tensor labels;
-  for (int iter = 0; iter < 100; ++iter) {
-    labels = (v.unsqueeze(1) - centres.unsqueeze(0)).abs().argmin(1);
-    torch::Tensor sums = torch::zeros({3}, torch::kFloat64).index_add_(0, labels, v);
-    torch::Tensor counts = torch::bincount(labels, {}, 3).to(torch::kFloat64);
-    // An empty cluster keeps its centre rather than collapsing to NaN.
-    torch::Tensor next = torch::where(counts > 0, sums / counts.clamp_min(1), centres);
-    const bool converged = torch::equal(next, centres);
-    centres = next;
-    if (converged) break;
+// Exact 1-D Lloyd iterations on sorted values. In 1-D every cluster is an interval between the
+// midpoints of adjacent centres, so an iteration is two binary searches and prefix-sum lookups,
+// O(log N) instead of O(N) distances: the whole k-means costs one sort.
+struct Lloyd1d {
+  const std::vector<double>& v;  // sorted ascending
+  std::vector<double> s1, s2;    // prefix sums of v and v^2 (size N + 1)
+
+  explicit Lloyd1d(const std::vector<double>& sorted)
+      : v(sorted), s1(sorted.size() + 1), s2(sorted.size() + 1) {
+    for (std::size_t i = 0; i < v.size(); ++i) {
+      s1[i + 1] = s1[i] + v[i];
+      s2[i + 1] = s2[i] + v[i] * v[i];
+    }
   }
-  const double inertia = (v - centres.index({labels})).pow(2).sum().item<double>();
-  return {centres, labels, inertia};
+  // Interval ends: a value equidistant from two centres goes to the lower one (as argmin would).
+  std::array<std::size_t, 4> bounds(const std::array<double, 3>& c) const {
+    const auto upper = [&](double t) {
+      return static_cast<std::size_t>(std::upper_bound(v.begin(), v.end(), t) - v.begin());
+    };
+    return {0, upper((c[0] + c[1]) / 2), upper((c[1] + c[2]) / 2), v.size()};
+  }
+  // Runs to convergence from `c`; returns (centres, inertia).
+  std::pair<std::array<double, 3>, double> run(std::array<double, 3> c) const {
+    for (int iter = 0; iter < 100; ++iter) {
+      std::sort(c.begin(), c.end());
+      const auto b = bounds(c);
+      std::array<double, 3> next = c;  // an empty cluster keeps its centre
+      for (int k = 0; k < 3; ++k) {
+        if (b[k + 1] > b[k])
+          next[k] = (s1[b[k + 1]] - s1[b[k]]) / static_cast<double>(b[k + 1] - b[k]);
+      }
+      const bool converged = next == c;
+      c = next;
+      if (converged) break;
+    }
+    std::sort(c.begin(), c.end());
+    const auto b = bounds(c);
+    double inertia = 0;
+    for (int k = 0; k < 3; ++k) {
+      const double n = static_cast<double>(b[k + 1] - b[k]);
+      const double sum = s1[b[k + 1]] - s1[b[k]], sq = s2[b[k + 1]] - s2[b[k]];
+      inertia += sq - 2 * c[k] * sum + n * c[k] * c[k];
+    }
+    return {c, inertia};
+  }
+};
+
+// Linear-interpolation quantile of sorted values (numpy's and torch's default).
+double quantile(const std::vector<double>& sorted, double q) {
+  const double pos = q * static_cast<double>(sorted.size() - 1);
+  const auto lo = static_cast<std::size_t>(pos);
+  const std::size_t hi = std::min(lo + 1, sorted.size() - 1);
+  return sorted[lo] + (pos - static_cast<double>(lo)) * (sorted[hi] - sorted[lo]);
 }
 
 }  // namespace
@@ -46,23 +83,19 @@ std::array<double, 3> kmeans3(const torch::Tensor& values, torch::Tensor& labels
   // Deterministic 1-D Lloyd from two starts, keeping the lower inertia: the 1/6, 3/6, 5/6
   // quantiles (good when classes are balanced) and thirds of the 1st-99th percentile range (good
   // when one class dominates, where two quantiles would start inside the same class).
-  const torch::Tensor v = values.to(torch::kFloat64).flatten();
-  const torch::Tensor sample = v.index({Slice(0, std::min<std::int64_t>(v.numel(), 1 << 24))});
-  const torch::Tensor q = torch::quantile(
-      sample, torch::tensor({1.0 / 6, 3.0 / 6, 5.0 / 6, 0.01, 0.99}, torch::kFloat64));
-  const torch::Tensor lo = q[3], span = q[4] - q[3];
-  const torch::Tensor byRange =
-      lo + span * torch::tensor({1.0 / 6, 3.0 / 6, 5.0 / 6}, torch::kFloat64);
-  auto best = lloyd(v, q.slice(0, 0, 3));
-  auto other = lloyd(v, byRange);
-  if (std::get<2>(other) < std::get<2>(best)) best = other;
-  torch::Tensor centres = std::get<0>(best);
-  labels = std::get<1>(best);
-  // Sort by mean so labels read CSF < GM < WM on T1 whatever order the iterations left.
-  auto [sorted, order] = centres.sort();
-  torch::Tensor rank = torch::empty_like(order).scatter_(0, order, torch::arange(3, order.options()));
-  labels = rank.index({labels});
-  return {sorted[0].item<double>(), sorted[1].item<double>(), sorted[2].item<double>()};
+  const torch::Tensor v = values.to(torch::kFloat64).flatten().contiguous();
+  LDDPM_CHECK(v.numel() > 0, "k-means of an empty set");
+  std::vector<double> sorted(v.data_ptr<double>(), v.data_ptr<double>() + v.numel());
+  std::sort(sorted.begin(), sorted.end());
+  const Lloyd1d lloyd(sorted);
+  const double lo = quantile(sorted, 0.01), span = quantile(sorted, 0.99) - lo;
+  auto best =
+      lloyd.run({quantile(sorted, 1.0 / 6), quantile(sorted, 0.5), quantile(sorted, 5.0 / 6)});
+  const auto other = lloyd.run({lo + span / 6, lo + span / 2, lo + span * 5 / 6});
+  if (other.second < best.second) best = other;
+  const std::array<double, 3>& c = best.first;  // ascending: CSF < GM < WM on T1
+  labels = v.gt((c[0] + c[1]) / 2).to(torch::kLong) + v.gt((c[1] + c[2]) / 2).to(torch::kLong);
+  return c;
 }
 
 // Pads [D, H, W] at the end of each axis to a multiple of f (with `value`), then views it as
@@ -102,7 +135,8 @@ torch::Tensor downsampleMajority(const torch::Tensor& labels, int f, int classes
 // through a 3-D summed-area table: O(1) per centre whatever the window.
 torch::Tensor boxCounts(const torch::Tensor& mask, const torch::Tensor& centres, int window) {
   torch::Tensor s = mask.to(torch::kLong).cumsum(0).cumsum(1).cumsum(2);
-  s = torch::constant_pad_nd(s, {1, 0, 1, 0, 1, 0}, 0);  // s[z, y, x] = sum over [0, z) x [0, y) x [0, x)
+  s = torch::constant_pad_nd(s, {1, 0, 1, 0, 1, 0},
+                             0);  // s[z, y, x] = sum over [0, z) x [0, y) x [0, x)
   const std::int64_t lo = window / 2, hi = window - window / 2;
   std::vector<torch::Tensor> a, b;
   for (int axis = 0; axis < 3; ++axis) {
@@ -140,7 +174,8 @@ void PreprocessOptions::validate() const {
   if (downsample < 1 || downsample > 8) LDDPM_THROW(core::UsageError, "--downsample must be 1..8");
   for (auto g : grid) {
     if (g < 0 || g % 16 != 0) {
-      LDDPM_THROW(core::UsageError, "--grid: every size must be a positive multiple of 16 (or 0 = auto)");
+      LDDPM_THROW(core::UsageError,
+                  "--grid: every size must be a positive multiple of 16 (or 0 = auto)");
     }
   }
   if (!(zmax > 0)) LDDPM_THROW(core::UsageError, "--zmax must be positive");
@@ -192,7 +227,8 @@ torch::Tensor placeOnGrid(const torch::Tensor& src, const std::array<std::int64_
   std::vector<std::int64_t> shape(src.sizes().begin(), src.sizes().end() - 3);
   shape.insert(shape.end(), grid.begin(), grid.end());
   torch::Tensor out = torch::full(shape, fill, src.options());
-  std::vector<torch::indexing::TensorIndex> from(src.dim() - 3, Slice()), to(src.dim() - 3, Slice());
+  std::vector<torch::indexing::TensorIndex> from(src.dim() - 3, Slice()),
+      to(src.dim() - 3, Slice());
   for (int a = 0; a < 3; ++a) {
     const std::int64_t n = src.size(src.dim() - 3 + a);
     const std::int64_t lo = std::max<std::int64_t>(0, offset[a]);
@@ -212,8 +248,8 @@ SubjectData preprocessSubject(const SubjectVolumes& in, const PreprocessOptions&
   const auto shape = t1.data.sizes();
   auto checkShape = [&](const std::string& name, const Volume& v) {
     if (v.data.dim() != 3 || v.data.sizes() != shape) {
-      LDDPM_THROW(core::Error, where(in), ": ", name, " shape ", v.data.sizes(), " differs from T1 ",
-                  shape);
+      LDDPM_THROW(core::Error, where(in), ": ", name, " shape ", v.data.sizes(),
+                  " differs from T1 ", shape);
     }
   };
   checkFinite(in, "T1", t1.data);
@@ -252,7 +288,8 @@ SubjectData preprocessSubject(const SubjectVolumes& in, const PreprocessOptions&
   tissue = detail::downsampleMajority(tissue, f, 4);
   torch::Tensor lesionU8 = detail::downsampleAny(lesion.to(torch::kUInt8), f);
   brain = tissue.gt(0) | lesionU8.gt(0);
-  if (!brain.any().item<bool>()) LDDPM_THROW(core::Error, where(in), ": empty brain after --downsample ", f);
+  if (!brain.any().item<bool>())
+    LDDPM_THROW(core::Error, where(in), ": empty brain after --downsample ", f);
 
   // Normalise each channel: z-score inside the brain, clip to [-zmax, zmax], divide by zmax.
   std::vector<torch::Tensor> channels;
@@ -260,11 +297,14 @@ SubjectData preprocessSubject(const SubjectVolumes& in, const PreprocessOptions&
     const torch::Tensor v = raw[c].masked_select(brain).to(torch::kFloat64);
     const double mean = v.mean().item<double>();
     const double sd = v.std(/*unbiased=*/false).item<double>();
-    if (!(sd > 0)) LDDPM_THROW(core::Error, where(in), ": ", options.channels[c], " is constant inside the brain");
+    if (!(sd > 0))
+      LDDPM_THROW(core::Error, where(in), ": ", options.channels[c],
+                  " is constant inside the brain");
     out.normMean.push_back(mean);
     out.normStd.push_back(sd);
     torch::Tensor y = ((raw[c].to(torch::kFloat64) - mean) / (sd * options.zmax)).clamp(-1, 1);
-    channels.push_back(torch::where(brain, y, torch::full({}, -1.0, y.options())).to(torch::kFloat32));
+    channels.push_back(
+        torch::where(brain, y, torch::full({}, -1.0, y.options())).to(torch::kFloat32));
   }
 
   // Canonical grid, centred on the brain's bounding box.
@@ -289,7 +329,8 @@ SubjectData preprocessSubject(const SubjectVolumes& in, const PreprocessOptions&
   // Patch index: stride-s grid points inside the brain, with lesion voxels in the window.
   const std::int64_t s = options.indexStride;
   const torch::Tensor brainGrid = out.tissue.gt(0) | out.lesion.gt(0);
-  const torch::Tensor sub = brainGrid.index({Slice(s / 2, None, s), Slice(s / 2, None, s), Slice(s / 2, None, s)});
+  const torch::Tensor sub =
+      brainGrid.index({Slice(s / 2, None, s), Slice(s / 2, None, s), Slice(s / 2, None, s)});
   torch::Tensor centres = sub.nonzero() * s + s / 2;
   const torch::Tensor counts = detail::boxCounts(out.lesion, centres, options.indexWindow);
   out.patchIndex = torch::cat({centres, counts.unsqueeze(1)}, 1).to(torch::kInt32);
@@ -331,7 +372,8 @@ SubjectSource scanSource(const ScanRecord& scan) {
 
 std::vector<std::size_t> assignSubjects(std::size_t count, int rank, int worldSize) {
   std::vector<std::size_t> mine;
-  for (std::size_t i = static_cast<std::size_t>(rank); i < count; i += static_cast<std::size_t>(worldSize)) {
+  for (std::size_t i = static_cast<std::size_t>(rank); i < count;
+       i += static_cast<std::size_t>(worldSize)) {
     mine.push_back(i);
   }
   return mine;
@@ -399,8 +441,11 @@ ShardResult preprocessShard(const PreprocessOptions& options, const std::string&
     const SubjectData s = preprocessSubject(subjects[i].load(), options);
     if (!writer) {
       // The grid is known once the first subject is placed (auto grids come from its shape).
-      writer.emplace(path, ShardHeader{rank, parameters, options.channels,
-                                       {s.tissue.size(0), s.tissue.size(1), s.tissue.size(2)}},
+      writer.emplace(path,
+                     ShardHeader{rank,
+                                 parameters,
+                                 options.channels,
+                                 {s.tissue.size(0), s.tissue.size(1), s.tissue.size(2)}},
                      options.storage);
     }
     writer->add(s);

@@ -22,9 +22,9 @@ struct PreprocessOptions {
   std::vector<std::string> channels = {"FLAIR"};  // modalities stored as image channels
   int downsample = 1;                             // integer factor; 1 = none
   std::array<std::int64_t, 3> grid{0, 0, 0};      // (D, H, W); 0 = auto (source rounded up to 16)
-  double zmax = 3.0;        // z-scores clipped to [-zmax, zmax], then divided by zmax
-  int indexStride = 8;      // patch-index grid step (voxels)
-  int indexWindow = 32;     // cube edge over which a patch-index row counts lesion voxels
+  double zmax = 3.0;     // z-scores clipped to [-zmax, zmax], then divided by zmax
+  int indexStride = 8;   // patch-index grid step (voxels)
+  int indexWindow = 32;  // cube edge over which a patch-index row counts lesion voxels
   StorageOptions storage;
 
   // Every parameter that changes the stored voxels, as canonical JSON: stored in each shard and
@@ -60,9 +60,9 @@ SubjectSource scanSource(const ScanRecord& scan);
 std::vector<std::size_t> assignSubjects(std::size_t count, int rank, int worldSize);
 
 struct ShardResult {
-  std::string file;        // shard file name in the store, empty when this rank had no subject
+  std::string file;  // shard file name in the store, empty when this rank had no subject
   std::size_t subjects = 0;
-  bool reused = false;     // a complete, matching shard from an earlier run was kept
+  bool reused = false;  // a complete, matching shard from an earlier run was kept
 };
 
 // Preprocesses this rank's share of `subjects` (sorted by id) into STORE/shard-<rank>.h5, written
@@ -79,8 +79,8 @@ std::vector<std::string> expectedShards(std::size_t subjectCount, int worldSize)
 namespace detail {  // the rules, exposed for tests
 // 3-class 1-D k-means; returns centres ascending and sets `labels` (0..2) in that order.
 std::array<double, 3> kmeans3(const torch::Tensor& values, torch::Tensor& labels);
-torch::Tensor downsampleMean(const torch::Tensor& x, int f);          // [D, H, W] float
-torch::Tensor downsampleAny(const torch::Tensor& mask, int f);        // [D, H, W] uint8
+torch::Tensor downsampleMean(const torch::Tensor& x, int f);    // [D, H, W] float
+torch::Tensor downsampleAny(const torch::Tensor& mask, int f);  // [D, H, W] uint8
 torch::Tensor downsampleMajority(const torch::Tensor& labels, int f, int classes);
 // Voxels of `mask` [D, H, W] in the cube of edge `window` around each centre [N, 3] -> [N].
 torch::Tensor boxCounts(const torch::Tensor& mask, const torch::Tensor& centres, int window);

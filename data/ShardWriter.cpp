@@ -22,7 +22,8 @@ h5::Handle creationPlist(const std::vector<hsize_t>& chunk, const StorageOptions
   LDDPM_H5_CHECK(H5Pset_chunk(plist.get(), static_cast<int>(chunk.size()), chunk.data()), context);
   LDDPM_H5_CHECK(H5Pset_obj_track_times(plist.get(), 0), context);
   switch (storage.compression) {
-    case Compression::None: break;
+    case Compression::None:
+      break;
     case Compression::Deflate:
       LDDPM_H5_CHECK(H5Pset_shuffle(plist.get()), context);
       LDDPM_H5_CHECK(H5Pset_deflate(plist.get(), 4), context);
@@ -45,14 +46,15 @@ h5::Handle creationPlist(const std::vector<hsize_t>& chunk, const StorageOptions
   return plist;
 }
 
-void writeDataset(hid_t group, const std::string& name, const torch::Tensor& tensor,
-                  hid_t fileType, hid_t memType, const std::vector<hsize_t>& chunk,
-                  const StorageOptions* storage, const std::string& context) {
+void writeDataset(hid_t group, const std::string& name, const torch::Tensor& tensor, hid_t fileType,
+                  hid_t memType, const std::vector<hsize_t>& chunk, const StorageOptions* storage,
+                  const std::string& context) {
   const std::string where = context + "/" + name;
   const torch::Tensor t = tensor.contiguous();
   std::vector<hsize_t> dims(t.sizes().begin(), t.sizes().end());
-  h5::Handle space = h5::check(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr),
-                               &H5Sclose, where, "H5Screate_simple");
+  h5::Handle space =
+      h5::check(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), &H5Sclose,
+                where, "H5Screate_simple");
   h5::Handle plist;
   if (storage) {
     plist = creationPlist(chunk, *storage, where);
@@ -60,10 +62,9 @@ void writeDataset(hid_t group, const std::string& name, const torch::Tensor& ten
     plist = h5::check(H5Pcreate(H5P_DATASET_CREATE), &H5Pclose, where, "H5Pcreate");
     LDDPM_H5_CHECK(H5Pset_obj_track_times(plist.get(), 0), where);
   }
-  h5::Handle dataset =
-      h5::check(H5Dcreate2(group, name.c_str(), fileType, space.get(), H5P_DEFAULT, plist.get(),
-                           H5P_DEFAULT),
-                &H5Dclose, where, "cannot create dataset");
+  h5::Handle dataset = h5::check(
+      H5Dcreate2(group, name.c_str(), fileType, space.get(), H5P_DEFAULT, plist.get(), H5P_DEFAULT),
+      &H5Dclose, where, "cannot create dataset");
   if (t.numel() > 0) {
     LDDPM_H5_CHECK(H5Dwrite(dataset.get(), memType, H5S_ALL, H5S_ALL, H5P_DEFAULT, t.data_ptr()),
                    where);
@@ -116,7 +117,8 @@ void ShardWriter::add(const SubjectData& s) {
   const bool gridOk = s.image.dim() == 4 && s.image.size(1) == g[0] && s.image.size(2) == g[1] &&
                       s.image.size(3) == g[2] && s.tissue.sizes() == s.image.sizes().slice(1) &&
                       s.lesion.sizes() == s.image.sizes().slice(1);
-  LDDPM_CHECK(gridOk, context, ": volumes do not match the shard grid ", g[0], "x", g[1], "x", g[2]);
+  LDDPM_CHECK(gridOk, context, ": volumes do not match the shard grid ", g[0], "x", g[1], "x",
+              g[2]);
   LDDPM_CHECK(s.channels == header_.channels && s.image.size(0) == std::int64_t(s.channels.size()),
               context, ": channels ", joinNames(s.channels), " differ from the shard's ",
               joinNames(header_.channels));
@@ -148,8 +150,10 @@ void ShardWriter::add(const SubjectData& s) {
   h5::writeAttr(a, "timepoint", s.timepoint);
   h5::writeAttr(a, "affine", std::vector<double>(s.affine.begin(), s.affine.end()));
   h5::writeAttr(a, "spacing", std::vector<double>(s.spacing.begin(), s.spacing.end()));
-  h5::writeAttr(a, "source_shape", std::vector<std::int64_t>(s.sourceShape.begin(), s.sourceShape.end()));
-  h5::writeAttr(a, "crop_offset", std::vector<std::int64_t>(s.cropOffset.begin(), s.cropOffset.end()));
+  h5::writeAttr(a, "source_shape",
+                std::vector<std::int64_t>(s.sourceShape.begin(), s.sourceShape.end()));
+  h5::writeAttr(a, "crop_offset",
+                std::vector<std::int64_t>(s.cropOffset.begin(), s.cropOffset.end()));
   h5::writeAttr(a, "downsample", s.downsample);
   h5::writeAttr(a, "index_stride", s.indexStride);
   h5::writeAttr(a, "index_window", s.indexWindow);

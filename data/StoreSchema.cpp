@@ -24,10 +24,14 @@ Compression parseCompression(const std::string& name) {
 
 std::string compressionName(Compression compression) {
   switch (compression) {
-    case Compression::None: return "none";
-    case Compression::Deflate: return "deflate";
-    case Compression::Lz4: return "lz4";
-    case Compression::Zstd: return "zstd";
+    case Compression::None:
+      return "none";
+    case Compression::Deflate:
+      return "deflate";
+    case Compression::Lz4:
+      return "lz4";
+    case Compression::Zstd:
+      return "zstd";
   }
   return "?";
 }

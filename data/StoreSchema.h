@@ -36,10 +36,10 @@ struct StorageOptions {
 // One preprocessed subject, as written to and read back from a shard. All volumes share the
 // canonical grid [D, H, W].
 struct SubjectData {
-  std::string id;         // "P1_T1" (train) or "P60" (test): unique in a store
-  std::string split;      // "train" | "test"
-  std::string patient;    // "P1"
-  std::string timepoint;  // "T1", empty for test scans
+  std::string id;                     // "P1_T1" (train) or "P60" (test): unique in a store
+  std::string split;                  // "train" | "test"
+  std::string patient;                // "P1"
+  std::string timepoint;              // "T1", empty for test scans
   std::vector<std::string> channels;  // e.g. {"FLAIR"}; names image's C axis
 
   torch::Tensor image;         // [C, D, H, W] float32, in [-1, 1], -1 outside the brain
@@ -48,8 +48,8 @@ struct SubjectData {
   torch::Tensor patchIndex;    // [N, 4] int32: (z, y, x, lesion voxels in the window) on a grid
   torch::Tensor lesionVoxels;  // [L, 3] int32: (z, y, x) of every lesion voxel
 
-  Affine affine{};                          // canonical grid voxel -> world
-  std::array<double, 3> spacing{1, 1, 1};   // mm along x, y, z
+  Affine affine{};                            // canonical grid voxel -> world
+  std::array<double, 3> spacing{1, 1, 1};     // mm along x, y, z
   std::array<std::int64_t, 3> sourceShape{};  // (nz, ny, nx) of the input NIfTI
   std::array<std::int64_t, 3> cropOffset{};   // grid voxel 0 = (downsampled) source voxel offset
   std::int64_t downsample = 1;
@@ -59,8 +59,8 @@ struct SubjectData {
   std::vector<double> normStd;
   std::array<double, 3> tissueMeans{};  // T1 mean of CSF, GM, WM (k-means centres)
 
-  std::int64_t brainVoxels() const;   // tissue > 0
-  std::int64_t lesionCount() const;   // lesion voxels
+  std::int64_t brainVoxels() const;  // tissue > 0
+  std::int64_t lesionCount() const;  // lesion voxels
 };
 
 }  // namespace lddpm::data

@@ -40,8 +40,12 @@ int inspectStore(const std::string& dir, bool json) {
       problems.push_back(problem);
     }
     const auto& s = m.shards[i];
-    shards.push_back({{"file", s.file}, {"bytes", s.bytes}, {"subjects", s.subjects},
-                      {"xxh3_64", s.checksum}, {"ok", problem.empty()}, {"problem", problem}});
+    shards.push_back({{"file", s.file},
+                      {"bytes", s.bytes},
+                      {"subjects", s.subjects},
+                      {"xxh3_64", s.checksum},
+                      {"ok", problem.empty()},
+                      {"problem", problem}});
     progress.update(static_cast<std::int64_t>(i + 1));
   }
   progress.finish();
@@ -62,8 +66,10 @@ int inspectStore(const std::string& dir, bool json) {
   } else {
     std::cout << "lddpm store " << dir << " (format version " << m.formatVersion << ")\n"
               << "  grid " << m.grid[0] << "x" << m.grid[1] << "x" << m.grid[2] << ", channels ";
-    for (std::size_t c = 0; c < m.channels.size(); ++c) std::cout << (c ? "," : "") << m.channels[c];
-    std::cout << ", parameters " << m.parameters.dump() << "\n  " << m.subjects.size() << " scans (";
+    for (std::size_t c = 0; c < m.channels.size(); ++c)
+      std::cout << (c ? "," : "") << m.channels[c];
+    std::cout << ", parameters " << m.parameters.dump() << "\n  " << m.subjects.size()
+              << " scans (";
     bool first = true;
     for (const auto& [split, n] : splits) {
       std::cout << (first ? "" : ", ") << split << " " << n;
@@ -72,12 +78,13 @@ int inspectStore(const std::string& dir, bool json) {
     std::cout << "), " << lesionVoxels << " lesion voxels, " << m.shards.size() << " shard(s), "
               << bytes / 1e6 << " MB\n\n"
               << std::left << std::setw(18) << "shard" << std::setw(10) << "scans" << std::setw(14)
-              << "bytes" << std::setw(18) << "xxh3_64" << "checksum\n";
+              << "bytes" << std::setw(18) << "xxh3_64"
+              << "checksum\n";
     for (const auto& s : shards) {
       std::cout << std::setw(18) << s["file"].get<std::string>() << std::setw(10)
-                << s["subjects"].get<std::int64_t>() << std::setw(14) << s["bytes"].get<std::int64_t>()
-                << std::setw(18) << s["xxh3_64"].get<std::string>()
-                << (s["ok"].get<bool>() ? "ok" : "BAD") << "\n";
+                << s["subjects"].get<std::int64_t>() << std::setw(14)
+                << s["bytes"].get<std::int64_t>() << std::setw(18)
+                << s["xxh3_64"].get<std::string>() << (s["ok"].get<bool>() ? "ok" : "BAD") << "\n";
     }
   }
   if (!problems.empty()) {

@@ -36,7 +36,8 @@ std::array<std::int64_t, 3> parseGrid(const std::string& text) {
   char x1 = 0, x2 = 0;
   std::istringstream in(text);
   if (!(in >> g[0] >> x1 >> g[1] >> x2 >> g[2]) || x1 != 'x' || x2 != 'x' || !in.eof()) {
-    LDDPM_THROW(core::UsageError, "--grid: expected DxHxW (e.g. 160x192x160) or auto, got '", text, "'");
+    LDDPM_THROW(core::UsageError, "--grid: expected DxHxW (e.g. 160x192x160) or auto, got '", text,
+                "'");
   }
   return g;
 }
@@ -46,7 +47,8 @@ std::array<std::int64_t, 3> parseGrid(const std::string& text) {
 void clearUnfinished(const std::string& out) {
   for (const auto& entry : fs::directory_iterator(out)) {
     const std::string name = entry.path().filename().string();
-    if (name.rfind(".shard-", 0) == 0 || name.rfind(".manifest.json.tmp", 0) == 0) fs::remove(entry.path());
+    if (name.rfind(".shard-", 0) == 0 || name.rfind(".manifest.json.tmp", 0) == 0)
+      fs::remove(entry.path());
   }
   fs::remove(data::manifestPath(out));
 }
@@ -68,23 +70,24 @@ int runPreprocess(const CommandArgs& args) {
   std::string dataDir, out, channels = "FLAIR", grid = "auto", compression = "none", split = "all";
   data::PreprocessOptions options;
   po::options_description own("preprocess options");
-  own.add_options()
-      ("data", po::value(&dataDir)->required()->value_name("DIR"), "MSLesSeg folder (or lddpm phantom output)")
-      ("out", po::value(&out)->required()->value_name("STORE"), "store folder to create or finish")
-      ("split", po::value(&split)->default_value(split), "scans to include: train, test or all")
-      ("channels", po::value(&channels)->default_value(channels),
-       "image channels, comma-separated from FLAIR,T1,T2")
-      ("downsample", po::value(&options.downsample)->default_value(1),
-       "integer downsampling factor (mean for images, majority/any for masks)")
-      ("grid", po::value(&grid)->default_value(grid),
-       "canonical grid DxHxW (multiples of 16) centred on the brain, or auto (input rounded up to 16)")
-      ("zmax", po::value(&options.zmax)->default_value(3.0),
-       "z-scores are clipped to [-zmax, zmax] and divided by zmax, giving [-1, 1]")
-      ("index-stride", po::value(&options.indexStride)->default_value(8), "patch-index grid step")
-      ("index-window", po::value(&options.indexWindow)->default_value(32),
-       "cube edge over which patch-index rows count lesion voxels")
-      ("compression", po::value(&compression)->default_value(compression), "none, deflate, lz4 or zstd")
-      ("chunk", po::value(&options.storage.chunk)->default_value(32), "HDF5 chunk edge (voxels)");
+  own.add_options()("data", po::value(&dataDir)->required()->value_name("DIR"),
+                    "MSLesSeg folder (or lddpm phantom output)")(
+      "out", po::value(&out)->required()->value_name("STORE"), "store folder to create or finish")(
+      "split", po::value(&split)->default_value(split), "scans to include: train, test or all")(
+      "channels", po::value(&channels)->default_value(channels),
+      "image channels, comma-separated from FLAIR,T1,T2")(
+      "downsample", po::value(&options.downsample)->default_value(1),
+      "integer downsampling factor (mean for images, majority/any for masks)")(
+      "grid", po::value(&grid)->default_value(grid),
+      "canonical grid DxHxW (multiples of 16) centred on the brain, or auto (input rounded up to "
+      "16)")("zmax", po::value(&options.zmax)->default_value(3.0),
+             "z-scores are clipped to [-zmax, zmax] and divided by zmax, giving [-1, 1]")(
+      "index-stride", po::value(&options.indexStride)->default_value(8), "patch-index grid step")(
+      "index-window", po::value(&options.indexWindow)->default_value(32),
+      "cube edge over which patch-index rows count lesion voxels")(
+      "compression", po::value(&compression)->default_value(compression),
+      "none, deflate, lz4 or zstd")("chunk", po::value(&options.storage.chunk)->default_value(32),
+                                    "HDF5 chunk edge (voxels)");
   const auto parsed = parseCommand("preprocess", "--data DIR --out STORE [options]", args, own);
   if (!parsed) return 0;
   options.channels = splitList(channels);
@@ -103,7 +106,8 @@ int runPreprocess(const CommandArgs& args) {
     if (split == "all" || scan.split == split) subjects.push_back(data::scanSource(scan));
   }
   if (subjects.empty()) throw core::Error(dataDir + ": no " + split + " scans to preprocess");
-  std::sort(subjects.begin(), subjects.end(), [](const auto& a, const auto& b) { return a.id < b.id; });
+  std::sort(subjects.begin(), subjects.end(),
+            [](const auto& a, const auto& b) { return a.id < b.id; });
 
   // Every rank reads the earlier manifest (if any) before rank 0 removes it.
   std::error_code ec;
@@ -126,7 +130,8 @@ int runPreprocess(const CommandArgs& args) {
   const data::ShardResult mine =
       data::preprocessShard(options, out, subjects, world.rank(), world.size(), previous);
   if (mine.reused) {
-    LDDPM_LOG_EVERY_RANK(Info) << "kept complete " << mine.file << " (" << mine.subjects << " scans)";
+    LDDPM_LOG_EVERY_RANK(Info) << "kept complete " << mine.file << " (" << mine.subjects
+                               << " scans)";
   }
   world.barrier();
   if (world.rank() != 0) return 0;

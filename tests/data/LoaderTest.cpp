@@ -25,7 +25,8 @@ struct LoaderFixture : ::testing::Test {
   void SetUp() override {
     for (int shard = 0; shard < 2; ++shard) {
       ShardWriter w((dir.path / shardFileName(shard)).string(),
-                    ShardHeader{shard, R"({"index_stride":8})", {"FLAIR"}, kGrid}, {Compression::Lz4, 8});
+                    ShardHeader{shard, R"({"index_stride":8})", {"FLAIR"}, kGrid},
+                    {Compression::Lz4, 8});
       for (int i = shard; i < 5; i += 2) {
         w.add(syntheticSubject("P" + std::to_string(i) + "_T1", kGrid, 10 + i, i == 3 ? 0 : 3));
       }
@@ -99,7 +100,8 @@ TEST_F(LoaderFixture, RestoredCursorContinuesIdentically) {
   LoaderOptions o = options(2);
   o.start = stream[5].cursor;
   Loader resumed(o);
-  for (int k = 5; k < 8; ++k) expectSameBatch(resumed.next(), stream[k], "resumed batch " + std::to_string(k));
+  for (int k = 5; k < 8; ++k)
+    expectSameBatch(resumed.next(), stream[k], "resumed batch " + std::to_string(k));
   EXPECT_EQ(resumed.cursor(), stream[7].next);
 }
 
@@ -112,7 +114,8 @@ TEST_F(LoaderFixture, LesionCentredPatchesHoldLesion) {
     const Batch b = loader.next();
     for (std::size_t i = 0; i < b.subjects.size(); ++i) {
       if (b.subjects[i] == "P3_T1") continue;  // no lesion: falls back to a brain patch
-      EXPECT_GT(b.lesion[static_cast<std::int64_t>(i)].sum().item<std::int64_t>(), 0) << b.subjects[i];
+      EXPECT_GT(b.lesion[static_cast<std::int64_t>(i)].sum().item<std::int64_t>(), 0)
+          << b.subjects[i];
     }
   }
 }

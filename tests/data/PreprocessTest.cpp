@@ -10,7 +10,6 @@
 #include "data/ShardReader.h"
 #include "tests/data/StoreTestUtil.h"
 
-
 namespace {
 using namespace lddpm;
 using namespace lddpm::data;
@@ -63,7 +62,8 @@ TEST(Downsample, MeanAnyMajorityOnKnownBlocks) {
 TEST(PatchIndex, WindowCountsMatchBruteForce) {
   torch::manual_seed(1);
   const auto mask = (torch::rand({9, 11, 10}) < 0.2).to(torch::kUInt8);
-  const auto centres = torch::tensor({0, 0, 0, 4, 5, 6, 8, 10, 9, 2, 7, 1}, torch::kLong).view({4, 3});
+  const auto centres =
+      torch::tensor({0, 0, 0, 4, 5, 6, 8, 10, 9, 2, 7, 1}, torch::kLong).view({4, 3});
   for (int window : {1, 4, 5}) {
     const auto got = data::detail::boxCounts(mask, centres, window);
     for (int i = 0; i < 4; ++i) {
@@ -72,9 +72,10 @@ TEST(PatchIndex, WindowCountsMatchBruteForce) {
       for (int z = 0; z < 9; ++z)
         for (int y = 0; y < 11; ++y)
           for (int x = 0; x < 10; ++x) {
-            const bool in = z >= c[0].item<int>() - window / 2 && z < c[0].item<int>() + window - window / 2 &&
-                            y >= c[1].item<int>() - window / 2 && y < c[1].item<int>() + window - window / 2 &&
-                            x >= c[2].item<int>() - window / 2 && x < c[2].item<int>() + window - window / 2;
+            const bool in =
+                z >= c[0].item<int>() - window / 2 && z < c[0].item<int>() + window - window / 2 &&
+                y >= c[1].item<int>() - window / 2 && y < c[1].item<int>() + window - window / 2 &&
+                x >= c[2].item<int>() - window / 2 && x < c[2].item<int>() + window - window / 2;
             if (in) want += mask[z][y][x].item<int>();
           }
       EXPECT_EQ(got[i].item<std::int64_t>(), want) << "window " << window << " centre " << i;
@@ -94,8 +95,9 @@ SubjectVolumes syntheticScan(const std::string& id) {
   t1.masked_fill_(r < 1.0, 100);
   t1.masked_fill_(r < 0.75, 300);
   t1.masked_fill_(r < 0.45, 500);
-  auto flair = torch::where(r < 1.0, 50 + torch::arange(D * H * W, torch::kFloat64).view({D, H, W}).remainder(97),
-                            torch::zeros({}, torch::kFloat64));
+  auto flair = torch::where(
+      r < 1.0, 50 + torch::arange(D * H * W, torch::kFloat64).view({D, H, W}).remainder(97),
+      torch::zeros({}, torch::kFloat64));
   auto mask = torch::zeros({D, H, W}, torch::kFloat32);
   mask.slice(0, 10, 12).slice(1, 12, 14).slice(2, 10, 12).fill_(1);  // aligned to 2^3 blocks
   Affine a = scaledAffine({1.5, 1.5, 1.5});
@@ -123,7 +125,8 @@ TEST(PreprocessSubject, TissueNormalisationGridAndAffine) {
   options.indexStride = 4;
   options.indexWindow = 6;
   const SubjectData s = preprocessSubject(in, options);
-  ASSERT_EQ(s.tissue.sizes(), (std::vector<std::int64_t>{32, 32, 32}));  // 20x26x22 rounded up to 16
+  ASSERT_EQ(s.tissue.sizes(),
+            (std::vector<std::int64_t>{32, 32, 32}));  // 20x26x22 rounded up to 16
 
   const auto& t1 = in.images.at("T1").data;
   const auto brain = t1.ne(0);
@@ -136,7 +139,8 @@ TEST(PreprocessSubject, TissueNormalisationGridAndAffine) {
       for (std::int64_t x = 0; x < 22; x += 2) {
         const double v = t1[z][y][x].item<double>();
         const int want = v == 0 ? 0 : v == 100 ? 1 : v == 300 ? 2 : 3;
-        ASSERT_EQ(s.tissue[z - o[0]][y - o[1]][x - o[2]].item<int>(), want) << z << "," << y << "," << x;
+        ASSERT_EQ(s.tissue[z - o[0]][y - o[1]][x - o[2]].item<int>(), want)
+            << z << "," << y << "," << x;
       }
   // Normalisation: (x - mean) / (std * zmax) clipped, from a float64 reference; -1 outside.
   const auto f = in.images.at("FLAIR").data.to(torch::kFloat64);
@@ -145,15 +149,20 @@ TEST(PreprocessSubject, TissueNormalisationGridAndAffine) {
   const double sd = (v - mean).pow(2).mean().sqrt().item<double>();
   EXPECT_NEAR(s.normMean[0], mean, 1e-9);
   EXPECT_NEAR(s.normStd[0], sd, 1e-9);
-  const auto expected = torch::where(brain, ((f - mean) / (sd * 3.0)).clamp(-1, 1), torch::full({}, -1.0, f.options()));
-  const auto placed = s.image[0].slice(0, -o[0], -o[0] + 20).slice(1, -o[1], -o[1] + 26).slice(2, -o[2], -o[2] + 22);
+  const auto expected = torch::where(brain, ((f - mean) / (sd * 3.0)).clamp(-1, 1),
+                                     torch::full({}, -1.0, f.options()));
+  const auto placed = s.image[0]
+                          .slice(0, -o[0], -o[0] + 20)
+                          .slice(1, -o[1], -o[1] + 26)
+                          .slice(2, -o[2], -o[2] + 22);
   EXPECT_TRUE(torch::allclose(placed.to(torch::kFloat64), expected, 0, 1e-6));
   EXPECT_EQ(s.image.eq(-1).sum().item<std::int64_t>() - expected.eq(-1).sum().item<std::int64_t>(),
             32 * 32 * 32 - 20 * 26 * 22);  // the padding
   // The brain's bounding box is centred: offsets are (bbox centre - grid/2).
   const auto idx = brain.nonzero();
   for (int a = 0; a < 3; ++a) {
-    const auto lo = idx.select(1, a).min().item<std::int64_t>(), hi = idx.select(1, a).max().item<std::int64_t>() + 1;
+    const auto lo = idx.select(1, a).min().item<std::int64_t>(),
+               hi = idx.select(1, a).max().item<std::int64_t>() + 1;
     EXPECT_EQ(o[a], (lo + hi) / 2 - 16);
   }
   // Grid voxel g is source voxel g + offset in world space (i, j, k = x, y, z).
@@ -164,7 +173,8 @@ TEST(PreprocessSubject, TissueNormalisationGridAndAffine) {
   ASSERT_GT(s.patchIndex.size(0), 0);
   const auto pi = s.patchIndex.to(torch::kLong);
   EXPECT_TRUE(pi.select(1, 0).remainder(4).eq(2).all().item<bool>());
-  EXPECT_TRUE(s.tissue.index({pi.select(1, 0), pi.select(1, 1), pi.select(1, 2)}).gt(0).all().item<bool>());
+  EXPECT_TRUE(
+      s.tissue.index({pi.select(1, 0), pi.select(1, 1), pi.select(1, 2)}).gt(0).all().item<bool>());
   EXPECT_EQ(s.lesionVoxels.size(0), 8);
   EXPECT_GT(pi.select(1, 3).max().item<std::int64_t>(), 0);
 }
@@ -180,7 +190,8 @@ TEST(PreprocessSubject, DownsampleKeepsWorldGeometry) {
   // Grid voxel g is the centre of source block 2 (g + offset) + 0.5.
   const auto o = s.cropOffset;
   const auto w0 = world(s.affine, 1, 2, 3);
-  const auto w1 = world(in.images.at("T1").affine, 2 * (1 + o[2]) + 0.5, 2 * (2 + o[1]) + 0.5, 2 * (3 + o[0]) + 0.5);
+  const auto w1 = world(in.images.at("T1").affine, 2 * (1 + o[2]) + 0.5, 2 * (2 + o[1]) + 0.5,
+                        2 * (3 + o[0]) + 0.5);
   for (int c = 0; c < 3; ++c) EXPECT_NEAR(w0[c], w1[c], 1e-9);
 }
 
@@ -233,7 +244,8 @@ TEST(PreprocessShard, SubjectDataIndependentOfRankCount) {
   const ShardResult r1 = preprocessShard(options, one.str(), subjects, 0, 1);
   EXPECT_EQ(r1.subjects, 3u);
   ShardResult parts[2];
-  for (int rank = 0; rank < 2; ++rank) parts[rank] = preprocessShard(options, two.str(), subjects, rank, 2);
+  for (int rank = 0; rank < 2; ++rank)
+    parts[rank] = preprocessShard(options, two.str(), subjects, rank, 2);
   EXPECT_EQ(parts[0].subjects, 2u);  // round robin: P1, P3 | P2
   EXPECT_EQ(parts[1].subjects, 1u);
   EXPECT_EQ(expectedShards(3, 2), (std::vector<std::string>{"shard-00000.h5", "shard-00001.h5"}));

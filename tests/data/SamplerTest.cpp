@@ -26,8 +26,8 @@ SamplerOptions options(std::int64_t batch = 6, std::uint64_t seed = 42) {
 
 bool samePlan(const SamplePlan& a, const SamplePlan& b) {
   return a.epoch == b.epoch && a.globalIndex == b.globalIndex && a.subject == b.subject &&
-         a.lesionCentred == b.lesionCentred && a.centreDraw == b.centreDraw && a.jitter == b.jitter &&
-         a.flipX == b.flipX && a.gain == b.gain && a.bias == b.bias;
+         a.lesionCentred == b.lesionCentred && a.centreDraw == b.centreDraw &&
+         a.jitter == b.jitter && a.flipX == b.flipX && a.gain == b.gain && a.bias == b.bias;
 }
 
 TEST(Sampler, OrderIsADeterministicPermutationPerEpoch) {
@@ -62,7 +62,8 @@ TEST(Sampler, RankSlicesAreDisjointAndCoverTheGlobalBatch) {
       }
       ASSERT_EQ(joined.size(), global.size()) << "batch " << batch << " world " << world;
       for (std::size_t i = 0; i < joined.size(); ++i) {
-        EXPECT_TRUE(samePlan(joined[i], global[i])) << "batch " << batch << " world " << world << " i " << i;
+        EXPECT_TRUE(samePlan(joined[i], global[i]))
+            << "batch " << batch << " world " << world << " i " << i;
       }
       EXPECT_LE(largest - smallest, 1);  // batch % world spread over the first ranks
     }
@@ -102,7 +103,8 @@ TEST(Sampler, CursorRestoresTheExactContinuation) {
   for (int k = 7; k < 12; ++k) {
     const auto plans = resumed.rankBatch(r, 1, 2);
     ASSERT_EQ(plans.size(), stream[k].size());
-    for (std::size_t i = 0; i < plans.size(); ++i) EXPECT_TRUE(samePlan(plans[i], stream[k][i])) << k;
+    for (std::size_t i = 0; i < plans.size(); ++i)
+      EXPECT_TRUE(samePlan(plans[i], stream[k][i])) << k;
     r = resumed.advance(r);
   }
 }

@@ -25,9 +25,7 @@ namespace fs = std::filesystem;
 
 constexpr std::array<std::int64_t, 3> kGrid = {12, 20, 16};
 
-ShardHeader header(int index) {
-  return ShardHeader{index, R"({"zmax":3})", {"FLAIR"}, kGrid};
-}
+ShardHeader header(int index) { return ShardHeader{index, R"({"zmax":3})", {"FLAIR"}, kGrid}; }
 
 std::string writeShard(const TempDir& dir, int index, const std::vector<SubjectData>& subjects,
                        StorageOptions storage = {Compression::None, 8}) {
@@ -108,13 +106,15 @@ TEST(Store, SchemaAsH5pySeesIt) {
       "import h5py,json,sys\n"
       "f=h5py.File(sys.argv[1],'r'); g=f['subjects/P1_T1']\n"
       "d=lambda n: [str(g[n].dtype), list(g[n].shape), list(g[n].chunks or [])]\n"
-      "print(json.dumps({'format':f.attrs['format'].decode(),'version':int(f.attrs['format_version']),"
+      "print(json.dumps({'format':f.attrs['format'].decode(),'version':int(f.attrs['format_version'"
+      "]),"
       "'grid':[int(v) for v in f.attrs['grid']],'count':int(f.attrs['subject_count']),"
       "'image':d('image'),'tissue':d('tissue'),'lesion':d('lesion'),'index':d('patch_index'),"
       "'lesions':d('lesion_voxels'),'filters':list(g['image']._filters.keys()),"
       "'split':g.attrs['split'].decode(),'affine':[float(v) for v in g.attrs['affine']],"
       "'sum':float(g['image'][()].astype('float64').sum())}))\n";
-  const auto j = core::Json::parse(runCapture(std::string(LDDPM_PYTHON) + " -c \"" + script + "\" " + path));
+  const auto j =
+      core::Json::parse(runCapture(std::string(LDDPM_PYTHON) + " -c \"" + script + "\" " + path));
   EXPECT_EQ(j["format"], "lddpm-store");
   EXPECT_EQ(j["version"], 1);
   EXPECT_EQ(j["grid"], core::Json({12, 20, 16}));
@@ -240,8 +240,9 @@ TEST_F(StoreFixture, ShardsFromDifferentRunsRefused) {
   ShardWriter writer(path, ShardHeader{2, R"({"zmax":4})", {"FLAIR"}, kGrid}, {});
   writer.add(syntheticSubject("P9_T1", kGrid, 9));
   writer.commit();
-  const std::string m = errorOf(
-      [&] { buildManifest(dir.str(), {"shard-00000.h5", "shard-00001.h5", "shard-00002.h5"}); });
+  const std::string m = errorOf([&] {
+    buildManifest(dir.str(), {"shard-00000.h5", "shard-00001.h5", "shard-00002.h5"});
+  });
   EXPECT_NE(m.find("shard-00002.h5"), std::string::npos) << m;
 }
 

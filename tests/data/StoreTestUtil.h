@@ -2,10 +2,10 @@
 // Synthetic subjects for store and loader tests: tiny grids, deterministic content, a lesion blob
 // inside a brain ellipsoid, so tests run in milliseconds and need no NIfTI input.
 #include <torch/torch.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <string>
-#include <unistd.h>
 
 #include "data/StoreSchema.h"
 
@@ -51,15 +51,19 @@ inline SubjectData syntheticSubject(const std::string& id, std::array<std::int64
   s.lesion = torch::zeros({D, H, W}, torch::kUInt8);
   if (lesionEdge > 0) {
     const std::int64_t cz = D / 2 - 1, cy = H / 2 + 1, cx = W / 2;
-    s.lesion.slice(0, cz, cz + lesionEdge).slice(1, cy, cy + lesionEdge).slice(2, cx, cx + lesionEdge).fill_(1);
+    s.lesion.slice(0, cz, cz + lesionEdge)
+        .slice(1, cy, cy + lesionEdge)
+        .slice(2, cx, cx + lesionEdge)
+        .fill_(1);
   }
   s.image = (torch::rand({1, D, H, W}) * 2 - 1) * s.tissue.gt(0).unsqueeze(0).to(torch::kFloat32);
   s.image.masked_fill_(s.tissue.eq(0).unsqueeze(0), -1.0f);
   s.lesionVoxels = s.lesion.nonzero().to(torch::kInt32);
-  s.patchIndex = torch::cat({s.tissue.gt(0).nonzero().slice(0, 0, 50).to(torch::kInt32),
-                             torch::ones({std::min<std::int64_t>(50, s.tissue.gt(0).sum().item<std::int64_t>()), 1},
-                                         torch::kInt32)},
-                            1);
+  s.patchIndex = torch::cat(
+      {s.tissue.gt(0).nonzero().slice(0, 0, 50).to(torch::kInt32),
+       torch::ones({std::min<std::int64_t>(50, s.tissue.gt(0).sum().item<std::int64_t>()), 1},
+                   torch::kInt32)},
+      1);
   s.affine = scaledAffine({2, 2, 2});
   s.affine[3] = -10;
   s.spacing = {2, 2, 2};

@@ -52,7 +52,8 @@ class StoreCli : public ::testing::Test {
 
 TEST_F(StoreCli, OneAndTwoRanksStoreTheSameSubjects) {
   const std::string one = (dir / "one").string(), two = (dir / "two").string();
-  Result r = run(lddpm("preprocess --threads 1 --compression zstd --data " + data() + " --out " + one));
+  Result r =
+      run(lddpm("preprocess --threads 1 --compression zstd --data " + data() + " --out " + one));
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_NE(r.out.find("4 scans in 1 shard(s)"), std::string::npos) << r.out;
   r = run(std::string(LDDPM_MPIEXEC) + " -n 2 --oversubscribe " +
@@ -121,13 +122,16 @@ TEST_F(StoreCli, InspectNamesCorruptShardAndUnfinishedStore) {
 }
 
 TEST_F(StoreCli, BadOptionsNameTheOption) {
-  Result r = run(lddpm("preprocess --data " + data() + " --out " + (dir / "x").string() + " --compression lzma"));
+  Result r = run(lddpm("preprocess --data " + data() + " --out " + (dir / "x").string() +
+                       " --compression lzma"));
   EXPECT_EQ(r.code, 2) << r.out;
   EXPECT_NE(r.out.find("--compression"), std::string::npos) << r.out;
-  r = run(lddpm("preprocess --data " + data() + " --out " + (dir / "x").string() + " --grid 100x100x100"));
+  r = run(lddpm("preprocess --data " + data() + " --out " + (dir / "x").string() +
+                " --grid 100x100x100"));
   EXPECT_EQ(r.code, 2) << r.out;
   EXPECT_NE(r.out.find("--grid"), std::string::npos) << r.out;
-  r = run(lddpm("preprocess --data " + data() + " --out " + (dir / "x").string() + " --grid 16x16x16"));
+  r = run(
+      lddpm("preprocess --data " + data() + " --out " + (dir / "x").string() + " --grid 16x16x16"));
   EXPECT_EQ(r.code, 1) << r.out;
   EXPECT_NE(r.out.find("--grid"), std::string::npos) << r.out;
   EXPECT_FALSE(fs::exists(dir / "x" / "manifest.json"));
