@@ -55,12 +55,15 @@ models::ModelConfig modelConfigOf(const std::string& checkpoint) {
   return config;
 }
 
-// [H, W] mid-slice montage panels side by side: real | synthetic | lesion (white on black).
+// [H, W] mid-slice montage panels side by side: real | synthetic | lesion (white on black),
+// enlarged by whole pixels (nearest neighbour) to at least 192 rows so small grids stay readable.
 torch::Tensor montage(const torch::Tensor& real, const torch::Tensor& synth, const torch::Tensor& lesion) {
   const std::int64_t z = real.size(0) / 2;
-  return torch::cat({data::toGrey(real[z], -1, 1), data::toGrey(synth[z], -1, 1),
-                     data::toGrey(lesion[z].to(torch::kFloat32), 0, 1)},
-                    1);
+  const torch::Tensor panels = torch::cat({data::toGrey(real[z], -1, 1), data::toGrey(synth[z], -1, 1),
+                                           data::toGrey(lesion[z].to(torch::kFloat32), 0, 1)},
+                                          1);
+  const std::int64_t scale = std::max<std::int64_t>(1, (192 + panels.size(0) - 1) / panels.size(0));
+  return panels.repeat_interleave(scale, 0).repeat_interleave(scale, 1).contiguous();
 }
 
 }  // namespace
