@@ -11,6 +11,8 @@
 
 #include "core/Json.h"
 
+#include "tests/common/Shell.h"
+
 namespace {
 namespace fs = std::filesystem;
 
@@ -20,18 +22,11 @@ struct Result {
 };
 
 Result shell(const std::string& cmd) {
-  FILE* p = ::popen(cmd.c_str(), "r");
-  std::string out;
-  std::array<char, 4096> buf{};
-  while (size_t n = std::fread(buf.data(), 1, buf.size(), p)) out.append(buf.data(), n);
-  const int status = ::pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+  const auto r = lddpm::testutil::runShell(cmd);
+  return {r.code, r.out};
 }
 
-std::string mpi(int n) {
-  return std::string("OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 ") + LDDPM_MPIEXEC +
-         " -n " + std::to_string(n) + " --oversubscribe ";
-}
+std::string mpi(int n) { return lddpm::testutil::mpiexecPrefix(LDDPM_MPIEXEC, n); }
 
 void expectCheckedSweep(const std::string& json, int ranks) {
   const auto report = lddpm::core::Json::parse(json);

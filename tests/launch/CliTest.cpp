@@ -9,6 +9,8 @@
 #include <fstream>
 #include <string>
 
+#include "tests/common/Shell.h"
+
 namespace {
 
 struct Result {
@@ -18,13 +20,9 @@ struct Result {
 };
 
 Result run(const std::string& args, bool mergeStderr = true) {
-  const std::string cmd = std::string(LDDPM_BINARY) + " " + args + (mergeStderr ? " 2>&1" : " 2>/dev/null");
-  FILE* p = ::popen(cmd.c_str(), "r");
-  std::string out;
-  std::array<char, 4096> buf{};
-  while (size_t n = std::fread(buf.data(), 1, buf.size(), p)) out.append(buf.data(), n);
-  const int status = ::pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out, out};
+  const auto r = lddpm::testutil::runShell(std::string(LDDPM_BINARY) + " " + args +
+                                           (mergeStderr ? " 2>&1" : " 2>/dev/null"));
+  return {r.code, r.out, r.out};
 }
 
 int lines(const std::string& s) { return static_cast<int>(std::count(s.begin(), s.end(), '\n')); }
@@ -102,15 +100,9 @@ TEST(Cli, ConfigFileIsReadAndCommandLineWins) {
 }
 
 TEST(Cli, MpiWorldOfTwoReportedOnce) {
-  const std::string mpi = std::string("OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 ") +
-                          LDDPM_MPIEXEC + " -n 2 --oversubscribe " + LDDPM_BINARY + " info 2>&1";
-  FILE* p = ::popen(mpi.c_str(), "r");
-  std::string out;
-  std::array<char, 4096> buf{};
-  while (size_t n = std::fread(buf.data(), 1, buf.size(), p)) out.append(buf.data(), n);
-  const int status = ::pclose(p);
-  ASSERT_TRUE(WIFEXITED(status));
-  EXPECT_EQ(WEXITSTATUS(status), 0) << out;
+  const auto [code, out] = lddpm::testutil::runShell(
+      lddpm::testutil::mpiexecPrefix(LDDPM_MPIEXEC, 2) + LDDPM_BINARY + " info 2>&1");
+  EXPECT_EQ(code, 0) << out;
   size_t count = 0;
   for (size_t pos = out.find("world size 2"); pos != std::string::npos;
        pos = out.find("world size 2", pos + 1)) {
@@ -121,16 +113,9 @@ TEST(Cli, MpiWorldOfTwoReportedOnce) {
 }
 
 TEST(Cli, MpiUsageErrorExitsTwoAndPrintsOnce) {
-  const std::string mpi = std::string("OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 ") +
-                          LDDPM_MPIEXEC + " -n 2 --oversubscribe " + LDDPM_BINARY +
-                          " info --nope 2>&1";
-  FILE* p = ::popen(mpi.c_str(), "r");
-  std::string out;
-  std::array<char, 4096> buf{};
-  while (size_t n = std::fread(buf.data(), 1, buf.size(), p)) out.append(buf.data(), n);
-  const int status = ::pclose(p);
-  ASSERT_TRUE(WIFEXITED(status));
-  EXPECT_EQ(WEXITSTATUS(status), 2) << out;
+  const auto [code, out] = lddpm::testutil::runShell(
+      lddpm::testutil::mpiexecPrefix(LDDPM_MPIEXEC, 2) + LDDPM_BINARY + " info --nope 2>&1");
+  EXPECT_EQ(code, 2) << out;
   size_t count = 0;
   for (size_t pos = out.find("--nope"); pos != std::string::npos; pos = out.find("--nope", pos + 1)) {
     ++count;

@@ -14,6 +14,8 @@
 #include "data/MsLesSeg.h"
 #include "data/NiftiIo.h"
 
+#include "tests/common/Shell.h"
+
 namespace {
 using namespace lddpm;
 namespace fs = std::filesystem;
@@ -24,12 +26,8 @@ struct Result {
 };
 
 Result shell(const std::string& cmd) {
-  FILE* p = ::popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[4096];
-  while (size_t n = std::fread(buf, 1, sizeof buf, p)) out.append(buf, n);
-  const int status = ::pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+  const auto r = lddpm::testutil::runShell(cmd);
+  return {r.code, r.out};
 }
 Result lddpm(const std::string& args, bool withStderr = true) {
   return shell(std::string(LDDPM_BINARY) + " " + args + (withStderr ? " 2>&1" : " 2>/dev/null"));
@@ -153,8 +151,7 @@ TEST_F(DataCommands, PhantomIsAnMslessegCohortIdenticalUnderMpi) {
   EXPECT_EQ(index.scans[4].id, "P3");
   for (const auto& scan : index.scans) EXPECT_NO_THROW(data::checkScanConsistency(scan)) << scan.id;
 
-  const Result m = shell(std::string("OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 ") +
-                         LDDPM_MPIEXEC + " -n 2 --oversubscribe " + LDDPM_BINARY +
+  const Result m = shell(lddpm::testutil::mpiexecPrefix(LDDPM_MPIEXEC, 2) + LDDPM_BINARY +
                          " phantom --out " + mpi.string() + kTinyCohort + " 2>&1");
   ASSERT_EQ(m.code, 0) << m.out;
   int compared = 0;

@@ -18,6 +18,8 @@
 #include "core/Json.h"
 #include "data/NiftiIo.h"
 
+#include "tests/common/Shell.h"
+
 namespace {
 namespace fs = std::filesystem;
 using lddpm::core::Json;
@@ -31,12 +33,10 @@ struct Result {
 Result run(const std::string& args, const fs::path& dir, const std::string& launcher = "") {
   const fs::path errFile = dir / "stderr.txt";
   const std::string cmd = launcher + LDDPM_BINARY + " " + args + " 2>" + errFile.string();
-  FILE* p = ::popen(cmd.c_str(), "r");
+  const auto shell = lddpm::testutil::runShell(cmd);
   Result r;
-  std::array<char, 4096> buf{};
-  while (size_t n = std::fread(buf.data(), 1, buf.size(), p)) r.out.append(buf.data(), n);
-  const int status = ::pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  r.code = shell.code;
+  r.out = shell.out;
   std::ifstream in(errFile);
   r.err.assign(std::istreambuf_iterator<char>(in), {});
   return r;
@@ -181,8 +181,7 @@ TEST_F(EvaluateTest, UnderMpiexecOneRankReports) {
   const Result r = run(
       "evaluate images --real " + path("real.nii.gz") + " --synthetic " + path("synthetic.nii.gz"),
       dir,
-      std::string("OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 ") + LDDPM_MPIEXEC +
-          " -n 2 --oversubscribe ");
+      lddpm::testutil::mpiexecPrefix(LDDPM_MPIEXEC, 2));
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 3) << r.out;  // header, rule, one row
 }

@@ -10,16 +10,13 @@
 
 #include "core/Json.h"
 
+#include "tests/common/Shell.h"
+
 namespace {
 
 std::pair<int, std::string> run(const std::string& args) {
-  const std::string cmd = std::string(LDDPM_BINARY) + " models " + args + " 2>&1";
-  FILE* p = ::popen(cmd.c_str(), "r");
-  std::string out;
-  std::array<char, 4096> buf{};
-  while (size_t n = std::fread(buf.data(), 1, buf.size(), p)) out.append(buf.data(), n);
-  const int status = ::pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+  const auto r = lddpm::testutil::runShell(std::string(LDDPM_BINARY) + " models " + args + " 2>&1");
+  return {r.code, r.out};
 }
 
 TEST(ModelsCommand, ListsEveryModelWithItsParameterCount) {

@@ -15,6 +15,8 @@
 #include "data/Manifest.h"
 #include "data/ShardReader.h"
 
+#include "tests/common/Shell.h"
+
 namespace {
 namespace fs = std::filesystem;
 using namespace lddpm;
@@ -25,12 +27,8 @@ struct Result {
 };
 
 Result run(const std::string& cmd) {
-  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
-  std::string out;
-  std::array<char, 4096> buf{};
-  while (size_t n = std::fread(buf.data(), 1, buf.size(), p)) out.append(buf.data(), n);
-  const int status = ::pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+  const auto r = lddpm::testutil::runShell(cmd + " 2>&1");
+  return {r.code, r.out};
 }
 
 std::string lddpm(const std::string& args) { return std::string(LDDPM_BINARY) + " " + args; }
