@@ -8,25 +8,14 @@
 #include "models/DiffusionModel.h"
 #include "models/Pix2Pix.h"
 #include "models/Registry.h"
+#include "tests/models/TinyModel.h"
 #include "models/Segmenter.h"
 
 namespace {
 using namespace lddpm::models;
 using lddpm::core::makeCpuGenerator;
 
-ModelConfig tinyConfig(const std::string& model) {
-  ModelConfig c;
-  c.model = model;
-  c.baseChannels = 8;
-  c.channelMultipliers = "1,2";
-  c.attentionLevels = "1";
-  c.attentionHeads = 2;
-  c.groups = 4;
-  c.timesteps = 100;
-  c.discriminatorChannels = 8;
-  c.discriminatorLayers = 2;
-  return c;
-}
+using lddpm::models::testutil::tinyConfig;
 
 Batch tinyBatch(std::int64_t b = 2, std::int64_t side = 8) {
   torch::manual_seed(42);

@@ -8,23 +8,12 @@
 
 #include "core/Rng.h"
 #include "models/Registry.h"
+#include "tests/models/TinyModel.h"
 
 namespace {
 using namespace lddpm::models;
 using lddpm::core::makeCpuGenerator;
 
-ModelConfig tinyConfig(const std::string& model) {
-  ModelConfig c;
-  c.model = model;
-  c.baseChannels = 8;
-  c.channelMultipliers = "1,2";
-  c.attentionLevels = "";
-  c.groups = 4;
-  c.timesteps = 100;
-  c.discriminatorChannels = 8;
-  c.discriminatorLayers = 2;
-  return c;
-}
 
 Batch tinyVolume() {
   // A smooth "brain" with a tissue map and a lesion blob that the image brightens: learnable from
@@ -66,7 +55,7 @@ class Overfit : public ::testing::TestWithParam<std::string> {};
 TEST_P(Overfit, LossFallsTenfold) {
   const std::string name = GetParam();
   torch::manual_seed(0);
-  auto model = createModel(tinyConfig(name));
+  auto model = createModel(testutil::tinyConfig(name, /*attentionLevels=*/""));
   model->train();
   const Batch batch = tinyVolume();
   std::vector<std::unique_ptr<torch::optim::Adam>> optimisers;
