@@ -10,8 +10,10 @@
 #include "core/Error.h"
 #include "data/MsLesSeg.h"
 #include "data/NiftiIo.h"
+#include "tests/common/Errors.h"
 
 namespace {
+using lddpm::testutil::errorOf;
 using namespace lddpm;
 using data::Modality;
 using data::Volume;
@@ -44,14 +46,6 @@ struct MsLesSegTest : ::testing::Test {
     writeScan(root / "train/P10/T1", "P10_T1");
     writeScan(root / "train/P2/T1", "P2_T1");
     writeScan(root / "test/P60", "P60");
-  }
-  std::string errorOf(const std::function<void()>& f) {
-    try {
-      f();
-    } catch (const core::Error& e) {
-      return e.what();
-    }
-    return "<no error>";
   }
 };
 

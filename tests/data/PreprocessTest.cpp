@@ -9,21 +9,15 @@
 #include "data/Preprocess.h"
 #include "data/ShardReader.h"
 #include "tests/data/StoreTestUtil.h"
+#include "tests/common/Errors.h"
 
 namespace {
+using lddpm::testutil::errorOf;
 using namespace lddpm;
 using namespace lddpm::data;
 using data::testing::TempDir;
 namespace fs = std::filesystem;
 
-std::string errorOf(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const core::Error& e) {
-    return e.what();
-  }
-  return "<no error>";
-}
 
 TEST(KMeans, RecoversSeparatedClustersInMeanOrder) {
   torch::manual_seed(0);

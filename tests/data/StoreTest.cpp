@@ -15,8 +15,11 @@
 #include "data/ShardReader.h"
 #include "data/ShardWriter.h"
 #include "tests/data/StoreTestUtil.h"
+#include "tests/common/Errors.h"
+#include "tests/common/Shell.h"
 
 namespace {
+using lddpm::testutil::errorOf;
 using namespace lddpm;
 using namespace lddpm::data;
 using data::testing::syntheticSubject;
@@ -36,22 +39,11 @@ std::string writeShard(const TempDir& dir, int index, const std::vector<SubjectD
   return path;
 }
 
-std::string errorOf(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const core::Error& e) {
-    return e.what();
-  }
-  return "<no error>";
-}
 
 std::string runCapture(const std::string& cmd) {
-  std::string out;
-  FILE* p = ::popen(cmd.c_str(), "r");
-  char buf[4096];
-  while (size_t n = std::fread(buf, 1, sizeof buf, p)) out.append(buf, n);
-  EXPECT_EQ(::pclose(p), 0) << cmd << "\n" << out;
-  return out;
+  const auto r = lddpm::testutil::runShell(cmd);
+  EXPECT_EQ(r.code, 0) << cmd << "\n" << r.out;
+  return r.out;
 }
 
 class RoundTrip : public ::testing::TestWithParam<Compression> {};

@@ -8,8 +8,10 @@
 #include "distributed/DataParallel.h"
 #include "distributed/World.h"
 #include "tests/distributed/TestModels.h"
+#include "tests/common/Errors.h"
 
 namespace {
+using lddpm::testutil::errorOf;
 using namespace lddpm::dist;
 using lddpm::testing::CountingCommunicator;
 using lddpm::testing::fullBatch;
@@ -23,14 +25,6 @@ DataParallelOptions smallBuckets() {
   return DataParallelOptions().firstBucketBytes(256).bucketCapBytes(2048);
 }
 
-std::string errorOf(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const lddpm::core::Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 void trainAndCompare(bool overlap) {
   auto comm = makeCommunicator(Backend::Auto, World::get());
