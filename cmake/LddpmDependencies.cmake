@@ -49,9 +49,14 @@ set(LDDPM_WITH_NCCL 0)
 if(LDDPM_ENABLE_CUDA AND TARGET torch_cuda)
   set(LDDPM_WITH_CUDA 1)
   find_package(CUDAToolkit)
-  find_path(NCCL_INCLUDE_DIR nccl.h HINTS ENV NCCL_ROOT ENV NCCL_HOME PATH_SUFFIXES include)
-  find_library(NCCL_LIBRARY NAMES nccl libnccl.so.2 HINTS ENV NCCL_ROOT ENV NCCL_HOME
-               PATH_SUFFIXES lib lib64)
+  # Prefer the NCCL a PyTorch wheel's LibTorch loads (site-packages/nvidia/nccl, found through
+  # its RPATH), then NCCL_ROOT/NCCL_HOME, then the system: one copy, the one torch uses.
+  # NAMES_PER_DIR: a system libnccl.so must not win over the wheel's libnccl.so.2.
+  set(_torch_nccl "${TORCH_INSTALL_PREFIX}/../nvidia/nccl")
+  find_path(NCCL_INCLUDE_DIR nccl.h HINTS "${_torch_nccl}" ENV NCCL_ROOT ENV NCCL_HOME
+            PATH_SUFFIXES include)
+  find_library(NCCL_LIBRARY NAMES libnccl.so.2 nccl NAMES_PER_DIR
+               HINTS "${_torch_nccl}" ENV NCCL_ROOT ENV NCCL_HOME PATH_SUFFIXES lib lib64)
   if(NCCL_INCLUDE_DIR AND NCCL_LIBRARY AND CUDAToolkit_FOUND)
     set(LDDPM_WITH_NCCL 1)
     add_library(lddpm::nccl INTERFACE IMPORTED)

@@ -42,16 +42,17 @@ struct Buffers {
   torch::Tensor in, out;
 };
 
-Buffers makeBuffers(Collective c, int64_t numel, int n) {
+Buffers makeBuffers(Collective c, int64_t numel, int n, const torch::Device& device) {
+  const auto on = torch::TensorOptions().device(device);
   switch (c) {
     case Collective::Allreduce: {
-      auto t = torch::empty({numel});
+      auto t = torch::empty({numel}, on);
       return {t, t};
     }
     case Collective::ReduceScatter:
-      return {torch::empty({numel}), torch::empty({numel / n})};
+      return {torch::empty({numel}, on), torch::empty({numel / n}, on)};
     case Collective::Allgather:
-      return {torch::empty({numel / n}), torch::empty({numel})};
+      return {torch::empty({numel / n}, on), torch::empty({numel}, on)};
   }
   return {};
 }
@@ -71,18 +72,25 @@ CommBenchResult benchmarkCollective(Communicator& comm, Collective c, int64_t by
                                     int warmup) {
   const int n = comm.size();
   const int64_t numel = std::max<int64_t>(n, bytes / 4 / n * n);
-  Buffers b = makeBuffers(c, numel, n);
+  const torch::Device device = comm.device();
+  Buffers b = makeBuffers(c, numel, n, device);
+  // NCCL's Work::wait() orders the caller's stream, not the host: time up to device completion.
+  auto finished = [&] {
+    if (device.is_cuda()) torch::cuda::synchronize(device.index());
+  };
   b.in.fill_(comm.rank() + 1);
 
   std::vector<WorkPtr> works;
   for (int i = 0; i < warmup; ++i) works.push_back(issue(comm, c, b));
   waitAll(works);
   works.clear();
+  finished();
   comm.barrier()->wait();
   core::Stopwatch watch;
   for (int i = 0; i < iters; ++i) works.push_back(issue(comm, c, b));
   waitAll(works);
-  auto seconds = torch::tensor({watch.seconds() / std::max(1, iters)}, torch::kDouble);
+  finished();
+  auto seconds = torch::tensor({watch.seconds() / std::max(1, iters)}, torch::kDouble).to(device);
   comm.allreduce(seconds, ReduceOp::Avg)->wait();
 
   // The check run: fresh inputs, closed forms. Allreduce/reduce-scatter: Σ(r+1) = n(n+1)/2;
@@ -92,11 +100,11 @@ CommBenchResult benchmarkCollective(Communicator& comm, Collective c, int64_t by
   bool ok = false;
   if (c == Collective::Allgather) {
     auto expected = torch::arange(1, n + 1, torch::kFloat).repeat_interleave(numel / n);
-    ok = torch::equal(b.out, expected);
+    ok = torch::equal(b.out.cpu(), expected);
   } else {
     ok = torch::all(b.out == n * (n + 1) / 2.0f).item<bool>();
   }
-  auto bad = torch::tensor({ok ? 0.0 : 1.0}, torch::kDouble);
+  auto bad = torch::tensor({ok ? 0.0 : 1.0}, torch::kDouble).to(device);
   comm.allreduce(bad, ReduceOp::Sum)->wait();
 
   CommBenchResult r{c, numel * 4, seconds.item<double>(), 0, 0, bad.item<double>() == 0};

@@ -56,6 +56,9 @@ class Communicator {
   virtual Backend backend() const = 0;
   virtual int rank() const = 0;
   virtual int size() const = 0;
+  // Where the tensors of every collective must live: the CPU for Local and MPI, this rank's GPU
+  // for NCCL. Control-plane values (loss sums, flags, norms) are moved here and back.
+  virtual torch::Device device() const { return torch::kCPU; }
 
   // In place on every rank: tensor ← Σ_r tensor_r (or the mean).
   virtual WorkPtr allreduce(torch::Tensor tensor, ReduceOp op) = 0;

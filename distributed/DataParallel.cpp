@@ -75,9 +75,10 @@ DataParallel::DataParallel(const torch::OrderedDict<std::string, torch::Tensor>&
 
   // Every rank must have built the same plan: compare against rank 0's and fail together.
   const auto mine = planSignature(params_, bucketParams_);
-  auto reference = torch::tensor(mine, torch::kLong);
+  auto reference = torch::tensor(mine, torch::kLong).to(comm_.device());
   comm_.broadcast(reference, 0)->wait();
-  auto mismatch = torch::tensor({reference.equal(torch::tensor(mine, torch::kLong)) ? 0L : 1L});
+  const bool same = reference.cpu().equal(torch::tensor(mine, torch::kLong));
+  auto mismatch = torch::tensor({same ? 0L : 1L}).to(comm_.device());
   comm_.allreduce(mismatch, ReduceOp::Sum)->wait();
   LDDPM_CHECK(mismatch.item<int64_t>() == 0, "DataParallel: ", mismatch.item<int64_t>(),
               " rank(s) built a different model than rank 0 (parameters, shapes or bucket plan "
@@ -196,7 +197,7 @@ void DataParallel::checkParametersInSync(int64_t step) {
     mine[2 * k] = p.sum();
     mine[2 * k + 1] = p.square().sum();
   }
-  if (comm_.backend() == Backend::Nccl) mine = mine.to(params_.front().device());
+  mine = mine.to(comm_.device());
   auto all = torch::empty({comm_.size() * 2 * n}, mine.options());
   comm_.allgather(all, mine)->wait();
   all = all.to(torch::kCPU).view({comm_.size(), 2 * n});

@@ -237,7 +237,9 @@ NcclCommunicator::~NcclCommunicator() {
 
 int NcclCommunicator::rank() const { return impl_->rank; }
 int NcclCommunicator::size() const { return impl_->size; }
-int NcclCommunicator::device() const { return impl_->device; }
+torch::Device NcclCommunicator::device() const {
+  return {torch::kCUDA, static_cast<c10::DeviceIndex>(impl_->device)};
+}
 
 namespace {
 

@@ -25,8 +25,8 @@ class NcclCommunicator final : public Communicator {
   Backend backend() const override { return Backend::Nccl; }
   int rank() const override;
   int size() const override;
-  // The CUDA device this rank uses (its local rank).
-  int device() const;
+  // This rank's GPU (cuda:<local rank>).
+  torch::Device device() const override;
 
   WorkPtr allreduce(torch::Tensor tensor, ReduceOp op) override;
   WorkPtr reduceScatter(torch::Tensor output, torch::Tensor input, ReduceOp op,

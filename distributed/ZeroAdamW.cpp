@@ -79,8 +79,7 @@ double ZeroAdamW::step() {
   comm_.reduceScatter(shardGrad_, flatGrads_, ReduceOp::Avg, counts_)->wait();
 
   // The global norm is the root of the sum of every shard's squared norm.
-  auto sq = shardGrad_.to(torch::kDouble).square().sum().reshape({1});
-  if (comm_.backend() != Backend::Nccl) sq = sq.to(torch::kCPU);
+  auto sq = shardGrad_.to(torch::kDouble).square().sum().reshape({1}).to(comm_.device());
   comm_.allreduce(sq, ReduceOp::Sum)->wait();
   const double norm = std::sqrt(sq.item<double>());
   if (options_.maxGradNorm() > 0) {

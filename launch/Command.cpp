@@ -76,4 +76,22 @@ void writeCommandConfig(const std::string& dir, const std::string& name,
   core::writeResolvedConfig((std::filesystem::path(dir) / file).string(), parsed.values, all, name);
 }
 
+torch::Device deviceOption(const std::string& value, const std::string& command, int localRank) {
+  if (value == "cpu") return torch::kCPU;
+  if (value != "cuda") {
+    LDDPM_THROW(core::UsageError, command, ": option '--device': '", value, "' is not cpu or cuda");
+  }
+  const auto gpus = static_cast<int>(torch::cuda::device_count());
+  if (gpus == 0) {
+    LDDPM_THROW(core::UsageError, command, ": option '--device': cuda requested but ",
+                LDDPM_WITH_CUDA ? "this machine has no visible CUDA device"
+                                : "this build has no CUDA (Debian's LibTorch is CPU-only; see docs/slurm.md)");
+  }
+  if (localRank >= gpus) {
+    LDDPM_THROW(core::UsageError, command, ": option '--device': local rank ", localRank, " but only ",
+                gpus, " GPU(s) on this node; start one rank per GPU");
+  }
+  return {torch::kCUDA, static_cast<c10::DeviceIndex>(localRank)};
+}
+
 }  // namespace lddpm::launch

@@ -41,6 +41,11 @@ std::optional<core::ParsedOptions> parseCommand(const std::string& name, const s
                                                 const po::options_description& own,
                                                 const po::positional_options_description& positional = {});
 
+// `--device cpu|cuda` → the torch device of this rank: cuda:<localRank>, one GPU per rank.
+// Throws core::UsageError naming `command`'s --device when the value is unknown, this build or
+// machine has no CUDA, or there are fewer GPUs than ranks on the node.
+torch::Device deviceOption(const std::string& value, const std::string& command, int localRank);
+
 // Writes `<dir>/<file>` (default config.ini) with every resolved option of `own` + common.
 void writeCommandConfig(const std::string& dir, const std::string& name,
                         const core::ParsedOptions& parsed, const po::options_description& own,

@@ -1,13 +1,14 @@
 #include "models/ActivationCheckpoint.h"
 
 #include <ATen/CPUGeneratorImpl.h>
-#include <ATen/autocast_mode.h>
 #include <ATen/core/ivalue.h>
 #if LDDPM_WITH_CUDA
 #include <ATen/cuda/CUDAGeneratorImpl.h>
 #endif
 
 #include <mutex>
+
+#include "models/Autocast.h"
 
 namespace lddpm::models {
 
@@ -44,8 +45,8 @@ struct ReplayState {
       }
     }
 #endif
-    s.autocastCuda = at::autocast::is_enabled();
-    s.autocastCpu = at::autocast::is_cpu_enabled();
+    s.autocastCuda = autocastEnabled(c10::DeviceType::CUDA);
+    s.autocastCpu = autocastEnabled(c10::DeviceType::CPU);
     return s;
   }
 };
@@ -77,10 +78,10 @@ class ReplayGuard {
       gen.set_state(next.cudaRng);
     }
 #endif
-    prev.autocastCuda = at::autocast::is_enabled();
-    prev.autocastCpu = at::autocast::is_cpu_enabled();
-    at::autocast::set_enabled(next.autocastCuda);
-    at::autocast::set_cpu_enabled(next.autocastCpu);
+    prev.autocastCuda = autocastEnabled(c10::DeviceType::CUDA);
+    prev.autocastCpu = autocastEnabled(c10::DeviceType::CPU);
+    setAutocastEnabled(c10::DeviceType::CUDA, next.autocastCuda);
+    setAutocastEnabled(c10::DeviceType::CPU, next.autocastCpu);
     return prev;
   }
   ReplayState previous_;

@@ -59,6 +59,7 @@ int runBenchComm(const CommandArgs& args) {
   int warmup = 5;
   std::string ops = "allreduce,reduce-scatter,allgather";
   std::string outDir;
+  std::string device = "cpu";
   bool json = false;
   dist::DistributedOptions distOptions;
   po::options_description own("bench comm options");
@@ -77,6 +78,8 @@ int runBenchComm(const CommandArgs& args) {
        "comma-separated: allreduce, reduce-scatter, allgather")
       ("out", po::value(&outDir)->value_name("DIR"),
        "also write comm.json and config.ini into DIR")
+      ("device", po::value(&device)->default_value(device),
+       "cpu | cuda: where the buffers live (cuda + --comm-backend auto = NCCL, one GPU per rank)")
       ("json", po::bool_switch(&json), "print JSON instead of a table");
   own.add(distOptions.describe(/*training=*/false));
   const auto parsed = parseCommand("bench comm", "[options]", args, own);
@@ -95,9 +98,10 @@ int runBenchComm(const CommandArgs& args) {
   for (const auto& name : splitComma(ops)) collectives.push_back(dist::parseCollective(name, "--ops"));
   if (collectives.empty()) LDDPM_THROW(core::UsageError, "option '--ops' names no collective");
 
+  const torch::Device where = deviceOption(device, "lddpm bench comm", dist::World::get().localRank());
   const dist::World& world = dist::World::get();
   auto comm = dist::makeCommunicator(distOptions.backendKind(), world,
-                                     distOptions.communicatorOptions());
+                                     distOptions.communicatorOptions(), where);
   const auto sizes = dist::geometricSizes(minBytes, maxBytes, factor);
   LDDPM_LOG(Info) << "bench comm: " << comm->size() << " rank(s), backend "
                   << dist::backendName(comm->backend()) << ", comm thread "

@@ -70,6 +70,7 @@ torch::Tensor montage(const torch::Tensor& real, const torch::Tensor& synth, con
 
 int runSample(const CommandArgs& args) {
   std::string run, checkpoint, store, split = "test", out, samplerName = "ddim", weights = "ema";
+  std::string device = "cpu";
   std::int64_t steps = 50, maxCases = 0;
   double eta = 0.0;
   std::uint64_t seed = 0;
@@ -86,7 +87,8 @@ int runSample(const CommandArgs& args) {
       ("eta", po::value(&eta)->default_value(eta), "DDIM stochasticity (0: deterministic)")
       ("seed", po::value(&seed)->default_value(seed), "seed; each case draws from (seed, case id)")
       ("cases", po::value(&maxCases)->default_value(maxCases), "sample only the first N cases; 0 = all")
-      ("weights", po::value(&weights)->default_value(weights), "ema | model");
+      ("weights", po::value(&weights)->default_value(weights), "ema | model")
+      ("device", po::value(&device)->default_value(device), "cpu | cuda (one GPU per rank by local rank)");
   const auto parsed = parseCommand("sample", "--run DIR --store DIR --out DIR [options]", args, own);
   if (!parsed) return 0;
   if (run.empty() == checkpoint.empty()) {
@@ -108,6 +110,8 @@ int runSample(const CommandArgs& args) {
   sampler.kind(models::parseSampler(samplerName)).steps(steps).eta(eta);
 
   dist::World& world = dist::World::get();
+  const torch::Device where = deviceOption(device, "lddpm sample", world.localRank());
+  // The communicator only carries timings and barriers: it stays on the CPU whatever --device.
   auto comm = dist::makeCommunicator(dist::Backend::Auto, world);
   const data::Manifest manifest = data::readManifest(store);
   std::vector<data::SubjectEntry> cases;
@@ -128,6 +132,7 @@ int runSample(const CommandArgs& args) {
     for (auto& p : model->named_parameters()) p.value().copy_(state.at(p.key()));
     for (auto& b : model->named_buffers()) b.value().copy_(state.at(b.key()));
   }
+  model->to(where);
   model->eval();
 
   // Output folders are created by rank 0 before anyone writes; files are written atomically.
@@ -157,7 +162,10 @@ int runSample(const CommandArgs& args) {
                             subject.lesion.unsqueeze(0).unsqueeze(0).to(torch::kFloat32)};
     models::Generators gens{core::makeCpuGenerator(core::deriveSeed(seed, core::RngStream::Sampling, {caseKey(c.id)}))};
     core::Stopwatch watch;
-    const torch::Tensor synth = model->synthesize(condition, sampler, gens)[0][0].contiguous();
+    // Noise comes from the CPU generator whatever the device, so a case is the same draw on both.
+    const models::Batch onDevice{condition.image.to(where), condition.anatomy.to(where),
+                                 condition.lesion.to(where)};
+    const torch::Tensor synth = model->synthesize(onDevice, sampler, gens)[0][0].cpu().contiguous();
     seconds[i] = watch.seconds();
 
     data::Volume volume;
@@ -202,7 +210,7 @@ int runSample(const CommandArgs& args) {
                         {{"sampler", samplerName}, {"steps", sampler.kind() == models::SamplerKind::Ddim ? steps : modelConfig.timesteps},
                          {"eta", eta}, {"cases", cases.size()}, {"ranks", world.size()},
                          {"seconds_per_volume", perVolume}, {"seconds", perCase},
-                         {"checkpoint", checkpoint}, {"weights", weights}});
+                         {"checkpoint", checkpoint}, {"weights", weights}, {"device", where.str()}});
     std::cout << "sampled " << cases.size() << " case(s) into " << out << ": " << perVolume
               << " s per volume (" << samplerName << ")\n";
   }

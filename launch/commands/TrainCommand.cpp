@@ -28,12 +28,7 @@ int runTrain(const CommandArgs& args) {
     LDDPM_THROW(core::UsageError, "lddpm train: option '--store': '", config.store,
                 "' is not a complete store (no manifest.json; run lddpm preprocess)");
   }
-  const torch::Device device =
-      config.device == "cuda" ? torch::Device(torch::kCUDA, world.localRank()) : torch::Device(torch::kCPU);
-  if (device.is_cuda() && !torch::cuda::is_available()) {
-    LDDPM_THROW(core::UsageError, "lddpm train: option '--device': cuda requested but this build or "
-                "machine has no CUDA device");
-  }
+  const torch::Device device = deviceOption(config.device, "lddpm train", world.localRank());
   auto comm = dist::makeCommunicator(config.parallel.backendKind(), world,
                                      config.parallel.communicatorOptions(), device);
 
@@ -44,7 +39,7 @@ int runTrain(const CommandArgs& args) {
   LDDPM_LOG(Info) << "train " << modelConfig.model << " on " << config.store << " (" << config.split
                   << "), " << world.size() << " rank(s) x " << world.threads() << " threads, global batch "
                   << config.batch << ", " << config.steps << " steps -> " << config.run;
-  Trainer trainer(config, modelConfig, source, *comm, resolved);
+  Trainer trainer(config, modelConfig, source, *comm, resolved, device);
   const TrainResult result = trainer.run();
   if (world.rank() == 0) {
     std::cout << "trained " << modelConfig.model << " for " << result.finalStep << " steps (final loss "

@@ -18,6 +18,7 @@
 #include "core/Timer.h"
 #include "distributed/DataParallel.h"
 #include "distributed/ZeroAdamW.h"
+#include "models/Autocast.h"
 
 namespace lddpm::launch {
 namespace fs = std::filesystem;
@@ -84,14 +85,16 @@ void loadModuleState(torch::nn::Module& module, const core::TensorDict& state,
 }  // namespace
 
 Trainer::Trainer(TrainConfig config, models::ModelConfig modelConfig, BatchSource& source,
-                 dist::Communicator& comm, std::string resolvedConfig)
+                 dist::Communicator& comm, std::string resolvedConfig, torch::Device device)
     : config_(std::move(config)),
       modelConfig_(std::move(modelConfig)),
       source_(source),
       comm_(comm),
       resolvedConfig_(std::move(resolvedConfig)),
-      device_(config_.device == "cuda" ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU)) {
+      device_(device) {
   config_.validate(comm_.size());
+  LDDPM_CHECK(device_.is_cuda() == (config_.device == "cuda"), "Trainer: --device ", config_.device,
+              " but the engine was given ", device_);
   // Every rank initialises identically (and DataParallel/ZeroAdamW broadcast rank 0's weights).
   core::seedGlobal(core::deriveSeed(config_.seed, core::RngStream::ModelInit));
   model_ = models::createModel(modelConfig_);
@@ -266,7 +269,12 @@ std::vector<double> Trainer::trainGroup(Group& group, std::size_t groupIndex, do
     }
     models::Generators gens = sampleGenerators(config_.seed, indices, groupIndex);
     if (group.reducer) group.reducer->setSync(micro + 1 == config_.accumulate);
-    models::LossTerms terms = model_->loss(batch, gens, group.name);
+    // bf16 autocast covers the forward only; backward runs in the forward's dtypes and the
+    // master weights, gradients and optimiser state stay float32.
+    models::LossTerms terms = [&] {
+      models::AutocastScope autocast(config_.bf16 ? device_.type() : torch::kCPU, config_.bf16);
+      return model_->loss(batch, gens, group.name);
+    }();
     (terms.total / static_cast<double>(config_.accumulate)).backward();
     if (sums.empty()) {
       sums.assign(terms.parts.size() + 1, 0.0);
@@ -288,8 +296,9 @@ std::vector<double> Trainer::trainGroup(Group& group, std::size_t groupIndex, do
   std::vector<double> stats = sums;
   stats.push_back(finite ? 0.0 : 1.0);
   stats.push_back(stopLocal ? 1.0 : 0.0);
-  torch::Tensor packed = torch::tensor(stats, torch::kFloat64);
+  torch::Tensor packed = torch::tensor(stats, torch::kFloat64).to(comm_.device());
   comm_.allreduce(packed, dist::ReduceOp::Sum)->wait();
+  packed = packed.cpu();
   auto acc = packed.accessor<double, 1>();
   const double denominator = static_cast<double>(comm_.size() * config_.accumulate);
   std::vector<double> out;

@@ -35,9 +35,10 @@ struct TrainResult {
 class Trainer {
  public:
   // Collective: every rank constructs it with the same configuration. `resolvedConfig` is the
-  // INI text stored in each checkpoint.
+  // INI text stored in each checkpoint. `device` is where this rank trains (launch/ resolves
+  // `--device cuda` to cuda:<local rank>); it must agree with config.device.
   Trainer(TrainConfig config, models::ModelConfig modelConfig, BatchSource& source,
-          dist::Communicator& comm, std::string resolvedConfig);
+          dist::Communicator& comm, std::string resolvedConfig, torch::Device device = torch::kCPU);
   ~Trainer();
 
   TrainResult run();

@@ -19,7 +19,7 @@ TEST(NcclCommunicator, CollectivesMatchClosedForms) {
   NcclCommunicator comm(World::get(), CommunicatorOptions{/*timeoutSeconds=*/60});
   const int n = comm.size();
   const int r = comm.rank();
-  const auto cuda = torch::TensorOptions().device(torch::kCUDA, comm.device());
+  const auto cuda = torch::TensorOptions().device(comm.device());
   auto t = torch::full({1000}, r + 1.0, cuda);
   comm.allreduce(t, ReduceOp::Sum)->wait();
   EXPECT_TRUE(torch::all(t == n * (n + 1) / 2.0).item<bool>());
@@ -52,7 +52,7 @@ TEST(NcclCommunicator, CollectivesMatchClosedForms) {
 TEST(NcclCommunicator, DataParallelStepMatchesCpu) {
   SKIP_WITHOUT_GPU();
   NcclCommunicator comm(World::get(), CommunicatorOptions{/*timeoutSeconds=*/60});
-  const torch::Device gpu(torch::kCUDA, comm.device());
+  const torch::Device gpu = comm.device();
   auto reference = lddpm::testing::makeNet(1);
   auto net = lddpm::testing::makeNet(1);
   net->to(gpu);

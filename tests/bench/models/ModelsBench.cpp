@@ -5,9 +5,13 @@
 // FLOPs are counted from the conv shapes: 2·Cin·Cout·k³ per output voxel forward, x3 for
 // forward + backward. Memory is counted exactly by a wrapper around LibTorch's CPU allocator
 // (live bytes of every CPU tensor; oneDNN scratch buffers outside it are not seen).
+// With --device cuda (GPU.md): the step runs on the GPU, in float32 or under bf16 autocast
+// (--bf16), the reference conv3d always in bf16, and the peak memory comes from the CUDA
+// caching allocator's statistics.
 #include <ATen/ATen.h>
 #include <c10/core/CPUAllocator.h>
 #include <torch/torch.h>
+#include <torch/version.h>
 
 #include <algorithm>
 #include <iomanip>
@@ -16,11 +20,16 @@
 #include <mutex>
 #include <regex>
 #include <unordered_map>
+#if LDDPM_WITH_CUDA
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
 
+#include "core/Error.h"
 #include "core/Json.h"
 #include "core/Options.h"
 #include "core/Rng.h"
 #include "core/Timer.h"
+#include "models/Autocast.h"
 #include "models/DiffusionModel.h"
 #include "models/Registry.h"
 
@@ -28,13 +37,23 @@ namespace {
 using namespace lddpm;
 using namespace lddpm::models;
 
+// LibTorch 2.3 made Allocator::allocate non-const and added a pure copy_data.
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 3)
+#define LDDPM_ALLOCATE_CONST
+#define LDDPM_ALLOCATOR_COPY_DATA \
+  void copy_data(void* dest, const void* src, std::size_t n) const override { default_copy_data(dest, src, n); }
+#else
+#define LDDPM_ALLOCATE_CONST const
+#define LDDPM_ALLOCATOR_COPY_DATA
+#endif
+
 // Counts live and peak bytes of CPU tensor storage by wrapping the default allocator. The data
 // pointer doubles as the context (oneDNN allocates through raw_allocate, which requires it), so
 // sizes are looked up in a map on free.
 class CountingAllocator final : public c10::Allocator {
  public:
   explicit CountingAllocator(c10::Allocator* inner) : inner_(inner) { instance_ = this; }
-  c10::DataPtr allocate(size_t bytes) const override {
+  c10::DataPtr allocate(size_t bytes) LDDPM_ALLOCATE_CONST override {
     c10::DataPtr original = inner_->allocate(bytes);
     c10::DeleterFnPtr deleter = original.get_deleter();
     void* data = original.release_context();  // DefaultCPUAllocator: context == data
@@ -45,6 +64,7 @@ class CountingAllocator final : public c10::Allocator {
     return {data, data, &CountingAllocator::release, c10::Device(c10::DeviceType::CPU)};
   }
   c10::DeleterFnPtr raw_deleter() const override { return &CountingAllocator::release; }
+  LDDPM_ALLOCATOR_COPY_DATA
   std::int64_t live() const {
     std::lock_guard<std::mutex> lock(mutex_);
     return live_;
@@ -92,8 +112,32 @@ CountingAllocator* installCountingAllocator() {
 struct Settings {
   std::int64_t side = 48, batch = 2, base = 16, threads = 2, steps = 3, warmup = 1;
   std::string checkpointLevels = "0,1,2,3";
+  std::string device = "cpu";
+  bool bf16 = false;
   bool json = false;
+  torch::Device where() const { return device == "cuda" ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU); }
 };
+
+// Host and device agree before a clock is read: CUDA kernels run asynchronously.
+void sync(const Settings& s) {
+  if (s.device == "cuda") torch::cuda::synchronize();
+}
+
+// Peak bytes the CUDA caching allocator handed out since the last reset (0 on the CPU).
+void resetCudaPeak(const Settings& s) {
+#if LDDPM_WITH_CUDA
+  if (s.device == "cuda") c10::cuda::CUDACachingAllocator::resetPeakStats(0);
+#endif
+}
+double cudaPeakMib(const Settings& s) {
+#if LDDPM_WITH_CUDA
+  if (s.device == "cuda") {
+    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(0);
+    return static_cast<double>(stats.allocated_bytes[0].peak) / (1 << 20);  // [0]: all pools
+  }
+#endif
+  return 0.0;
+}
 
 // Forward conv FLOPs of one U-Net pass, from each conv's weight shape and the grid its output
 // lives on (read from the module name: encL/decL/midL at level L, downL -> L+1, upL -> L-1).
@@ -126,31 +170,38 @@ std::shared_ptr<DiffusionModelImpl> makeModel(const Settings& s,
   ModelConfig c;
   c.baseChannels = s.base;
   c.checkpointLevels = checkpointLevels;
-  return std::dynamic_pointer_cast<DiffusionModelImpl>(createModel(c));
+  auto model = std::dynamic_pointer_cast<DiffusionModelImpl>(createModel(c));
+  model->to(s.where());
+  return model;
 }
 
 Batch makeBatch(const Settings& s) {
   Batch b;
-  b.image = torch::rand({s.batch, 1, s.side, s.side, s.side}) * 2 - 1;
-  b.anatomy = (torch::rand({s.batch, 3, s.side, s.side, s.side}) > 0.5).to(torch::kFloat32);
-  b.lesion = (torch::rand({s.batch, 1, s.side, s.side, s.side}) > 0.9).to(torch::kFloat32);
+  b.image = (torch::rand({s.batch, 1, s.side, s.side, s.side}) * 2 - 1).to(s.where());
+  b.anatomy = (torch::rand({s.batch, 3, s.side, s.side, s.side}) > 0.5).to(s.where(), torch::kFloat32);
+  b.lesion = (torch::rand({s.batch, 1, s.side, s.side, s.side}) > 0.9).to(s.where(), torch::kFloat32);
   return b;
 }
 
 // One AdamW training step; returns seconds. `peakActivation` (optional) gets the peak bytes above
 // what was live when the step began (parameters, gradients, optimiser state, the batch).
-double trainStep(DiffusionModelImpl& model, torch::optim::AdamW& opt, const Batch& batch,
-                 std::int64_t step, CountingAllocator* counter = nullptr,
+double trainStep(const Settings& s, DiffusionModelImpl& model, torch::optim::AdamW& opt,
+                 const Batch& batch, std::int64_t step, CountingAllocator* counter = nullptr,
                  std::int64_t* peakActivation = nullptr) {
   Generators gens{core::makeCpuGenerator(static_cast<std::uint64_t>(step))};
   const std::int64_t before = counter ? counter->live() : 0;
   if (counter) counter->resetPeak();
+  sync(s);
   core::Stopwatch watch;
   opt.zero_grad();
-  const auto terms = model.loss(batch, gens);
+  LossTerms terms = [&] {
+    AutocastScope autocast(s.where().type(), s.bf16);
+    return model.loss(batch, gens);
+  }();
   terms.total.backward();
   if (counter && peakActivation) *peakActivation = counter->peak() - before;
   opt.step();
+  sync(s);
   return watch.seconds();
 }
 
@@ -170,7 +221,7 @@ int runStep(const Settings& s) {
   const Batch batch = makeBatch(s);
   std::vector<double> times;
   for (std::int64_t i = 0; i < s.warmup + s.steps; ++i) {
-    const double t = trainStep(*model, opt, batch, i);
+    const double t = trainStep(s, *model, opt, batch, i);
     if (i >= s.warmup) times.push_back(t);
   }
   core::Json out{{"step_s", median(times)}, {"params", model->parameterCount()}};
@@ -179,17 +230,23 @@ int runStep(const Settings& s) {
 }
 
 // Reference: one large conv3d (32 -> 32 channels, the side and batch of the model, k = 3),
-// forward + backward.
+// forward + backward; in bf16 on a GPU (what its tensor cores are rated for).
 double referenceConvSeconds(const Settings& s, double& flops) {
   torch::nn::Conv3d conv(torch::nn::Conv3dOptions(32, 32, 3).padding(1));
-  const auto x = torch::randn({s.batch, 32, s.side, s.side, s.side});
+  conv->to(s.where());
+  const auto x = torch::randn({s.batch, 32, s.side, s.side, s.side}).to(s.where());
   const double outVoxels = static_cast<double>(s.batch * s.side * s.side * s.side);
   flops = 3 * 2.0 * static_cast<double>(conv->weight.numel()) * outVoxels;
   std::vector<double> times;
   for (int i = 0; i < 4; ++i) {
+    sync(s);
     core::Stopwatch watch;
     conv->zero_grad();
-    conv(x).sum().backward();
+    {
+      AutocastScope autocast(s.where().type(), s.device == "cuda");
+      conv(x).sum().backward();
+    }
+    sync(s);
     if (i > 0) times.push_back(watch.seconds());
   }
   return median(times);
@@ -200,10 +257,14 @@ int runFlops(const Settings& s) {
   torch::optim::AdamW opt(model->parameters(), torch::optim::AdamWOptions(1e-4));
   const Batch batch = makeBatch(s);
   const double stepFlops = 3 * convForwardFlops(*model, s);
-  trainStep(*model, opt, batch, 0);  // warm-up: oneDNN primitive caches, optimiser state
-  std::vector<double> modelRates, convRates;
+  trainStep(s, *model, opt, batch, 0);  // warm-up: oneDNN primitive caches, optimiser state
+  std::vector<double> modelRates, convRates, stepTimes;
+  double peakMib = 0;
   for (std::int64_t r = 0; r < s.steps; ++r) {  // interleaved: both see the same machine load
-    modelRates.push_back(stepFlops / trainStep(*model, opt, batch, r + 1) / 1e9);
+    resetCudaPeak(s);
+    stepTimes.push_back(trainStep(s, *model, opt, batch, r + 1));
+    peakMib = std::max(peakMib, cudaPeakMib(s));
+    modelRates.push_back(stepFlops / stepTimes.back() / 1e9);
     double convFlops = 0;
     const double convSeconds = referenceConvSeconds(s, convFlops);
     convRates.push_back(convFlops / convSeconds / 1e9);
@@ -213,7 +274,11 @@ int runFlops(const Settings& s) {
                  {"batch", s.batch},
                  {"base", s.base},
                  {"threads", s.threads},
+                 {"device", s.device},
+                 {"bf16", s.bf16},
                  {"params", model->parameterCount()},
+                 {"step_s", median(stepTimes)},
+                 {"peak_mib", peakMib},
                  {"step_gflop", stepFlops / 1e9},
                  {"model_gflops", m},
                  {"conv_gflops", c},
@@ -232,13 +297,13 @@ int runCheckpoint(const Settings& s) {
   torch::optim::AdamW optPlain(plain->parameters(), torch::optim::AdamWOptions(1e-4));
   torch::optim::AdamW optCkpt(ckpt->parameters(), torch::optim::AdamWOptions(1e-4));
   const Batch batch = makeBatch(s);
-  trainStep(*plain, optPlain, batch, 0);
-  trainStep(*ckpt, optCkpt, batch, 0);
+  trainStep(s, *plain, optPlain, batch, 0);
+  trainStep(s, *ckpt, optCkpt, batch, 0);
   std::vector<double> tPlain, tCkpt;
   std::int64_t mPlain = 0, mCkpt = 0;
   for (std::int64_t r = 0; r < s.steps; ++r) {
-    tPlain.push_back(trainStep(*plain, optPlain, batch, r + 1, counter, &mPlain));
-    tCkpt.push_back(trainStep(*ckpt, optCkpt, batch, r + 1, counter, &mCkpt));
+    tPlain.push_back(trainStep(s, *plain, optPlain, batch, r + 1, counter, &mPlain));
+    tCkpt.push_back(trainStep(s, *ckpt, optCkpt, batch, r + 1, counter, &mCkpt));
   }
   const double a = median(tPlain), b = median(tCkpt);
   core::Json out{{"side", s.side},
@@ -275,8 +340,10 @@ int main(int argc, char** argv) {
       "warmup", core::po::value(&s.warmup)->default_value(s.warmup),
       "untimed steps first (--mode step)")(
       "checkpoint-levels", core::po::value(&s.checkpointLevels)->default_value(s.checkpointLevels),
-      "levels to checkpoint (--mode checkpoint)")("json", core::po::bool_switch(&s.json),
-                                                  "one-line JSON");
+      "levels to checkpoint (--mode checkpoint)")(
+      "device", core::po::value(&s.device)->default_value(s.device), "cpu | cuda (GPU 0)")(
+      "bf16", core::po::bool_switch(&s.bf16), "bf16 autocast for the model step (cuda)")(
+      "json", core::po::bool_switch(&s.json), "one-line JSON");
   try {
     const auto parsed =
         core::parseOptions("bench", std::vector<std::string>(argv + 1, argv + argc), desc);
@@ -287,6 +354,9 @@ int main(int argc, char** argv) {
     torch::set_num_threads(
         static_cast<int>(s.threads));  // Debian's LibTorch starts with 1 (FACTS.md)
     torch::manual_seed(0);
+    if (s.device != "cpu" && s.device != "cuda") throw core::UsageError("--device must be cpu or cuda");
+    if (s.device == "cuda" && !torch::cuda::is_available()) throw core::UsageError("--device cuda: no CUDA device");
+    if (mode == "checkpoint" && s.device != "cpu") throw core::UsageError("--mode checkpoint counts CPU memory only");
     if (mode == "flops") return runFlops(s);
     if (mode == "checkpoint") return runCheckpoint(s);
     if (mode == "step") return runStep(s);
