@@ -63,9 +63,11 @@ CommandResult runCommand(const std::string& command) {
 
 // The array tasks that the scheduler still holds for `jobIds`, or nullopt when `squeue` cannot
 // be asked (not installed, no controller): then nothing is known about queued tasks.
-std::optional<QueueStates> queuedTasks(const std::string& squeue, const std::set<std::string>& jobIds) {
+std::optional<QueueStates> queuedTasks(const std::string& squeue,
+                                       const std::set<std::string>& jobIds) {
   if (jobIds.empty()) return QueueStates{};
-  const CommandResult r = runCommand(squeue + " --me --noheader --array --format='%F %K %T' 2>/dev/null");
+  const CommandResult r =
+      runCommand(squeue + " --me --noheader --array --format='%F %K %T' 2>/dev/null");
   if (r.code != 0) return std::nullopt;
   QueueStates states;
   std::istringstream lines(r.out);
@@ -110,7 +112,8 @@ bool usesVariable(const std::string& text, const std::string& name) {
 
 std::string readTemplate(const std::string& path) {
   std::ifstream in(path);
-  if (!in) LDDPM_THROW(core::UsageError, "lddpm sweep: option '--template': cannot read '", path, "'");
+  if (!in)
+    LDDPM_THROW(core::UsageError, "lddpm sweep: option '--template': cannot read '", path, "'");
   std::ostringstream text;
   text << in.rdbuf();
   const std::string t = text.str();
@@ -211,13 +214,15 @@ std::vector<std::string> gridDifferences(const core::Json& before, const core::J
       const auto text = [&](const core::Json& j) {
         return j.contains(k) ? j[k].dump() : std::string("(absent)");
       };
-      if (text(a) != text(b)) out.push_back(core::strCat("[", part, "] ", k, ": ", text(a), " -> ", text(b)));
+      if (text(a) != text(b))
+        out.push_back(core::strCat("[", part, "] ", k, ": ", text(a), " -> ", text(b)));
     }
   }
   for (const char* setting : {"samples", "seed", "ranks"}) {
     if (before.value(setting, core::Json()) != after.value(setting, core::Json())) {
-      out.push_back(core::strCat("[sweep] ", setting, ": ", before.value(setting, core::Json()).dump(),
-                                 " -> ", after.value(setting, core::Json()).dump()));
+      out.push_back(core::strCat("[sweep] ", setting, ": ",
+                                 before.value(setting, core::Json()).dump(), " -> ",
+                                 after.value(setting, core::Json()).dump()));
     }
   }
   return out;
@@ -276,7 +281,8 @@ void replaceTaskFolder(const fs::path& sweepDir, const fs::path& dir) {
     const fs::path to = sweepDir / "replaced" / core::strCat(dir.filename().string(), ".", k);
     if (fs::exists(to)) continue;
     fs::rename(dir, to);
-    LDDPM_LOG(Warn) << "options of " << dir.filename().string() << " changed: its old folder is now " << to;
+    LDDPM_LOG(Warn) << "options of " << dir.filename().string()
+                    << " changed: its old folder is now " << to;
     return;
   }
 }
@@ -315,9 +321,11 @@ int runSubmit(const CommandArgs& args) {
   std::vector<std::size_t> changed;  // tasks whose folder holds results of other options
   if (fs::exists(recordPath)) {
     record = core::readJsonFile(recordPath.string());
-    std::vector<std::string> diffs = gridDifferences(record.value("grid", core::Json::object()), definition);
+    std::vector<std::string> diffs =
+        gridDifferences(record.value("grid", core::Json::object()), definition);
     const std::size_t before = record.value("tasks", core::Json::array()).size();
-    if (before != tasks.size()) diffs.push_back(core::strCat("tasks: ", before, " -> ", tasks.size()));
+    if (before != tasks.size())
+      diffs.push_back(core::strCat("tasks: ", before, " -> ", tasks.size()));
     for (std::size_t i = 0; i < tasks.size(); ++i) {
       const fs::path ini = sweepDir / dirs[i] / "sweep-task.ini";
       if (!fs::exists(ini)) continue;
@@ -329,8 +337,9 @@ int runSubmit(const CommandArgs& args) {
     if (!diffs.empty() && !o.force) {
       std::string list;
       for (const auto& d : diffs) list += "\n  " + d;
-      LDDPM_THROW(core::UsageError, "lddpm sweep: ", o.out, " was created from a different grid:",
-                  list, "\nnothing submitted; use another --out, or --force to start the changed "
+      LDDPM_THROW(core::UsageError, "lddpm sweep: ", o.out,
+                  " was created from a different grid:", list,
+                  "\nnothing submitted; use another --out, or --force to start the changed "
                   "tasks over");
     }
   }
@@ -361,7 +370,8 @@ int runSubmit(const CommandArgs& args) {
   // 3. Write the folder: task options first, sweep.json last (without this submission).
   if (o.force && fs::exists(recordPath)) {
     for (std::size_t i : changed) replaceTaskFolder(sweepDir, sweepDir / dirs[i]);
-    for (std::size_t i = tasks.size(); fs::exists(sweepDir / "tasks" / taskDirName(static_cast<int>(i), width)); ++i) {
+    for (std::size_t i = tasks.size();
+         fs::exists(sweepDir / "tasks" / taskDirName(static_cast<int>(i), width)); ++i) {
       replaceTaskFolder(sweepDir, sweepDir / "tasks" / taskDirName(static_cast<int>(i), width));
     }
   }
@@ -371,7 +381,8 @@ int runSubmit(const CommandArgs& args) {
   for (std::size_t i = 0; i < tasks.size(); ++i) {
     const fs::path ini = sweepDir / dirs[i] / "sweep-task.ini";
     fs::create_directories(ini.parent_path());
-    if (!fs::exists(ini) || iniDifference(readText(ini), inis[i]) != "") core::writeFileAtomic(ini.string(), inis[i]);
+    if (!fs::exists(ini) || iniDifference(readText(ini), inis[i]) != "")
+      core::writeFileAtomic(ini.string(), inis[i]);
     core::Json values = core::Json::object();
     for (const auto& [key, value] : tasks[i].values) values[key] = value;
     taskList.push_back({{"id", tasks[i].id}, {"dir", dirs[i]}, {"values", values}});
@@ -402,18 +413,24 @@ int runSubmit(const CommandArgs& args) {
                    shellQuote("--output=" + (sweepDir / "logs" / "%A_%a.out").string()),
                    " --export=ALL ", shellQuote(script.string()));
   if (o.dryRun) {
-    std::cout << "dry run: " << o.out << " written (" << tasks.size() << " task(s), " << submit.size()
-              << " to submit); would run:\n" << command << "\n";
+    std::cout << "dry run: " << o.out << " written (" << tasks.size() << " task(s), "
+              << submit.size() << " to submit); would run:\n"
+              << command << "\n";
     return 0;
   }
   const CommandResult r = runCommand(command);
   std::string jobId = r.out.substr(0, r.out.find_first_of(";\n"));
   if (r.code != 0 || jobId.empty() || jobId.find_first_not_of("0123456789") != std::string::npos) {
-    LDDPM_THROW(core::Error, "lddpm sweep: sbatch failed (", r.code == 0 ? "no job id in its output '" + r.out + "'" : core::strCat("exit status ", r.code),
+    LDDPM_THROW(core::Error, "lddpm sweep: sbatch failed (",
+                r.code == 0 ? "no job id in its output '" + r.out + "'"
+                            : core::strCat("exit status ", r.code),
                 "): nothing was submitted. The command was:\n", command);
   }
-  record["submissions"].push_back(
-      {{"job_id", jobId}, {"array", array}, {"tasks", submit}, {"time", nowUtc()}, {"command", command}});
+  record["submissions"].push_back({{"job_id", jobId},
+                                   {"array", array},
+                                   {"tasks", submit},
+                                   {"time", nowUtc()},
+                                   {"command", command}});
   core::writeJsonFile(recordPath.string(), record);
   std::cout << "submitted job " << jobId << ": " << submit.size() << " of " << tasks.size()
             << " task(s) (--array=" << array << "), " << finished << " finished, " << queued
@@ -431,11 +448,13 @@ int runStatus(const CommandArgs& args) {
   std::string dir, squeue = "squeue";
   bool json = false;
   po::options_description own("sweep status options");
+  // clang-format off
   own.add_options()
       ("dir", po::value(&dir)->required()->value_name("DIR"), "sweep folder")
       ("json", po::bool_switch(&json), "print JSON instead of a table")
       ("squeue", po::value(&squeue)->default_value(squeue)->value_name("CMD"),
        "command that lists queued tasks (their state when they have not started)");
+  // clang-format on
   po::positional_options_description positional;
   positional.add("dir", 1);
   if (!parseCommand(kCommand, "status DIR [--json]", args, own, positional)) return 0;
@@ -448,14 +467,19 @@ int runStatus(const CommandArgs& args) {
     for (const auto& t : tasks) {
       core::Json values = core::Json::object();
       for (const auto& [key, value] : t.values) values[key] = value;
-      out.push_back({{"task", t.id}, {"values", values}, {"state", t.state}, {"step", t.step},
-                     {"steps", t.steps}, {"metrics", t.metrics}});
+      out.push_back({{"task", t.id},
+                     {"values", values},
+                     {"state", t.state},
+                     {"step", t.step},
+                     {"steps", t.steps},
+                     {"metrics", t.metrics}});
     }
     std::cout << out.dump(2) << "\n";
     return 0;
   }
   std::cout << "sweep " << record.value("name", "") << " (" << dir << "): " << stateSummary(tasks)
-            << "\n\n" << statusTable(tasks, sweptKeys(record)).text();
+            << "\n\n"
+            << statusTable(tasks, sweptKeys(record)).text();
   return 0;
 }
 
@@ -464,6 +488,7 @@ int runCollect(const CommandArgs& args) {
   bool descending = false;
   int last = 1;
   po::options_description own("sweep collect options");
+  // clang-format off
   own.add_options()
       ("dir", po::value(&dir)->required()->value_name("DIR"), "sweep folder")
       ("metric", po::value(&metric)->value_name("NAME"),
@@ -471,6 +496,7 @@ int runCollect(const CommandArgs& args) {
       ("descending", po::bool_switch(&descending), "largest first (default: the grid's setting)")
       ("last", po::value(&last)->default_value(last)->value_name("N"),
        "average each metric over the last N rows of metrics.jsonl (1: the last row)");
+  // clang-format on
   po::positional_options_description positional;
   positional.add("dir", 1);
   if (!parseCommand(kCommand, "collect DIR [--metric NAME] [--descending] [--last N]", args, own,
@@ -487,11 +513,15 @@ int runCollect(const CommandArgs& args) {
                                      sweptKeys(record), metric, descending);
   const std::string markdown =
       c.table.markdown() +
-      core::strCat("\nSorted by ", metric, descending ? " (largest first)" : " (smallest first)",
-                   last > 1 ? core::strCat(", mean of the last ", last, " rows") : std::string(", last row"),
-                   "; * = unfinished (latest metrics, not final).\n");
-  const core::Json json = {{"sweep", record.value("name", "")}, {"metric", metric},
-                           {"descending", descending}, {"last", last}, {"tasks", c.json}};
+      core::strCat(
+          "\nSorted by ", metric, descending ? " (largest first)" : " (smallest first)",
+          last > 1 ? core::strCat(", mean of the last ", last, " rows") : std::string(", last row"),
+          "; * = unfinished (latest metrics, not final).\n");
+  const core::Json json = {{"sweep", record.value("name", "")},
+                           {"metric", metric},
+                           {"descending", descending},
+                           {"last", last},
+                           {"tasks", c.json}};
   core::writeFileAtomic((fs::path(dir) / "results.md").string(), markdown);
   core::writeFileAtomic((fs::path(dir) / "results.csv").string(), c.table.csv());
   core::writeJsonFile((fs::path(dir) / "results.json").string(), json);
@@ -510,7 +540,8 @@ const Mode kModes[] = {{"submit", &runSubmit}, {"status", &runStatus}, {"collect
 
 int runSweep(const CommandArgs& args) {
   if (args.empty()) {
-    LDDPM_THROW(core::UsageError, "lddpm sweep: expected --grid FILE --template FILE --out DIR, "
+    LDDPM_THROW(core::UsageError,
+                "lddpm sweep: expected --grid FILE --template FILE --out DIR, "
                 "or 'status DIR' / 'collect DIR' (see 'lddpm sweep --help')");
   }
   for (const Mode& m : kModes) {

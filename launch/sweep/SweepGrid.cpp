@@ -118,7 +118,8 @@ void setSetting(SweepSettings& s, const std::string& key, const std::string& val
     s.name = value;
   } else if (key == "max_parallel") {
     const auto v = parseInteger(value, at, what);
-    if (v < 0 || v > std::numeric_limits<int>::max()) fail(at, what, ": must be >= 0 (0: no limit)");
+    if (v < 0 || v > std::numeric_limits<int>::max())
+      fail(at, what, ": must be >= 0 (0: no limit)");
     s.maxParallel = static_cast<int>(v);
   } else if (key == "metric") {
     if (value.empty()) fail(at, what, ": empty");
@@ -202,12 +203,9 @@ core::Json GridSpec::definition() const {
   for (const auto& a : grid) gridJson[a.key] = a.values;
   core::Json randomJson = core::Json::object();
   for (const auto& a : random) randomJson[a.key] = a.text;
-  return {{"base", baseJson},
-          {"grid", gridJson},
-          {"random", randomJson},
-          {"samples", settings.samples},
-          {"seed", settings.seed},
-          {"ranks", settings.ranks}};
+  return {{"base", baseJson},      {"grid", gridJson},
+          {"random", randomJson},  {"samples", settings.samples},
+          {"seed", settings.seed}, {"ranks", settings.ranks}};
 }
 
 std::size_t GridSpec::taskCount() const {
@@ -244,7 +242,8 @@ GridSpec parseGrid(std::istream& in, const std::string& name) {
       continue;
     }
     const auto eq = line.find('=');
-    if (eq == std::string::npos) fail(at, "expected 'key = value' or a [section], got '", line, "'");
+    if (eq == std::string::npos)
+      fail(at, "expected 'key = value' or a [section], got '", line, "'");
     const std::string key = trim(line.substr(0, eq));
     const std::string value = trim(line.substr(eq + 1));
     if (key.empty()) fail(at, "a line with no key: '", line, "'");
@@ -311,7 +310,8 @@ std::string drawRandom(const RandomAxis& axis, std::uint64_t seed, std::int64_t 
     return std::to_string(a + std::min(b - a, static_cast<long long>(u * span)));
   }
   const double a = std::stod(axis.args[0]), b = std::stod(axis.args[1]);
-  if (axis.kind == "loguniform") return formatReal(std::exp(std::log(a) + u * (std::log(b) - std::log(a))));
+  if (axis.kind == "loguniform")
+    return formatReal(std::exp(std::log(a) + u * (std::log(b) - std::log(a))));
   return formatReal(a + u * (b - a));
 }
 

@@ -14,13 +14,13 @@ namespace lddpm::launch::sweep {
 
 // How the sweep runs and how `collect` sorts; none of these change what a task trains.
 struct SweepSettings {
-  std::string name;         // SLURM job name; default: the grid file's stem
-  int maxParallel = 0;      // %K of --array; 0 = no limit
+  std::string name;     // SLURM job name; default: the grid file's stem
+  int maxParallel = 0;  // %K of --array; 0 = no limit
   std::string metric = "loss";
   bool descending = false;
-  int samples = 0;          // `random = N`: draws of the [random] keys per grid point
-  std::uint64_t seed = 0;   // seed of the [random] draws
-  int ranks = 1;            // ranks per task, for the --batch divisibility check
+  int samples = 0;         // `random = N`: draws of the [random] keys per grid point
+  std::uint64_t seed = 0;  // seed of the [random] draws
+  int ranks = 1;           // ranks per task, for the --batch divisibility check
 };
 
 // One `key = value` line of [base], kept verbatim.

@@ -111,9 +111,10 @@ std::vector<TaskState> readTaskStates(const std::string& sweepDir, const core::J
       task.state = submitted.count(task.id) ? "submitted" : "not submitted";
     }
     task.finished = task.state == "finished";
-    task.metrics =
-        finalMetrics(core::MetricsLog::readAll((fs::path(task.dir) / "metrics.jsonl").string()), last);
-    if (task.step < 0 && task.metrics.contains("step")) task.step = task.metrics["step"].get<std::int64_t>();
+    task.metrics = finalMetrics(
+        core::MetricsLog::readAll((fs::path(task.dir) / "metrics.jsonl").string()), last);
+    if (task.step < 0 && task.metrics.contains("step"))
+      task.step = task.metrics["step"].get<std::int64_t>();
     tasks.push_back(std::move(task));
   }
   return tasks;

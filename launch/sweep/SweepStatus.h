@@ -1,7 +1,8 @@
 #pragma once
 // What a sweep folder says about its tasks: sweep.json (tasks, swept values, submissions), each
-// task's status.json and metrics.jsonl written by `lddpm train`, and what the scheduler still holds.
-// `lddpm sweep status` and `collect` print these; `lddpm sweep` uses them to skip finished tasks.
+// task's status.json and metrics.jsonl written by `lddpm train`, and what the scheduler still
+// holds. `lddpm sweep status` and `collect` print these; `lddpm sweep` uses them to skip finished
+// tasks.
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -32,7 +33,8 @@ struct TaskState {
   std::string state;
   bool finished = false;
   std::int64_t step = -1, steps = -1;  // -1: unknown
-  core::Json metrics = core::Json::object();  // last metrics.jsonl row (mean of the last `last` rows)
+  core::Json metrics =
+      core::Json::object();  // last metrics.jsonl row (mean of the last `last` rows)
 };
 
 // The state of every task of a sweep. `queue` is what the scheduler reported, if it could be asked.
@@ -63,7 +65,7 @@ std::string stateSummary(const std::vector<TaskState>& tasks);
 struct Collected {
   std::vector<TaskState> tasks;  // sorted
   std::vector<std::string> metricKeys;
-  Table table;     // unfinished tasks' state marked with '*'
+  Table table;  // unfinished tasks' state marked with '*'
   core::Json json;
 };
 Collected collectResults(std::vector<TaskState> tasks, const std::vector<std::string>& swept,

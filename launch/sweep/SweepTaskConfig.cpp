@@ -98,7 +98,8 @@ void TaskConfigResolver::checkLines() const {
 
 std::string TaskConfigResolver::resolve(const SweepTask& task, const std::string& runDir) {
   std::string values;
-  for (const auto& [key, value] : task.values) values += (values.empty() ? "" : ", ") + key + " = " + value;
+  for (const auto& [key, value] : task.values)
+    values += (values.empty() ? "" : ", ") + key + " = " + value;
   const std::string where =
       core::strCat(spec_.path, ": task ", task.id, values.empty() ? "" : " (" + values + ")", ": ");
 

@@ -71,8 +71,8 @@ TEST(SweepGrid, CartesianProductLastKeyFastest) {
 }
 
 TEST(SweepGrid, QuotesKeepCommasAndNameDefaultsToTheFile) {
-  const GridSpec spec =
-      parse("# comment\n[grid]\nchannel-mult = \"1,2\", \"1,2,4\"  # two depths\n", "dir/depth.ini");
+  const GridSpec spec = parse(
+      "# comment\n[grid]\nchannel-mult = \"1,2\", \"1,2,4\"  # two depths\n", "dir/depth.ini");
   ASSERT_EQ(spec.grid.size(), 1u);
   EXPECT_EQ(spec.grid[0].values, (std::vector<std::string>{"1,2", "1,2,4"}));
   EXPECT_EQ(spec.settings.name, "depth");
@@ -129,8 +129,10 @@ TEST(SweepGrid, MalformedLinesNameFileAndLine) {
       {"[grid]\nlr = 1,,2\n", "g.ini:2: empty value in the list '1,,2'"},
       {"[grid]\nlr =\n", "g.ini:2: [grid] lr has no values"},
       {"[grid]\nchannel-mult = \"1,2\n", "g.ini:2: unterminated quote"},
-      {"[sweep]\nrandom = 3\n[random]\nlr = normal(0, 1)\n", "g.ini:4: [random] lr: unknown distribution 'normal'"},
-      {"[sweep]\nrandom = 3\n[random]\nlr = uniform(1, 0)\n", "g.ini:4: [random] lr: uniform(a,b) needs a < b"},
+      {"[sweep]\nrandom = 3\n[random]\nlr = normal(0, 1)\n",
+       "g.ini:4: [random] lr: unknown distribution 'normal'"},
+      {"[sweep]\nrandom = 3\n[random]\nlr = uniform(1, 0)\n",
+       "g.ini:4: [random] lr: uniform(a,b) needs a < b"},
       {"[sweep]\nrandom = 3\n[random]\nlr = loguniform(0, 1)\n", "loguniform(a,b) needs a > 0"},
       {"[random]\nlr = uniform(0, 1)\n", "g.ini:2: [random] keys need `random = N`"},
   };
@@ -162,15 +164,16 @@ struct TaskFixture : ::testing::Test {
   // A grid over a tiny model so the model build in each check is quick.
   std::string grid(const std::string& extraBase, const std::string& gridSection) const {
     return "[base]\nstore = " + (dir / "store").string() +
-           "\nsteps = 10\nbase-channels = 8\nchannel-mult = 1,2\nattention-levels =\n" +
-           extraBase + "[grid]\n" + gridSection;
+           "\nsteps = 10\nbase-channels = 8\nchannel-mult = 1,2\nattention-levels =\n" + extraBase +
+           "[grid]\n" + gridSection;
   }
 };
 
 TEST_F(TaskFixture, UnknownOptionOrBadValueNamesTheLine) {
   const GridSpec unknown = parse(grid("", "lr = 1e-3\nlearning-rate = 1\n"));
-  EXPECT_NE(errorOf([&] { TaskConfigResolver(unknown).checkLines(); })
-                .find("g.ini:9: [grid] unknown option 'learning-rate'"),
+  EXPECT_NE(errorOf([&] {
+              TaskConfigResolver(unknown).checkLines();
+            }).find("g.ini:9: [grid] unknown option 'learning-rate'"),
             std::string::npos);
   const GridSpec bad = parse(grid("", "lr = 1e-3, fast\n"));
   const std::string message = errorOf([&] { TaskConfigResolver(bad).checkLines(); });
@@ -190,14 +193,16 @@ TEST_F(TaskFixture, WholeTaskIsValidatedAsTrainDoes) {
   EXPECT_NO_THROW(resolver.resolve(tasks[0], (dir / "t0").string()));
   std::string message = errorOf([&] { resolver.resolve(tasks[1], (dir / "t1").string()); });
   EXPECT_NE(message.find("g.ini: task 1 (lr = 1e-5): lddpm train: option '--min-lr'"),
-            std::string::npos) << message;
+            std::string::npos)
+      << message;
 
   spec = parse(grid("", "groups = 8, 3\n"));
   TaskConfigResolver models(spec);
   EXPECT_NO_THROW(models.resolve(expandTasks(spec)[0], (dir / "t").string()));
   message = errorOf([&] { models.resolve(expandTasks(spec)[1], (dir / "t").string()); });
   EXPECT_NE(message.find("task 1 (groups = 3): option '--groups': 3 does not divide"),
-            std::string::npos) << message;
+            std::string::npos)
+      << message;
 
   spec = parse("[sweep]\nranks = 2\n" + grid("", "batch = 2, 3\n"));
   TaskConfigResolver ranks(spec);
@@ -257,8 +262,8 @@ struct SweepCli : TaskFixture {
     writeGrid("lr = 1e-3, 1e-4\nbatch = 2, 4\n");
   }
   void writeGrid(const std::string& gridSection) {
-    write(dir / "grid.ini", "[sweep]\nname = scan\nmax_parallel = 2\nmetric = loss\n" +
-                                grid("", gridSection));
+    write(dir / "grid.ini",
+          "[sweep]\nname = scan\nmax_parallel = 2\nmetric = loss\n" + grid("", gridSection));
   }
   lddpm::testutil::ShellResult sweepCmd(const std::string& args) {
     return lddpm::testutil::runShell(std::string(LDDPM_BINARY) + " sweep " + args + " 2>&1");
@@ -272,8 +277,7 @@ struct SweepCli : TaskFixture {
   }
   void finish(int task, double loss, int step = 10) {
     const fs::path t = sweep / "tasks" / taskDirName(task, 3);
-    write(t / "status.json",
-          Json{{"state", "finished"}, {"step", step}, {"steps", 10}}.dump());
+    write(t / "status.json", Json{{"state", "finished"}, {"step", step}, {"steps", 10}}.dump());
     std::ofstream m(t / "metrics.jsonl");
     m << Json{{"step", 5}, {"loss", loss + 1}, {"samples_per_s", 2.0}}.dump() << "\n"
       << Json{{"step", step}, {"loss", loss}, {"samples_per_s", 3.0}}.dump() << "\n";
@@ -297,9 +301,11 @@ TEST_F(SweepCli, BadInputExitsTwoAndSubmitsNothing) {
   writeGrid("lr = 1e-3, 1e-7\n");  // below the default min-lr 1e-6: a whole-task check
   expectRejected("task 1 (lr = 1e-7): lddpm train: option '--min-lr'");
   writeGrid("lr = 1e-3\n");
-  write(dir / "train.sbatch", "#!/bin/bash\n#SBATCH -n 1\nlddpm train --config \"$LDDPM_CONFIG\"\n");
+  write(dir / "train.sbatch",
+        "#!/bin/bash\n#SBATCH -n 1\nlddpm train --config \"$LDDPM_CONFIG\"\n");
   expectRejected("never uses ${LDDPM_RUN_DIR}: a sweep task would not find its run directory");
-  write(dir / "train.sbatch", "#!/bin/bash\n# $LDDPM_CONFIG only in a comment\necho $LDDPM_RUN_DIR\n");
+  write(dir / "train.sbatch",
+        "#!/bin/bash\n# $LDDPM_CONFIG only in a comment\necho $LDDPM_RUN_DIR\n");
   expectRejected("never uses ${LDDPM_CONFIG}");
 }
 
@@ -319,7 +325,8 @@ TEST_F(SweepCli, DryRunWritesTheFolderButDoesNotSubmit) {
   const std::string script = read(sweep / "job.sbatch");
   EXPECT_LT(script.find("#SBATCH --ntasks=1"), script.find("export LDDPM_RUN_DIR"));
   EXPECT_LT(script.find("export LDDPM_CONFIG"), script.find("echo \"run="));
-  const auto job = lddpm::testutil::runShell("SLURM_ARRAY_TASK_ID=2 bash " + (sweep / "job.sbatch").string());
+  const auto job =
+      lddpm::testutil::runShell("SLURM_ARRAY_TASK_ID=2 bash " + (sweep / "job.sbatch").string());
   EXPECT_EQ(job.out, "run=" + (sweep / "tasks/002").string() +
                          " config=" + (sweep / "tasks/002/sweep-task.ini").string() + "\n");
 }
@@ -422,17 +429,19 @@ TEST_F(SweepCli, StatusAndCollectReadTheTaskFolders) {
   // Mean of the last two rows, largest first: task 0 (1.5 + 0.5) / 2 = 1 leads.
   r = sweepCmd("collect " + sweep.string() + " --last 2 --descending");
   ASSERT_EQ(r.code, 0) << r.out;
-  EXPECT_EQ(read(sweep / "results.csv").rfind("task,lr,batch,state,step,loss,samples_per_s\n"
-                                              "0,1e-3,2,finished,10/10,1,2.5\n"
-                                              "3,1e-4,4,finished,10/10,0.75,2.5\n",
-                                              0),
+  EXPECT_EQ(read(sweep / "results.csv")
+                .rfind("task,lr,batch,state,step,loss,samples_per_s\n"
+                       "0,1e-3,2,finished,10/10,1,2.5\n"
+                       "3,1e-4,4,finished,10/10,0.75,2.5\n",
+                       0),
             0u)
       << read(sweep / "results.csv");
 
   r = sweepCmd("collect " + sweep.string() + " --metric dice");
   EXPECT_EQ(r.code, 2) << r.out;
   EXPECT_NE(r.out.find("no task logged 'dice' (metrics.jsonl has: loss, samples_per_s)"),
-            std::string::npos) << r.out;
+            std::string::npos)
+      << r.out;
   EXPECT_EQ(sweepCmd("status " + dir.string()).code, 2);  // not a sweep folder
 }
 
