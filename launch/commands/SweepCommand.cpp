@@ -154,8 +154,7 @@ std::string jobScript(const std::string& templ, const fs::path& sweepDir, int wi
                    "d \"$SLURM_ARRAY_TASK_ID\")\""),
       "export LDDPM_CONFIG=\"$LDDPM_RUN_DIR/sweep-task.ini\"",
       "export LDDPM_BIN=\"${LDDPM_BIN:-" + bin + "}\"",
-      "# ---- end of lddpm sweep lines ----",
-      ""};
+      "# ---- end of lddpm sweep lines ----"};
   lines.insert(lines.begin() + static_cast<std::ptrdiff_t>(insertAt), preamble.begin(),
                preamble.end());
   std::string out;
@@ -344,7 +343,15 @@ int runSubmit(const CommandArgs& args) {
     }
   }
   const core::Json submissions = record.value("submissions", core::Json::array());
-  const std::optional<QueueStates> queue = queuedTasks(o.squeue, submittedJobIds(record));
+  std::vector<bool> done(tasks.size());
+  for (std::size_t i = 0; i < tasks.size(); ++i) {
+    const bool reset = o.force && std::find(changed.begin(), changed.end(), i) != changed.end();
+    done[i] = !reset && taskFinished((sweepDir / dirs[i]).string());
+  }
+  // The scheduler is asked only when something is left to submit.
+  const bool allDone = std::find(done.begin(), done.end(), false) == done.end();
+  const std::optional<QueueStates> queue =
+      allDone ? QueueStates{} : queuedTasks(o.squeue, submittedJobIds(record));
   if (!queue) {
     LDDPM_LOG(Warn) << "could not ask the scheduler (" << o.squeue
                     << "): a task of an earlier submission that is still queued would run twice";
@@ -352,10 +359,9 @@ int runSubmit(const CommandArgs& args) {
   std::vector<int> submit;
   int finished = 0, queued = 0;
   for (std::size_t i = 0; i < tasks.size(); ++i) {
-    const bool reset = o.force && std::find(changed.begin(), changed.end(), i) != changed.end();
-    if (!reset && taskFinished((sweepDir / dirs[i]).string())) {
+    if (done[i]) {
       ++finished;
-    } else if (!reset && queue && queue->count(tasks[i].id)) {
+    } else if (queue && queue->count(tasks[i].id)) {
       ++queued;
     } else {
       submit.push_back(tasks[i].id);

@@ -272,7 +272,11 @@ Collected collectResults(std::vector<TaskState> tasks, const std::vector<std::st
   });
 
   c.table.header = leadingHeader(swept);
-  c.table.header.insert(c.table.header.end(), c.metricKeys.begin(), c.metricKeys.end());
+  for (const auto& key : c.metricKeys) {
+    // The logged learning rate next to a swept `lr`: two columns of one name would mislead.
+    const bool isSwept = std::find(swept.begin(), swept.end(), key) != swept.end();
+    c.table.header.push_back(isSwept ? key + " (logged)" : key);
+  }
   c.json = core::Json::array();
   for (const auto& t : tasks) {
     auto row = leadingCells(t, t.finished ? t.state : t.state + "*");

@@ -279,8 +279,8 @@ struct SweepCli : TaskFixture {
     const fs::path t = sweep / "tasks" / taskDirName(task, 3);
     write(t / "status.json", Json{{"state", "finished"}, {"step", step}, {"steps", 10}}.dump());
     std::ofstream m(t / "metrics.jsonl");
-    m << Json{{"step", 5}, {"loss", loss + 1}, {"samples_per_s", 2.0}}.dump() << "\n"
-      << Json{{"step", step}, {"loss", loss}, {"samples_per_s", 3.0}}.dump() << "\n";
+    m << Json{{"step", 5}, {"loss", loss + 1}, {"samples_per_s", 2.0}, {"lr", 1e-3}}.dump() << "\n"
+      << Json{{"step", step}, {"loss", loss}, {"samples_per_s", 3.0}, {"lr", 1e-3}}.dump() << "\n";
   }
 };
 
@@ -413,11 +413,12 @@ TEST_F(SweepCli, StatusAndCollectReadTheTaskFolders) {
   r = sweepCmd("collect " + sweep.string());
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_EQ(read(sweep / "results.csv"),
-            "task,lr,batch,state,step,loss,samples_per_s\n"
-            "1,1e-3,4,finished,10/10,0.125,3\n"
-            "3,1e-4,4,finished,10/10,0.25,3\n"
-            "0,1e-3,2,finished,10/10,0.5,3\n"
-            "2,1e-4,2,running*,4/10,0.0625,n/a\n");
+            // The logged learning rate is told apart from the swept one.
+            "task,lr,batch,state,step,loss,samples_per_s,lr (logged)\n"
+            "1,1e-3,4,finished,10/10,0.125,3,0.001\n"
+            "3,1e-4,4,finished,10/10,0.25,3,0.001\n"
+            "0,1e-3,2,finished,10/10,0.5,3,0.001\n"
+            "2,1e-4,2,running*,4/10,0.0625,n/a,n/a\n");
   EXPECT_EQ(read(sweep / "results.md"), r.out);
   const Json results = lddpm::core::readJsonFile((sweep / "results.json").string());
   EXPECT_EQ(results["metric"], "loss");
@@ -430,16 +431,16 @@ TEST_F(SweepCli, StatusAndCollectReadTheTaskFolders) {
   r = sweepCmd("collect " + sweep.string() + " --last 2 --descending");
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_EQ(read(sweep / "results.csv")
-                .rfind("task,lr,batch,state,step,loss,samples_per_s\n"
-                       "0,1e-3,2,finished,10/10,1,2.5\n"
-                       "3,1e-4,4,finished,10/10,0.75,2.5\n",
+                .rfind("task,lr,batch,state,step,loss,samples_per_s,lr (logged)\n"
+                       "0,1e-3,2,finished,10/10,1,2.5,0.001\n"
+                       "3,1e-4,4,finished,10/10,0.75,2.5,0.001\n",
                        0),
             0u)
       << read(sweep / "results.csv");
 
   r = sweepCmd("collect " + sweep.string() + " --metric dice");
   EXPECT_EQ(r.code, 2) << r.out;
-  EXPECT_NE(r.out.find("no task logged 'dice' (metrics.jsonl has: loss, samples_per_s)"),
+  EXPECT_NE(r.out.find("no task logged 'dice' (metrics.jsonl has: loss, samples_per_s, lr)"),
             std::string::npos)
       << r.out;
   EXPECT_EQ(sweepCmd("status " + dir.string()).code, 2);  // not a sweep folder
