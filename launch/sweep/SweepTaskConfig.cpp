@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "core/Error.h"
+#include "core/Log.h"
 #include "core/Options.h"
 #include "launch/Command.h"
 #include "launch/engine/TrainConfig.h"
@@ -131,6 +132,11 @@ std::string TaskConfigResolver::resolve(const SweepTask& task, const std::string
   }
   try {
     o.train.validate(spec_.settings.ranks);
+    // The common options, as parseCommand checks them when the task starts.
+    core::Log::parseLevel(o.common.logLevel);
+    if (o.common.threads < 0) {
+      LDDPM_THROW(core::UsageError, "option '--threads' must be >= 0, got ", o.common.threads);
+    }
     const std::string modelKey = core::renderConfig(o.values, o.model.describe(), "");
     if (!builtModels_.count(modelKey)) {
       models::createModel(o.model);  // what `lddpm train` builds first; throws UsageError

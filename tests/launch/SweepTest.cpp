@@ -209,6 +209,11 @@ TEST_F(TaskFixture, WholeTaskIsValidatedAsTrainDoes) {
   message = errorOf([&] { ranks.resolve(expandTasks(spec)[1], (dir / "t").string()); });
   EXPECT_NE(message.find("option '--batch': 3 is not divisible"), std::string::npos) << message;
 
+  spec = parse(grid("", "log-level = info, loud\n"));
+  message = errorOf([&] { TaskConfigResolver(spec).resolve(expandTasks(spec)[1], "t"); });
+  EXPECT_NE(message.find("task 1 (log-level = loud): option '--log-level'"), std::string::npos)
+      << message;
+
   spec = parse("[base]\nstore = " + (dir / "nostore").string() + "\n[grid]\nlr = 1e-3\n");
   message = errorOf([&] { TaskConfigResolver(spec).resolve(expandTasks(spec)[0], "t"); });
   EXPECT_NE(message.find("is not a complete store"), std::string::npos) << message;
