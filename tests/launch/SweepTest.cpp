@@ -358,6 +358,9 @@ TEST_F(SweepCli, ResubmissionSkipsFinishedAndQueuedTasks) {
   r = submit();
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_NE(read(calls).find("--array=3%2 "), std::string::npos) << read(calls);
+  const auto status =
+      sweepCmd("status " + sweep.string() + " --squeue " + (dir / "squeue").string());
+  EXPECT_NE(status.out.find("1     1e-3  4      queued"), std::string::npos) << status.out;
 
   finish(1, 0.75);
   finish(3, 0.125);
@@ -374,6 +377,7 @@ TEST_F(SweepCli, ChangedGridIsRefusedUnlessForced) {
   ASSERT_EQ(submit().code, 0);
   finish(0, 0.5);
   finish(1, 0.5);
+  finish(2, 0.5);
   fs::remove(calls);
   writeGrid("lr = 1e-3, 3e-4\nbatch = 2, 4\n");
   auto r = submit();
@@ -385,8 +389,12 @@ TEST_F(SweepCli, ChangedGridIsRefusedUnlessForced) {
   EXPECT_FALSE(fs::exists(calls));
   r = submit("--force");
   ASSERT_EQ(r.code, 0) << r.out;
-  // Tasks 0 and 1 (lr 1e-3) kept their results; 2 and 3 start over with the new lr.
+  // Tasks 0 and 1 (lr 1e-3) kept their results; 2 and 3 start over with the new lr, and task
+  // 2's results under the old lr are moved aside, not deleted.
   EXPECT_NE(read(calls).find("--array=2-3%2 "), std::string::npos) << read(calls);
+  EXPECT_TRUE(fs::exists(sweep / "replaced/002.1/status.json"));
+  EXPECT_FALSE(fs::exists(sweep / "tasks/002/status.json"));
+  EXPECT_TRUE(fs::exists(sweep / "tasks/000/status.json"));
   EXPECT_NE(read(sweep / "tasks/003/sweep-task.ini").find("\nlr = 0.00029999999999999997\n"),
             std::string::npos);
 }
