@@ -369,7 +369,7 @@ int runSubmit(const CommandArgs& args) {
   }
   if (submit.empty()) {
     std::cout << "nothing to submit: all " << tasks.size() << " task(s) of " << o.out << " are "
-              << "finished (" << finished << ") or queued (" << queued << ")\n";
+              << "finished (" << finished << ") or queued or running (" << queued << ")\n";
     return 0;
   }
 
@@ -440,7 +440,7 @@ int runSubmit(const CommandArgs& args) {
   core::writeJsonFile(recordPath.string(), record);
   std::cout << "submitted job " << jobId << ": " << submit.size() << " of " << tasks.size()
             << " task(s) (--array=" << array << "), " << finished << " finished, " << queued
-            << " still queued; follow with: lddpm sweep status " << o.out << "\n";
+            << " queued or running; follow with: lddpm sweep status " << o.out << "\n";
   return 0;
 }
 
