@@ -286,146 +286,176 @@ void replaceTaskFolder(const fs::path& sweepDir, const fs::path& dir) {
   }
 }
 
+// A sweep's tasks with their folders (relative to the sweep folder) and checked option files.
+struct SweepPlan {
+  fs::path dir;  // absolute
+  std::vector<SweepTask> tasks;
+  std::vector<std::string> dirs;
+  std::vector<std::string> inis;
+  int width = 3;
+};
+
+// Step 1: everything that can be wrong with the input, found before anything is written.
+SweepPlan planSweep(const SubmitOptions& o, const GridSpec& spec) {
+  SweepPlan plan;
+  plan.dir = fs::absolute(o.out).lexically_normal();
+  if (plan.dir.string().find_first_of("\"$`\\\n") != std::string::npos) {
+    LDDPM_THROW(core::UsageError, "lddpm sweep: option '--out': '", plan.dir.string(),
+                "' has a character the job script cannot quote (\", $, `, \\)");
+  }
+  if (fs::exists(plan.dir) && !fs::is_directory(plan.dir)) {
+    LDDPM_THROW(core::UsageError, "lddpm sweep: option '--out': '", o.out, "' is not a folder");
+  }
+  TaskConfigResolver resolver(spec);
+  resolver.checkLines();
+  plan.tasks = expandTasks(spec);
+  plan.width = taskDirWidth(plan.tasks.size());
+  for (const auto& task : plan.tasks) {
+    plan.dirs.push_back("tasks/" + taskDirName(task.id, plan.width));
+    plan.inis.push_back(resolver.resolve(task, (plan.dir / plan.dirs.back()).string()));
+  }
+  return plan;
+}
+
+// Step 2: an existing sweep must have been made from the same grid. Returns the tasks whose
+// folder holds options other than the new ones (with --force: they start over); without --force
+// any difference is a UsageError naming the first few.
+std::vector<std::size_t> changedTasks(const SweepPlan& plan, const GridSpec& spec,
+                                      const core::Json& record, const SubmitOptions& o) {
+  std::vector<std::string> diffs =
+      gridDifferences(record.value("grid", core::Json::object()), spec.definition());
+  const std::size_t before = record.value("tasks", core::Json::array()).size();
+  if (before != plan.tasks.size()) {
+    diffs.push_back(core::strCat("tasks: ", before, " -> ", plan.tasks.size()));
+  }
+  std::vector<std::size_t> changed;
+  for (std::size_t i = 0; i < plan.tasks.size(); ++i) {
+    const fs::path ini = plan.dir / plan.dirs[i] / "sweep-task.ini";
+    if (!fs::exists(ini)) continue;
+    const std::string d = iniDifference(readText(ini), plan.inis[i]);
+    if (d.empty()) continue;
+    changed.push_back(i);
+    if (diffs.size() < 8) diffs.push_back(core::strCat("task ", plan.tasks[i].id, ": ", d));
+  }
+  if (!diffs.empty() && !o.force) {
+    std::string list;
+    for (const auto& d : diffs) list += "\n  " + d;
+    LDDPM_THROW(core::UsageError, "lddpm sweep: ", o.out,
+                " was created from a different grid:", list,
+                "\nnothing submitted; use another --out, or --force to start the changed tasks "
+                "over");
+  }
+  return changed;
+}
+
+// Step 3: the task folders and their options, job.sbatch, then sweep.json (atomically, last).
+core::Json writeSweepFolder(const SweepPlan& plan, const GridSpec& spec, const SubmitOptions& o,
+                            const std::string& templ, const std::vector<std::size_t>& changed,
+                            const core::Json& submissions) {
+  for (std::size_t i : changed) replaceTaskFolder(plan.dir, plan.dir / plan.dirs[i]);
+  if (o.force) {  // folders of tasks the new grid no longer has
+    for (auto i = static_cast<int>(plan.tasks.size());
+         fs::exists(plan.dir / "tasks" / taskDirName(i, plan.width)); ++i) {
+      replaceTaskFolder(plan.dir, plan.dir / "tasks" / taskDirName(i, plan.width));
+    }
+  }
+  fs::create_directories(plan.dir / "logs");
+  core::Json taskList = core::Json::array();
+  for (std::size_t i = 0; i < plan.tasks.size(); ++i) {
+    const fs::path ini = plan.dir / plan.dirs[i] / "sweep-task.ini";
+    fs::create_directories(ini.parent_path());
+    if (!fs::exists(ini) || !iniDifference(readText(ini), plan.inis[i]).empty()) {
+      core::writeFileAtomic(ini.string(), plan.inis[i]);
+    }
+    core::Json values = core::Json::object();
+    for (const auto& [key, value] : plan.tasks[i].values) values[key] = value;
+    taskList.push_back({{"id", plan.tasks[i].id}, {"dir", plan.dirs[i]}, {"values", values}});
+  }
+  const fs::path script = plan.dir / "job.sbatch";
+  core::writeFileAtomic(script.string(), jobScript(templ, plan.dir, plan.width));
+  fs::permissions(script, fs::perms::owner_exec | fs::perms::group_exec, fs::perm_options::add);
+
+  const core::Json record = {{"format_version", kFormatVersion},
+                             {"name", spec.settings.name},
+                             {"grid_file", fs::absolute(o.grid).lexically_normal().string()},
+                             {"template", fs::absolute(o.templ).lexically_normal().string()},
+                             {"max_parallel", spec.settings.maxParallel},
+                             {"metric", spec.settings.metric},
+                             {"descending", spec.settings.descending},
+                             {"swept", spec.sweptKeys()},
+                             {"grid", spec.definition()},
+                             {"tasks", taskList},
+                             {"submissions", submissions}};
+  core::writeJsonFile((plan.dir / "sweep.json").string(), record);
+  return record;
+}
+
 int runSubmit(const CommandArgs& args) {
   SubmitOptions o;
   const po::options_description own = describeSubmitOptions(o);
   if (!parseCommand(kCommand, kSubmitUsage, args, own)) return 0;
   if (dist::World::get().rank() != 0) return 0;  // a login-node command: one process acts
 
-  // 1. Everything that can be wrong with the input, before anything is written.
   const GridSpec spec = readGridFile(o.grid);
   const std::string templ = readTemplate(o.templ);
-  const fs::path sweepDir = fs::absolute(o.out).lexically_normal();
-  if (sweepDir.string().find_first_of("\"$`\\\n") != std::string::npos) {
-    LDDPM_THROW(core::UsageError, "lddpm sweep: option '--out': '", sweepDir.string(),
-                "' has a character the job script cannot quote (\", $, `, \\)");
-  }
-  if (fs::exists(sweepDir) && !fs::is_directory(sweepDir)) {
-    LDDPM_THROW(core::UsageError, "lddpm sweep: option '--out': '", o.out, "' is not a folder");
-  }
-  TaskConfigResolver resolver(spec);
-  resolver.checkLines();
-  const std::vector<SweepTask> tasks = expandTasks(spec);
-  const int width = taskDirWidth(tasks.size());
-  std::vector<std::string> dirs, inis;
-  for (const auto& task : tasks) {
-    dirs.push_back("tasks/" + taskDirName(task.id, width));
-    inis.push_back(resolver.resolve(task, (sweepDir / dirs.back()).string()));
-  }
+  const SweepPlan plan = planSweep(o, spec);
+  const fs::path recordPath = plan.dir / "sweep.json";
+  const core::Json previous =
+      fs::exists(recordPath) ? core::readJsonFile(recordPath.string()) : core::Json::object();
+  const std::vector<std::size_t> changed =
+      previous.empty() ? std::vector<std::size_t>{} : changedTasks(plan, spec, previous, o);
 
-  // 2. An existing sweep: the same grid (or --force), and what is already done or queued.
-  core::Json record = core::Json::object();
-  const fs::path recordPath = sweepDir / "sweep.json";
-  const core::Json definition = spec.definition();
-  std::vector<std::size_t> changed;  // tasks whose folder holds results of other options
-  if (fs::exists(recordPath)) {
-    record = core::readJsonFile(recordPath.string());
-    std::vector<std::string> diffs =
-        gridDifferences(record.value("grid", core::Json::object()), definition);
-    const std::size_t before = record.value("tasks", core::Json::array()).size();
-    if (before != tasks.size())
-      diffs.push_back(core::strCat("tasks: ", before, " -> ", tasks.size()));
-    for (std::size_t i = 0; i < tasks.size(); ++i) {
-      const fs::path ini = sweepDir / dirs[i] / "sweep-task.ini";
-      if (!fs::exists(ini)) continue;
-      const std::string d = iniDifference(readText(ini), inis[i]);
-      if (d.empty()) continue;
-      changed.push_back(i);
-      if (diffs.size() < 8) diffs.push_back(core::strCat("task ", tasks[i].id, ": ", d));
-    }
-    if (!diffs.empty() && !o.force) {
-      std::string list;
-      for (const auto& d : diffs) list += "\n  " + d;
-      LDDPM_THROW(core::UsageError, "lddpm sweep: ", o.out,
-                  " was created from a different grid:", list,
-                  "\nnothing submitted; use another --out, or --force to start the changed "
-                  "tasks over");
-    }
+  // What is left to run: not finished (a changed task's old state does not count) and not held
+  // by the scheduler; the scheduler is asked only when something is unfinished.
+  const auto n = plan.tasks.size();
+  std::vector<bool> done(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    const bool reset = std::find(changed.begin(), changed.end(), i) != changed.end();
+    done[i] = !reset && taskFinished((plan.dir / plan.dirs[i]).string());
   }
-  const core::Json submissions = record.value("submissions", core::Json::array());
-  std::vector<bool> done(tasks.size());
-  for (std::size_t i = 0; i < tasks.size(); ++i) {
-    const bool reset = o.force && std::find(changed.begin(), changed.end(), i) != changed.end();
-    done[i] = !reset && taskFinished((sweepDir / dirs[i]).string());
-  }
-  // The scheduler is asked only when something is left to submit.
   const bool allDone = std::find(done.begin(), done.end(), false) == done.end();
   const std::optional<QueueStates> queue =
-      allDone ? QueueStates{} : queuedTasks(o.squeue, submittedJobIds(record));
+      allDone ? QueueStates{} : queuedTasks(o.squeue, submittedJobIds(previous));
   if (!queue) {
     LDDPM_LOG(Warn) << "could not ask the scheduler (" << o.squeue
                     << "): a task of an earlier submission that is still queued would run twice";
   }
   std::vector<int> submit;
   int finished = 0, queued = 0;
-  for (std::size_t i = 0; i < tasks.size(); ++i) {
+  for (std::size_t i = 0; i < n; ++i) {
     if (done[i]) {
       ++finished;
-    } else if (queue && queue->count(tasks[i].id)) {
+    } else if (queue && queue->count(plan.tasks[i].id)) {
       ++queued;
     } else {
-      submit.push_back(tasks[i].id);
+      submit.push_back(plan.tasks[i].id);
     }
   }
   if (submit.empty()) {
-    std::cout << "nothing to submit: all " << tasks.size() << " task(s) of " << o.out << " are "
-              << "finished (" << finished << ") or queued or running (" << queued << ")\n";
+    std::cout << "nothing to submit: all " << n << " task(s) of " << o.out << " are finished ("
+              << finished << ") or queued or running (" << queued << ")\n";
     return 0;
   }
 
-  // 3. Write the folder: task options first, sweep.json last (without this submission).
-  if (o.force && fs::exists(recordPath)) {
-    for (std::size_t i : changed) replaceTaskFolder(sweepDir, sweepDir / dirs[i]);
-    for (std::size_t i = tasks.size();
-         fs::exists(sweepDir / "tasks" / taskDirName(static_cast<int>(i), width)); ++i) {
-      replaceTaskFolder(sweepDir, sweepDir / "tasks" / taskDirName(static_cast<int>(i), width));
-    }
-  }
-  fs::create_directories(sweepDir / "logs");
-  core::Json taskList = core::Json::array();
-  const auto swept = spec.sweptKeys();
-  for (std::size_t i = 0; i < tasks.size(); ++i) {
-    const fs::path ini = sweepDir / dirs[i] / "sweep-task.ini";
-    fs::create_directories(ini.parent_path());
-    if (!fs::exists(ini) || iniDifference(readText(ini), inis[i]) != "")
-      core::writeFileAtomic(ini.string(), inis[i]);
-    core::Json values = core::Json::object();
-    for (const auto& [key, value] : tasks[i].values) values[key] = value;
-    taskList.push_back({{"id", tasks[i].id}, {"dir", dirs[i]}, {"values", values}});
-  }
-  const fs::path script = sweepDir / "job.sbatch";
-  core::writeFileAtomic(script.string(), jobScript(templ, sweepDir, width));
-  fs::permissions(script, fs::perms::owner_exec | fs::perms::group_exec, fs::perm_options::add);
+  core::Json record = writeSweepFolder(plan, spec, o, templ, changed,
+                                       previous.value("submissions", core::Json::array()));
 
-  record = {{"format_version", kFormatVersion},
-            {"name", spec.settings.name},
-            {"grid_file", fs::absolute(o.grid).lexically_normal().string()},
-            {"template", fs::absolute(o.templ).lexically_normal().string()},
-            {"max_parallel", spec.settings.maxParallel},
-            {"metric", spec.settings.metric},
-            {"descending", spec.settings.descending},
-            {"swept", swept},
-            {"grid", definition},
-            {"tasks", taskList},
-            {"submissions", submissions}};
-  core::writeJsonFile(recordPath.string(), record);
-
-  // 4. Submit the unfinished tasks as one array.
+  // Submit the unfinished tasks as one array; only a job id that sbatch printed is recorded.
   std::string array = arraySpec(submit);
   if (spec.settings.maxParallel > 0) array += core::strCat("%", spec.settings.maxParallel);
   const std::string command =
       core::strCat(o.sbatch, " --parsable ", shellQuote("--array=" + array), " ",
                    shellQuote("--job-name=" + spec.settings.name), " ",
-                   shellQuote("--output=" + (sweepDir / "logs" / "%A_%a.out").string()),
-                   " --export=ALL ", shellQuote(script.string()));
+                   shellQuote("--output=" + (plan.dir / "logs" / "%A_%a.out").string()),
+                   " --export=ALL ", shellQuote((plan.dir / "job.sbatch").string()));
   if (o.dryRun) {
-    std::cout << "dry run: " << o.out << " written (" << tasks.size() << " task(s), "
-              << submit.size() << " to submit); would run:\n"
+    std::cout << "dry run: " << o.out << " written (" << n << " task(s), " << submit.size()
+              << " to submit); would run:\n"
               << command << "\n";
     return 0;
   }
   const CommandResult r = runCommand(command);
-  std::string jobId = r.out.substr(0, r.out.find_first_of(";\n"));
+  const std::string jobId = r.out.substr(0, r.out.find_first_of(";\n"));
   if (r.code != 0 || jobId.empty() || jobId.find_first_not_of("0123456789") != std::string::npos) {
     LDDPM_THROW(core::Error, "lddpm sweep: sbatch failed (",
                 r.code == 0 ? "no job id in its output '" + r.out + "'"
@@ -438,7 +468,7 @@ int runSubmit(const CommandArgs& args) {
                                    {"time", nowUtc()},
                                    {"command", command}});
   core::writeJsonFile(recordPath.string(), record);
-  std::cout << "submitted job " << jobId << ": " << submit.size() << " of " << tasks.size()
+  std::cout << "submitted job " << jobId << ": " << submit.size() << " of " << n
             << " task(s) (--array=" << array << "), " << finished << " finished, " << queued
             << " queued or running; follow with: lddpm sweep status " << o.out << "\n";
   return 0;
