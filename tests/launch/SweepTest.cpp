@@ -289,6 +289,13 @@ struct SweepCli : TaskFixture {
   }
 };
 
+TEST_F(SweepCli, ListedInHelp) {
+  const auto r = lddpm::testutil::runShell(std::string(LDDPM_BINARY) + " --help");
+  EXPECT_NE(r.out.find("  sweep "), std::string::npos) << r.out;
+  EXPECT_EQ(sweepCmd("").code, 2);
+  EXPECT_EQ(sweepCmd("frobnicate").code, 2);
+}
+
 TEST_F(SweepCli, BadInputExitsTwoAndSubmitsNothing) {
   const auto expectRejected = [&](const std::string& expected) {
     const auto r = submit();
@@ -422,6 +429,15 @@ TEST_F(SweepCli, StatusAndCollectReadTheTaskFolders) {
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_NE(r.out.find("4 task(s): 3 finished, 1 running"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("running   4/10   0.0625"), std::string::npos) << r.out;
+
+  r = sweepCmd("status " + sweep.string() + " --json --squeue false");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const Json status = Json::parse(r.out);
+  ASSERT_EQ(status.size(), 4u);
+  EXPECT_EQ(status[2]["state"], "running");
+  EXPECT_EQ(status[2]["step"], 4);
+  EXPECT_EQ(status[2]["metrics"]["loss"], 0.0625);
+  EXPECT_EQ(status[1]["values"], (Json{{"lr", "1e-3"}, {"batch", "4"}}));
 
   r = sweepCmd("collect " + sweep.string());
   ASSERT_EQ(r.code, 0) << r.out;
