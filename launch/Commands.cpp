@@ -13,6 +13,7 @@ int runSample(const CommandArgs& args);
 int runExport(const CommandArgs& args);
 int runEvaluate(const CommandArgs& args);
 int runBench(const CommandArgs& args);
+int runSweep(const CommandArgs& args);
 int runInfo(const CommandArgs& args);
 
 const std::vector<CommandSpec>& commands() {
@@ -35,6 +36,10 @@ const std::vector<CommandSpec>& commands() {
        &runExport},
       {"evaluate", "Compare synthetic with real scans: `evaluate images` (MSE, MAE, PSNR, SSIM, ...).",
        &runEvaluate},
+      {"sweep",
+       "A grid of train options as one SLURM job array (`sweep --grid`), `sweep status`, `sweep "
+       "collect`.",
+       &runSweep},
       {"bench", "Measure this machine or cluster: `lddpm bench comm` (collective bandwidth).",
        &runBench},
       {"info", "Show this build (version, backends) and the launch: ranks, hosts, threads.",
