@@ -70,18 +70,8 @@ fi
 mkdir -p "$out"
 start=$(date +%s)
 
-# stage NAME COMMAND...: runs COMMAND unless OUT/.done-NAME says it finished before.
-stage() {
-  local name=$1; shift
-  if [ -f "$out/.done-$name" ]; then
-    echo "== $name: done before, reused (delete $out/.done-$name to redo)"
-    return
-  fi
-  echo "== $name"
-  local t0; t0=$(date +%s)
-  "$@"
-  echo "$(( $(date +%s) - t0 ))" > "$out/.done-$name"
-}
+stage_dir=$out
+source "$root/launch/stage.sh"  # stage NAME COMMAND...: skipped when $out/.done-NAME exists
 
 train_seg() {  # train_seg SET STORE
   stage "seg-$1" "${launch[@]}" train --config "$seg_config" --model seg --store "$2" \

@@ -46,6 +46,14 @@ struct ImagesOptions {
   bool json = false;
 };
 
+// --json and --out, which every mode has (emitReport writes what they ask for).
+void addReportOptions(po::options_description& desc, const std::string& mode, bool& json,
+                      std::string& out) {
+  desc.add_options()("json", po::bool_switch(&json), "print JSON instead of markdown")(
+      "out", po::value(&out)->value_name("DIR"),
+      ("also write " + mode + ".json, " + mode + ".md and config.ini into DIR").c_str());
+}
+
 po::options_description describeImagesOptions(ImagesOptions& o) {
   po::options_description desc("evaluate images options");
   // One option per line reads better than the formatter's layout of the chained calls.
@@ -62,11 +70,9 @@ po::options_description describeImagesOptions(ImagesOptions& o) {
       ("data-range", po::value(&o.dataRange)->default_value(o.dataRange)->value_name("L"),
        "intensity range L for PSNR and SSIM; 0 = max - min of each real scan")
       ("ssim-window", po::value(&o.ssimWindow)->default_value(o.ssimWindow)->value_name("N"),
-       "SSIM Gaussian window side in voxels (odd; sigma stays 1.5)")
-      ("json", po::bool_switch(&o.json), "print JSON instead of a markdown table")
-      ("out", po::value(&o.out)->value_name("DIR"),
-       "also write images.json, images.md and config.ini into DIR");
+       "SSIM Gaussian window side in voxels (odd; sigma stays 1.5)");
   // clang-format on
+  addReportOptions(desc, "images", o.json, o.out);
   return desc;
 }
 
@@ -350,6 +356,21 @@ std::string renderMarkdown(const std::vector<Case>& cases,
   return out.str();
 }
 
+// A mode's result: on stdout (markdown, or JSON with --json) and, with --out DIR, as
+// DIR/<mode>.json, DIR/<mode>.md and DIR/config.ini (its header says how to re-run), each atomic.
+int emitReport(const std::string& mode, const std::string& out, bool asJson,
+               const core::ParsedOptions& parsed, const po::options_description& own,
+               const core::Json& json, const std::string& markdown) {
+  if (!out.empty()) {
+    writeCommandConfig(out, std::string(kCommand) + " " + mode, parsed, own);
+    core::writeJsonFile((fs::path(out) / (mode + ".json")).string(), json);
+    core::writeFileAtomic((fs::path(out) / (mode + ".md")).string(), markdown);
+    LDDPM_LOG(Info) << "wrote " << out << "/" << mode << ".json and " << mode << ".md";
+  }
+  std::cout << (asJson ? json.dump(2) + "\n" : markdown);
+  return 0;
+}
+
 int runImages(const CommandArgs& args) {
   ImagesOptions o;
   const po::options_description own = describeImagesOptions(o);
@@ -373,17 +394,16 @@ int runImages(const CommandArgs& args) {
 
   const core::Json json = renderJson(o, cases, rows);
   const std::string markdown = renderMarkdown(cases, rows);
-  if (!o.out.empty()) {
-    writeCommandConfig(o.out, "evaluate images", *parsed, own);  // header: how to re-run
-    core::writeJsonFile((fs::path(o.out) / "images.json").string(), json);
-    core::writeFileAtomic((fs::path(o.out) / "images.md").string(), markdown);
-    LDDPM_LOG(Info) << "wrote " << o.out << "/images.json and images.md";
-  }
-  std::cout << (o.json ? json.dump(2) + "\n" : markdown);
-  return 0;
+  return emitReport("images", o.out, o.json, *parsed, own, json, markdown);
 }
 
 // ---- evaluate segmentation -------------------------------------------------------------------
+
+// A --run value: the run folder and the name its row gets.
+struct NamedRun {
+  std::string name;
+  std::string dir;
+};
 
 struct SegmentationOptions {
   std::vector<std::string> runs;  // "NAME=DIR" or "DIR" (name: the folder's name)
@@ -414,19 +434,12 @@ po::options_description describeSegmentationOptions(SegmentationOptions& o) {
        "fraction of a window shared with its neighbour (Gaussian blending)")
       ("weights", po::value(&o.weights)->default_value(o.weights), "ema | model")
       ("cases", po::value(&o.maxCases)->default_value(o.maxCases), "only the first N cases; 0 = all")
-      ("json", po::bool_switch(&o.json), "print JSON instead of markdown tables")
       ("save-predictions", po::bool_switch(&o.savePredictions),
-       "with --out: write each predicted mask as DIR/predictions/NAME/<case>.nii.gz")
-      ("out", po::value(&o.out)->value_name("DIR"),
-       "also write segmentation.json, segmentation.md and config.ini into DIR");
+       "with --out: write each predicted mask as DIR/predictions/NAME/<case>.nii.gz");
   // clang-format on
+  addReportOptions(desc, "segmentation", o.json, o.out);
   return desc;
 }
-
-struct NamedRun {
-  std::string name;
-  std::string dir;
-};
 
 std::vector<NamedRun> parseRuns(const std::vector<std::string>& values) {
   std::vector<NamedRun> runs;
@@ -708,14 +721,7 @@ int runSegmentation(const CommandArgs& args) {
 
   const core::Json json = renderSegmentationJson(o, cases, results);
   const std::string markdown = renderSegmentationMarkdown(cases, results);
-  if (!o.out.empty()) {
-    writeCommandConfig(o.out, "evaluate segmentation", *parsed, own);
-    core::writeJsonFile((fs::path(o.out) / "segmentation.json").string(), json);
-    core::writeFileAtomic((fs::path(o.out) / "segmentation.md").string(), markdown);
-    LDDPM_LOG(Info) << "wrote " << o.out << "/segmentation.json and segmentation.md";
-  }
-  std::cout << (o.json ? json.dump(2) + "\n" : markdown);
-  return 0;
+  return emitReport("segmentation", o.out, o.json, *parsed, own, json, markdown);
 }
 
 struct Mode {
