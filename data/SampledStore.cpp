@@ -93,14 +93,14 @@ SampledStorePlan planSampledStore(const SampledStoreRequest& request) {
     const auto it = byId.find(id);
     if (it == byId.end()) {
       throw core::IoError((samples / "synthetic" / (id + kNiftiSuffix)).string(),
-                          "has no subject '" + id + "' in the source store " +
-                              request.sourceStore);
+                          "has no subject '" + id + "' in the source store " + request.sourceStore);
     }
     if (request.split != "all" && it->second->split != request.split) continue;
     const std::string shard = (fs::path(request.sourceStore) / it->second->shard).string();
     const std::string file = (samples / "synthetic" / (id + kNiftiSuffix)).string();
-    plan.sources.push_back(
-        {id + kSyntheticSuffix, {}, [shard, id, file] { return syntheticSubject(shard, id, file); }});
+    plan.sources.push_back({id + kSyntheticSuffix, {}, [shard, id, file] {
+                              return syntheticSubject(shard, id, file);
+                            }});
     if (request.withReal) {
       plan.sources.push_back({id, {}, [shard, id] { return readFirstChannel(shard, id); }});
     }

@@ -15,14 +15,14 @@ namespace lddpm::data {
 inline constexpr const char* kSyntheticSuffix = "_syn";
 
 struct SampledStoreRequest {
-  std::string samples;      // a finished `lddpm sample --out` folder (synthetic/, sampling.json)
-  std::string sourceStore;  // the store `lddpm sample --store` read the masks from
+  std::string samples;        // a finished `lddpm sample --out` folder (synthetic/, sampling.json)
+  std::string sourceStore;    // the store `lddpm sample --store` read the masks from
   std::string split = "all";  // keep only cases whose source subject has this split (or all)
   bool withReal = false;      // also copy each sampled case's real subject (real + synthetic)
 };
 
 struct SampledStorePlan {
-  PreprocessOptions options;          // the source store's parameters + "synthetic" provenance
+  PreprocessOptions options;           // the source store's parameters + "synthetic" provenance
   std::vector<SubjectSource> sources;  // sorted by id, every one `prepared`
 };
 

@@ -78,15 +78,15 @@ std::pair<torch::Tensor, std::int64_t> connectedComponents(const torch::Tensor& 
 // One segmented scan against its true lesion mask, as `lddpm evaluate segmentation` reports it
 // (docs/downstream.md). Predicted lesion = probability > 0.5, true lesion = target > 0.5.
 struct SegmentationScores {
-  double dice = 0;             // voxel Dice; 1 when both are empty (as models::dice)
-  double trueVolume = 0;       // lesion voxels × voxelVolume
-  double predictedVolume = 0;  // predicted voxels × voxelVolume
+  double dice = 0;                    // voxel Dice; 1 when both are empty (as models::dice)
+  double trueVolume = 0;              // lesion voxels × voxelVolume
+  double predictedVolume = 0;         // predicted voxels × voxelVolume
   std::int64_t trueLesions = 0;       // 26-connected components of the true mask
   std::int64_t detectedLesions = 0;   // true components touched by at least one predicted voxel
   std::int64_t predictedLesions = 0;  // components of the prediction
   std::int64_t correctLesions = 0;    // predicted components touching at least one true voxel
-  double lesionSensitivity = 0;  // detected / true lesions; NaN without true lesions
-  double lesionPrecision = 0;    // correct / predicted lesions; NaN without predicted lesions
+  double lesionSensitivity = 0;       // detected / true lesions; NaN without true lesions
+  double lesionPrecision = 0;         // correct / predicted lesions; NaN without predicted lesions
 };
 
 // `prediction` (probabilities) and `target` [D, H, W] of equal shape; `voxelVolume` in the unit

@@ -509,7 +509,7 @@ constexpr std::int64_t kFieldCount = static_cast<std::int64_t>(std::size(kScoreF
 struct RunScores {
   NamedRun run;
   std::string checkpoint;
-  std::string trainingStore;   // from the run's config.ini
+  std::string trainingStore;  // from the run's config.ini
   std::string trainingSplit;
   std::int64_t trainingScans = -1;  // -1: the training store cannot be read any more
   std::int64_t window = 0;
@@ -564,8 +564,8 @@ RunScores scoreRun(const NamedRun& run, const SegmentationOptions& o,
   if (o.savePredictions && world.rank() == 0) fs::create_directories(predictions);
   comm.barrier()->wait();
 
-  torch::Tensor rows = torch::zeros({static_cast<std::int64_t>(cases.size()), kFieldCount},
-                                    torch::kFloat64);
+  torch::Tensor rows =
+      torch::zeros({static_cast<std::int64_t>(cases.size()), kFieldCount}, torch::kFloat64);
   std::map<std::string, std::unique_ptr<data::ShardReader>> readers;
   std::int64_t mine = 0;
   for (size_t i = static_cast<size_t>(world.rank()); i < cases.size(); i += world.size()) ++mine;
@@ -575,7 +575,8 @@ RunScores scoreRun(const NamedRun& run, const SegmentationOptions& o,
   for (size_t i = static_cast<size_t>(world.rank()); i < cases.size(); i += world.size()) {
     const data::SubjectEntry& c = cases[i];
     auto& reader = readers[c.shard];
-    if (!reader) reader = std::make_unique<data::ShardReader>((fs::path(o.store) / c.shard).string());
+    if (!reader)
+      reader = std::make_unique<data::ShardReader>((fs::path(o.store) / c.shard).string());
     const data::SubjectData subject = reader->readSubject(c.id);
     const auto& grid = subject.lesion.sizes();
     std::vector<std::int64_t> window(3, out.window);
@@ -584,9 +585,8 @@ RunScores scoreRun(const NamedRun& run, const SegmentationOptions& o,
       for (int a = 0; a < 3; ++a) window[a] = (grid[a] + d - 1) / d * d;
     }
     const torch::Tensor probability =
-        segmenter
-            ->predict(subject.image.narrow(0, 0, 1).unsqueeze(0),
-                      models::SlidingWindowOptions().window(window).overlap(o.overlap))[0][0];
+        segmenter->predict(subject.image.narrow(0, 0, 1).unsqueeze(0),
+                           models::SlidingWindowOptions().window(window).overlap(o.overlap))[0][0];
     const double voxelMl = subject.spacing[0] * subject.spacing[1] * subject.spacing[2] / 1000.0;
     const models::SegmentationScores scores =
         models::segmentationScores(probability, subject.lesion, voxelMl);
@@ -613,7 +613,8 @@ RunScores scoreRun(const NamedRun& run, const SegmentationOptions& o,
 
 std::vector<double> column(const RunScores& r, std::int64_t field) {
   std::vector<double> values;
-  for (std::int64_t i = 0; i < r.rows.size(0); ++i) values.push_back(r.rows[i][field].item<double>());
+  for (std::int64_t i = 0; i < r.rows.size(0); ++i)
+    values.push_back(r.rows[i][field].item<double>());
   return values;
 }
 
@@ -708,7 +709,8 @@ int runSegmentation(const CommandArgs& args) {
   for (const auto& s : data::readManifest(o.store).subjects) {
     if (o.split == "all" || s.split == o.split) cases.push_back(s);
   }
-  if (cases.empty()) throw core::IoError(o.store, "has no '" + o.split + "' cases (option --split)");
+  if (cases.empty())
+    throw core::IoError(o.store, "has no '" + o.split + "' cases (option --split)");
   if (o.maxCases > 0 && static_cast<std::int64_t>(cases.size()) > o.maxCases) {
     cases.resize(static_cast<size_t>(o.maxCases));
   }

@@ -1,9 +1,10 @@
 // `lddpm preprocess --data DIR --out STORE`: MSLesSeg NIfTIs -> HDF5 shard store (docs/store.md).
 // `lddpm preprocess --samples DIR --source-store STORE --out STORE2`: `lddpm sample` output -> a
-// store of the synthetic scans on the source store's masks (data/SampledStore.h, docs/downstream.md).
-// Plain or under mpirun/srun: ranks split the sorted scans round-robin and each writes its own
-// shard with the serial HDF5 library; after a barrier rank 0 checksums the shards and writes
-// manifest.json last, so a store without a manifest is unfinished and a rerun finishes it.
+// store of the synthetic scans on the source store's masks (data/SampledStore.h,
+// docs/downstream.md). Plain or under mpirun/srun: ranks split the sorted scans round-robin and
+// each writes its own shard with the serial HDF5 library; after a barrier rank 0 checksums the
+// shards and writes manifest.json last, so a store without a manifest is unfinished and a rerun
+// finishes it.
 #include <algorithm>
 #include <filesystem>
 #include <iostream>
@@ -58,9 +59,9 @@ void clearUnfinished(const std::string& out) {
 
 // The options that describe preprocessing itself: a store built from samples takes them from its
 // source store, so giving one is a usage error rather than silently ignored.
-constexpr const char* kPreprocessingOptions[] = {"channels", "downsample",   "grid",        "zmax",
-                                                 "index-stride", "index-window", "compression",
-                                                 "chunk"};
+constexpr const char* kPreprocessingOptions[] = {"channels",    "downsample",   "grid",
+                                                 "zmax",        "index-stride", "index-window",
+                                                 "compression", "chunk"};
 
 // --samples: the subjects and parameters of a store of synthetic scans (usage checks first).
 std::vector<data::SubjectSource> planFromSamples(const po::variables_map& values,
@@ -105,9 +106,9 @@ int runPreprocess(const CommandArgs& args) {
                     "MSLesSeg folder (or lddpm phantom output)")(
       "samples", po::value(&sampled.samples)->value_name("DIR"),
       "instead of --data: a lddpm sample output; stores its synthetic scans as <id>_syn on the "
-      "masks of --source-store")(
-      "source-store", po::value(&sampled.sourceStore)->value_name("STORE"),
-      "with --samples: the store lddpm sample read the masks from")(
+      "masks of --source-store")("source-store",
+                                 po::value(&sampled.sourceStore)->value_name("STORE"),
+                                 "with --samples: the store lddpm sample read the masks from")(
       "with-real", po::bool_switch(&sampled.withReal),
       "with --samples: also copy each sampled case's real scan (a real + synthetic store)")(
       "out", po::value(&out)->required()->value_name("STORE"), "store folder to create or finish")(

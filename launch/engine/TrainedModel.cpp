@@ -29,7 +29,8 @@ TrainedModel loadTrainedModel(const std::string& checkpoint, const std::string& 
     std::ifstream in(ini);
     if (!in) throw core::IoError(ini, "cannot read the run's resolved configuration");
     po::options_description none;
-    for (const auto& option : po::parse_config_file(in, none, /*allow_unregistered=*/true).options) {
+    for (const auto& option :
+         po::parse_config_file(in, none, /*allow_unregistered=*/true).options) {
       if (!option.value.empty()) out.settings[option.string_key] = option.value.back();
     }
     std::ifstream again(ini);

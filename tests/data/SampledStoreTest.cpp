@@ -36,8 +36,8 @@ struct SampledStoreFixture : ::testing::Test {
     test.split = "test";
     ShardWriter writer((fs::path(source) / shardFileName(0)).string(),
                        ShardHeader{0, PreprocessOptions().toJson().dump(), {"FLAIR"}, kGrid}, {});
-    for (const auto& s : {syntheticSubject("P1_T1", kGrid, 1), syntheticSubject("P2_T1", kGrid, 2),
-                          test}) {
+    for (const auto& s :
+         {syntheticSubject("P1_T1", kGrid, 1), syntheticSubject("P2_T1", kGrid, 2), test}) {
       writer.add(s);
     }
     writer.commit();
@@ -47,8 +47,7 @@ struct SampledStoreFixture : ::testing::Test {
     writeSample("P1_T1", 0.25f);
     writeSample("P3", -0.5f);
   }
-  void writeSample(const std::string& id, float value,
-                   std::array<std::int64_t, 3> grid = kGrid) {
+  void writeSample(const std::string& id, float value, std::array<std::int64_t, 3> grid = kGrid) {
     Volume v;
     v.data = torch::full({grid[0], grid[1], grid[2]}, value);
     writeNifti((fs::path(samples) / "synthetic" / (id + ".nii.gz")).string(), v);
@@ -94,33 +93,36 @@ TEST_F(SampledStoreFixture, WithRealAndSplitFilter) {
   ASSERT_EQ(m.subjects.size(), 2u);  // P3 is a test case; P2_T1 was not sampled
   EXPECT_EQ(m.subjects[0].id, "P1_T1");
   EXPECT_EQ(m.subjects[1].id, "P1_T1_syn");
-  EXPECT_TRUE(torch::equal(read((dir.path / "out").string(), "P1_T1").image,
-                           read(source, "P1_T1").image));
+  EXPECT_TRUE(
+      torch::equal(read((dir.path / "out").string(), "P1_T1").image, read(source, "P1_T1").image));
 }
 
 TEST_F(SampledStoreFixture, BadInputsNameTheFile) {
-  EXPECT_NE(errorOf([&] { planSampledStore({source, source}); })
-                .find("no sampling.json"),
+  EXPECT_NE(errorOf([&] {
+              planSampledStore({source, source});
+            }).find("no sampling.json"),
             std::string::npos);
-  EXPECT_NE(errorOf([&] { planSampledStore({samples, source, "nonesuch"}); })
-                .find("no sampled case has split 'nonesuch'"),
+  EXPECT_NE(errorOf([&] {
+              planSampledStore({samples, source, "nonesuch"});
+            }).find("no sampled case has split 'nonesuch'"),
             std::string::npos);
   writeSample("P9", 0.f);  // not in the source store
-  EXPECT_NE(errorOf([&] { planSampledStore({samples, source}); }).find("P9.nii.gz"),
+  EXPECT_NE(errorOf([&] {
+              planSampledStore({samples, source});
+            }).find("P9.nii.gz"),
             std::string::npos);
   fs::remove(fs::path(samples) / "synthetic" / "P9.nii.gz");
   writeSample("P1_T1", 0.f, {12, 20, 8});  // another grid: caught when the subject is written
-  EXPECT_NE(errorOf([&] { build({samples, source}); }).find("P1_T1.nii.gz"),
-            std::string::npos);
+  EXPECT_NE(errorOf([&] { build({samples, source}); }).find("P1_T1.nii.gz"), std::string::npos);
   writeSample("P1_T1", std::nanf(""));
-  EXPECT_NE(errorOf([&] { build({samples, source}); }).find("NaN"),
-            std::string::npos);
+  EXPECT_NE(errorOf([&] { build({samples, source}); }).find("NaN"), std::string::npos);
 }
 
 TEST_F(SampledStoreFixture, SyntheticSourceRefused) {
   build({samples, source});
-  EXPECT_NE(errorOf([&] { planSampledStore({samples, (dir.path / "out").string()}); })
-                .find("itself a store of synthetic scans"),
+  EXPECT_NE(errorOf([&] {
+              planSampledStore({samples, (dir.path / "out").string()});
+            }).find("itself a store of synthetic scans"),
             std::string::npos);
 }
 

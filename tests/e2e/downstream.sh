@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # End-to-end test of the downstream-segmentation experiment (launch/downstream.sh) at tiny sizes:
 # phantom -> preprocess -> two tiny generators (lesion-ddpm, pix2pix) -> downstream.sh with 2 ranks
-# (sample the training masks, build the synthetic and real + synthetic stores, train seg on the four
-# sets, score them on the real test split). Checks the table, recomputes every Dice and lesion count
-# with numpy/scipy from the saved predictions and the store's masks (h5py), checks that a synthetic
-# store holds the sampled volumes on the source masks, that a rerun reuses every stage, and usage
-# errors (exit 2 naming the option).
+# (sample the training masks, build the synthetic and real + synthetic stores, train seg on the
+# four sets, score them on the real test split). Checks the table; recomputes every Dice and lesion
+# count with numpy/scipy from the saved predictions and the store's masks (h5py); checks that a
+# synthetic store holds the sampled volumes on the source masks, that 1-rank scoring equals the
+# 2-rank table, that a rerun reuses every stage, and usage errors (exit 2 naming the option).
 #   downstream.sh LDDPM_BINARY MPIEXEC PYTHON
 set -euo pipefail
 lddpm=$1 mpiexec=$2 python=$3
@@ -96,6 +96,16 @@ for t in train:
         assert np.array_equal(dataset("ds/stores/lesion-ddpm", t + "_syn", d), dataset("store", t, d)), d
     assert np.array_equal(dataset("ds/stores/real+lesion-ddpm", t, "image"), dataset("store", t, "image"))
 print("checked", len(runs), "runs x", len(tests), "test cases")
+PY
+
+# Scoring on 1 rank gives exactly what the script's 2-rank scoring gave.
+"$lddpm" evaluate segmentation --store store --split test --run real=ds/seg/real \
+  --run pix2pix=ds/seg/pix2pix --json --log-level warn > one-rank.json
+"$python" - <<'PY'
+import json
+two = {r["name"]: r["cases"] for r in json.load(open("ds/downstream.json"))["runs"]}
+for r in json.load(open("one-rank.json"))["runs"]:
+    assert r["cases"] == two[r["name"]], (r["name"], r["cases"], two[r["name"]])
 PY
 
 # A rerun reuses every stage and rewrites the same table.
