@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <iomanip>
 #include <iostream>
 #include <set>
 #include <sstream>
@@ -744,7 +745,9 @@ const Mode kModes[] = {
 
 void printModes(std::ostream& out) {
   out << "Usage: lddpm evaluate <mode> [options]     (lddpm evaluate <mode> --help)\n\nModes:\n";
-  for (const Mode& m : kModes) out << "  " << m.name << "    " << m.summary << "\n";
+  for (const Mode& m : kModes) {
+    out << "  " << std::left << std::setw(16) << m.name << m.summary << "\n";
+  }
 }
 
 }  // namespace

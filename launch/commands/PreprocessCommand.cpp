@@ -128,7 +128,7 @@ int runPreprocess(const CommandArgs& args) {
       "none, deflate, lz4 or zstd")("chunk", po::value(&options.storage.chunk)->default_value(32),
                                     "HDF5 chunk edge (voxels)");
   const auto parsed = parseCommand(
-      "preprocess", "--data DIR | --samples DIR --source-store STORE  --out STORE [options]", args,
+      "preprocess", "--data DIR | --samples DIR --source-store STORE --out STORE [options]", args,
       own);
   if (!parsed) return 0;
   if (dataDir.empty() == sampled.samples.empty()) {
