@@ -154,14 +154,30 @@ torch::Tensor boxCounts(const torch::Tensor& mask, const torch::Tensor& centres,
 }  // namespace detail
 
 core::Json PreprocessOptions::toJson() const {
-  return {{"channels", channels},
-          {"downsample", downsample},
-          {"grid", grid},
-          {"zmax", zmax},
-          {"index_stride", indexStride},
-          {"index_window", indexWindow},
-          {"compression", compressionName(storage.compression)},
-          {"chunk", storage.chunk}};
+  core::Json json = {{"channels", channels},
+                     {"downsample", downsample},
+                     {"grid", grid},
+                     {"zmax", zmax},
+                     {"index_stride", indexStride},
+                     {"index_window", indexWindow},
+                     {"compression", compressionName(storage.compression)},
+                     {"chunk", storage.chunk}};
+  if (!synthetic.is_null()) json["synthetic"] = synthetic;
+  return json;
+}
+
+PreprocessOptions PreprocessOptions::fromJson(const core::Json& json) {
+  PreprocessOptions o;
+  o.channels = json.value("channels", o.channels);
+  o.downsample = json.value("downsample", o.downsample);
+  o.grid = json.value("grid", o.grid);
+  o.zmax = json.value("zmax", o.zmax);
+  o.indexStride = json.value("index_stride", o.indexStride);
+  o.indexWindow = json.value("index_window", o.indexWindow);
+  o.storage.compression = parseCompression(json.value("compression", std::string("none")));
+  o.storage.chunk = json.value("chunk", o.storage.chunk);
+  o.synthetic = json.value("synthetic", core::Json(nullptr));
+  return o;
 }
 
 void PreprocessOptions::validate() const {
@@ -438,7 +454,9 @@ ShardResult preprocessShard(const PreprocessOptions& options, const std::string&
   core::Progress progress("preprocess", static_cast<std::int64_t>(mine.size()));
   std::int64_t done = 0;
   for (std::size_t i : mine) {
-    const SubjectData s = preprocessSubject(subjects[i].load(), options);
+    const SubjectSource& source = subjects[i];
+    const SubjectData s =
+        source.prepared ? source.prepared() : preprocessSubject(source.load(), options);
     if (!writer) {
       // The grid is known once the first subject is placed (auto grids come from its shape).
       writer.emplace(path,

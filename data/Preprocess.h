@@ -26,10 +26,16 @@ struct PreprocessOptions {
   int indexStride = 8;   // patch-index grid step (voxels)
   int indexWindow = 32;  // cube edge over which a patch-index row counts lesion voxels
   StorageOptions storage;
+  // Set for stores built from `lddpm sample` output (data/SampledStore.h): where the synthetic
+  // scans came from. Part of toJson() under "synthetic" when not null, so a rerun on other samples
+  // redoes the shards.
+  core::Json synthetic = nullptr;
 
   // Every parameter that changes the stored voxels, as canonical JSON: stored in each shard and
   // the manifest; a rerun reuses a shard only when this matches exactly.
   core::Json toJson() const;
+  // The inverse of toJson() (a manifest's "parameters"); IoError-free: missing keys keep defaults.
+  static PreprocessOptions fromJson(const core::Json& json);
   void validate() const;  // UsageError naming the option
 };
 
@@ -46,9 +52,12 @@ struct SubjectVolumes {
 SubjectData preprocessSubject(const SubjectVolumes& input, const PreprocessOptions& options);
 
 // A subject to preprocess: its identity now, its voxels on demand (so a rank loads only its own).
+// A source with `prepared` set is already on the canonical grid (a synthetic scan made from a
+// store's masks): preprocessShard writes what it returns as is, and never calls `load`.
 struct SubjectSource {
   std::string id;
   std::function<SubjectVolumes()> load;
+  std::function<SubjectData()> prepared = {};
 };
 
 // A scan of an MSLesSeg folder as a source: loading reads its four NIfTI files and runs

@@ -20,18 +20,8 @@ mpi=(mpirun -n "$ranks" --oversubscribe)
 [ "$(id -u)" -eq 0 ] && mpi+=(--allow-run-as-root)
 mkdir -p "$demo"
 
-# stage NAME COMMAND...: runs COMMAND unless DEMO_DIR/.done-NAME says it finished before.
-stage() {
-  local name=$1; shift
-  if [ -f "$demo/.done-$name" ]; then
-    echo "== $name: done before, reused (delete $demo/.done-$name to redo)"
-    return
-  fi
-  echo "== $name"
-  local t0; t0=$(date +%s)
-  "$@"
-  echo "$(( $(date +%s) - t0 ))" > "$demo/.done-$name"
-}
+stage_dir=$demo
+source "$root/launch/stage.sh"  # stage NAME COMMAND...: skipped when $demo/.done-NAME exists
 
 # 4 training subjects x 2 timepoints + 2 test subjects at 2 mm (91x109x91), from Colin27.
 stage phantom "$lddpm" phantom --out "$demo/cohort" --train-subjects 4 --timepoints 2 \

@@ -7,6 +7,7 @@
 
 #include <array>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 namespace lddpm::models {
@@ -68,6 +69,30 @@ torch::Tensor brainRegion(const torch::Tensor& real);
 // 2|A∩B| / (|A| + |B|) with A = prediction > 0.5, B = target > 0.5. Both empty gives 1: the
 // prediction agrees perfectly that there is nothing to find (docs/metrics.md).
 torch::Tensor dice(const torch::Tensor& prediction, const torch::Tensor& target);
+
+// 26-connected components of a binary volume [D, H, W] (nonzero = foreground), as
+// scipy.ndimage.label with a full 3×3×3 structure: int32 labels on the CPU, 0 background, 1..n
+// in raster order of each component's first voxel. Returns (labels, n).
+std::pair<torch::Tensor, std::int64_t> connectedComponents(const torch::Tensor& mask);
+
+// One segmented scan against its true lesion mask, as `lddpm evaluate segmentation` reports it
+// (docs/downstream.md). Predicted lesion = probability > 0.5, true lesion = target > 0.5.
+struct SegmentationScores {
+  double dice = 0;                    // voxel Dice; 1 when both are empty (as models::dice)
+  double trueVolume = 0;              // lesion voxels × voxelVolume
+  double predictedVolume = 0;         // predicted voxels × voxelVolume
+  std::int64_t trueLesions = 0;       // 26-connected components of the true mask
+  std::int64_t detectedLesions = 0;   // true components touched by at least one predicted voxel
+  std::int64_t predictedLesions = 0;  // components of the prediction
+  std::int64_t correctLesions = 0;    // predicted components touching at least one true voxel
+  double lesionSensitivity = 0;       // detected / true lesions; NaN without true lesions
+  double lesionPrecision = 0;         // correct / predicted lesions; NaN without predicted lesions
+};
+
+// `prediction` (probabilities) and `target` [D, H, W] of equal shape; `voxelVolume` in the unit
+// the volumes should have (mL: product of the spacing in mm / 1000).
+SegmentationScores segmentationScores(const torch::Tensor& prediction, const torch::Tensor& target,
+                                      double voxelVolume = 1.0);
 
 // Every image metric for one real/synthetic pair of volumes [D, H, W], as `lddpm evaluate images`
 // reports it. Region metrics are NaN when their region is empty or (lesion) no mask is given.

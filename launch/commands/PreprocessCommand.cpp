@@ -1,7 +1,10 @@
 // `lddpm preprocess --data DIR --out STORE`: MSLesSeg NIfTIs -> HDF5 shard store (docs/store.md).
-// Plain or under mpirun/srun: ranks split the sorted scans round-robin and each writes its own
-// shard with the serial HDF5 library; after a barrier rank 0 checksums the shards and writes
-// manifest.json last, so a store without a manifest is unfinished and a rerun finishes it.
+// `lddpm preprocess --samples DIR --source-store STORE --out STORE2`: `lddpm sample` output -> a
+// store of the synthetic scans on the source store's masks (data/SampledStore.h,
+// docs/downstream.md). Plain or under mpirun/srun: ranks split the sorted scans round-robin and
+// each writes its own shard with the serial HDF5 library; after a barrier rank 0 checksums the
+// shards and writes manifest.json last, so a store without a manifest is unfinished and a rerun
+// finishes it.
 #include <algorithm>
 #include <filesystem>
 #include <iostream>
@@ -13,6 +16,7 @@
 #include "data/Manifest.h"
 #include "data/MsLesSeg.h"
 #include "data/Preprocess.h"
+#include "data/SampledStore.h"
 #include "distributed/World.h"
 #include "launch/Command.h"
 
@@ -53,6 +57,33 @@ void clearUnfinished(const std::string& out) {
   fs::remove(data::manifestPath(out));
 }
 
+// The options that describe preprocessing itself: a store built from samples takes them from its
+// source store, so giving one is a usage error rather than silently ignored.
+constexpr const char* kPreprocessingOptions[] = {"channels",    "downsample",   "grid",
+                                                 "zmax",        "index-stride", "index-window",
+                                                 "compression", "chunk"};
+
+// --samples: the subjects and parameters of a store of synthetic scans (usage checks first).
+std::vector<data::SubjectSource> planFromSamples(const po::variables_map& values,
+                                                 const data::SampledStoreRequest& request,
+                                                 data::PreprocessOptions& options) {
+  if (request.sourceStore.empty()) {
+    LDDPM_THROW(core::UsageError,
+                "lddpm preprocess: option '--samples' needs '--source-store' (the store the "
+                "samples' masks came from)");
+  }
+  for (const char* name : kPreprocessingOptions) {
+    if (values.count(name) && !values[name].defaulted()) {
+      LDDPM_THROW(core::UsageError, "lddpm preprocess: option '--", name,
+                  "' cannot be combined with '--samples' (a store built from samples keeps the "
+                  "source store's preprocessing)");
+    }
+  }
+  data::SampledStorePlan plan = data::planSampledStore(request);
+  options = plan.options;
+  return std::move(plan.sources);
+}
+
 // Shards that this run does not produce (an earlier run with more ranks) would confuse readers.
 void removeStaleShards(const std::string& out, const std::vector<std::string>& keep) {
   for (const auto& entry : fs::directory_iterator(out)) {
@@ -69,9 +100,17 @@ void removeStaleShards(const std::string& out, const std::vector<std::string>& k
 int runPreprocess(const CommandArgs& args) {
   std::string dataDir, out, channels = "FLAIR", grid = "auto", compression = "none", split = "all";
   data::PreprocessOptions options;
+  data::SampledStoreRequest sampled;
   po::options_description own("preprocess options");
-  own.add_options()("data", po::value(&dataDir)->required()->value_name("DIR"),
+  own.add_options()("data", po::value(&dataDir)->value_name("DIR"),
                     "MSLesSeg folder (or lddpm phantom output)")(
+      "samples", po::value(&sampled.samples)->value_name("DIR"),
+      "instead of --data: a lddpm sample output; stores its synthetic scans as <id>_syn on the "
+      "masks of --source-store")("source-store",
+                                 po::value(&sampled.sourceStore)->value_name("STORE"),
+                                 "with --samples: the store lddpm sample read the masks from")(
+      "with-real", po::bool_switch(&sampled.withReal),
+      "with --samples: also copy each sampled case's real scan (a real + synthetic store)")(
       "out", po::value(&out)->required()->value_name("STORE"), "store folder to create or finish")(
       "split", po::value(&split)->default_value(split), "scans to include: train, test or all")(
       "channels", po::value(&channels)->default_value(channels),
@@ -88,8 +127,17 @@ int runPreprocess(const CommandArgs& args) {
       "compression", po::value(&compression)->default_value(compression),
       "none, deflate, lz4 or zstd")("chunk", po::value(&options.storage.chunk)->default_value(32),
                                     "HDF5 chunk edge (voxels)");
-  const auto parsed = parseCommand("preprocess", "--data DIR --out STORE [options]", args, own);
+  const auto parsed = parseCommand(
+      "preprocess", "--data DIR | --samples DIR --source-store STORE --out STORE [options]", args,
+      own);
   if (!parsed) return 0;
+  if (dataDir.empty() == sampled.samples.empty()) {
+    LDDPM_THROW(core::UsageError, "lddpm preprocess: give exactly one of '--data' and '--samples'");
+  }
+  if (sampled.samples.empty() && (!sampled.sourceStore.empty() || sampled.withReal)) {
+    LDDPM_THROW(core::UsageError, "lddpm preprocess: option '--",
+                sampled.withReal ? "with-real" : "source-store", "' needs '--samples'");
+  }
   options.channels = splitList(channels);
   options.grid = parseGrid(grid);
   options.storage.compression = data::parseCompression(compression);
@@ -100,10 +148,15 @@ int runPreprocess(const CommandArgs& args) {
 
   dist::World& world = dist::World::get();
   core::Stopwatch watch;
-  data::DatasetIndex index = data::discoverMsLesSeg(dataDir);
   std::vector<data::SubjectSource> subjects;
-  for (const auto& scan : index.scans) {
-    if (split == "all" || scan.split == split) subjects.push_back(data::scanSource(scan));
+  if (!sampled.samples.empty()) {
+    sampled.split = split;
+    subjects = planFromSamples(parsed->values, sampled, options);
+  } else {
+    data::DatasetIndex index = data::discoverMsLesSeg(dataDir);
+    for (const auto& scan : index.scans) {
+      if (split == "all" || scan.split == split) subjects.push_back(data::scanSource(scan));
+    }
   }
   if (subjects.empty()) throw core::Error(dataDir + ": no " + split + " scans to preprocess");
   std::sort(subjects.begin(), subjects.end(),

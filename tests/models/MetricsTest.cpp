@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "models/Metrics.h"
+#include "tests/common/Shell.h"
 
 namespace {
 using namespace lddpm::models;
@@ -314,6 +315,102 @@ TEST(Dice, KnownOverlapOfTwoCubes) {
   ASSERT_EQ(batch.sizes(), torch::IntArrayRef({2}));
   EXPECT_NEAR(batch[0].item<double>(), 0.375, 1e-15);
   EXPECT_EQ(batch[1].item<double>(), 1.0);
+}
+
+TEST(SegmentationScores, ClosedFormOnHandMadeLesions) {
+  // Truth: a 3³ cube at 1..3 plus one voxel at (4, 4, 4) touching its corner diagonally (one
+  // 26-connected lesion of 28 voxels), and a lone voxel at (8, 8, 8): 2 lesions, 29 voxels.
+  // Prediction: exactly the cube (27, finds the first lesion, misses the lone voxel) plus a 2³
+  // false positive far from both: 35 voxels, 2 components, 1 of them touching the truth.
+  torch::Tensor truth = torch::zeros({10, 10, 10}), predicted = torch::zeros({10, 10, 10});
+  truth.slice(0, 1, 4).slice(1, 1, 4).slice(2, 1, 4).fill_(1);
+  truth[4][4][4] = 1;
+  truth[8][8][8] = 1;
+  predicted.slice(0, 1, 4).slice(1, 1, 4).slice(2, 1, 4).fill_(0.9);  // probabilities
+  predicted.slice(0, 0, 2).slice(1, 8, 10).slice(2, 0, 2).fill_(0.6);
+  predicted[5][0][9] = 0.5;  // exactly 0.5 is not lesion (> 0.5)
+  const SegmentationScores s = segmentationScores(predicted, truth, /*voxelVolume=*/0.008);
+  EXPECT_NEAR(s.dice, 2.0 * 27 / (29 + 35), 1e-15);
+  EXPECT_NEAR(s.trueVolume, 29 * 0.008, 1e-15);
+  EXPECT_NEAR(s.predictedVolume, 35 * 0.008, 1e-15);
+  EXPECT_EQ(s.trueLesions, 2);
+  EXPECT_EQ(s.detectedLesions, 1);
+  EXPECT_EQ(s.predictedLesions, 2);
+  EXPECT_EQ(s.correctLesions, 1);
+  EXPECT_DOUBLE_EQ(s.lesionSensitivity, 0.5);
+  EXPECT_DOUBLE_EQ(s.lesionPrecision, 0.5);
+
+  const SegmentationScores perfect = segmentationScores(truth, truth);
+  EXPECT_EQ(perfect.dice, 1.0);
+  EXPECT_EQ(perfect.lesionSensitivity, 1.0);
+  EXPECT_EQ(perfect.lesionPrecision, 1.0);
+  EXPECT_EQ(perfect.trueVolume, 29.0);  // default voxel volume 1: counts
+
+  // Nothing to find and nothing found: Dice 1 (docs/metrics.md), lesion-wise rates undefined.
+  const torch::Tensor empty = torch::zeros({10, 10, 10});
+  const SegmentationScores none = segmentationScores(empty, empty);
+  EXPECT_EQ(none.dice, 1.0);
+  EXPECT_EQ(none.trueLesions, 0);
+  EXPECT_TRUE(std::isnan(none.lesionSensitivity));
+  EXPECT_TRUE(std::isnan(none.lesionPrecision));
+  const SegmentationScores missed = segmentationScores(empty, truth);
+  EXPECT_EQ(missed.dice, 0.0);
+  EXPECT_EQ(missed.lesionSensitivity, 0.0);
+  EXPECT_TRUE(std::isnan(missed.lesionPrecision));
+
+  EXPECT_THROW(segmentationScores(empty, torch::zeros({10, 10, 9})), c10::Error);
+  EXPECT_THROW(segmentationScores(empty.unsqueeze(0), empty.unsqueeze(0)), c10::Error);
+}
+
+TEST(ConnectedComponents, FaceEdgeAndCornerNeighboursJoin) {
+  torch::Tensor m = torch::zeros({5, 5, 5}, torch::kUInt8);
+  m[0][0][0] = 1;
+  m[1][1][1] = 1;  // corner neighbour of (0, 0, 0)
+  m[1][1][2] = 1;  // face neighbour
+  m[3][3][4] = 1;  // two voxels away from (1, 1, 2): its own component
+  m[4][4][0] = 1;
+  const auto [labels, n] = connectedComponents(m);
+  EXPECT_EQ(n, 3);
+  EXPECT_EQ(labels[0][0][0].item<int>(), 1);  // raster order of first voxels
+  EXPECT_EQ(labels[1][1][2].item<int>(), 1);
+  EXPECT_EQ(labels[3][3][4].item<int>(), 2);
+  EXPECT_EQ(labels[4][4][0].item<int>(), 3);
+  EXPECT_EQ(labels[2][2][2].item<int>(), 0);
+}
+
+// scipy.ndimage.label with a full 3×3×3 structure on random masks: same count, and the two
+// labellings induce the same partition (a bijection between labels).
+TEST(ConnectedComponents, MatchScipyLabelOnRandomMasks) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / ("lddpm-cc-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  for (double p : {0.1, 0.25, 0.4}) {
+    torch::manual_seed(static_cast<std::uint64_t>(p * 100));
+    const torch::Tensor mask = (torch::rand({13, 11, 17}) < p).to(torch::kUInt8).contiguous();
+    const auto [labels, n] = connectedComponents(mask);
+    std::ofstream((dir / "m.u8").string(), std::ios::binary)
+        .write(reinterpret_cast<const char*>(mask.data_ptr<std::uint8_t>()), mask.numel());
+    std::ofstream((dir / "l.i32").string(), std::ios::binary)
+        .write(reinterpret_cast<const char*>(labels.data_ptr<std::int32_t>()), labels.numel() * 4);
+    std::ostringstream cmd;
+    cmd << LDDPM_PYTHON << " -c \"import numpy as np, scipy.ndimage as nd; "
+        << "m = np.fromfile('" << (dir / "m.u8").string() << "', np.uint8).reshape(13, 11, 17); "
+        << "l = np.fromfile('" << (dir / "l.i32").string() << "', np.int32).reshape(13, 11, 17); "
+        << "r, n = nd.label(m, structure=np.ones((3, 3, 3))); "
+        << "pairs = set(zip(l[m > 0].tolist(), r[m > 0].tolist())); "
+        << "assert ((l > 0) == (m > 0)).all(); "
+        << "print(n, len(pairs), len({a for a, b in pairs}), len({b for a, b in pairs}))\"";
+    const auto result = lddpm::testutil::runShell(cmd.str() + " 2>&1");
+    ASSERT_EQ(result.code, 0) << cmd.str() << "\n" << result.out;
+    std::istringstream in(result.out);
+    std::int64_t scipyCount = 0, pairs = 0, ours = 0, theirs = 0;
+    in >> scipyCount >> pairs >> ours >> theirs;
+    EXPECT_EQ(n, scipyCount) << "p = " << p;
+    EXPECT_EQ(pairs, n);
+    EXPECT_EQ(ours, n);
+    EXPECT_EQ(theirs, n);
+  }
+  fs::remove_all(dir);
 }
 
 // skimage's SSIM (scipy.ndimage, whole-volume filtering then a crop) and MONAI's MS-SSIM

@@ -1,0 +1,65 @@
+#include "launch/engine/TrainedModel.h"
+
+#include <filesystem>
+#include <fstream>
+
+#include "core/Checkpoint.h"
+#include "core/Error.h"
+
+namespace lddpm::launch {
+namespace fs = std::filesystem;
+namespace po = core::po;
+
+std::string newestCheckpointOfRun(const std::string& command, const std::string& run) {
+  const auto newest = core::newestCheckpoint((fs::path(run) / "checkpoints").string());
+  if (!newest) {
+    LDDPM_THROW(core::UsageError, "lddpm ", command, ": option '--run': '", run,
+                "' has no complete checkpoint in checkpoints/");
+  }
+  return newest->path;
+}
+
+TrainedModel loadTrainedModel(const std::string& checkpoint, const std::string& weights) {
+  core::readCheckpointMeta(checkpoint);  // format check, names the file on failure
+  TrainedModel out;
+  out.checkpoint = checkpoint;
+  const std::string ini = checkpoint + "/config.ini";
+  try {
+    // Every key as text (the training options too), then the model's own options parsed from it.
+    std::ifstream in(ini);
+    if (!in) throw core::IoError(ini, "cannot read the run's resolved configuration");
+    po::options_description none;
+    for (const auto& option :
+         po::parse_config_file(in, none, /*allow_unregistered=*/true).options) {
+      if (!option.value.empty()) out.settings[option.string_key] = option.value.back();
+    }
+    std::ifstream again(ini);
+    po::options_description described = out.config.describe();
+    po::variables_map values;
+    po::store(po::parse_config_file(again, described, /*allow_unregistered=*/true), values);
+    po::notify(values);
+  } catch (const po::error& e) {
+    throw core::IoError(ini, e.what());
+  }
+  out.model = models::createModel(out.config);
+  const std::string modelFile = checkpoint + "/model.pt";
+  core::TensorDict state = core::loadTensorDict(modelFile);
+  if (weights == "ema") {
+    for (auto& [name, tensor] : core::loadTensorDict(checkpoint + "/ema.pt")) state[name] = tensor;
+  }
+  torch::NoGradGuard noGrad;
+  const auto copyInto = [&](const std::string& name, torch::Tensor& target) {
+    const auto it = state.find(name);
+    if (it == state.end() || !it->second.sizes().equals(target.sizes())) {
+      throw core::IoError(modelFile, "has no tensor '" + name + "' of the model's shape (" +
+                                         out.config.model + " options of " + ini + ")");
+    }
+    target.copy_(it->second);
+  };
+  for (auto& p : out.model->named_parameters()) copyInto(p.key(), p.value());
+  for (auto& b : out.model->named_buffers()) copyInto(b.key(), b.value());
+  out.model->eval();
+  return out;
+}
+
+}  // namespace lddpm::launch
