@@ -34,7 +34,9 @@ const std::vector<CommandSpec>& commands() {
        &runSample},
       {"export", "Write a run's EMA (or raw) weights as a dict of tensors that Python's torch.load reads.",
        &runExport},
-      {"evaluate", "Compare synthetic with real scans: `evaluate images` (MSE, MAE, PSNR, SSIM, ...).",
+      {"evaluate",
+       "Score results: `evaluate images` (synthetic vs real: MSE, MAE, PSNR, SSIM, ...), "
+       "`evaluate segmentation` (Dice, lesion-wise).",
        &runEvaluate},
       {"sweep",
        "A grid of train options as one SLURM job array (`sweep --grid`), `sweep status`, `sweep "

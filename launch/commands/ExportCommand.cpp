@@ -1,7 +1,6 @@
 // `lddpm export`: the weights of a run or checkpoint as one file that Python's torch.load reads
 // as a dict of parameter name -> tensor (EMA weights by default), for evaluation or fine-tuning
 // in Python.
-#include <filesystem>
 #include <iostream>
 
 #include "core/Checkpoint.h"
@@ -9,9 +8,9 @@
 #include "core/Log.h"
 #include "distributed/World.h"
 #include "launch/Command.h"
+#include "launch/engine/TrainedModel.h"
 
 namespace lddpm::launch {
-namespace fs = std::filesystem;
 
 int runExport(const CommandArgs& args) {
   std::string run, checkpoint, out, weights = "ema";
@@ -31,14 +30,7 @@ int runExport(const CommandArgs& args) {
     LDDPM_THROW(core::UsageError, "lddpm export: option '--weights': '", weights,
                 "' is not ema or model");
   }
-  if (!run.empty()) {
-    const auto newest = core::newestCheckpoint((fs::path(run) / "checkpoints").string());
-    if (!newest) {
-      LDDPM_THROW(core::UsageError, "lddpm export: option '--run': '", run,
-                  "' has no complete checkpoint in checkpoints/");
-    }
-    checkpoint = newest->path;
-  }
+  if (!run.empty()) checkpoint = newestCheckpointOfRun("export", run);
   core::readCheckpointMeta(checkpoint);  // format check, names the file on failure
   if (dist::World::get().rank() != 0) return 0;
   core::TensorDict tensors = core::loadTensorDict(checkpoint + "/" + weights + ".pt");

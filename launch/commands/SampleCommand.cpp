@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <sstream>
 
@@ -25,6 +24,7 @@
 #include "distributed/World.h"
 #include "launch/Command.h"
 #include "launch/engine/StoreBatchSource.h"
+#include "launch/engine/TrainedModel.h"
 #include "models/Registry.h"
 
 namespace lddpm::launch {
@@ -37,23 +37,6 @@ std::uint64_t caseKey(const std::string& id) {
   std::uint64_t h = 0xcbf29ce484222325ULL;
   for (unsigned char c : id) h = (h ^ c) * 0x100000001b3ULL;
   return h;
-}
-
-// The model options a run was trained with, from the config.ini stored in its checkpoint.
-models::ModelConfig modelConfigOf(const std::string& checkpoint) {
-  models::ModelConfig config;
-  po::options_description d = config.describe();
-  const std::string path = checkpoint + "/config.ini";
-  std::ifstream in(path);
-  if (!in) throw core::IoError(path, "cannot read the run's resolved configuration");
-  po::variables_map values;
-  try {
-    po::store(po::parse_config_file(in, d, /*allow_unregistered=*/true), values);
-    po::notify(values);
-  } catch (const po::error& e) {
-    throw core::IoError(path, e.what());
-  }
-  return config;
 }
 
 // [H, W] mid-slice montage panels side by side: real | synthetic | lesion (white on black),
@@ -104,14 +87,7 @@ int runSample(const CommandArgs& args) {
   }
   if (steps < 1) LDDPM_THROW(core::UsageError, "lddpm sample: option '--steps': must be >= 1");
   if (batch < 1) LDDPM_THROW(core::UsageError, "lddpm sample: option '--batch': must be >= 1");
-  if (!run.empty()) {
-    const auto newest = core::newestCheckpoint((fs::path(run) / "checkpoints").string());
-    if (!newest) {
-      LDDPM_THROW(core::UsageError, "lddpm sample: option '--run': '", run, "' has no complete checkpoint");
-    }
-    checkpoint = newest->path;
-  }
-  core::readCheckpointMeta(checkpoint);
+  if (!run.empty()) checkpoint = newestCheckpointOfRun("sample", run);
   models::SamplerOptions sampler;
   sampler.kind(models::parseSampler(samplerName)).steps(steps).eta(eta);
 
@@ -127,19 +103,10 @@ int runSample(const CommandArgs& args) {
   if (cases.empty()) throw core::IoError(store, "has no '" + split + "' cases (option --split)");
   if (maxCases > 0 && static_cast<std::int64_t>(cases.size()) > maxCases) cases.resize(static_cast<size_t>(maxCases));
 
-  const models::ModelConfig modelConfig = modelConfigOf(checkpoint);
-  auto model = models::createModel(modelConfig);
-  {
-    torch::NoGradGuard noGrad;
-    core::TensorDict state = core::loadTensorDict(checkpoint + "/model.pt");
-    if (weights == "ema") {
-      for (auto& [name, tensor] : core::loadTensorDict(checkpoint + "/ema.pt")) state[name] = tensor;
-    }
-    for (auto& p : model->named_parameters()) p.value().copy_(state.at(p.key()));
-    for (auto& b : model->named_buffers()) b.value().copy_(state.at(b.key()));
-  }
+  const TrainedModel trained = loadTrainedModel(checkpoint, weights);
+  const models::ModelConfig& modelConfig = trained.config;
+  const std::shared_ptr<models::ModelImpl> model = trained.model;
   model->to(where);
-  model->eval();
 
   // Output folders are created by rank 0 before anyone writes; files are written atomically.
   const fs::path outDir(out);
