@@ -110,14 +110,16 @@ lddpm_srun() {
 #   75  stopped on SIGUSR2/SIGTERM after checkpointing: `scontrol requeue` this job (array task),
 #       unless it was already requeued LDDPM_MAX_REQUEUES times (default 3, counted by SLURM's
 #       SLURM_RESTART_COUNT); the requeued job reruns this script and resumes from the checkpoint.
+#       Not when this shell got SIGTERM too: then SLURM itself is ending the whole job (scancel,
+#       or a preemption that requeues on its own), and a requeue would undo a user's scancel.
 #   other: the failure propagates as the job's exit code.
 lddpm_run_requeueable() {
-  # A scheduler preemption (SIGTERM to the whole job) must not kill this shell before the step
-  # has checkpointed: with a trap, bash waits for srun and then goes on here.
-  trap 'lddpm_log "SIGTERM received: waiting for the step to checkpoint"' TERM
+  # A SIGTERM to the whole job must not kill this shell before the step has checkpointed: with a
+  # trap, bash waits for srun and then goes on here.
+  local terminated=0
+  trap 'terminated=1; lddpm_log "SIGTERM: SLURM is ending this job; waiting for the step to checkpoint"' TERM
   local rc=0
   lddpm_srun "$@" || rc=$?
-  trap - TERM
   local restarts=${SLURM_RESTART_COUNT:-0} max=${LDDPM_MAX_REQUEUES:-3} id
   id=$(lddpm_job_id)
   case "$rc" in
@@ -126,6 +128,11 @@ lddpm_run_requeueable() {
       exit 0
       ;;
     75)
+      if [ "$terminated" -eq 1 ]; then
+        lddpm_log "stopped after checkpointing while SLURM ends job $id (scancel or preemption):" \
+          "not requeueing here. Submit the same script again to resume."
+        exit 75
+      fi
       if [ "$restarts" -ge "$max" ]; then
         lddpm_log "stopped after checkpointing, but job $id was already requeued $restarts time(s)" \
           "(LDDPM_MAX_REQUEUES=$max): not requeueing. Submit the same script again to resume."

@@ -47,6 +47,7 @@ harness_finish() {
 }
 
 harness_start() {
+  [ "$(id -u)" -eq 0 ] || { say "SKIP: the test cluster's daemons (munged, slurmd) need root"; exit 77; }
   work=$(mktemp -d "/tmp/lddpm-$test_name.XXXXXX")
   # shellcheck source=tests/slurm/cluster.sh
   source "$repo/tests/slurm/cluster.sh"

@@ -8,7 +8,6 @@
 #   pipeline.sh LDDPM_BINARY REPO_ROOT
 set -euo pipefail
 source "$(dirname "$0")/harness.sh" slurm-pipeline "$1" "$2"
-[ "$(id -u)" -eq 0 ] || { say "SKIP: the test cluster's daemons need root"; exit 77; }
 
 rc=0
 out=$(env -u SLURM_JOB_ID bash "$repo/slurm/train.sbatch" 2>&1) || rc=$?

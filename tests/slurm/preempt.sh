@@ -7,13 +7,13 @@
 #     from the checkpoint and finishes; its exported weights (EMA and raw) are bit-identical to an
 #     uninterrupted job with the same options on the same 2 ranks;
 #  2. the requeue logic with a stand-in binary: exit 75 requeues until LDDPM_MAX_REQUEUES, then
-#     the job fails with 75 and a message; any other exit code fails the job without requeue.
+#     the job fails with 75 and a message; any other exit code fails the job without requeue; a
+#     plain scancel (SIGTERM to the batch shell too) is not undone by a requeue.
 # A requeued job waits for a BeginTime ~2 min ahead (SLURM's requeue delay); the test moves it to
 # now (`scontrol update StartTime=now`) so CI does not wait.
 #   preempt.sh LDDPM_BINARY REPO_ROOT
 set -euo pipefail
 source "$(dirname "$0")/harness.sh" slurm-preempt "$1" "$2"
-[ "$(id -u)" -eq 0 ] || { say "SKIP: the test cluster's daemons need root"; exit 77; }
 harness_start
 make_store
 t0=$SECONDS
@@ -81,7 +81,16 @@ done
 say "preempted + requeued run is bit-identical to the uninterrupted run (EMA and raw weights)"
 
 # --- 2. requeue logic with a stand-in lddpm: exit 75 every time, LDDPM_MAX_REQUEUES=1
-printf '#!/bin/sh\nexit "${FAKE_EXIT:-75}"\n' > fake-lddpm
+# FAKE_MODE=term: run until SIGTERM, then exit 75 as lddpm does after its checkpoint.
+cat > fake-lddpm <<'SH'
+#!/bin/sh
+if [ "${FAKE_MODE:-}" = term ]; then
+  trap 'exit 75' TERM
+  touch "$FAKE_READY"
+  while :; do sleep 0.2; done
+fi
+exit "${FAKE_EXIT:-75}"
+SH
 chmod +x fake-lddpm
 loop=$(LDDPM_BIN=$work/fake-lddpm LDDPM_RUN_DIR=$work/fake LDDPM_MAX_REQUEUES=1 submit train.sbatch \
   --output="$work/loop-%j.out")
@@ -97,5 +106,17 @@ bad=$(FAKE_EXIT=3 LDDPM_BIN=$work/fake-lddpm LDDPM_RUN_DIR=$work/fake submit tra
 wait_job "$bad" 30
 [ "$(job_field "$bad" ExitCode)" = 3:0 ] && [ "$(job_field "$bad" Restarts)" = 0 ] ||
   fail "exit 3 ended the job with $(job_field "$bad" ExitCode), restarts $(job_field "$bad" Restarts)"
+# scancel (SIGTERM to the whole job, the batch shell included): the step still exits 75, but
+# the script must not requeue, or it would undo the cancellation.
+term=$(FAKE_MODE=term FAKE_READY=$work/term.ready LDDPM_BIN=$work/fake-lddpm LDDPM_RUN_DIR=$work/fake \
+  submit train.sbatch --output="$work/term-%j.out")
+for i in $(seq 1 120); do [ -f term.ready ] && break; sleep 0.25; done
+[ -f term.ready ] || fail "the stand-in step of job $term did not start within 30 s"
+scancel "$term"
+wait_job "$term" 60
+[ "$(job_field "$term" JobState)" = CANCELLED ] && [ "$(job_field "$term" Restarts)" = 0 ] ||
+  fail "scancel ended job $term $(job_field "$term" JobState) after $(job_field "$term" Restarts) requeue(s)"
+grep -q "while SLURM ends job $term (scancel or preemption): not requeueing" "term-$term.out" ||
+  fail "no message that a cancelled job is not requeued"
 say "ok: preemption -> checkpoint -> exit 75 -> requeue -> resume -> bit-identical; requeue limit;" \
-  "failures propagate ($((SECONDS - t0)) s of jobs)"
+  "failures propagate; scancel is not requeued ($((SECONDS - t0)) s of jobs)"
