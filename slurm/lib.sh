@@ -82,17 +82,12 @@ lddpm_setup_env() {
   # module; nothing is needed here.
 }
 
-# The start of every template: `lddpm_begin TEMPLATE [REQUIRED_VARIABLE...]`. Guards, checks,
-# sets the environment, and fills LDDPM_CONFIG_ARGS (--config FILE when LDDPM_CONFIG is set) and
-# LDDPM_STORE_ARGS (--store DIR when LDDPM_STORE is set) for the lddpm command line.
+# The start of every template: `lddpm_begin TEMPLATE [REQUIRED_VARIABLE...]`. Guards, checks
+# the variables, sets the environment and logs what the job is about to do.
 lddpm_begin() {
   lddpm_require_allocation "$1"
   lddpm_require_vars "$@"
   lddpm_setup_env
-  LDDPM_CONFIG_ARGS=()
-  [ -z "${LDDPM_CONFIG:-}" ] || LDDPM_CONFIG_ARGS=(--config "$LDDPM_CONFIG")
-  LDDPM_STORE_ARGS=()
-  [ -z "${LDDPM_STORE:-}" ] || LDDPM_STORE_ARGS=(--store "$LDDPM_STORE")
   lddpm_log "$1 on $(hostname -s): ${SLURM_NTASKS:-?} task(s) on ${SLURM_JOB_NUM_NODES:-?} node(s)," \
     "device $LDDPM_DEVICE, ${SLURM_CPUS_PER_TASK:-?} CPU(s) per task, restart ${SLURM_RESTART_COUNT:-0}," \
     "run ${LDDPM_RUN_DIR:--}, config ${LDDPM_CONFIG:--}, store ${LDDPM_STORE:--}"

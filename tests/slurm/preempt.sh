@@ -17,7 +17,7 @@ source "$(dirname "$0")/harness.sh" slurm-preempt "$1" "$2"
 harness_start
 make_store
 t0=$SECONDS
-steps=12
+steps=16
 write_train_ini train.ini "$steps" checkpoint-every=4 keep-checkpoints=5
 export LDDPM_CONFIG=$work/train.ini
 
@@ -42,9 +42,10 @@ wait_requeued() {
 
 # --- 1. preempted run: signal its steps once a few steps are logged (the handler is installed)
 pre=$(LDDPM_RUN_DIR=$work/pre submit train.sbatch --output="$work/pre-%j.out")
-for i in $(seq 1 240); do
+# (16 steps leave room for the signal to land before the end even when a step takes 0.1 s.)
+for i in $(seq 1 600); do
   [ -f pre/metrics.jsonl ] && [ "$(wc -l < pre/metrics.jsonl)" -ge 2 ] && break
-  sleep 0.25
+  sleep 0.1
 done
 [ -f pre/metrics.jsonl ] && [ "$(wc -l < pre/metrics.jsonl)" -ge 2 ] || fail "the job logged no steps within 60 s"
 scancel --signal=USR2 "$pre" || fail "scancel --signal=USR2 $pre failed"
