@@ -3,8 +3,9 @@
 # requeue-on-preemption loop of `lddpm train`. Sourced by the templates, never run on its own.
 #
 # sbatch runs a *copy* of the batch script from slurmd's spool folder, so a template cannot find
-# this file next to itself: it looks in $LDDPM_SLURM_DIR, then $SLURM_SUBMIT_DIR/slurm, then
-# $SLURM_SUBMIT_DIR (see the first lines after each template's #SBATCH block).
+# this file next to itself: it reads $LDDPM_SLURM_DIR/lib.sh, else $SLURM_SUBMIT_DIR/slurm/lib.sh
+# (submitted from the repository root), else, outside SLURM, the one beside the template (only to
+# print the guard's message). See the first lines after each template's #SBATCH block.
 
 lddpm_log() { echo "lddpm-slurm[${SLURM_JOB_ID:-no job}]: $*" >&2; }
 
@@ -75,7 +76,6 @@ lddpm_setup_env() {
     # TORCH_NCCL_ASYNC_ERROR_HANDLING / NCCL_ASYNC_ERROR_HANDLING are read by PyTorch's c10d,
     # which lddpm does not use: its NCCL backend has its own watchdog (--comm-timeout) that
     # aborts the communicator and the job instead of hanging. Setting them changes nothing.
-    :
   fi
   # Open MPI (the control plane, and the data plane with --device cpu): srun starts the ranks
   # through PMIx, so no mpirun and no hostfile. Sites with UCX set OMPI_MCA_pml=ucx in their
