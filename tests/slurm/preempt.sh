@@ -8,7 +8,8 @@
 #     uninterrupted job with the same options on the same 2 ranks;
 #  2. the requeue logic with a stand-in binary: exit 75 requeues until LDDPM_MAX_REQUEUES, then
 #     the job fails with 75 and a message; any other exit code fails the job without requeue; a
-#     plain scancel (SIGTERM to the batch shell too) is not undone by a requeue.
+#     plain scancel (SIGTERM to the batch shell too) is not undone by a requeue; array tasks are
+#     requeued one by one as JOBID_TASKID.
 # A requeued job waits for a BeginTime ~2 min ahead (SLURM's requeue delay); the test moves it to
 # now (`scontrol update StartTime=now`) so CI does not wait.
 #   preempt.sh LDDPM_BINARY REPO_ROOT
@@ -101,6 +102,19 @@ wait_job "$loop" 30
 [ "$(job_field "$loop" ExitCode)" = 75:0 ] || fail "job over the limit ended $(job_field "$loop" ExitCode), not 75:0"
 grep -q "already requeued 1 time(s) (LDDPM_MAX_REQUEUES=1): not requeueing" "loop-$loop.out" ||
   fail "no message about the requeue limit"
+# An array task (lddpm sweep's case) is requeued by its JOBID_TASKID, on its own.
+arr=$(LDDPM_BIN=$work/fake-lddpm LDDPM_RUN_DIR=$work/fake LDDPM_MAX_REQUEUES=1 submit train.sbatch \
+  --array=0-1 --output="$work/arr-%A_%a.out")
+for t in 0 1; do
+  wait_requeued "${arr}_$t" 1 30
+done
+for t in 0 1; do
+  wait_job "${arr}_$t" 30
+  [ "$(job_field "${arr}_$t" Restarts)" = 1 ] && [ "$(job_field "${arr}_$t" ExitCode)" = 75:0 ] ||
+    fail "array task ${arr}_$t: $(job_field "${arr}_$t" Restarts) requeue(s), exit $(job_field "${arr}_$t" ExitCode)"
+  grep -q "requeueing job ${arr}_$t (restart 1 of at most 1)" "arr-${arr}_$t.out" ||
+    fail "array task ${arr}_$t was not requeued by its array id"
+done
 # Any other exit code: the job fails with it, no requeue.
 bad=$(FAKE_EXIT=3 LDDPM_BIN=$work/fake-lddpm LDDPM_RUN_DIR=$work/fake submit train.sbatch \
   --output="$work/bad-%j.out")
@@ -120,4 +134,4 @@ wait_job "$term" 60
 grep -q "while SLURM ends job $term (scancel or preemption): not requeueing" "term-$term.out" ||
   fail "no message that a cancelled job is not requeued"
 say "ok: preemption -> checkpoint -> exit 75 -> requeue -> resume -> bit-identical; requeue limit;" \
-  "failures propagate; scancel is not requeued ($((SECONDS - t0)) s of jobs)"
+  "array tasks; failures propagate; scancel is not requeued ($((SECONDS - t0)) s of jobs)"
