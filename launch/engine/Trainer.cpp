@@ -5,6 +5,7 @@
 #include <cmath>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <sstream>
 
 #include "core/AtomicFile.h"
@@ -327,7 +328,11 @@ std::vector<double> Trainer::trainGroup(Group& group, std::size_t groupIndex, do
 TrainResult Trainer::run() {
   fs::create_directories(config_.run);
   core::StopSignal::install();
-  core::MetricsLog metrics((fs::path(config_.run) / "metrics.jsonl").string(), step_);
+  // Rank 0 alone owns metrics.jsonl: a second rank's resume trim (an atomic rewrite) would
+  // replace the file under rank 0's open append stream, and every row would go to the
+  // unlinked inode.
+  std::optional<core::MetricsLog> metrics;
+  if (comm_.rank() == 0) metrics.emplace((fs::path(config_.run) / "metrics.jsonl").string(), step_);
   writeStatus("running");
   core::Progress progress("train", config_.steps - step_);
   const std::int64_t firstStep = step_;
@@ -396,7 +401,7 @@ TrainResult Trainer::run() {
       row["data_wait"] = dataWait / seconds;
       row["step_seconds"] = seconds;
       row["skipped_steps"] = skipped_;
-      metrics.append(row);
+      metrics->append(row);
     }
     char detail[96];
     std::snprintf(detail, sizeof detail, "loss %.4g lr %.3g", result.lastLoss, lr);

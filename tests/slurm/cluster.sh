@@ -79,9 +79,27 @@ CONF
   return 1
 }
 
+# This cluster's step daemons: slurmstepd runs detached (parent pid 1) with slurmd's
+# environment, so ours are the ones whose SLURM_CONF is our slurm.conf. Another cluster on the
+# same machine (a parallel test) keeps its own.
+cluster_stepd_pids() {
+  local pid
+  for pid in $(pgrep -x slurmstepd); do
+    tr '\0' '\n' < "/proc/$pid/environ" 2>/dev/null | grep -qx "SLURM_CONF=$CLUSTER_DIR/slurm.conf" &&
+      echo "$pid"
+  done
+  return 0
+}
+
 cluster_stop() {
   [ -n "${CLUSTER_DIR:-}" ] || return 0
   scancel --quiet --full -u "$(id -un)" 2>/dev/null || true
+  # Let slurmd end the cancelled jobs' steps (KillWait) before the daemons go.
+  local i
+  for i in $(seq 1 30); do
+    [ -z "$(squeue -h -t running,completing -o %i 2>/dev/null)" ] && break
+    sleep 0.5
+  done
   local f pid
   for f in slurmd.pid slurmctld.pid munge/munged.pid; do
     [ -f "$CLUSTER_DIR/$f" ] || continue
@@ -90,10 +108,11 @@ cluster_stop() {
     for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
     kill -9 "$pid" 2>/dev/null || true
   done
-  # Step daemons of killed jobs belong to us too (a test machine runs no other SLURM).
-  pkill -9 -x slurmstepd 2>/dev/null || true
+  for pid in $(cluster_stepd_pids); do kill -9 "$pid" 2>/dev/null || true; done
+  sleep 0.2
   local left
-  left=$( (pgrep -a -f "^/usr/sbin/(munged|slurmctld|slurmd) .*$CLUSTER_DIR"; pgrep -a -x slurmstepd) || true)
+  left=$( (pgrep -a -f "^/usr/sbin/(munged|slurmctld|slurmd) .*$CLUSTER_DIR"
+           for pid in $(cluster_stepd_pids); do ps -o pid=,args= -p "$pid"; done) || true)
   if [ -n "$left" ]; then
     cluster_log "still running after stop:"; echo "$left" >&2
     return 1
