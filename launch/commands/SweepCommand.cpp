@@ -134,7 +134,8 @@ std::string readTemplate(const std::string& path) {
 
 // The template with the lines that give each array task its folder, inserted after the leading
 // block of comments and #SBATCH lines (sbatch reads directives only up to the first command).
-std::string jobScript(const std::string& templ, const fs::path& sweepDir, int width) {
+std::string jobScript(const std::string& templ, const fs::path& templatePath, const fs::path& sweepDir,
+                      int width) {
   std::istringstream in(templ);
   std::vector<std::string> lines;
   for (std::string line; std::getline(in, line);) lines.push_back(line);
@@ -154,6 +155,9 @@ std::string jobScript(const std::string& templ, const fs::path& sweepDir, int wi
                    "d \"$SLURM_ARRAY_TASK_ID\")\""),
       "export LDDPM_CONFIG=\"$LDDPM_RUN_DIR/sweep-task.ini\"",
       "export LDDPM_BIN=\"${LDDPM_BIN:-" + bin + "}\"",
+      // sbatch runs a spooled copy: point the templates at the lib.sh beside the original.
+      "export LDDPM_SLURM_DIR=\"${LDDPM_SLURM_DIR:-" +
+          fs::absolute(templatePath).lexically_normal().parent_path().string() + "}\"",
       "# ---- end of lddpm sweep lines ----"};
   lines.insert(lines.begin() + static_cast<std::ptrdiff_t>(insertAt), preamble.begin(),
                preamble.end());
@@ -372,7 +376,7 @@ core::Json writeSweepFolder(const SweepPlan& plan, const GridSpec& spec, const S
     taskList.push_back({{"id", plan.tasks[i].id}, {"dir", plan.dirs[i]}, {"values", values}});
   }
   const fs::path script = plan.dir / "job.sbatch";
-  core::writeFileAtomic(script.string(), jobScript(templ, plan.dir, plan.width));
+  core::writeFileAtomic(script.string(), jobScript(templ, o.templ, plan.dir, plan.width));
   fs::permissions(script, fs::perms::owner_exec | fs::perms::group_exec, fs::perm_options::add);
 
   const core::Json record = {{"format_version", kFormatVersion},

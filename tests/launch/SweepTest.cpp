@@ -337,6 +337,11 @@ TEST_F(SweepCli, DryRunWritesTheFolderButDoesNotSubmit) {
   const std::string script = read(sweep / "job.sbatch");
   EXPECT_LT(script.find("#SBATCH --ntasks=1"), script.find("export LDDPM_RUN_DIR"));
   EXPECT_LT(script.find("export LDDPM_CONFIG"), script.find("echo \"run="));
+  // Templates find slurm/lib.sh beside the original template, not beside sbatch's spooled copy.
+  EXPECT_NE(script.find("export LDDPM_SLURM_DIR=\"${LDDPM_SLURM_DIR:-" +
+                        fs::absolute(dir).lexically_normal().string() + "}\""),
+            std::string::npos)
+      << script;
   const auto job =
       lddpm::testutil::runShell("SLURM_ARRAY_TASK_ID=2 bash " + (sweep / "job.sbatch").string());
   EXPECT_EQ(job.out, "run=" + (sweep / "tasks/002").string() +
