@@ -16,13 +16,31 @@ torch::Tensor toGrey(const torch::Tensor& slice, double lo, double hi) {
   return ((slice.to(torch::kFloat64) - lo) * scale).clamp(0, 255).round().to(torch::kUInt8).flip({0});
 }
 
+namespace {
+
+// Everything libpng does after its error handler is armed. A separate frame: locals of the
+// function that calls setjmp may be clobbered by the longjmp (GCC's -Wclobbered).
+void writeImage(png_structp png, png_infop info, std::FILE* file, const torch::Tensor& img) {
+  const auto height = static_cast<png_uint_32>(img.size(0));
+  const auto width = static_cast<png_uint_32>(img.size(1));
+  const int channels = img.dim() == 3 ? 3 : 1;
+  png_init_io(png, file);
+  png_set_IHDR(png, info, width, height, 8, channels == 3 ? PNG_COLOR_TYPE_RGB : PNG_COLOR_TYPE_GRAY,
+               PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+  png_write_info(png, info);
+  const auto* base = img.data_ptr<std::uint8_t>();
+  for (png_uint_32 y = 0; y < height; ++y) {
+    png_write_row(png, const_cast<png_bytep>(base + static_cast<size_t>(y) * width * channels));
+  }
+  png_write_end(png, nullptr);
+}
+
+}  // namespace
+
 void writePng(const std::string& path, const torch::Tensor& pixels) {
   TORCH_CHECK(pixels.scalar_type() == torch::kUInt8 && (pixels.dim() == 2 || (pixels.dim() == 3 && pixels.size(2) == 3)),
               "writePng: expected uint8 [H, W] or [H, W, 3]");
   const torch::Tensor img = pixels.contiguous();
-  const auto height = static_cast<png_uint_32>(img.size(0));
-  const auto width = static_cast<png_uint_32>(img.size(1));
-  const int channels = img.dim() == 3 ? 3 : 1;
 
   const std::string temp = core::temporarySibling(path);
   std::FILE* file = std::fopen(temp.c_str(), "wb");
@@ -35,15 +53,7 @@ void writePng(const std::string& path, const torch::Tensor& pixels) {
     std::remove(temp.c_str());
     throw core::IoError(path, "libpng failed to write the image");
   }
-  png_init_io(png, file);
-  png_set_IHDR(png, info, width, height, 8, channels == 3 ? PNG_COLOR_TYPE_RGB : PNG_COLOR_TYPE_GRAY,
-               PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
-  png_write_info(png, info);
-  const auto* base = img.data_ptr<std::uint8_t>();
-  for (png_uint_32 y = 0; y < height; ++y) {
-    png_write_row(png, const_cast<png_bytep>(base + static_cast<size_t>(y) * width * channels));
-  }
-  png_write_end(png, nullptr);
+  writeImage(png, info, file, img);
   png_destroy_write_struct(&png, &info);
   if (std::fclose(file) != 0) {
     std::remove(temp.c_str());

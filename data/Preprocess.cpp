@@ -260,7 +260,8 @@ torch::Tensor placeOnGrid(const torch::Tensor& src, const std::array<std::int64_
 }  // namespace
 
 SubjectData preprocessSubject(const SubjectVolumes& in, const PreprocessOptions& options) {
-  const Volume& t1 = image(in, "T1");
+  const std::string t1Name = "T1";  // a named string: GCC 13 flags a temporary as possibly dangling
+  const Volume& t1 = image(in, t1Name);
   const auto shape = t1.data.sizes();
   auto checkShape = [&](const std::string& name, const Volume& v) {
     if (v.data.dim() != 3 || v.data.sizes() != shape) {
