@@ -15,7 +15,8 @@ inline bool autocastEnabled(c10::DeviceType type) {
 #if LDDPM_AUTOCAST_DEVICE_API
   return at::autocast::is_autocast_enabled(type);
 #else
-  return type == c10::DeviceType::CUDA ? at::autocast::is_enabled() : at::autocast::is_cpu_enabled();
+  return type == c10::DeviceType::CUDA ? at::autocast::is_enabled()
+                                       : at::autocast::is_cpu_enabled();
 #endif
 }
 

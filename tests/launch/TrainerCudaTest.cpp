@@ -27,17 +27,25 @@ struct TrainerCuda : ::testing::Test {
 
   // Three steps of batch 2 of the tiny Lesion-DDPM; returns the final parameters on the CPU.
   std::vector<torch::Tensor> train(const std::string& name, const std::string& device, bool bf16) {
-    testutil::RunSetup s = testutil::makeRunSetup(
-        {{"--store", "unused"}, {"--run", (dir / name).string()}, {"--model", "lesion-ddpm"},
-         {"--steps", "3"}, {"--batch", "2"}, {"--warmup", "1"}, {"--checkpoint-every", "100"},
-         {"--lr", "1e-3"}, {"--device", device}, {"--bf16", bf16 ? "true" : "false"}},
-        {});
+    testutil::RunSetup s = testutil::makeRunSetup({{"--store", "unused"},
+                                                   {"--run", (dir / name).string()},
+                                                   {"--model", "lesion-ddpm"},
+                                                   {"--steps", "3"},
+                                                   {"--batch", "2"},
+                                                   {"--warmup", "1"},
+                                                   {"--checkpoint-every", "100"},
+                                                   {"--lr", "1e-3"},
+                                                   {"--device", device},
+                                                   {"--bf16", bf16 ? "true" : "false"}},
+                                                  {});
     dist::LocalCommunicator comm;
     testutil::SyntheticSource source;
-    const torch::Device where = device == "cuda" ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
+    const torch::Device where =
+        device == "cuda" ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
     launch::Trainer trainer(s.train, s.model, source, comm, "", where);
     if (initial.empty()) {
-      for (const auto& p : trainer.model().parameters()) initial.push_back(p.detach().cpu().clone());
+      for (const auto& p : trainer.model().parameters())
+        initial.push_back(p.detach().cpu().clone());
     }
     const auto result = trainer.run();
     EXPECT_EQ(result.finalStep, 3);

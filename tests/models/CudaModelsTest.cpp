@@ -26,13 +26,15 @@ Batch tinyBatch(std::int64_t edge = 16) {
   return b;
 }
 
-Batch to(const Batch& b, const torch::Device& d) { return {b.image.to(d), b.anatomy.to(d), b.lesion.to(d)}; }
+Batch to(const Batch& b, const torch::Device& d) {
+  return {b.image.to(d), b.anatomy.to(d), b.lesion.to(d)};
+}
 
 Generators generators() { return {core::makeCpuGenerator(11), core::makeCpuGenerator(12)}; }
 
 // Two identically initialised copies of one model, the second on `device`.
-std::pair<std::shared_ptr<ModelImpl>, std::shared_ptr<ModelImpl>> twins(const ModelConfig& c,
-                                                                        const torch::Device& device) {
+std::pair<std::shared_ptr<ModelImpl>, std::shared_ptr<ModelImpl>> twins(
+    const ModelConfig& c, const torch::Device& device) {
   torch::manual_seed(3);
   auto a = createModel(c);
   torch::manual_seed(3);
@@ -76,18 +78,21 @@ TEST_P(CudaMatchesCpu, LossAndGradients) {
   lg.total.backward();
   // cuDNN runs float32 convolutions in TF32 on Ampere and newer unless told otherwise (10-bit
   // mantissa): 1e-3 relative, not float32's 1e-6. Measured on an H200: up to 1.4e-4 (pix2pix).
-  EXPECT_NEAR(lg.total.item<double>(), lc.total.item<double>(), 1e-3 * std::abs(lc.total.item<double>()) + 1e-6);
+  EXPECT_NEAR(lg.total.item<double>(), lc.total.item<double>(),
+              1e-3 * std::abs(lc.total.item<double>()) + 1e-6);
   auto pc = cpu->named_parameters();
   auto pg = cuda->named_parameters();
   for (size_t i = 0; i < pc.size(); ++i) {
     if (!pc[i].value().grad().defined()) continue;
     const auto gc = pc[i].value().grad();
     const auto gg = pg[i].value().grad().cpu();
-    EXPECT_LE((gg - gc).abs().max().item<double>(), 1e-3 * gc.abs().max().item<double>() + 1e-6) << pc[i].key();
+    EXPECT_LE((gg - gc).abs().max().item<double>(), 1e-3 * gc.abs().max().item<double>() + 1e-6)
+        << pc[i].key();
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Models, CudaMatchesCpu, ::testing::Values("lesion-ddpm", "cond-ddpm", "pix2pix", "seg"));
+INSTANTIATE_TEST_SUITE_P(Models, CudaMatchesCpu,
+                         ::testing::Values("lesion-ddpm", "cond-ddpm", "pix2pix", "seg"));
 
 TEST(Cuda, Bf16AutocastStaysCloseToFloat32) {
   SKIP_WITHOUT_GPU();
@@ -132,7 +137,8 @@ TEST(Cuda, CheckpointedGradientsEqualPlainOnes) {
   auto pc = ckpt->named_parameters();
   for (size_t i = 0; i < pp.size(); ++i) {
     if (!pp[i].value().grad().defined()) continue;
-    EXPECT_TRUE(torch::allclose(pc[i].value().grad(), pp[i].value().grad(), 1e-4, 1e-6)) << pp[i].key();
+    EXPECT_TRUE(torch::allclose(pc[i].value().grad(), pp[i].value().grad(), 1e-4, 1e-6))
+        << pp[i].key();
   }
 }
 
@@ -143,7 +149,8 @@ TEST(Cuda, DdimSamplingMatchesCpu) {
   cpu->eval();
   cuda->eval();
   Batch condition = tinyBatch();
-  condition = {condition.image.narrow(0, 0, 1), condition.anatomy.narrow(0, 0, 1), condition.lesion.narrow(0, 0, 1)};
+  condition = {condition.image.narrow(0, 0, 1), condition.anatomy.narrow(0, 0, 1),
+               condition.lesion.narrow(0, 0, 1)};
   const SamplerOptions sampler = SamplerOptions().kind(SamplerKind::Ddim).steps(5);
   Generators g1{core::makeCpuGenerator(9)}, g2{core::makeCpuGenerator(9)};
   torch::NoGradGuard noGrad;
