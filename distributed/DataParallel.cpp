@@ -77,6 +77,8 @@ DataParallel::DataParallel(const torch::OrderedDict<std::string, torch::Tensor>&
   const auto mine = planSignature(params_, bucketParams_);
   auto reference = torch::tensor(mine, torch::kLong).to(comm_.device());
   comm_.broadcast(reference, 0)->wait();
+  // Compare with a fresh tensor: on the CPU, reference.to(kCPU) of a shared one would alias it,
+  // and the broadcast has just overwritten it.
   const bool same = reference.cpu().equal(torch::tensor(mine, torch::kLong));
   auto mismatch = torch::tensor({same ? 0L : 1L}).to(comm_.device());
   comm_.allreduce(mismatch, ReduceOp::Sum)->wait();

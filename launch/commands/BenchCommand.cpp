@@ -98,8 +98,8 @@ int runBenchComm(const CommandArgs& args) {
   for (const auto& name : splitComma(ops)) collectives.push_back(dist::parseCollective(name, "--ops"));
   if (collectives.empty()) LDDPM_THROW(core::UsageError, "option '--ops' names no collective");
 
-  const torch::Device where = deviceOption(device, "lddpm bench comm", dist::World::get().localRank());
   const dist::World& world = dist::World::get();
+  const torch::Device where = deviceOption(device, "lddpm bench comm", world.localRank());
   auto comm = dist::makeCommunicator(distOptions.backendKind(), world,
                                      distOptions.communicatorOptions(), where);
   const auto sizes = dist::geometricSizes(minBytes, maxBytes, factor);

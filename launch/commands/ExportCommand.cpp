@@ -23,14 +23,7 @@ int runExport(const CommandArgs& args) {
   if (!parseCommand("export", "--run DIR | --checkpoint DIR --out FILE [--weights ema|model]", args, own)) {
     return 0;
   }
-  if (run.empty() == checkpoint.empty()) {
-    LDDPM_THROW(core::UsageError, "lddpm export: give exactly one of '--run' and '--checkpoint'");
-  }
-  if (weights != "ema" && weights != "model") {
-    LDDPM_THROW(core::UsageError, "lddpm export: option '--weights': '", weights,
-                "' is not ema or model");
-  }
-  if (!run.empty()) checkpoint = newestCheckpointOfRun("export", run);
+  checkpoint = checkpointFromOptions("export", run, checkpoint, weights);
   core::readCheckpointMeta(checkpoint);  // format check, names the file on failure
   if (dist::World::get().rank() != 0) return 0;
   core::TensorDict tensors = core::loadTensorDict(checkpoint + "/" + weights + ".pt");

@@ -79,15 +79,9 @@ int runSample(const CommandArgs& args) {
       ("device", po::value(&device)->default_value(device), "cpu | cuda (one GPU per rank by local rank)");
   const auto parsed = parseCommand("sample", "--run DIR --store DIR --out DIR [options]", args, own);
   if (!parsed) return 0;
-  if (run.empty() == checkpoint.empty()) {
-    LDDPM_THROW(core::UsageError, "lddpm sample: give exactly one of '--run' and '--checkpoint'");
-  }
-  if (weights != "ema" && weights != "model") {
-    LDDPM_THROW(core::UsageError, "lddpm sample: option '--weights': '", weights, "' is not ema or model");
-  }
   if (steps < 1) LDDPM_THROW(core::UsageError, "lddpm sample: option '--steps': must be >= 1");
   if (batch < 1) LDDPM_THROW(core::UsageError, "lddpm sample: option '--batch': must be >= 1");
-  if (!run.empty()) checkpoint = newestCheckpointOfRun("sample", run);
+  checkpoint = checkpointFromOptions("sample", run, checkpoint, weights);
   models::SamplerOptions sampler;
   sampler.kind(models::parseSampler(samplerName)).steps(steps).eta(eta);
 

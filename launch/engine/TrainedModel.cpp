@@ -19,6 +19,18 @@ std::string newestCheckpointOfRun(const std::string& command, const std::string&
   return newest->path;
 }
 
+std::string checkpointFromOptions(const std::string& command, const std::string& run,
+                                  const std::string& checkpoint, const std::string& weights) {
+  if (run.empty() == checkpoint.empty()) {
+    LDDPM_THROW(core::UsageError, "lddpm ", command, ": give exactly one of '--run' and '--checkpoint'");
+  }
+  if (weights != "ema" && weights != "model") {
+    LDDPM_THROW(core::UsageError, "lddpm ", command, ": option '--weights': '", weights,
+                "' is not ema or model");
+  }
+  return run.empty() ? checkpoint : newestCheckpointOfRun(command, run);
+}
+
 TrainedModel loadTrainedModel(const std::string& checkpoint, const std::string& weights) {
   core::readCheckpointMeta(checkpoint);  // format check, names the file on failure
   TrainedModel out;

@@ -22,6 +22,12 @@ struct TrainedModel {
 // when it has none.
 std::string newestCheckpointOfRun(const std::string& command, const std::string& run);
 
+// The checkpoint folder a command's `--run DIR | --checkpoint DIR` names (exactly one of them;
+// a run gives its newest complete checkpoint), after checking `--weights ema|model`.
+// UsageError naming "lddpm <command>" and the option otherwise.
+std::string checkpointFromOptions(const std::string& command, const std::string& run,
+                                  const std::string& checkpoint, const std::string& weights);
+
 // Loads `checkpoint` with "ema" (EMA parameters + the model's buffers) or "model" weights.
 // IoError naming the file when config.ini or a weight file is missing or does not fit the model.
 TrainedModel loadTrainedModel(const std::string& checkpoint, const std::string& weights);

@@ -273,7 +273,7 @@ std::vector<double> Trainer::trainGroup(Group& group, std::size_t groupIndex, do
     // bf16 autocast covers the forward only; backward runs in the forward's dtypes and the
     // master weights, gradients and optimiser state stay float32.
     models::LossTerms terms = [&] {
-      models::AutocastScope autocast(config_.bf16 ? device_.type() : torch::kCPU, config_.bf16);
+      models::AutocastScope autocast(device_.type(), config_.bf16);
       return model_->loss(batch, gens, group.name);
     }();
     (terms.total / static_cast<double>(config_.accumulate)).backward();
