@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU check of shared/docs/GPU.md, in one run on a machine with a CUDA GPU, a PyTorch wheel
+# The GPU check of docs/gpu.md, in one run on a machine with a CUDA GPU, a PyTorch wheel
 # (its LibTorch), nvcc and the nvidia-nccl wheel, but no MPI/HDF5/Boost/nifticlib:
 #   1. unpack the Debian 12 packages fetched by tests/gpu/fetch-debs.sh into a prefix;
 #   2. configure + build lesion-ddpm with CUDA and NCCL on; check one libtorch and one libnccl;
