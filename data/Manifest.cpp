@@ -7,7 +7,7 @@
 
 #include "core/Error.h"
 #include "core/Version.h"
-#include "data/Checksum.h"
+#include "core/Checksum.h"
 #include "data/ShardReader.h"
 #include "data/StoreSchema.h"
 
@@ -114,7 +114,7 @@ Manifest buildManifest(const std::string& storeDir, const std::vector<std::strin
       entry.subjects = static_cast<std::int64_t>(reader.subjects().size());
     }
     entry.bytes = static_cast<std::int64_t>(fs::file_size(path));
-    entry.checksum = checksumHex(checksumFile(path));
+    entry.checksum = core::checksumHex(core::checksumFile(path));
     m.shards.push_back(entry);
   }
   std::sort(m.subjects.begin(), m.subjects.end(),
@@ -151,7 +151,7 @@ void verifyStore(const std::string& storeDir, const Manifest& manifest,
       throw core::IoError(path, core::strCat("size ", bytes, " bytes but manifest.json says ",
                                              shard.bytes, " (truncated or rewritten)"));
     }
-    const std::string actual = checksumHex(checksumFile(path));
+    const std::string actual = core::checksumHex(core::checksumFile(path));
     if (actual != shard.checksum) {
       throw core::IoError(path, "checksum mismatch: xxh3_64 " + actual + ", manifest.json says " +
                                     shard.checksum + " (corrupt or modified shard)");
