@@ -53,9 +53,17 @@ AtomicFileWriter::~AtomicFileWriter() {
 }
 
 void AtomicFileWriter::commit() {
+  errno = 0;
   stream_.flush();
-  if (!stream_) throw IoError(path_, strCat("write to '", tempPath_, "' failed (disk full?)"));
+  if (!stream_) {
+    // The stream keeps no error code; errno from the failed write() says why (ENOSPC, EFBIG,
+    // EROFS, EIO) when the library left it set.
+    const int err = errno;
+    throw IoError(path_, strCat("write to '", tempPath_,
+                                "' failed: ", err != 0 ? std::strerror(err) : "disk full?"));
+  }
   stream_.close();
+  if (!stream_) throw IoError(path_, strCat("closing '", tempPath_, "' failed (disk full?)"));
   fsyncPath(tempPath_);
   publish(tempPath_, path_);
   committed_ = true;
@@ -63,7 +71,13 @@ void AtomicFileWriter::commit() {
 
 void writeFileAtomic(const std::string& path, const std::string& content) {
   AtomicFileWriter writer(path, std::ios::binary);
+  errno = 0;
   writer.stream().write(content.data(), static_cast<std::streamsize>(content.size()));
+  if (!writer.stream()) {
+    const int err = errno;
+    throw IoError(path, strCat("write to '", writer.tempPath(),
+                               "' failed: ", err != 0 ? std::strerror(err) : "disk full?"));
+  }
   writer.commit();
 }
 

@@ -1,13 +1,20 @@
 #include "core/Checkpoint.h"
 
+#include <fcntl.h>  // AT_FDCWD
+#include <stdio.h>  // renameat2, RENAME_EXCHANGE (glibc >= 2.28)
+
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 
 #include "core/AtomicFile.h"
+#include "core/Checksum.h"
 #include "core/Error.h"
+#include "core/Log.h"
 
 namespace lddpm::core {
 namespace fs = std::filesystem;
@@ -82,6 +89,76 @@ std::optional<CheckpointInfo> newestCheckpoint(const std::string& dir) {
   return all.back();
 }
 
+namespace {
+// A name meta.json may list: a file directly inside the checkpoint folder, so that a damaged or
+// hand-edited meta.json can never make verification read outside it.
+bool isPlainFileName(const std::string& name) {
+  return !name.empty() && name != "." && name != ".." && name.find('/') == std::string::npos &&
+         name.find('\0') == std::string::npos;
+}
+}  // namespace
+
+bool verifyCheckpoint(const std::string& checkpointDir) {
+  const Json meta = readCheckpointMeta(checkpointDir);
+  const std::string metaPath = (fs::path(checkpointDir) / "meta.json").string();
+  try {
+    std::int64_t folderStep = 0;
+    if (parseStep(fs::path(checkpointDir).filename().string(), folderStep) &&
+        meta.at("step").get<std::int64_t>() != folderStep) {
+      throw IoError(metaPath, strCat("says step ", meta.at("step").get<std::int64_t>(),
+                                     " but its folder is ", checkpointName(folderStep)));
+    }
+    if (!meta.contains("files")) return false;
+    const Json& files = meta.at("files");
+    if (!files.is_object() || files.empty()) throw IoError(metaPath, "'files' lists no files");
+    for (const auto& [name, entry] : files.items()) {
+      if (!isPlainFileName(name)) {
+        throw IoError(metaPath,
+                      "lists '" + name + "', which is not a file of the checkpoint folder");
+      }
+      const std::string path = (fs::path(checkpointDir) / name).string();
+      const auto bytes = entry.at("bytes").get<std::int64_t>();
+      const auto expected = entry.at("xxh3_64").get<std::string>();
+      std::error_code ec;
+      if (!fs::is_regular_file(path, ec)) throw IoError(path, "missing (meta.json lists it)");
+      const auto actual = static_cast<std::int64_t>(fs::file_size(path, ec));
+      if (ec) throw IoError(path, "cannot read its size: " + ec.message());
+      if (actual != bytes) {
+        throw IoError(path, strCat("size ", actual, " bytes but meta.json says ", bytes,
+                                   " (truncated or overwritten)"));
+      }
+      const std::string sum = checksumHex(checksumFile(path));
+      if (sum != expected) {
+        throw IoError(path, "checksum mismatch: xxh3_64 " + sum + ", meta.json says " + expected +
+                                " (corrupt file)");
+      }
+    }
+  } catch (const Json::exception& e) {
+    throw IoError(metaPath, strCat("malformed checkpoint metadata: ", e.what()));
+  }
+  return true;
+}
+
+std::optional<CheckpointInfo> newestIntactCheckpoint(const std::string& dir,
+                                                     std::vector<std::string>* skipped) {
+  const auto all = listCheckpoints(dir);
+  if (all.empty()) return std::nullopt;
+  std::string problems;
+  for (auto it = all.rbegin(); it != all.rend(); ++it) {
+    try {
+      if (!verifyCheckpoint(it->path)) {
+        LDDPM_LOG(Warn) << it->path << ": written without checksums (an older lddpm): not verified";
+      }
+      return *it;
+    } catch (const IoError& e) {
+      LDDPM_LOG(Warn) << "checkpoint " << it->path << " is damaged and skipped: " << e.what();
+      if (skipped != nullptr) skipped->push_back(e.what());
+      problems += (problems.empty() ? "" : "; ") + std::string(e.what());
+    }
+  }
+  throw IoError(dir, strCat("none of its ", all.size(), " checkpoint(s) is intact: ", problems));
+}
+
 std::string CheckpointWriter::tempPathFor(const std::string& dir, std::int64_t step) {
   return (fs::path(dir) / ("." + checkpointName(step) + ".tmp")).string();
 }
@@ -97,6 +174,12 @@ CheckpointWriter::CheckpointWriter(const std::string& dir, std::int64_t step)
   }
 }
 
+CheckpointWriter::~CheckpointWriter() {
+  if (committed_) return;
+  std::error_code ec;
+  fs::remove_all(temp_, ec);
+}
+
 std::string CheckpointWriter::file(const std::string& name) const {
   return (fs::path(temp_) / name).string();
 }
@@ -104,21 +187,39 @@ std::string CheckpointWriter::file(const std::string& name) const {
 std::string CheckpointWriter::commit(const Json& extra) {
   Json meta = {{"format_version", kCheckpointFormatVersion}, {"step", step_}};
   for (const auto& [key, value] : extra.items()) meta[key] = value;
+  // Every rank's files are in place (the caller's barrier): record what a reader must find.
+  Json files = Json::object();
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(temp_, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (!entry.is_regular_file() || name == "meta.json") continue;
+    files[name] = {{"bytes", static_cast<std::int64_t>(entry.file_size())},
+                   {"xxh3_64", checksumHex(checksumFile(entry.path().string()))}};
+  }
+  if (ec) throw IoError(temp_, "cannot list the checkpoint's files: " + ec.message());
+  meta["files"] = files;
   writeJsonFile(file("meta.json"), meta);
   fsyncPath(temp_);
   const fs::path final = fs::path(dir_) / checkpointName(step_);
-  std::error_code ec;
   if (fs::exists(final, ec)) {
-    // Re-checkpointing the same step (e.g. signal right after a periodic save): move the old one
-    // aside first so that rename() onto a non-empty directory cannot fail.
-    const std::string old = temporarySibling(final.string());
-    fs::rename(final, old, ec);
-    if (ec) throw IoError(final.string(), "cannot replace existing checkpoint: " + ec.message());
-    publish(temp_, final.string());
-    fs::remove_all(old, ec);
+    // Re-checkpointing a step (a resume that fell back past a damaged checkpoint, or a signal
+    // right after a periodic save): swap the two folders in one atomic step, so that a kill at
+    // any moment leaves a checkpoint under the final name. Filesystems without RENAME_EXCHANGE
+    // get the two-step replacement (old one moved aside first).
+    if (::renameat2(AT_FDCWD, temp_.c_str(), AT_FDCWD, final.c_str(), RENAME_EXCHANGE) == 0) {
+      fsyncPath(dir_);
+      fs::remove_all(temp_, ec);  // now holds the old checkpoint
+    } else {
+      const std::string old = temporarySibling(final.string());
+      fs::rename(final, old, ec);
+      if (ec) throw IoError(final.string(), "cannot replace existing checkpoint: " + ec.message());
+      publish(temp_, final.string());
+      fs::remove_all(old, ec);
+    }
   } else {
     publish(temp_, final.string());
   }
+  committed_ = true;
   return final.string();
 }
 
@@ -137,7 +238,8 @@ void pruneCheckpoints(const std::string& dir, int keep) {
 Json readCheckpointMeta(const std::string& checkpointDir) {
   const std::string path = (fs::path(checkpointDir) / "meta.json").string();
   Json meta = readJsonFile(path);
-  const int version = meta.value("format_version", -1);
+  const Json& field = meta.is_object() ? meta.value("format_version", Json()) : Json();
+  const int version = field.is_number_integer() ? field.get<int>() : -1;
   if (version != kCheckpointFormatVersion) {
     throw IoError(path, strCat("checkpoint format version ", version, ", this build reads ",
                                kCheckpointFormatVersion));

@@ -5,9 +5,10 @@
 #include <filesystem>
 #include <set>
 
+#include "core/Checksum.h"
 #include "core/Error.h"
+#include "core/Printable.h"
 #include "core/Version.h"
-#include "data/Checksum.h"
 #include "data/ShardReader.h"
 #include "data/StoreSchema.h"
 
@@ -78,12 +79,26 @@ core::Json Manifest::toJson() const {
   return j;
 }
 
+namespace {
+
+// Names the manifest gives are used as paths inside the store (shards) and as file names of
+// outputs (subject ids: `lddpm sample` writes <id>.nii.gz): a damaged or hostile manifest must not
+// make a reader open or a writer create anything outside those folders.
+bool isPlainName(const std::string& name) {
+  if (name.empty() || name == "." || name == ".." || name.size() > 255) return false;
+  return std::none_of(name.begin(), name.end(), [](char c) {
+    return c == '/' || c == '\\' || static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
+  });
+}
+
+}  // namespace
+
 Manifest Manifest::fromJson(const core::Json& j, const std::string& path) {
   Manifest m;
   try {
     if (j.at("format").get<std::string>() != kStoreFormat) {
-      throw core::IoError(
-          path, "not an lddpm store manifest (format '" + j.at("format").get<std::string>() + "')");
+      throw core::IoError(path, "not an lddpm store manifest (format " +
+                                    core::printable(j.at("format").get<std::string>()) + ")");
     }
     m.formatVersion = j.at("format_version").get<std::int64_t>();
     if (m.formatVersion != kStoreFormatVersion) {
@@ -106,6 +121,40 @@ Manifest Manifest::fromJson(const core::Json& j, const std::string& path) {
     }
   } catch (const core::Json::exception& e) {
     throw core::IoError(path, std::string("malformed manifest: ") + e.what());
+  }
+  for (const std::int64_t edge : m.grid) {
+    if (edge < 1 || edge > (1 << 16)) {
+      throw core::IoError(path, core::strCat("grid edge ", edge, " is not in [1, 65536]"));
+    }
+  }
+  std::set<std::string> shardFiles;
+  for (const ShardEntry& s : m.shards) {
+    if (!isPlainName(s.file) || s.file[0] == '.') {
+      throw core::IoError(
+          path, "shard " + core::printable(s.file) + " is not a file name inside the store");
+    }
+    if (!shardFiles.insert(s.file).second) {
+      throw core::IoError(path, "shard " + core::printable(s.file) + " is listed twice");
+    }
+    if (s.bytes < 0 || s.subjects < 0) {
+      throw core::IoError(
+          path, "shard " + core::printable(s.file) + " has a negative size or subject count");
+    }
+  }
+  std::set<std::string> ids;
+  for (const SubjectEntry& s : m.subjects) {
+    if (!isPlainName(s.id) || s.id[0] == '.') {
+      throw core::IoError(
+          path, "subject id " + core::printable(s.id) + " is not a plain name (it names files)");
+    }
+    if (!ids.insert(s.id).second) {
+      throw core::IoError(path, "subject " + core::printable(s.id) + " is listed twice");
+    }
+    if (!shardFiles.count(s.shard)) {
+      throw core::IoError(path, "subject " + core::printable(s.id) + " is in shard " +
+                                    core::printable(s.shard) +
+                                    ", which the manifest does not list");
+    }
   }
   return m;
 }
@@ -141,7 +190,7 @@ Manifest buildManifest(const std::string& storeDir, const std::vector<std::strin
       entry.subjects = static_cast<std::int64_t>(reader.subjects().size());
     }
     entry.bytes = static_cast<std::int64_t>(fs::file_size(path));
-    entry.checksum = checksumHex(checksumFile(path));
+    entry.checksum = core::checksumHex(core::checksumFile(path));
     m.shards.push_back(entry);
   }
   std::sort(m.subjects.begin(), m.subjects.end(),
@@ -178,7 +227,7 @@ void verifyStore(const std::string& storeDir, const Manifest& manifest,
       throw core::IoError(path, core::strCat("size ", bytes, " bytes but manifest.json says ",
                                              shard.bytes, " (truncated or rewritten)"));
     }
-    const std::string actual = checksumHex(checksumFile(path));
+    const std::string actual = core::checksumHex(core::checksumFile(path));
     if (actual != shard.checksum) {
       throw core::IoError(path, "checksum mismatch: xxh3_64 " + actual + ", manifest.json says " +
                                     shard.checksum + " (corrupt or modified shard)");

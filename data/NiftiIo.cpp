@@ -94,14 +94,21 @@ NiftiHeaderInfo describe(const nifti_image& nim, const std::string& path) {
     throw IoError(path, strCat("unsupported NIfTI datatype ", info.datatype, " (code ",
                                nim.datatype, "); expected an integer or float32/float64 type"));
   }
+  if (nim.dim[1] < 1 || nim.dim[2] < 1) {
+    throw IoError(path, strCat("invalid dimensions dim[1..3] = ", nim.dim[1], ", ", nim.dim[2],
+                               ", ", nim.dim[3]));
+  }
   if (nim.dim[0] < 3 || nim.dim[3] <= 1) {
     throw IoError(path, strCat("is a 2-D image (dim = [", nim.dim[0], ", ", nim.dim[1], ", ",
                                nim.dim[2], ", ", nim.dim[3], "]); expected a 3-D volume"));
   }
   // A 4-D file with one volume (nt = 1) is a 3-D volume that some tools save that way.
   std::int64_t volumes = 1;
-  for (int d = 4; d <= std::min<std::int64_t>(nim.dim[0], 7); ++d)
-    volumes *= std::max<std::int64_t>(nim.dim[d], 1);
+  for (int d = 4; d <= std::min<std::int64_t>(nim.dim[0], 7); ++d) {
+    if (__builtin_mul_overflow(volumes, std::max<std::int64_t>(nim.dim[d], 1), &volumes)) {
+      volumes = std::numeric_limits<std::int64_t>::max();
+    }
+  }
   if (volumes > 1) {
     throw IoError(path, strCat("holds ", volumes, " volumes (dim[0] = ", nim.dim[0],
                                ", nt = ", nim.dim[4], "); expected a single 3-D volume"));
@@ -188,19 +195,33 @@ void convertVoxels(int datatype, const void* src, std::int64_t n, float* dst, bo
 // nifticlib stops after the last voxel byte, so a corrupted (not truncated) .gz would be returned
 // as garbage voxels. Draining the stream to its end makes zlib verify the CRC and length.
 std::vector<char> readVoxelBytes(const nifti_image& nim, const std::string& path) {
-  const std::int64_t bytes = nim.nx * nim.ny * nim.nz * nim.nbyper;
+  // The header's dims are not trusted with memory: their product must not overflow, and the
+  // buffer grows only as voxel bytes actually arrive, so a damaged header claiming terabytes
+  // fails as "truncated" instead of allocating them.
+  std::int64_t bytes = 0;
+  if (nim.nx < 1 || nim.ny < 1 || nim.nz < 1 || nim.nbyper < 1 ||
+      __builtin_mul_overflow(static_cast<std::int64_t>(nim.nx), static_cast<std::int64_t>(nim.ny),
+                             &bytes) ||
+      __builtin_mul_overflow(bytes, static_cast<std::int64_t>(nim.nz), &bytes) ||
+      __builtin_mul_overflow(bytes, static_cast<std::int64_t>(nim.nbyper), &bytes)) {
+    throw IoError(path, strCat("dimensions ", nim.nx, "x", nim.ny, "x", nim.nz, " of ",
+                               niftiDatatypeName(nim.datatype), " overflow"));
+  }
   const std::string what = strCat("voxel data truncated or corrupt (expected ", nim.nx, "x", nim.ny,
                                   "x", nim.nz, " ", niftiDatatypeName(nim.datatype), ")");
-  std::vector<char> out(static_cast<size_t>(bytes));
+  if (nim.iname_offset < 0) throw IoError(path, strCat("negative vox_offset ", nim.iname_offset));
+  std::vector<char> out;
   gzFile f = gzopen(nim.iname != nullptr ? nim.iname : path.c_str(), "rb");
   if (f == nullptr) throw IoError(path, "cannot open for reading");
   gzbuffer(f, 1 << 20);
   bool ok = gzseek(f, static_cast<z_off_t>(nim.iname_offset), SEEK_SET) == nim.iname_offset;
   for (std::int64_t at = 0; ok && at < bytes;) {
     const unsigned len = static_cast<unsigned>(std::min<std::int64_t>(bytes - at, 1 << 26));
+    out.resize(static_cast<size_t>(at) + len);
     const int got = gzread(f, out.data() + at, len);
     ok = got > 0;
-    at += got;
+    at += std::max(got, 0);
+    out.resize(static_cast<size_t>(at));
   }
   char drain[4096];
   int got = 0;

@@ -5,10 +5,10 @@
 #include <cmath>
 #include <filesystem>
 
+#include "core/Checksum.h"
 #include "core/Error.h"
 #include "core/Log.h"
 #include "core/Progress.h"
-#include "data/Checksum.h"
 #include "data/NiftiIo.h"
 #include "data/ShardReader.h"
 #include "data/ShardWriter.h"
@@ -421,7 +421,7 @@ bool reusable(const std::string& path, const std::string& file, const std::strin
   for (const ShardEntry& e : previous->shards) {
     if (e.file == file) {
       return e.bytes == static_cast<std::int64_t>(fs::file_size(path)) &&
-             e.checksum == checksumHex(checksumFile(path));
+             e.checksum == core::checksumHex(core::checksumFile(path));
     }
   }
   return true;

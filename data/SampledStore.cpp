@@ -4,8 +4,8 @@
 #include <filesystem>
 #include <map>
 
+#include "core/Checksum.h"
 #include "core/Error.h"
-#include "data/Checksum.h"
 #include "data/Manifest.h"
 #include "data/NiftiIo.h"
 #include "data/ShardReader.h"
@@ -84,9 +84,11 @@ SampledStorePlan planSampledStore(const SampledStoreRequest& request) {
   plan.options.channels = {manifest.channels.at(0)};
   plan.options.synthetic = {
       {"samples", fs::absolute(samples).lexically_normal().string()},
-      {"sampling_xxh3_64", checksumHex(checksumFile((samples / "sampling.json").string()))},
+      {"sampling_xxh3_64",
+       core::checksumHex(core::checksumFile((samples / "sampling.json").string()))},
       {"source_store", fs::absolute(request.sourceStore).lexically_normal().string()},
-      {"source_manifest_xxh3_64", checksumHex(checksumFile(manifestPath(request.sourceStore)))},
+      {"source_manifest_xxh3_64",
+       core::checksumHex(core::checksumFile(manifestPath(request.sourceStore)))},
       {"with_real", request.withReal}};
 
   for (const std::string& id : ids) {

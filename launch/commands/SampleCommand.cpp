@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "core/Checkpoint.h"
+#include "core/Checksum.h"
 #include "core/Error.h"
 #include "core/Json.h"
 #include "core/Log.h"
@@ -24,6 +25,7 @@
 #include "distributed/Communicator.h"
 #include "distributed/World.h"
 #include "launch/Command.h"
+#include "launch/engine/SampleResume.h"
 #include "launch/engine/StoreBatchSource.h"
 #include "launch/engine/TrainedModel.h"
 #include "models/DiffusionModel.h"
@@ -160,9 +162,34 @@ int runSample(const CommandArgs& args) {
   std::vector<double> seconds(cases.size(), 0.0);
   std::int64_t done = 0;
   std::map<std::string, std::unique_ptr<data::ShardReader>> readers;
+  // A rerun into the same --out skips groups whose cases all finished with the same settings
+  // (launch/engine/SampleResume.h); a group is redone whole, so batch neighbours never change.
+  const std::string key = samplingKey(
+      {{"checkpoint_meta", core::checksumHex(core::checksumFile(checkpoint + "/meta.json"))},
+       {"store_manifest", core::checksumHex(core::checksumFile(data::manifestPath(store)))},
+       {"split", split},
+       {"cases", cases.size()},
+       {"sampler", samplerName},
+       {"steps", steps},
+       {"eta", eta},
+       {"seed", seed},
+       {"batch", batch},
+       {"weights", weights},
+       {"device", where.is_cuda() ? "cuda" : "cpu"}});
+  std::int64_t skipped = 0;
   for (size_t g = rank; g < groups; g += ranks) {
     const size_t first = g * group;
     const size_t last = std::min(cases.size(), first + group);
+    std::vector<std::optional<double>> before;
+    for (size_t i = first; i < last; ++i) before.push_back(finishedCase(out, cases[i].id, key));
+    if (std::all_of(before.begin(), before.end(), [](const auto& b) { return b.has_value(); })) {
+      for (size_t i = first; i < last; ++i) {
+        seconds[i] = *before[i - first];
+        progress.update(++done, cases[i].id + " (finished before)");
+      }
+      skipped += static_cast<std::int64_t>(last - first);
+      continue;
+    }
     std::vector<data::SubjectData> subjects;
     std::vector<torch::Tensor> images, anatomy, lesions;
     models::Generators gens;  // one per case: its draws do not depend on its batch neighbours
@@ -205,12 +232,15 @@ int runSample(const CommandArgs& args) {
       volume.data = subject.tissue.to(torch::kFloat32);
       data::writeNifti((outDir / "tissue" / file).string(), volume, data::NiftiDtype::UInt8);
       data::writePng((outDir / "png" / (c.id + ".png")).string(), montage(real, synthetic, subject.lesion));
+      recordFinishedCase(out, c.id, key, seconds[i]);
       char detail[64];
       std::snprintf(detail, sizeof detail, "%s %.1f s", c.id.c_str(), seconds[i]);
       progress.update(++done, detail);
     }
   }
   progress.finish();
+  if (skipped > 0)
+    LDDPM_LOG(Info) << "skipped " << skipped << " case(s) finished by an earlier run";
 
   // Rank 0 gathers the timings and stacks every case's montage into one overview.
   torch::Tensor all = torch::tensor(seconds, torch::kFloat64);

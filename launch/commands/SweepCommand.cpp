@@ -4,8 +4,10 @@
 // `lddpm sweep status SWEEP` shows each task's state; `lddpm sweep collect SWEEP` ranks the tasks
 // by a metric. Every usage problem is found before anything is written or submitted.
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
@@ -17,6 +19,7 @@
 #include <sstream>
 
 #include "core/AtomicFile.h"
+#include "core/Checksum.h"
 #include "core/Error.h"
 #include "core/Json.h"
 #include "core/Log.h"
@@ -38,12 +41,6 @@ constexpr int kFormatVersion = 1;
 
 // ---- running sbatch / squeue ---------------------------------------------------------------
 
-std::string shellQuote(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return out + "'";
-}
-
 struct CommandResult {
   int code = -1;
   std::string out;
@@ -61,32 +58,61 @@ CommandResult runCommand(const std::string& command) {
   return r;
 }
 
-// The array tasks that the scheduler still holds for `jobIds`, or nullopt when `squeue` cannot
-// be asked (not installed, no controller): then nothing is known about queued tasks.
-std::optional<QueueStates> queuedTasks(const std::string& squeue,
-                                       const std::set<std::string>& jobIds) {
-  if (jobIds.empty()) return QueueStates{};
+// What the scheduler still holds of this sweep: the array tasks of the recorded job ids, and
+// the job id of each submission recorded before sbatch ran (found by the tag it got as
+// --comment). nullopt when `squeue` cannot be asked (not installed, no controller): then nothing
+// is known about queued tasks.
+struct SchedulerView {
+  QueueStates tasks;
+  std::map<std::string, std::string> jobOfTag;
+};
+
+std::optional<SchedulerView> askScheduler(const std::string& squeue,
+                                          const std::set<std::string>& jobIds,
+                                          const std::set<std::string>& tags) {
+  if (jobIds.empty() && tags.empty()) return SchedulerView{};
   const CommandResult r =
-      runCommand(squeue + " --me --noheader --array --format='%F %K %T' 2>/dev/null");
+      runCommand(squeue + " --me --noheader --array --format='%F %K %T %k' 2>/dev/null");
   if (r.code != 0) return std::nullopt;
-  QueueStates states;
+  SchedulerView view;
   std::istringstream lines(r.out);
-  for (std::string job, index, state; lines >> job >> index >> state;) {
-    if (!jobIds.count(job)) continue;
+  for (std::string line; std::getline(lines, line);) {
+    std::istringstream fields(line);
+    std::string job, index, state, comment;
+    if (!(fields >> job >> index >> state)) continue;
+    fields >> comment;  // absent for jobs without one
+    if (tags.count(comment)) view.jobOfTag[comment] = job;
+    if (!jobIds.count(job) && !tags.count(comment)) continue;
     try {
-      states[std::stoi(index)] = state;
+      view.tasks[std::stoi(index)] = state;
     } catch (const std::exception&) {  // "N/A" or a range of a job not split by --array
     }
   }
-  return states;
+  return view;
 }
 
 std::set<std::string> submittedJobIds(const core::Json& record) {
   std::set<std::string> ids;
   for (const auto& s : record.value("submissions", core::Json::array())) {
-    ids.insert(s.at("job_id").get<std::string>());
+    const std::string id = s.value("job_id", "");
+    if (!id.empty()) ids.insert(id);
   }
   return ids;
+}
+
+// Tags of submissions whose sbatch outcome was never recorded (the process died meanwhile).
+std::set<std::string> pendingTags(const core::Json& record) {
+  std::set<std::string> tags;
+  for (const auto& s : record.value("submissions", core::Json::array())) {
+    if (s.value("job_id", "").empty() && !s.value("tag", "").empty()) tags.insert(s.at("tag"));
+  }
+  return tags;
+}
+
+std::optional<QueueStates> queuedTasks(const std::string& squeue, const core::Json& record) {
+  const auto view = askScheduler(squeue, submittedJobIds(record), pendingTags(record));
+  if (!view) return std::nullopt;
+  return view->tasks;
 }
 
 std::string nowUtc() {
@@ -307,6 +333,12 @@ SweepPlan planSweep(const SubmitOptions& o, const GridSpec& spec) {
     LDDPM_THROW(core::UsageError, "lddpm sweep: option '--out': '", plan.dir.string(),
                 "' has a character the job script cannot quote (\", $, `, \\)");
   }
+  // The job script names the template's folder inside double quotes (LDDPM_SLURM_DIR) too.
+  const std::string templateDir = fs::absolute(o.templ).lexically_normal().parent_path().string();
+  if (templateDir.find_first_of("\"$`\\\n") != std::string::npos) {
+    LDDPM_THROW(core::UsageError, "lddpm sweep: option '--template': '", templateDir,
+                "' has a character the job script cannot quote (\", $, `, \\)");
+  }
   if (fs::exists(plan.dir) && !fs::is_directory(plan.dir)) {
     LDDPM_THROW(core::UsageError, "lddpm sweep: option '--out': '", o.out, "' is not a folder");
   }
@@ -404,7 +436,7 @@ int runSubmit(const CommandArgs& args) {
   const std::string templ = readTemplate(o.templ);
   const SweepPlan plan = planSweep(o, spec);
   const fs::path recordPath = plan.dir / "sweep.json";
-  const core::Json previous =
+  core::Json previous =
       fs::exists(recordPath) ? core::readJsonFile(recordPath.string()) : core::Json::object();
   const std::vector<std::size_t> changed =
       previous.empty() ? std::vector<std::size_t>{} : changedTasks(plan, spec, previous, o);
@@ -418,11 +450,29 @@ int runSubmit(const CommandArgs& args) {
     done[i] = !reset && taskFinished((plan.dir / plan.dirs[i]).string());
   }
   const bool allDone = std::find(done.begin(), done.end(), false) == done.end();
-  const std::optional<QueueStates> queue =
-      allDone ? QueueStates{} : queuedTasks(o.squeue, submittedJobIds(previous));
-  if (!queue) {
+  const std::optional<SchedulerView> view =
+      allDone ? SchedulerView{}
+              : askScheduler(o.squeue, submittedJobIds(previous), pendingTags(previous));
+  std::optional<QueueStates> queue;
+  if (view) queue = view->tasks;
+  if (!view) {
     LDDPM_LOG(Warn) << "could not ask the scheduler (" << o.squeue
                     << "): a task of an earlier submission that is still queued would run twice";
+  } else if (!allDone && previous.contains("submissions")) {
+    // An interrupted submission: adopt the job the scheduler holds under its tag, or drop the
+    // record when there is none (sbatch never submitted it, or the job has left the queue).
+    core::Json kept = core::Json::array();
+    for (auto s : previous["submissions"]) {
+      if (s.value("job_id", "").empty()) {
+        const auto it = view->jobOfTag.find(s.value("tag", ""));
+        if (it == view->jobOfTag.end()) continue;
+        s["job_id"] = it->second;
+        LDDPM_LOG(Warn) << "an earlier submission was interrupted after sbatch: adopted job "
+                        << it->second;
+      }
+      kept.push_back(s);
+    }
+    previous["submissions"] = kept;
   }
   std::vector<int> submit;
   int finished = 0, queued = 0;
@@ -445,32 +495,45 @@ int runSubmit(const CommandArgs& args) {
                                        previous.value("submissions", core::Json::array()));
 
   // Submit the unfinished tasks as one array; only a job id that sbatch printed is recorded.
+  // The submission is recorded with a tag (sbatch --comment) before sbatch runs, so that a rerun
+  // after this process died between sbatch and the record finds the job instead of submitting
+  // the same tasks twice.
   std::string array = arraySpec(submit);
   if (spec.settings.maxParallel > 0) array += core::strCat("%", spec.settings.maxParallel);
-  const std::string command =
-      core::strCat(o.sbatch, " --parsable ", shellQuote("--array=" + array), " ",
-                   shellQuote("--job-name=" + spec.settings.name), " ",
-                   shellQuote("--output=" + (plan.dir / "logs" / "%A_%a.out").string()),
-                   " --export=ALL ", shellQuote((plan.dir / "job.sbatch").string()));
+  const std::string stamp =
+      core::strCat(plan.dir.string(), " ", nowUtc(), " ", ::getpid(), " ",
+                   std::chrono::steady_clock::now().time_since_epoch().count());
+  const std::string tag =
+      "lddpm-sweep-" + core::checksumHex(core::checksumBytes(stamp.data(), stamp.size()));
+  const std::string command = core::strCat(
+      o.sbatch, " --parsable ", shellQuote("--array=" + array), " ",
+      shellQuote("--job-name=" + spec.settings.name), " ", shellQuote("--comment=" + tag), " ",
+      shellQuote("--output=" + (plan.dir / "logs" / "%A_%a.out").string()), " --export=ALL ",
+      shellQuote((plan.dir / "job.sbatch").string()));
   if (o.dryRun) {
     std::cout << "dry run: " << o.out << " written (" << n << " task(s), " << submit.size()
               << " to submit); would run:\n"
               << command << "\n";
     return 0;
   }
+  record["submissions"].push_back({{"job_id", ""},
+                                   {"tag", tag},
+                                   {"array", array},
+                                   {"tasks", submit},
+                                   {"time", nowUtc()},
+                                   {"command", command}});
+  core::writeJsonFile(recordPath.string(), record);
   const CommandResult r = runCommand(command);
   const std::string jobId = r.out.substr(0, r.out.find_first_of(";\n"));
   if (r.code != 0 || jobId.empty() || jobId.find_first_not_of("0123456789") != std::string::npos) {
+    record["submissions"].erase(record["submissions"].size() - 1);
+    core::writeJsonFile(recordPath.string(), record);
     LDDPM_THROW(core::Error, "lddpm sweep: sbatch failed (",
                 r.code == 0 ? "no job id in its output '" + r.out + "'"
                             : core::strCat("exit status ", r.code),
                 "): nothing was submitted. The command was:\n", command);
   }
-  record["submissions"].push_back({{"job_id", jobId},
-                                   {"array", array},
-                                   {"tasks", submit},
-                                   {"time", nowUtc()},
-                                   {"command", command}});
+  record["submissions"].back()["job_id"] = jobId;
   core::writeJsonFile(recordPath.string(), record);
   std::cout << "submitted job " << jobId << ": " << submit.size() << " of " << n
             << " task(s) (--array=" << array << "), " << finished << " finished, " << queued
@@ -501,7 +564,7 @@ int runStatus(const CommandArgs& args) {
   if (dist::World::get().rank() != 0) return 0;
 
   const core::Json record = readSweepRecord(dir);
-  const auto tasks = readTaskStates(dir, record, queuedTasks(squeue, submittedJobIds(record)));
+  const auto tasks = readTaskStates(dir, record, queuedTasks(squeue, record));
   if (json) {
     core::Json out = core::Json::array();
     for (const auto& t : tasks) {

@@ -5,13 +5,15 @@
 
 #include "core/Checkpoint.h"
 #include "core/Error.h"
+#include "core/Log.h"
 
 namespace lddpm::launch {
 namespace fs = std::filesystem;
 namespace po = core::po;
 
 std::string newestCheckpointOfRun(const std::string& command, const std::string& run) {
-  const auto newest = core::newestCheckpoint((fs::path(run) / "checkpoints").string());
+  // Damaged checkpoints are skipped with a warning naming the bad file; none intact is an IoError.
+  const auto newest = core::newestIntactCheckpoint((fs::path(run) / "checkpoints").string());
   if (!newest) {
     LDDPM_THROW(core::UsageError, "lddpm ", command, ": option '--run': '", run,
                 "' has no complete checkpoint in checkpoints/");
@@ -28,7 +30,12 @@ std::string checkpointFromOptions(const std::string& command, const std::string&
     LDDPM_THROW(core::UsageError, "lddpm ", command, ": option '--weights': '", weights,
                 "' is not ema or model");
   }
-  return run.empty() ? checkpoint : newestCheckpointOfRun(command, run);
+  if (!run.empty()) return newestCheckpointOfRun(command, run);
+  // A folder the user named is used or refused, never silently replaced by another one.
+  if (!core::verifyCheckpoint(checkpoint)) {
+    LDDPM_LOG(Warn) << checkpoint << ": written without checksums (an older lddpm): not verified";
+  }
+  return checkpoint;
 }
 
 TrainedModel loadTrainedModel(const std::string& checkpoint, const std::string& weights) {

@@ -18,13 +18,15 @@ struct TrainedModel {
   std::shared_ptr<models::ModelImpl> model;     // in eval mode, on the CPU
 };
 
-// `run`'s newest complete checkpoint folder; UsageError naming "lddpm <command>: option '--run'"
-// when it has none.
+// `run`'s newest intact checkpoint folder (damaged newer ones skipped with a warning);
+// UsageError naming "lddpm <command>: option '--run'" when it has none, IoError naming each
+// damaged file when none verifies.
 std::string newestCheckpointOfRun(const std::string& command, const std::string& run);
 
 // The checkpoint folder a command's `--run DIR | --checkpoint DIR` names (exactly one of them;
-// a run gives its newest complete checkpoint), after checking `--weights ema|model`.
-// UsageError naming "lddpm <command>" and the option otherwise.
+// a run gives its newest intact checkpoint, a named folder must verify: IoError naming the bad
+// file otherwise), after checking `--weights ema|model`. UsageError naming "lddpm <command>" and
+// the option otherwise.
 std::string checkpointFromOptions(const std::string& command, const std::string& run,
                                   const std::string& checkpoint, const std::string& weights);
 

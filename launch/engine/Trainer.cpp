@@ -3,6 +3,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <cmath>
+#include <exception>
 #include <filesystem>
 #include <map>
 #include <optional>
@@ -147,17 +148,49 @@ void Trainer::buildOptimisers() {
   }
 }
 
-void Trainer::resumeIfAsked() {
+// Which checkpoint to resume from: rank 0 verifies (every file read once, not once per rank) and
+// tells the others. --resume auto skips damaged checkpoints with a warning and takes the newest
+// intact one; a folder named by --resume must itself verify.
+std::string Trainer::verifiedResumeFolder() {
+  std::int64_t code = -1;  // >= 0: that step's checkpoint; -1: start over; -2: rank 0 failed
   std::string from;
-  if (config_.resume == "auto") {
-    if (auto newest = core::newestCheckpoint(checkpointDir())) from = newest->path;
-  } else if (config_.resume != "never") {
-    from = config_.resume;
-    if (!fs::exists(fs::path(from) / "meta.json")) {
-      LDDPM_THROW(core::UsageError, "lddpm train: option '--resume': '", from,
-                  "' is not a complete checkpoint folder (no meta.json)");
+  std::exception_ptr failure;
+  if (comm_.rank() == 0) {
+    try {
+      if (config_.resume == "auto") {
+        if (auto intact = core::newestIntactCheckpoint(checkpointDir())) code = intact->step;
+      } else {
+        if (!core::verifyCheckpoint(config_.resume)) {
+          LDDPM_LOG(Warn) << config_.resume << ": written without checksums: not verified";
+        }
+        code = 0;
+      }
+    } catch (const core::Error&) {
+      code = -2;
+      failure = std::current_exception();
     }
   }
+  torch::Tensor shared = torch::tensor({code}, torch::kInt64).to(comm_.device());
+  comm_.broadcast(shared, 0)->wait();
+  code = shared.cpu().item<std::int64_t>();
+  if (failure) std::rethrow_exception(failure);
+  if (code == -2) {
+    LDDPM_THROW(core::Error, "rank 0 found no checkpoint to resume from in ", config_.run,
+                " (its message says why)");
+  }
+  if (code < 0) return "";
+  return config_.resume == "auto"
+             ? (fs::path(checkpointDir()) / core::checkpointName(code)).string()
+             : config_.resume;
+}
+
+void Trainer::resumeIfAsked() {
+  if (config_.resume != "auto" && config_.resume != "never" &&
+      !fs::exists(fs::path(config_.resume) / "meta.json")) {
+    LDDPM_THROW(core::UsageError, "lddpm train: option '--resume': '", config_.resume,
+                "' is not a complete checkpoint folder (no meta.json)");
+  }
+  const std::string from = config_.resume == "never" ? "" : verifiedResumeFolder();
   ema_ = std::make_unique<Ema>(*model_, config_.emaDecay);
   if (from.empty()) {
     buildOptimisers();
@@ -230,7 +263,11 @@ void Trainer::saveCheckpoint() {
       if (!group->adam) continue;
       torch::serialize::OutputArchive archive;
       group->adam->save(archive);
-      archive.save_to(temp + "/optimizer-" + group->name + ".pt");
+      // Serialised in memory, then written by the checked atomic writer: archive.save_to(path)
+      // throws c10::Error from a destructor when the disk is full, which aborts the process.
+      std::ostringstream bytes;
+      archive.save_to(bytes);
+      core::writeFileAtomic(temp + "/optimizer-" + group->name + ".pt", bytes.str());
     }
     core::writeFileAtomic(temp + "/config.ini", resolvedConfig_);
   }

@@ -53,6 +53,7 @@ class Trainer {
 
   void buildOptimisers();
   void resumeIfAsked();
+  std::string verifiedResumeFolder();
   void saveCheckpoint();
   void loadCheckpoint(const std::string& dir);
   void writeStatus(const std::string& state) const;

@@ -231,6 +231,17 @@ GridSpec parseGrid(std::istream& in, const std::string& name) {
   for (std::string raw; std::getline(in, raw);) {
     ++lineNo;
     const Where at{name, lineNo};
+    // Values end up in INI files and (the name) on an sbatch command line: control characters
+    // (a NUL would cut the command short, an escape sequence would rewrite the terminal) are
+    // refused here, with the byte named, instead of being quoted.
+    for (const char c : raw) {
+      const auto b = static_cast<unsigned char>(c);
+      if ((b < 0x20 && c != '\t' && c != '\r') || b == 0x7f) {
+        char hex[8];
+        std::snprintf(hex, sizeof hex, "0x%02x", b);
+        fail(at, "control character ", hex, " in the line");
+      }
+    }
     const std::string line = stripComment(raw);
     if (line.empty()) continue;
     if (line.front() == '[') {
@@ -353,6 +364,12 @@ std::string arraySpec(const std::vector<int>& ids) {
     i = j + 1;
   }
   return out;
+}
+
+std::string shellQuote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
 }
 
 }  // namespace lddpm::launch::sweep

@@ -82,6 +82,10 @@ std::vector<SweepTask> expandTasks(const GridSpec& spec);
 // leaves the others' draws unchanged.
 std::string drawRandom(const RandomAxis& axis, std::uint64_t seed, std::int64_t draw);
 
+// `s` as one /bin/sh word: single-quoted, each ' written as '\''. The program receives exactly
+// these bytes (tests/fuzz/FuzzSweepGrid.cpp checks it against /bin/sh); `s` must hold no NUL.
+std::string shellQuote(const std::string& s);
+
 // "0-3,5,7-8" for ids {0,1,2,3,5,7,8} (sorted, unique ids).
 std::string arraySpec(const std::vector<int>& ids);
 

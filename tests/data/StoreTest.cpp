@@ -8,15 +8,15 @@
 #include <filesystem>
 #include <fstream>
 
+#include "core/Checksum.h"
 #include "core/Error.h"
 #include "core/Json.h"
-#include "data/Checksum.h"
 #include "data/Manifest.h"
 #include "data/ShardReader.h"
 #include "data/ShardWriter.h"
-#include "tests/data/StoreTestUtil.h"
 #include "tests/common/Errors.h"
 #include "tests/common/Shell.h"
+#include "tests/data/StoreTestUtil.h"
 
 namespace {
 using lddpm::testutil::errorOf;
@@ -143,13 +143,13 @@ TEST(Store, WriterRejectsWrongGrid) {
 
 TEST(Checksum, KnownVectorAndFileAgree) {
   // XXH3-64 of the empty input, from the xxHash specification's test vectors.
-  EXPECT_EQ(checksumHex(checksumBytes("", 0)), "2d06800538d394c2");
+  EXPECT_EQ(core::checksumHex(core::checksumBytes("", 0)), "2d06800538d394c2");
   TempDir dir("checksum");
   const std::string path = (dir.path / "f.bin").string();
   std::string content(3 << 20, '\0');  // > 1 buffer, so the streaming path is exercised
   for (size_t i = 0; i < content.size(); ++i) content[i] = static_cast<char>(i * 131 + 7);
   std::ofstream(path, std::ios::binary) << content;
-  EXPECT_EQ(checksumFile(path), checksumBytes(content.data(), content.size()));
+  EXPECT_EQ(core::checksumFile(path), core::checksumBytes(content.data(), content.size()));
 }
 
 struct StoreFixture : ::testing::Test {
@@ -166,7 +166,7 @@ TEST_F(StoreFixture, ManifestDescribesShards) {
   const Manifest m = readManifest(dir.str());
   ASSERT_EQ(m.shards.size(), 2u);
   EXPECT_EQ(m.shards[0].bytes, static_cast<std::int64_t>(fs::file_size(shard0())));
-  EXPECT_EQ(m.shards[0].checksum, checksumHex(checksumFile(shard0())));
+  EXPECT_EQ(m.shards[0].checksum, core::checksumHex(core::checksumFile(shard0())));
   EXPECT_EQ(m.shards[0].subjects, 2);
   ASSERT_EQ(m.subjects.size(), 3u);
   EXPECT_EQ(m.subjects[1].id, "P2_T1");

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU check of docs/gpu.md, in one run on a machine with a CUDA GPU, a PyTorch wheel
+# The GPU acceptance check (docs/gpu.md), in one run on a machine with a CUDA GPU, a PyTorch wheel
 # (its LibTorch), nvcc and the nvidia-nccl wheel, but no MPI/HDF5/Boost/nifticlib:
 #   1. unpack the Debian 12 packages fetched by tests/gpu/fetch-debs.sh into a prefix;
 #   2. configure + build lesion-ddpm with CUDA and NCCL on; check one libtorch and one libnccl;
@@ -13,12 +13,25 @@
 # Every stage logs to <stage>.log and goes on after a failure; the logs are re-packed into
 # $OUT/logs.tar.gz after each stage (a device runner may bring back only a few files) and the
 # summary table, kept in $OUT/summary.md, is printed last. A test that crashes is rerun under gdb
-# (when the machine has it) for a backtrace.
+# (when the machine has it) for a backtrace. Figures are checked against bounds (below); the
+# script exits 1 when any stage or test failed, a GPU test skipped on a GPU run, or any figure is
+# beyond its bound, and says which on the table's last line.
+#
+# Bounds (each overridable): CPU-vs-GPU relative difference of loss and gradients per model
+# (CudaModelsTest's own 1e-3, TF32 convolutions) LDDPM_GPU_MAX_CPU_GAP=1e-3; bf16 vs fp32 loss of
+# the same seeded first step LDDPM_GPU_MAX_BF16_GAP=0.02 (bf16 keeps 8 mantissa bits; the loss is a
+# mean over ~10^5 voxels); step time at 64^3 x 2 x base 32 LDDPM_GPU_MAX_STEP_64=2 s and at
+# 96^3 x 2 x base 64 LDDPM_GPU_MAX_STEP_96=10 s (an H200 took 0.1 and 0.5 s: a 20x margin that
+# only a CPU fallback or a broken build exceeds); bf16 no slower than fp32 x
+# LDDPM_GPU_MAX_BF16_SLOWDOWN=1.2; the trained loss finite and not above its first logged value; each
+# sampler's MAE finite and <= 2 (intensities in [-1, 1]).
 #   OUT=dir bash tests/gpu/check.sh [DEBS_DIR [STORE_DIR]]
 # Defaults: .gpu-debs and .gpu-data/store (both git-ignored). Knobs: LDDPM_TORCH_PREFIX (a
 # share/cmake prefix holding Torch), NCCL_ROOT, LDDPM_GPU_STAGES (space-separated subset of
 # "deps configure build tests bench comm pipeline"), LDDPM_TRAIN_STEPS (default 400),
-# LDDPM_GPU_SAMPLERS (default "ddpm:200 ddim:10 ddim:25 ddim:50"), LDDPM_GPU_DEVICE (cuda).
+# LDDPM_GPU_SAMPLERS (default "ddpm:200 ddim:10 ddim:25 ddim:50"), LDDPM_GPU_DEVICE (cuda; cpu
+# rehearses the bench and pipeline stages without a GPU), LDDPM_GPU_BENCH_SIZES (default
+# "64:2:32 96:2:64", side:batch:base).
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 out=${OUT:-$root/gpu-out}
@@ -36,10 +49,26 @@ export root out logs debs store deps build arch device
 mkdir -p "$out" "$logs"
 summary="$out/summary.md"
 printf '| stage | result |\n|---|---|\n' > "$summary"
+rm -f "$out/samplers.md"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 
 note() { printf '| %s | %s |\n' "$1" "$2" >> "$summary"; }
 want() { [[ " $stages " == *" $1 "* ]]; }
+failed=()
+failure() { failed+=("$1"); note "$1" "**FAILED**: $2"; }
+# bound NAME VALUE MAX [what]: records VALUE, and a failure when it is not a number <= MAX.
+bound() {
+  local name=$1 value=$2 max=$3 what=${4:-}
+  if awk -v v="$value" -v m="$max" 'BEGIN { exit !(v ~ /^[-+]?[0-9.]+([eE][-+]?[0-9]+)?$/ && v + 0 <= m + 0) }'; then
+    note "$name" "$value (bound <= $max) $what"
+  else
+    failure "$name" "$value beyond bound <= $max $what"
+  fi
+}
+max_cpu_gap=${LDDPM_GPU_MAX_CPU_GAP:-1e-3}
+max_bf16_gap=${LDDPM_GPU_MAX_BF16_GAP:-0.02}
+max_bf16_slowdown=${LDDPM_GPU_MAX_BF16_SLOWDOWN:-1.2}
+bench_sizes=${LDDPM_GPU_BENCH_SIZES:-64:2:32 96:2:64}
 
 # stage NAME TIMEOUT_S CMD...: runs CMD with its output in $OUT/NAME.log, records ok/FAILED.
 stage() {
@@ -51,7 +80,7 @@ stage() {
   if [ "$rc" -eq 0 ]; then
     note "$name" "ok, $((SECONDS - t0)) s"
   else
-    note "$name" "FAILED (exit $rc after $((SECONDS - t0)) s; $name.log)"
+    failure "$name" "exit $rc after $((SECONDS - t0)) s; $name.log"
     tail -n 25 "$logs/$name.log"
     if [ "$rc" -ge 128 ] && [ "$rc" -ne 137 ] && [ -x "$1" ] && command -v gdb > /dev/null; then
       timeout 300 gdb -batch -ex run -ex bt --args "$@" > "$logs/$name.gdb.log" 2>&1
@@ -179,22 +208,50 @@ if want tests; then
     name=$(basename "$t")
     stage "test-$name" 600 "$build/tests/$t"
     grep -E '^\[  (PASSED|FAILED|SKIPPED) ' "$logs/test-$name.log" | tr '\n' ' ' ; echo
+    # On a GPU run a skipped GPU test checked nothing: it counts as a failure.
+    skipped=$(grep -c '^\[  SKIPPED \] [A-Za-z]' "$logs/test-$name.log")
+    if [ "$device" = cuda ] && [ "$skipped" -gt 0 ]; then
+      failure "test-$name skipped" "$skipped test(s) skipped (no GPU seen?)"
+    fi
   done
+  # CudaModelsTest prints one "cpu-vs-gpu MODEL loss_rel X grad_rel Y" line per model.
+  while read -r _ model _ loss_rel _ grad_rel; do
+    bound "cpu-vs-gpu $model loss" "$loss_rel" "$max_cpu_gap" "(relative)"
+    bound "cpu-vs-gpu $model gradients" "$grad_rel" "$max_cpu_gap" "(worst tensor, relative to its max)"
+  done < <(grep '^cpu-vs-gpu ' "$logs/test-CudaModelsTest.log" 2> /dev/null)
+  if [ "$device" = cuda ] && ! grep -q '^cpu-vs-gpu ' "$logs/test-CudaModelsTest.log" 2> /dev/null; then
+    failure "cpu-vs-gpu" "CudaModelsTest printed no agreement figures"
+  fi
 fi
 
 # --- 4. one training step: fp32 vs bf16 ---------------------------------------------------------
 bench_json() { python3 -c 'import json,sys; d=json.loads(open(sys.argv[1]).read().strip().splitlines()[-1]); print(sys.argv[2].format(**d))' "$@"; }
 if want bench; then
-  for size in "64 2 32" "96 2 64"; do
-    read -r side batch base <<< "$size"
+  for size in $bench_sizes; do
+    IFS=: read -r side batch base <<< "$size"
     for prec in fp32 bf16; do
       flag=(); [ "$prec" = bf16 ] && flag=(--bf16)
       name="step-$side-b$batch-c$base-$prec"
-      if stage "$name" 300 "$build/tests/bench/models/ModelsBench" --mode flops --device cuda \
+      if stage "$name" 300 "$build/tests/bench/models/ModelsBench" --mode flops --device "$device" \
           --side "$side" --batch "$batch" --base "$base" --steps 5 --json "${flag[@]}"; then
-        note "$name" "$(bench_json "$logs/$name.log" 'step {step_s:.4f} s, peak {peak_mib:.0f} MiB, model {model_gflops:.0f} GFLOP/s = {ratio:.2f} x bf16 conv3d ({conv_gflops:.0f} GFLOP/s)')"
+        note "$name" "$(bench_json "$logs/$name.log" 'step {step_s:.4f} s, peak {peak_mib:.0f} MiB, model {model_gflops:.0f} GFLOP/s = {ratio:.2f} x bf16 conv3d ({conv_gflops:.0f} GFLOP/s), first loss {first_loss:.6f}')"
       fi
     done
+    fp32="$logs/step-$side-b$batch-c$base-fp32.log" bf16="$logs/step-$side-b$batch-c$base-bf16.log"
+    if ! bench_json "$fp32" '{step_s}' > /dev/null 2>&1 || ! bench_json "$bf16" '{step_s}' > /dev/null 2>&1; then
+      continue  # the failed stage is on the table already
+    fi
+    max_step_var=LDDPM_GPU_MAX_STEP_$side
+    max_step=${!max_step_var:-$([ "$side" -le 64 ] && echo 2 || echo 10)}
+    bound "step $side^3 fp32" "$(bench_json "$fp32" '{step_s:.4f}')" "$max_step" "s"
+    bound "step $side^3 bf16" "$(bench_json "$bf16" '{step_s:.4f}')" "$max_step" "s"
+    bound "bf16 / fp32 step time $side^3" "$(python3 -c 'import json, sys
+a, b = (json.loads(open(f).read().strip().splitlines()[-1]) for f in sys.argv[1:])
+print("%.3f" % (b["step_s"] / a["step_s"]))' "$fp32" "$bf16")" "$max_bf16_slowdown"
+    bound "bf16 vs fp32 loss $side^3" "$(python3 -c 'import json, sys
+a, b = (json.loads(open(f).read().strip().splitlines()[-1]) for f in sys.argv[1:])
+print("%.2e" % (abs(b["first_loss"] - a["first_loss"]) / abs(a["first_loss"])))' "$fp32" "$bf16")" \
+      "$max_bf16_gap" "(relative, first step, same weights and batch)"
   done
 fi
 
@@ -232,12 +289,23 @@ print(f"{last['step']} steps, loss {last['loss']:.3f}, {last.get('samples_per_s'
       f"data wait {100 * last.get('data_wait', 0):.1f} %")
 EOF
 )"
+    # The loss must be finite and have come down from its first logged value.
+    bound "train-gpu last / first loss" "$(python3 -c 'import json, math, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+r = rows[-1]["loss"] / rows[0]["loss"]
+print("%.3f" % r if math.isfinite(r) else "nan")' "$work/run/metrics.jsonl" 2> /dev/null || echo missing)" 1
     names=()
     for spec in $samplers; do
       sampler=${spec%%:*}; steps=${spec##*:}; name="$sampler$steps"; names+=("$name")
       stage "sample-$name" 300 sample_and_score "$name" "$sampler" "$steps"
     done
-    python3 - "$work" "${names[@]}" >> "$summary" <<'EOF'
+    # Each sampler's MAE against the real scans: finite and within the intensity range.
+    for name in "${names[@]}"; do
+      bound "sample-$name MAE" "$(python3 -c 'import json, sys
+print(json.load(open(sys.argv[1]))["mean"]["mae"])' "$work/$name/eval/images.json" 2> /dev/null ||
+        echo missing)" 2
+    done
+    python3 - "$work" "${names[@]}" > "$out/samplers.md" <<'EOF'
 import json, os, sys
 work = sys.argv[1]
 print("\n| sampler | steps | s/volume | MAE | PSNR (dB) | SSIM | lesion MAE |\n|---|---:|---:|---:|---:|---:|---:|")
@@ -253,6 +321,14 @@ EOF
   fi
 fi
 
+if [ ${#failed[@]} -eq 0 ]; then
+  note verdict "PASSED: every stage, test and bound"
+else
+  note verdict "FAILED (${#failed[@]}): ${failed[*]}"
+fi
+tar czf "$out/logs.tar.gz" -C "$logs" . 2> /dev/null
 echo
-echo "# GPU check on ${gpu_name:-unknown GPU} ($(date -u +%F))"
+echo "# GPU check on ${gpu_name:-unknown GPU}, device $device ($(date -u +%F))"
+[ -s "$out/samplers.md" ] && cat "$out/samplers.md" && echo
 cat "$summary"
+[ ${#failed[@]} -eq 0 ]

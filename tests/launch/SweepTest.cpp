@@ -351,12 +351,14 @@ TEST_F(SweepCli, DryRunWritesTheFolderButDoesNotSubmit) {
 TEST_F(SweepCli, ResubmissionSkipsFinishedAndQueuedTasks) {
   auto r = submit();
   ASSERT_EQ(r.code, 0) << r.out;
-  EXPECT_EQ(read(calls), "--parsable --array=0-3%2 --job-name=scan --output=" +
-                             (sweep / "logs/%A_%a.out").string() + " --export=ALL " +
-                             (sweep / "job.sbatch").string() + "\n");
   Json record = lddpm::core::readJsonFile((sweep / "sweep.json").string());
   ASSERT_EQ(record["submissions"].size(), 1u);
   EXPECT_EQ(record["submissions"][0]["job_id"], "4242");
+  const std::string tag = record["submissions"][0]["tag"];
+  EXPECT_EQ(tag.size(), std::string("lddpm-sweep-").size() + 16) << tag;
+  EXPECT_EQ(read(calls), "--parsable --array=0-3%2 --job-name=scan --comment=" + tag +
+                             " --output=" + (sweep / "logs/%A_%a.out").string() + " --export=ALL " +
+                             (sweep / "job.sbatch").string() + "\n");
 
   finish(0, 0.5);
   finish(2, 0.25);
@@ -409,6 +411,46 @@ TEST_F(SweepCli, ChangedGridIsRefusedUnlessForced) {
   EXPECT_TRUE(fs::exists(sweep / "tasks/000/status.json"));
   EXPECT_NE(read(sweep / "tasks/003/sweep-task.ini").find("\nlr = 0.00029999999999999997\n"),
             std::string::npos);
+}
+
+// The submitting process killed after sbatch ran but before it recorded the job id: sweep.json
+// holds the submission with its tag and no job id. The rerun finds the job in the queue by that
+// tag (sbatch --comment) and adopts it instead of submitting the same tasks a second time; a tag
+// the queue does not know is dropped and its tasks are submitted again.
+TEST_F(SweepCli, InterruptedSubmissionIsAdoptedNotRepeated) {
+  ASSERT_EQ(submit("--dry-run").code, 0);
+  Json record = lddpm::core::readJsonFile((sweep / "sweep.json").string());
+  record["submissions"] = Json::array({Json{{"job_id", ""},
+                                            {"tag", "lddpm-sweep-00000000000000aa"},
+                                            {"array", "0-3%2"},
+                                            {"tasks", {0, 1, 2, 3}}}});
+  write(sweep / "sweep.json", record.dump(2));
+  write(dir / "queue",
+        "4300 0 RUNNING lddpm-sweep-00000000000000aa\n"
+        "4300 1 PENDING lddpm-sweep-00000000000000aa\n"
+        "4301 2 PENDING lddpm-sweep-someone-else\n");
+  auto r = submit();
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("adopted job 4300"), std::string::npos) << r.out;
+  EXPECT_NE(read(calls).find("--array=2-3%2 "), std::string::npos) << read(calls);
+  record = lddpm::core::readJsonFile((sweep / "sweep.json").string());
+  ASSERT_EQ(record["submissions"].size(), 2u);
+  EXPECT_EQ(record["submissions"][0]["job_id"], "4300");
+  EXPECT_EQ(record["submissions"][1]["job_id"], "4242");
+
+  // A pending record whose job the scheduler does not hold: sbatch never submitted it.
+  record["submissions"] = Json::array({Json{{"job_id", ""},
+                                            {"tag", "lddpm-sweep-00000000000000bb"},
+                                            {"array", "0-3%2"},
+                                            {"tasks", {0, 1, 2, 3}}}});
+  write(sweep / "sweep.json", record.dump(2));
+  fs::remove(calls);
+  r = submit();
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(read(calls).find("--array=0-3%2 "), std::string::npos) << read(calls);
+  record = lddpm::core::readJsonFile((sweep / "sweep.json").string());
+  ASSERT_EQ(record["submissions"].size(), 1u);
+  EXPECT_EQ(record["submissions"][0]["job_id"], "4242");
 }
 
 TEST_F(SweepCli, FailingSbatchRecordsNothing) {

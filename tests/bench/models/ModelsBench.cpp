@@ -187,7 +187,7 @@ Batch makeBatch(const Settings& s) {
 // what was live when the step began (parameters, gradients, optimiser state, the batch).
 double trainStep(const Settings& s, DiffusionModelImpl& model, torch::optim::AdamW& opt,
                  const Batch& batch, std::int64_t step, CountingAllocator* counter = nullptr,
-                 std::int64_t* peakActivation = nullptr) {
+                 std::int64_t* peakActivation = nullptr, double* loss = nullptr) {
   Generators gens{core::makeCpuGenerator(static_cast<std::uint64_t>(step))};
   const std::int64_t before = counter ? counter->live() : 0;
   if (counter) counter->resetPeak();
@@ -199,6 +199,7 @@ double trainStep(const Settings& s, DiffusionModelImpl& model, torch::optim::Ada
     return model.loss(batch, gens);
   }();
   terms.total.backward();
+  if (loss) *loss = terms.total.item<double>();
   if (counter && peakActivation) *peakActivation = counter->peak() - before;
   opt.step();
   sync(s);
@@ -257,7 +258,10 @@ int runFlops(const Settings& s) {
   torch::optim::AdamW opt(model->parameters(), torch::optim::AdamWOptions(1e-4));
   const Batch batch = makeBatch(s);
   const double stepFlops = 3 * convForwardFlops(*model, s);
-  trainStep(s, *model, opt, batch, 0);  // warm-up: oneDNN primitive caches, optimiser state
+  // Warm-up (oneDNN primitive caches, optimiser state). Its loss, of the same seeded initial
+  // weights and batch in every process, compares fp32 with bf16 (tests/gpu/check.sh bounds it).
+  double firstLoss = 0;
+  trainStep(s, *model, opt, batch, 0, nullptr, nullptr, &firstLoss);
   std::vector<double> modelRates, convRates, stepTimes;
   double peakMib = 0;
   for (std::int64_t r = 0; r < s.steps; ++r) {  // interleaved: both see the same machine load
@@ -278,6 +282,7 @@ int runFlops(const Settings& s) {
                  {"bf16", s.bf16},
                  {"params", model->parameterCount()},
                  {"step_s", median(stepTimes)},
+                 {"first_loss", firstLoss},
                  {"peak_mib", peakMib},
                  {"step_gflop", stepFlops / 1e9},
                  {"model_gflops", m},

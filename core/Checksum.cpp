@@ -1,5 +1,5 @@
 // XXH3-64 of files and buffers: see Checksum.h.
-#include "data/Checksum.h"
+#include "core/Checksum.h"
 
 #include <xxhash.h>
 
@@ -11,23 +11,22 @@
 
 #include "core/Error.h"
 
-namespace lddpm::data {
+namespace lddpm::core {
 
 std::uint64_t checksumFile(const std::string& path) {
   std::unique_ptr<std::FILE, int (*)(std::FILE*)> file(std::fopen(path.c_str(), "rb"),
                                                        &std::fclose);
-  if (!file)
-    throw core::IoError(path, std::string("cannot open for checksum: ") + std::strerror(errno));
+  if (!file) throw IoError(path, std::string("cannot open for checksum: ") + std::strerror(errno));
   std::unique_ptr<XXH3_state_t, XXH_errorcode (*)(XXH3_state_t*)> state(XXH3_createState(),
                                                                         &XXH3_freeState);
   if (!state || XXH3_64bits_reset(state.get()) == XXH_ERROR) {
-    throw core::IoError(path, "cannot initialise the XXH3 checksum state");
+    throw IoError(path, "cannot initialise the XXH3 checksum state");
   }
   std::vector<unsigned char> buffer(1 << 20);  // 1 MiB reads: large enough to run at disk speed
   while (const std::size_t n = std::fread(buffer.data(), 1, buffer.size(), file.get())) {
     XXH3_64bits_update(state.get(), buffer.data(), n);
   }
-  if (std::ferror(file.get())) throw core::IoError(path, "read error while computing checksum");
+  if (std::ferror(file.get())) throw IoError(path, "read error while computing checksum");
   return XXH3_64bits_digest(state.get());
 }
 
@@ -39,4 +38,4 @@ std::string checksumHex(std::uint64_t value) {
   return text;
 }
 
-}  // namespace lddpm::data
+}  // namespace lddpm::core
