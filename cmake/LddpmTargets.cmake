@@ -26,8 +26,11 @@ function(lddpm_use_pch target)
 endfunction()
 
 # lddpm_add_library(<name> SOURCES ... [DEPS ...])
+# lddpm_add_library(<name> SOURCES ... DEPS ... [PRIVATE_DEPS ...]): PRIVATE_DEPS are what the
+# library's own sources use and its headers never expose (MPI, NCCL behind distributed/), so
+# dependants do not see their headers.
 function(lddpm_add_library name)
-  cmake_parse_arguments(A "" "" "SOURCES;DEPS" ${ARGN})
+  cmake_parse_arguments(A "" "" "SOURCES;DEPS;PRIVATE_DEPS" ${ARGN})
   if(NOT A_SOURCES)  # a layer with headers only (so far)
     add_library(${name} INTERFACE)
     target_link_libraries(${name} INTERFACE lddpm_common ${A_DEPS})
@@ -35,6 +38,9 @@ function(lddpm_add_library name)
   endif()
   add_library(${name} STATIC ${A_SOURCES})
   target_link_libraries(${name} PUBLIC lddpm_common ${A_DEPS})
+  if(A_PRIVATE_DEPS)
+    target_link_libraries(${name} PRIVATE ${A_PRIVATE_DEPS})
+  endif()
   lddpm_use_pch(${name})
 endfunction()
 

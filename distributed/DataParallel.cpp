@@ -4,6 +4,7 @@
 
 #include "core/Error.h"
 #include "core/Log.h"
+#include "distributed/ParameterSync.h"
 
 namespace lddpm::dist {
 namespace {
@@ -87,13 +88,9 @@ DataParallel::DataParallel(const torch::OrderedDict<std::string, torch::Tensor>&
               "differ; this rank has ", mine[0], " parameters, ", mine[2], " elements)");
 
   if (options_.broadcastAtStart()) {
-    torch::NoGradGuard noGrad;
-    std::vector<WorkPtr> works;
-    for (auto& p : params_) works.push_back(comm_.broadcast(p.data(), 0));
-    for (const auto& b : buffers) {
-      if (b.defined() && b.numel() > 0) works.push_back(comm_.broadcast(b, 0));
-    }
-    waitAll(works);
+    std::vector<torch::Tensor> everything = params_;
+    everything.insert(everything.end(), buffers.begin(), buffers.end());
+    broadcastFromRankZero(everything, comm_);
   }
 
   for (size_t k = 0; k < params_.size(); ++k) {
@@ -188,32 +185,7 @@ void DataParallel::finish() {
 }
 
 void DataParallel::checkParametersInSync(int64_t step) {
-  torch::NoGradGuard noGrad;
-  const auto n = static_cast<int64_t>(params_.size());
-  // Two float64 sums per parameter, of the values and of their squares: few corruptions keep
-  // both. Ranks hold bitwise-equal parameters in a healthy run; the tolerance only absorbs
-  // summation-order noise should thread counts differ between ranks.
-  auto mine = torch::empty({2 * n}, torch::kDouble);
-  for (int64_t k = 0; k < n; ++k) {
-    const auto p = params_[static_cast<size_t>(k)].detach().to(torch::kCPU, torch::kDouble);
-    mine[2 * k] = p.sum();
-    mine[2 * k + 1] = p.square().sum();
-  }
-  mine = mine.to(comm_.device());
-  auto all = torch::empty({comm_.size() * 2 * n}, mine.options());
-  comm_.allgather(all, mine)->wait();
-  all = all.to(torch::kCPU).view({comm_.size(), 2 * n});
-  const auto ref = all[0];
-  for (int r = 1; r < comm_.size(); ++r) {
-    const auto diff = (all[r] - ref).abs() > 1e-9 * (ref.abs() + 1e-30);
-    if (!diff.any().item<bool>()) continue;
-    const int64_t first = diff.nonzero()[0][0].item<int64_t>() / 2;
-    LDDPM_THROW(core::Error, "desync at step ", step, ": parameter '",
-                names_[static_cast<size_t>(first)], "' differs between rank 0 (checksum ",
-                ref[2 * first].item<double>(), ") and rank ", r, " (", all[r][2 * first].item<double>(),
-                "). Ranks must run identical updates: check that every rank calls finish() and "
-                "the optimizer step, with the same options");
-  }
+  checkInSync(names_, params_, comm_, step);
 }
 
 }  // namespace lddpm::dist

@@ -1,13 +1,10 @@
 #include "distributed/ZeroAdamW.h"
 
-#include <torch/csrc/jit/serialization/pickle.h>
-
 #include <cmath>
-#include <fstream>
-#include <iterator>
 
-#include "core/AtomicFile.h"
+#include "core/Checkpoint.h"
 #include "core/Error.h"
+#include "distributed/ParameterSync.h"
 
 namespace lddpm::dist {
 
@@ -42,13 +39,10 @@ ZeroAdamW::ZeroAdamW(const torch::OrderedDict<std::string, torch::Tensor>& named
   expAvg_ = torch::zeros({shardSize()}, opts);
   expAvgSq_ = torch::zeros({shardSize()}, opts);
 
-  if (options_.broadcastAtStart()) {
-    torch::NoGradGuard noGrad;
-    std::vector<WorkPtr> works;
-    for (auto& p : params_) works.push_back(comm_.broadcast(p.data(), 0));
-    waitAll(works);
-  }
+  if (options_.broadcastAtStart()) broadcastFromRankZero(params_, comm_);
 }
+
+void ZeroAdamW::checkParametersInSync(int64_t step) { checkInSync(names_, params_, comm_, step); }
 
 void ZeroAdamW::zeroGrad() {
   for (auto& p : params_) {
@@ -110,26 +104,24 @@ double ZeroAdamW::step() {
   return norm;
 }
 
-c10::Dict<std::string, torch::Tensor> ZeroAdamW::stateDict() const {
-  c10::Dict<std::string, torch::Tensor> state;
-  auto scalar = [](int64_t v) { return torch::tensor(v, torch::kLong); };
-  state.insert("exp_avg", expAvg_.to(torch::kCPU).clone());
-  state.insert("exp_avg_sq", expAvgSq_.to(torch::kCPU).clone());
-  state.insert("step", scalar(step_));
-  state.insert("world_size", scalar(comm_.size()));
-  state.insert("shard_offset", scalar(shardOffset()));
-  state.insert("shard_size", scalar(shardSize()));
-  state.insert("total_size", scalar(totalSize()));
-  return state;
+core::TensorDict ZeroAdamW::stateDict() const {
+  const auto scalar = [](int64_t v) { return torch::tensor(v, torch::kLong); };
+  return {{"exp_avg", expAvg_.to(torch::kCPU).clone()},
+          {"exp_avg_sq", expAvgSq_.to(torch::kCPU).clone()},
+          {"step", scalar(step_)},
+          {"world_size", scalar(comm_.size())},
+          {"shard_offset", scalar(shardOffset())},
+          {"shard_size", scalar(shardSize())},
+          {"total_size", scalar(totalSize())}};
 }
 
-void ZeroAdamW::loadStateDict(const c10::Dict<std::string, torch::Tensor>& state,
-                              const std::string& source) {
-  auto field = [&](const char* key) {
-    LDDPM_CHECK(state.contains(key), source, ": optimizer state has no '", key, "'");
-    return state.at(key);
+void ZeroAdamW::loadStateDict(const core::TensorDict& state, const std::string& source) {
+  const auto field = [&](const char* key) {
+    const auto it = state.find(key);
+    if (it == state.end()) throw core::IoError(source, core::strCat("optimizer state has no '", key, "'"));
+    return it->second;
   };
-  auto expectLayout = [&](const char* key, int64_t expected) {
+  const auto expectLayout = [&](const char* key, int64_t expected) {
     const int64_t got = field(key).item<int64_t>();
     LDDPM_CHECK(got == expected, source, ": optimizer state was written with ", key, " = ", got,
                 ", this run has ", expected, " (ZeRO state is per rank: resume with the same "
@@ -149,30 +141,8 @@ void ZeroAdamW::loadStateDict(const c10::Dict<std::string, torch::Tensor>& state
   step_ = field("step").item<int64_t>();
 }
 
-void ZeroAdamW::save(const std::string& path) const {
-  const std::vector<char> bytes = torch::pickle_save(c10::IValue(stateDict()));
-  core::writeFileAtomic(path, std::string(bytes.begin(), bytes.end()));
-}
+void ZeroAdamW::save(const std::string& path) const { core::saveTensorDict(path, stateDict()); }
 
-void ZeroAdamW::load(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw core::IoError(path, "cannot open optimizer state");
-  const std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  c10::IValue value;
-  try {
-    value = torch::pickle_load(bytes);
-  } catch (const c10::Error& e) {
-    throw core::IoError(path, std::string("not a pickled optimizer state: ") + e.what_without_backtrace());
-  }
-  if (!value.isGenericDict()) throw core::IoError(path, "not a dict of tensors");
-  c10::Dict<std::string, torch::Tensor> state;
-  for (const auto& item : value.toGenericDict()) {
-    if (!item.key().isString() || !item.value().isTensor()) {
-      throw core::IoError(path, "not a dict of tensors");
-    }
-    state.insert(item.key().toStringRef(), item.value().toTensor());
-  }
-  loadStateDict(state, path);
-}
+void ZeroAdamW::load(const std::string& path) { loadStateDict(core::loadTensorDict(path), path); }
 
 }  // namespace lddpm::dist

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "core/Checkpoint.h"
 #include "distributed/Communicator.h"
 
 namespace lddpm::dist {
@@ -39,6 +40,9 @@ class ZeroAdamW {
   // before clipping. Throws core::Error naming parameters without a gradient.
   double step();
   void zeroGrad();
+  // Collective: core::Error naming the first parameter whose value differs between ranks (after
+  // each step's allgather every rank must hold the same parameters).
+  void checkParametersInSync(int64_t step);
 
   void setLr(double lr) { options_.lr(lr); }
   const ZeroAdamWOptions& options() const { return options_; }
@@ -51,9 +55,10 @@ class ZeroAdamW {
 
   // Per-rank state: exp_avg, exp_avg_sq (this shard), step, and the layout it belongs to
   // (world_size, shard_offset, shard_size, total_size) so a restore into another layout fails
-  // loudly. A file written by save() is a pickled dict of tensors that Python's torch.load reads.
-  c10::Dict<std::string, torch::Tensor> stateDict() const;
-  void loadStateDict(const c10::Dict<std::string, torch::Tensor>& state, const std::string& source);
+  // loudly. save()/load() go through core's tensor-dict files (a pickled dict of tensors that
+  // Python's torch.load reads).
+  core::TensorDict stateDict() const;
+  void loadStateDict(const core::TensorDict& state, const std::string& source);
   void save(const std::string& path) const;
   void load(const std::string& path);
 

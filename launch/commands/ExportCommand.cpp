@@ -8,6 +8,7 @@
 #include "core/Log.h"
 #include "distributed/World.h"
 #include "launch/Command.h"
+#include "launch/engine/RunLayout.h"
 #include "launch/engine/TrainedModel.h"
 
 namespace lddpm::launch {
@@ -26,14 +27,7 @@ int runExport(const CommandArgs& args) {
   checkpoint = checkpointFromOptions("export", run, checkpoint, weights);
   core::readCheckpointMeta(checkpoint);  // format check, names the file on failure
   if (dist::World::get().rank() != 0) return 0;
-  core::TensorDict tensors = core::loadTensorDict(checkpoint + "/" + weights + ".pt");
-  tensors.erase("__ema_updates__");
-  if (weights == "ema") {
-    // The EMA holds parameters only: take buffers (e.g. norm statistics) from the model.
-    for (const auto& [name, tensor] : core::loadTensorDict(checkpoint + "/model.pt")) {
-      tensors.emplace(name, tensor);
-    }
-  }
+  const core::TensorDict tensors = readWeights(CheckpointLayout(checkpoint), weights);
   core::saveTensorDict(out, tensors);
   std::cout << "wrote " << out << ": " << tensors.size() << " tensors (" << weights
             << " weights of " << checkpoint << ")\n";

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/Checkpoint.h"
+#include "core/Error.h"
 
 namespace lddpm::launch {
 
@@ -46,21 +47,28 @@ class Ema {
     for (auto& p : model.named_parameters()) p.value().copy_(shadow_[i++]);
   }
 
+  // The averaged parameters by name plus the update count (state() is what ema.pt holds).
   core::TensorDict state() const {
     core::TensorDict out;
     for (size_t i = 0; i < names_.size(); ++i) out[names_[i]] = shadow_[i];
-    out["__ema_updates__"] = torch::tensor(updates_, torch::kInt64);
+    out[kUpdatesKey] = torch::tensor(updates_, torch::kInt64);
     return out;
+  }
+
+  // The averaged parameters of a saved state, without the EMA's own bookkeeping.
+  static core::TensorDict parametersIn(core::TensorDict state) {
+    state.erase(kUpdatesKey);
+    return state;
   }
 
   void load(const core::TensorDict& state) {
     torch::NoGradGuard noGrad;
     for (size_t i = 0; i < names_.size(); ++i) {
       auto it = state.find(names_[i]);
-      TORCH_CHECK(it != state.end(), "EMA state lacks parameter ", names_[i]);
+      LDDPM_CHECK(it != state.end(), "EMA state lacks parameter ", names_[i]);
       shadow_[i].copy_(it->second);
     }
-    updates_ = state.at("__ema_updates__").item<std::int64_t>();
+    updates_ = state.at(kUpdatesKey).item<std::int64_t>();
   }
 
   const std::vector<std::string>& names() const { return names_; }
@@ -68,6 +76,7 @@ class Ema {
   std::int64_t updates() const { return updates_; }
 
  private:
+  static constexpr const char* kUpdatesKey = "__ema_updates__";
   double decay_;
   std::int64_t updates_ = 0;
   std::vector<std::string> names_;

@@ -16,7 +16,7 @@ fs::path recordPath(const std::string& out, const std::string& caseId) {
 
 std::vector<std::string> sampleCaseFiles(const std::string& caseId) {
   const std::string nii = caseId + ".nii.gz";
-  return {"synthetic/" + nii, "real/" + nii, "lesion/" + nii, "brain/" + nii,
+  return {"synthetic/" + nii, "real/" + nii, "lesion/" + nii, "brain/" + nii, "tissue/" + nii,
           "png/" + caseId + ".png"};
 }
 

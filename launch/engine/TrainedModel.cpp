@@ -1,19 +1,18 @@
 #include "launch/engine/TrainedModel.h"
 
-#include <filesystem>
 #include <fstream>
 
 #include "core/Checkpoint.h"
 #include "core/Error.h"
 #include "core/Log.h"
+#include "launch/engine/RunLayout.h"
 
 namespace lddpm::launch {
-namespace fs = std::filesystem;
 namespace po = core::po;
 
 std::string newestCheckpointOfRun(const std::string& command, const std::string& run) {
   // Damaged checkpoints are skipped with a warning naming the bad file; none intact is an IoError.
-  const auto newest = core::newestIntactCheckpoint((fs::path(run) / "checkpoints").string());
+  const auto newest = core::newestIntactCheckpoint(RunLayout(run).checkpoints());
   if (!newest) {
     LDDPM_THROW(core::UsageError, "lddpm ", command, ": option '--run': '", run,
                 "' has no complete checkpoint in checkpoints/");
@@ -42,7 +41,7 @@ TrainedModel loadTrainedModel(const std::string& checkpoint, const std::string& 
   core::readCheckpointMeta(checkpoint);  // format check, names the file on failure
   TrainedModel out;
   out.checkpoint = checkpoint;
-  const std::string ini = checkpoint + "/config.ini";
+  const std::string ini = CheckpointLayout(checkpoint).config();
   try {
     // Every key as text (the training options too), then the model's own options parsed from it.
     std::ifstream in(ini);
@@ -61,22 +60,9 @@ TrainedModel loadTrainedModel(const std::string& checkpoint, const std::string& 
     throw core::IoError(ini, e.what());
   }
   out.model = models::createModel(out.config);
-  const std::string modelFile = checkpoint + "/model.pt";
-  core::TensorDict state = core::loadTensorDict(modelFile);
-  if (weights == "ema") {
-    for (auto& [name, tensor] : core::loadTensorDict(checkpoint + "/ema.pt")) state[name] = tensor;
-  }
-  torch::NoGradGuard noGrad;
-  const auto copyInto = [&](const std::string& name, torch::Tensor& target) {
-    const auto it = state.find(name);
-    if (it == state.end() || !it->second.sizes().equals(target.sizes())) {
-      throw core::IoError(modelFile, "has no tensor '" + name + "' of the model's shape (" +
-                                         out.config.model + " options of " + ini + ")");
-    }
-    target.copy_(it->second);
-  };
-  for (auto& p : out.model->named_parameters()) copyInto(p.key(), p.value());
-  for (auto& b : out.model->named_buffers()) copyInto(b.key(), b.value());
+  const CheckpointLayout layout(checkpoint);
+  loadModuleWeights(*out.model, readWeights(layout, weights),
+                    weights == "ema" ? layout.ema() : layout.model());
   out.model->eval();
   return out;
 }

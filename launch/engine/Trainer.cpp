@@ -18,29 +18,12 @@
 #include "core/Rng.h"
 #include "core/StopSignal.h"
 #include "core/Timer.h"
-#include "distributed/DataParallel.h"
-#include "distributed/ZeroAdamW.h"
 #include "models/Autocast.h"
 
 namespace lddpm::launch {
 namespace fs = std::filesystem;
 
-// One optimiser per parameter group (pix2pix: discriminator, then generator), with its reducer.
-struct Trainer::Group {
-  std::string name;
-  torch::OrderedDict<std::string, torch::Tensor> params;
-  std::unique_ptr<dist::DataParallel> reducer;    // --zero 0 and more than one rank
-  std::unique_ptr<torch::optim::AdamW> adam;      // --zero 0
-  std::unique_ptr<dist::ZeroAdamW> zero;          // --zero 1
-};
-
 namespace {
-
-std::string rankFile(const std::string& stem, int rank) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%s-rank%05d.pt", stem.c_str(), rank);
-  return buf;
-}
 
 // Per-sample generators: sample g of stream `group` always draws the same timestep and noise.
 models::Generators sampleGenerators(std::uint64_t seed, const std::vector<std::int64_t>& indices,
@@ -59,31 +42,6 @@ models::Batch toDevice(const models::Batch& b, const torch::Device& device) {
   return {b.image.to(device), b.anatomy.to(device), b.lesion.to(device)};
 }
 
-core::TensorDict moduleState(const torch::nn::Module& module) {
-  core::TensorDict out;
-  for (const auto& p : module.named_parameters()) out[p.key()] = p.value();
-  for (const auto& b : module.named_buffers()) out[b.key()] = b.value();
-  return out;
-}
-
-void loadModuleState(torch::nn::Module& module, const core::TensorDict& state,
-                     const std::string& file) {
-  torch::NoGradGuard noGrad;
-  auto assign = [&](const std::string& name, torch::Tensor& target) {
-    auto it = state.find(name);
-    if (it == state.end()) throw core::IoError(file, "has no tensor '" + name + "'");
-    if (it->second.sizes() != target.sizes()) {
-      std::ostringstream s;
-      s << "tensor '" << name << "' has shape " << it->second.sizes() << ", the model expects "
-        << target.sizes() << " (different --model options?)";
-      throw core::IoError(file, s.str());
-    }
-    target.copy_(it->second);
-  };
-  for (auto& p : module.named_parameters()) assign(p.key(), p.value());
-  for (auto& b : module.named_buffers()) assign(b.key(), b.value());
-}
-
 }  // namespace
 
 Trainer::Trainer(TrainConfig config, models::ModelConfig modelConfig, BatchSource& source,
@@ -93,7 +51,8 @@ Trainer::Trainer(TrainConfig config, models::ModelConfig modelConfig, BatchSourc
       source_(source),
       comm_(comm),
       resolvedConfig_(std::move(resolvedConfig)),
-      device_(device) {
+      device_(device),
+      layout_(config_.run) {
   config_.validate(comm_.size());
   LDDPM_CHECK(device_.is_cuda() == (config_.device == "cuda"), "Trainer: --device ", config_.device,
               " but the engine was given ", device_);
@@ -110,41 +69,20 @@ Trainer::Trainer(TrainConfig config, models::ModelConfig modelConfig, BatchSourc
 
 Trainer::~Trainer() = default;
 
-std::string Trainer::checkpointDir() const { return (fs::path(config_.run) / "checkpoints").string(); }
+std::string Trainer::checkpointDir() const { return layout_.checkpoints(); }
 
 void Trainer::buildOptimisers() {
   // Name every parameter once, so groups (which the models give as plain tensors) have names.
   std::map<const void*, std::string> names;
   for (const auto& p : model_->named_parameters()) names[p.value().unsafeGetTensorImpl()] = p.key();
   for (const auto& spec : model_->parameterGroups()) {
-    auto group = std::make_unique<Group>();
-    group->name = spec.name;
-    for (const auto& t : spec.parameters) group->params.insert(names.at(t.unsafeGetTensorImpl()), t);
-    const double beta1 = spec.beta1.value_or(config_.beta1);
-    if (config_.parallel.zero) {
-      group->zero = std::make_unique<dist::ZeroAdamW>(
-          group->params, comm_,
-          dist::ZeroAdamWOptions()
-              .lr(config_.lr)
-              .beta1(beta1)
-              .beta2(config_.beta2)
-              .weightDecay(config_.weightDecay)
-              .maxGradNorm(config_.gradClip));
-    } else {
-      if (comm_.size() > 1) {
-        // Buffers travel with the first group (all ranks initialise identically anyway).
-        const std::vector<torch::Tensor> buffers =
-            groups_.empty() ? model_->buffers() : std::vector<torch::Tensor>{};
-        group->reducer = std::make_unique<dist::DataParallel>(
-            group->params, buffers, comm_, config_.parallel.dataParallelOptions());
-      }
-      group->adam = std::make_unique<torch::optim::AdamW>(
-          group->params.values(),
-          torch::optim::AdamWOptions(config_.lr)
-              .betas({beta1, config_.beta2})
-              .weight_decay(config_.weightDecay));
-    }
-    groups_.push_back(std::move(group));
+    torch::OrderedDict<std::string, torch::Tensor> params;
+    for (const auto& t : spec.parameters) params.insert(names.at(t.unsafeGetTensorImpl()), t);
+    // Buffers travel with the first group (all ranks initialise identically anyway).
+    const std::vector<torch::Tensor> buffers =
+        groups_.empty() ? model_->buffers() : std::vector<torch::Tensor>{};
+    groups_.push_back(makeGroupOptimizer(spec.name, std::move(params), buffers, comm_, config_,
+                                         spec.beta1.value_or(config_.beta1)));
   }
 }
 
@@ -199,7 +137,8 @@ void Trainer::resumeIfAsked() {
   // Weights first (identical on every rank), then optimisers, whose construction flattens and
   // broadcasts parameters, then their state.
   const core::Json meta = core::readCheckpointMeta(from);
-  loadModuleState(*model_, core::loadTensorDict(from + "/model.pt"), from + "/model.pt");
+  const CheckpointLayout checkpoint(from);
+  loadModuleWeights(*model_, core::loadTensorDict(checkpoint.model()), checkpoint.model());
   buildOptimisers();
   loadCheckpoint(from);
   step_ = meta.at("step").get<std::int64_t>();
@@ -209,38 +148,21 @@ void Trainer::resumeIfAsked() {
 
 void Trainer::loadCheckpoint(const std::string& dir) {
   const core::Json meta = core::readCheckpointMeta(dir);
+  const CheckpointLayout checkpoint(dir);
   const int savedWorld = meta.value("world_size", 1);
   const bool savedZero = meta.value("zero", false);
   if (savedZero != config_.parallel.zero) {
     LDDPM_THROW(core::Error, dir, ": written with --zero ", savedZero, ", resuming with --zero ",
                 config_.parallel.zero, " is not supported");
   }
-  ema_->load(core::loadTensorDict(dir + "/ema.pt"));
-  for (auto& group : groups_) {
-    if (group->zero) {
-      if (savedWorld != comm_.size()) {
-        LDDPM_THROW(core::Error, dir, ": ZeRO-1 optimiser state was sharded over ", savedWorld,
-                    " ranks; resume with the same number of ranks (now ", comm_.size(), ")");
-      }
-      group->zero->load(dir + "/" + rankFile("optimizer-" + group->name, comm_.rank()));
-    } else {
-      torch::serialize::InputArchive archive;
-      const std::string file = dir + "/optimizer-" + group->name + ".pt";
-      try {
-        archive.load_from(file);
-      } catch (const c10::Error& e) {
-        throw core::IoError(file, core::strCat("cannot read optimiser state: ",
-                                               e.what_without_backtrace()));
-      }
-      group->adam->load(archive);
-    }
-  }
+  ema_->load(core::loadTensorDict(checkpoint.ema()));
+  for (auto& group : groups_) group->load(checkpoint, meta);
   const int rngRank = savedWorld == comm_.size() ? comm_.rank() : 0;
   if (savedWorld != comm_.size()) {
     LDDPM_LOG(Warn) << dir << " was written by " << savedWorld << " ranks; dropout RNG streams "
                     << "restart from rank 0's state";
   }
-  const core::TensorDict rng = core::loadTensorDict(dir + "/" + rankFile("rng", rngRank));
+  const core::TensorDict rng = core::loadTensorDict(checkpoint.rng(rngRank));
   at::Generator generator = at::detail::getDefaultCPUGenerator();  // a handle on the global one
   generator.set_state(rng.at("cpu"));
 }
@@ -250,26 +172,14 @@ void Trainer::saveCheckpoint() {
   std::unique_ptr<core::CheckpointWriter> writer;
   if (comm_.rank() == 0) writer = std::make_unique<core::CheckpointWriter>(dir, step_);
   comm_.barrier()->wait();  // the temporary folder exists for everyone
-  const std::string temp = core::CheckpointWriter::tempPathFor(dir, step_);
-  for (auto& group : groups_) {
-    if (group->zero) group->zero->save(temp + "/" + rankFile("optimizer-" + group->name, comm_.rank()));
-  }
-  core::saveTensorDict(temp + "/" + rankFile("rng", comm_.rank()),
+  const CheckpointLayout checkpoint(core::CheckpointWriter::tempPathFor(dir, step_));
+  for (auto& group : groups_) group->save(checkpoint);
+  core::saveTensorDict(checkpoint.rng(comm_.rank()),
                        {{"cpu", at::detail::getDefaultCPUGenerator().get_state()}});
   if (comm_.rank() == 0) {
-    core::saveTensorDict(temp + "/model.pt", moduleState(*model_));
-    core::saveTensorDict(temp + "/ema.pt", ema_->state());
-    for (auto& group : groups_) {
-      if (!group->adam) continue;
-      torch::serialize::OutputArchive archive;
-      group->adam->save(archive);
-      // Serialised in memory, then written by the checked atomic writer: archive.save_to(path)
-      // throws c10::Error from a destructor when the disk is full, which aborts the process.
-      std::ostringstream bytes;
-      archive.save_to(bytes);
-      core::writeFileAtomic(temp + "/optimizer-" + group->name + ".pt", bytes.str());
-    }
-    core::writeFileAtomic(temp + "/config.ini", resolvedConfig_);
+    core::saveTensorDict(checkpoint.model(), moduleWeights(*model_));
+    core::saveTensorDict(checkpoint.ema(), ema_->state());
+    core::writeFileAtomic(checkpoint.config(), resolvedConfig_);
   }
   comm_.barrier()->wait();  // every rank's files are written
   if (comm_.rank() == 0) {
@@ -286,7 +196,7 @@ void Trainer::saveCheckpoint() {
 
 void Trainer::writeStatus(const std::string& state) const {
   if (comm_.rank() != 0) return;
-  core::writeJsonFile((fs::path(config_.run) / "status.json").string(),
+  core::writeJsonFile(layout_.status(),
                       {{"state", state}, {"step", step_}, {"steps", config_.steps},
                        {"model", modelConfig_.model}, {"world_size", comm_.size()}});
 }
@@ -294,7 +204,7 @@ void Trainer::writeStatus(const std::string& state) const {
 // Forward/backward of one parameter group over the step's micro-batches, the cross-rank
 // reduction, the finite check and the optimiser step. `stopLocal` rides along in the same
 // allreduce as the loss terms and comes back as stopRequested.
-Trainer::GroupStep Trainer::trainGroup(Group& group, std::size_t groupIndex, double lr,
+Trainer::GroupStep Trainer::trainGroup(GroupOptimizer& group, std::size_t groupIndex, double lr,
                                        bool stopLocal) {
   GroupStep result;
   for (auto& p : model_->parameters()) p.mutable_grad() = torch::Tensor();
@@ -314,12 +224,12 @@ Trainer::GroupStep Trainer::trainGroup(Group& group, std::size_t groupIndex, dou
                                     comm_.size()));
     }
     models::Generators gens = sampleGenerators(config_.seed, indices, groupIndex);
-    if (group.reducer) group.reducer->setSync(micro + 1 == config_.accumulate);
+    group.beginMicroBatch(micro + 1 == config_.accumulate);
     // bf16 autocast covers the forward only; backward runs in the forward's dtypes and the
     // master weights, gradients and optimiser state stay float32.
     models::LossTerms terms = [&] {
       models::AutocastScope autocast(device_.type(), config_.bf16);
-      return model_->loss(batch, gens, group.name);
+      return model_->loss(batch, gens, group.name());
     }();
     (terms.total / static_cast<double>(config_.accumulate)).backward();
     if (sums.empty()) {
@@ -331,14 +241,10 @@ Trainer::GroupStep Trainer::trainGroup(Group& group, std::size_t groupIndex, dou
       sums[i + 1] += terms.parts[i].second.detach().item<double>();
     }
   }
-  if (group.reducer) group.reducer->finish();
+  group.endBackward();
 
   // One small allreduce carries the loss terms, the non-finite flag and the stop flag.
-  bool finite = std::isfinite(sums[0]);
-  for (auto& p : group.params.values()) {
-    if (!finite) break;
-    if (p.grad().defined() && !torch::isfinite(p.grad()).all().item<bool>()) finite = false;
-  }
+  const bool finite = std::isfinite(sums[0]) && group.gradientsFinite();
   std::vector<double> stats = sums;
   stats.push_back(finite ? 0.0 : 1.0);
   stats.push_back(stopLocal ? 1.0 : 0.0);
@@ -354,19 +260,9 @@ Trainer::GroupStep Trainer::trainGroup(Group& group, std::size_t groupIndex, dou
   result.skipped = acc[static_cast<long>(sums.size())] > 0;
   result.stopRequested = acc[static_cast<long>(sums.size() + 1)] > 0;
   if (result.skipped) {
-    if (group.zero) group.zero->zeroGrad();
-    return result;
-  }
-  if (group.zero) {
-    group.zero->setLr(lr);
-    result.gradNorm = group.zero->step();
+    group.discard();
   } else {
-    result.gradNorm =
-        config_.gradClip > 0
-            ? torch::nn::utils::clip_grad_norm_(group.params.values(), config_.gradClip)
-            : 0.0;
-    for (auto& pg : group.adam->param_groups()) pg.options().set_lr(lr);
-    group.adam->step();
+    result.gradNorm = group.step(lr);
   }
   return result;
 }
@@ -378,7 +274,7 @@ TrainResult Trainer::run() {
   // replace the file under rank 0's open append stream, and every row would go to the
   // unlinked inode.
   std::optional<core::MetricsLog> metrics;
-  if (comm_.rank() == 0) metrics.emplace((fs::path(config_.run) / "metrics.jsonl").string(), step_);
+  if (comm_.rank() == 0) metrics.emplace(layout_.metrics(), step_);
   writeStatus("running");
   core::Progress progress("train", config_.steps - step_);
   const std::int64_t firstStep = step_;
@@ -387,10 +283,12 @@ TrainResult Trainer::run() {
   source_.prefetch(localIndices(step_, 0, config_.batch, config_.accumulate, comm_.rank(), comm_.size()));
 
   // Only while >1 group: a group's backward must not leave gradients on the other groups.
-  auto enableOnly = [&](const Group* active) {
+  auto enableOnly = [&](const GroupOptimizer* active) {
     if (groups_.size() < 2) return;
     for (auto& g : groups_) {
-      for (auto& p : g->params.values()) p.set_requires_grad(active == nullptr || g.get() == active);
+      for (auto& p : g->parameters().values()) {
+        p.set_requires_grad(active == nullptr || g.get() == active);
+      }
     }
   };
 
@@ -404,14 +302,14 @@ TrainResult Trainer::run() {
     bool stop = false;
     core::Json row = {{"step", step_ + 1}};
     for (std::size_t g = 0; g < groups_.size(); ++g) {
-      Group& group = *groups_[g];
+      GroupOptimizer& group = *groups_[g];
       enableOnly(&group);
       const GroupStep done = trainGroup(group, g, lr, core::StopSignal::requested());
       dataWait += done.dataWait;
       gradNorm = done.gradNorm;
       anySkipped = anySkipped || done.skipped;
       stop = stop || done.stopRequested;
-      const std::string prefix = groups_.size() > 1 ? group.name + "_" : "";
+      const std::string prefix = groups_.size() > 1 ? group.name() + "_" : "";
       row[prefix + "loss"] = done.loss;
       for (const auto& [name, value] : done.parts) row[name] = value;
       result.lastLoss = done.loss;
@@ -435,9 +333,10 @@ TrainResult Trainer::run() {
     ++step_;
     result.finalStep = step_;
 
-    if (groups_.front()->reducer && config_.parallel.desyncCheckEvery > 0 &&
-        step_ % config_.parallel.desyncCheckEvery == 0) {
-      groups_.front()->reducer->checkParametersInSync(step_);
+    // Every group, replicated or sharded: ranks that drifted apart stop the run here, naming
+    // the parameter, instead of training on silently (docs/distributed.md).
+    if (config_.parallel.desyncCheckEvery > 0 && step_ % config_.parallel.desyncCheckEvery == 0) {
+      for (auto& group : groups_) group->checkInSync(step_);
     }
     const double seconds = stepWatch.seconds();
     if (comm_.rank() == 0 && (step_ % config_.logEvery == 0 || step_ == config_.steps)) {

@@ -15,14 +15,11 @@
 #include "distributed/Communicator.h"
 #include "launch/engine/BatchSource.h"
 #include "launch/engine/Ema.h"
+#include "launch/engine/GroupOptimizer.h"
 #include "launch/engine/LrSchedule.h"
+#include "launch/engine/RunLayout.h"
 #include "launch/engine/TrainConfig.h"
 #include "models/Registry.h"
-
-namespace lddpm::dist {
-class DataParallel;
-class ZeroAdamW;
-}  // namespace lddpm::dist
 
 namespace lddpm::launch {
 
@@ -49,8 +46,6 @@ class Trainer {
   std::string checkpointDir() const;
 
  private:
-  struct Group;
-
   void buildOptimisers();
   void resumeIfAsked();
   std::string verifiedResumeFolder();
@@ -66,7 +61,7 @@ class Trainer {
     bool stopRequested = false;  // a rank got SIGTERM/SIGUSR2
     double dataWait = 0;         // seconds this rank waited for batches
   };
-  GroupStep trainGroup(Group& group, std::size_t groupIndex, double lr, bool stopLocal);
+  GroupStep trainGroup(GroupOptimizer& group, std::size_t groupIndex, double lr, bool stopLocal);
 
   TrainConfig config_;
   models::ModelConfig modelConfig_;
@@ -74,8 +69,9 @@ class Trainer {
   dist::Communicator& comm_;
   std::string resolvedConfig_;
   torch::Device device_;
+  RunLayout layout_;
   std::shared_ptr<models::ModelImpl> model_;
-  std::vector<std::unique_ptr<Group>> groups_;
+  std::vector<std::unique_ptr<GroupOptimizer>> groups_;  // one per parameter group, in step order
   std::unique_ptr<Ema> ema_;
   LrSchedule schedule_;
   std::int64_t step_ = 0;

@@ -9,6 +9,7 @@
 #include "core/Error.h"
 #include "core/Log.h"
 #include "core/MetricsLog.h"
+#include "launch/engine/RunLayout.h"
 
 namespace lddpm::launch::sweep {
 
@@ -18,10 +19,10 @@ namespace fs = std::filesystem;
 
 // status.json of a task folder, or null when there is none (not started) or it is unreadable.
 core::Json readStatus(const std::string& dir) {
-  const fs::path path = fs::path(dir) / "status.json";
+  const std::string path = launch::RunLayout(dir).status();
   if (!fs::exists(path)) return nullptr;
   try {
-    return core::readJsonFile(path.string());
+    return core::readJsonFile(path);
   } catch (const core::Error& e) {
     LDDPM_LOG(Warn) << e.what() << " (task state unknown)";
     return nullptr;
@@ -112,7 +113,7 @@ std::vector<TaskState> readTaskStates(const std::string& sweepDir, const core::J
     }
     task.finished = task.state == "finished";
     task.metrics = finalMetrics(
-        core::MetricsLog::readAll((fs::path(task.dir) / "metrics.jsonl").string()), last);
+        core::MetricsLog::readAll(launch::RunLayout(task.dir).metrics()), last);
     if (task.step < 0 && task.metrics.contains("step"))
       task.step = task.metrics["step"].get<std::int64_t>();
     tasks.push_back(std::move(task));

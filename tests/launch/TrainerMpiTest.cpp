@@ -1,7 +1,8 @@
 // The training engine across ranks (run under mpiexec -n 2 and -n 3): N ranks match one rank on
 // the same global batch (replicated AdamW and ZeRO-1), a stopped-and-resumed N-rank run is
-// bit-identical to an uninterrupted one, and a signal on one rank makes every rank checkpoint and
-// stop with ResumeRequested.
+// bit-identical to an uninterrupted one, a signal on one rank makes every rank checkpoint and
+// stop with ResumeRequested, and ranks that drift apart are caught in every parameter group,
+// replicated or sharded.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -15,6 +16,7 @@
 #include "core/StopSignal.h"
 #include "distributed/LocalCommunicator.h"
 #include "distributed/World.h"
+#include "launch/engine/GroupOptimizer.h"
 #include "launch/engine/Trainer.h"
 #include "tests/launch/SyntheticSource.h"
 
@@ -132,6 +134,59 @@ TEST_F(TrainerMpi, SignalOnOneRankStopsAllAndResumeIsBitIdentical) {
   auto b = resumed.model().named_parameters();
   for (size_t i = 0; i < a.size(); ++i) {
     EXPECT_TRUE(torch::equal(a[i].value(), b[i].value())) << a[i].key();
+  }
+}
+
+// pix2pix's second group (the generator) drifts on the last rank: the engine's desync check must
+// catch it on every rank, naming a generator parameter (it once checked the first group only).
+TEST_F(TrainerMpi, DesyncInTheSecondGroupStopsEveryRank) {
+  testutil::SyntheticSource source;
+  RunSetup setup = makeSetup((shared / "desync").string(), "pix2pix", {"--steps", "2"});
+  launch::Trainer trainer(setup.train, setup.model, source, *comm, "");
+  if (comm->rank() == comm->size() - 1) {
+    torch::NoGradGuard noGrad;
+    for (auto& p : trainer.model().named_parameters()) {
+      if (p.key().rfind("generator.", 0) == 0) {
+        p.value().add_(0.5);
+        break;
+      }
+    }
+  }
+  try {
+    trainer.run();
+    FAIL() << "a generator that differs between ranks went unnoticed";
+  } catch (const core::Error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("desync at step 1"), std::string::npos) << what;
+    EXPECT_NE(what.find("'generator."), std::string::npos) << what;
+  }
+}
+
+// The optimiser interface on its own, replicated and ZeRO-1: ranks in sync pass the check; a
+// parameter changed on one rank is named on every rank.
+TEST_F(TrainerMpi, GroupOptimizerChecksSyncInBothLayouts) {
+  for (const bool zero : {false, true}) {
+    SCOPED_TRACE(zero ? "zero" : "replicated");
+    torch::manual_seed(3);
+    torch::nn::Linear layer(4, 3);
+    torch::OrderedDict<std::string, torch::Tensor> params;
+    for (const auto& p : layer->named_parameters()) params.insert("layer." + p.key(), p.value());
+    launch::TrainConfig config;
+    config.parallel.zero = zero;
+    auto optimizer = launch::makeGroupOptimizer("model", params, {}, *comm, config, 0.9);
+    EXPECT_NO_THROW(optimizer->checkInSync(7));
+    if (comm->rank() == comm->size() - 1) {
+      torch::NoGradGuard noGrad;
+      layer->bias.add_(1.0);
+    }
+    try {
+      optimizer->checkInSync(7);
+      ADD_FAILURE() << "a bias that differs between ranks went unnoticed";
+    } catch (const core::Error& e) {
+      EXPECT_NE(std::string(e.what()).find("'layer.bias'"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("step 7"), std::string::npos) << e.what();
+    }
+    comm->barrier()->wait();
   }
 }
 

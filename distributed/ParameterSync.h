@@ -1,0 +1,27 @@
+#pragma once
+// What every data-parallel optimiser needs about replicated tensors: start every rank from rank
+// 0's values, and detect ranks that drifted apart (a periodic, cheap desync check). Shared by
+// DataParallel (replicated AdamW) and ZeroAdamW (ZeRO-1), whose parameters are replicated after
+// each step's allgather.
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "distributed/Communicator.h"
+
+namespace lddpm::dist {
+
+// Collective. Overwrites every defined, non-empty tensor with rank 0's values, all broadcasts in
+// flight at once.
+void broadcastFromRankZero(const std::vector<torch::Tensor>& tensors, Communicator& comm);
+
+// Collective. Two float64 sums per tensor (of the values and of their squares: few corruptions
+// keep both) are gathered from every rank; core::Error naming `step`, the first tensor whose sums
+// differ from rank 0's (by `names`) and the rank. Healthy ranks hold bitwise-equal values; the
+// relative tolerance of 1e-9 only absorbs summation-order noise should thread counts differ.
+void checkInSync(const std::vector<std::string>& names, const std::vector<torch::Tensor>& tensors,
+                 Communicator& comm, std::int64_t step);
+
+}  // namespace lddpm::dist
