@@ -11,7 +11,7 @@
 namespace lddpm::data {
 
 torch::Tensor toGrey(const torch::Tensor& slice, double lo, double hi) {
-  TORCH_CHECK(slice.dim() == 2, "toGrey: expected a [H, W] slice");
+  LDDPM_CHECK(slice.dim() == 2, "toGrey: expected a [H, W] slice");
   const double scale = hi > lo ? 255.0 / (hi - lo) : 0.0;
   return ((slice.to(torch::kFloat64) - lo) * scale).clamp(0, 255).round().to(torch::kUInt8).flip({0});
 }
@@ -38,7 +38,7 @@ void writeImage(png_structp png, png_infop info, std::FILE* file, const torch::T
 }  // namespace
 
 void writePng(const std::string& path, const torch::Tensor& pixels) {
-  TORCH_CHECK(pixels.scalar_type() == torch::kUInt8 && (pixels.dim() == 2 || (pixels.dim() == 3 && pixels.size(2) == 3)),
+  LDDPM_CHECK(pixels.scalar_type() == torch::kUInt8 && (pixels.dim() == 2 || (pixels.dim() == 3 && pixels.size(2) == 3)),
               "writePng: expected uint8 [H, W] or [H, W, 3]");
   const torch::Tensor img = pixels.contiguous();
 

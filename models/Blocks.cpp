@@ -1,6 +1,7 @@
 #include "models/Blocks.h"
 
 #include <cmath>
+#include "core/Error.h"
 
 namespace lddpm::models {
 
@@ -21,8 +22,8 @@ nn::Conv3d conv3(std::int64_t in, std::int64_t out) {
 
 torch::Tensor sinusoidalEmbedding(const torch::Tensor& t, std::int64_t dim,
                                   const torch::Tensor& like) {
-  TORCH_CHECK(t.dim() == 1, "sinusoidalEmbedding: timesteps must be [B], got ", t.sizes());
-  TORCH_CHECK(dim % 2 == 0, "sinusoidalEmbedding: dim must be even, got ", dim);
+  LDDPM_CHECK(t.dim() == 1, "sinusoidalEmbedding: timesteps must be [B], got ", t.sizes());
+  LDDPM_CHECK(dim % 2 == 0, "sinusoidalEmbedding: dim must be even, got ", dim);
   const std::int64_t half = dim / 2;
   const auto f32 = like.options().dtype(torch::kFloat32);
   const auto freqs =
@@ -82,9 +83,9 @@ torch::Tensor ResBlock3DImpl::shortcut(const torch::Tensor& x) {
 torch::Tensor ResBlock3DImpl::branch(const torch::Tensor& x, const torch::Tensor& emb,
                                      const torch::Tensor& mask) {
   const bool modulate = !mod1_.is_empty();
-  TORCH_CHECK(!modulate || mask.defined(),
+  LDDPM_CHECK(!modulate || mask.defined(),
               "ResBlock3D: built with mask modulation but no mask given");
-  TORCH_CHECK(embProj_.is_empty() || emb.defined(),
+  LDDPM_CHECK(embProj_.is_empty() || emb.defined(),
               "ResBlock3D: built with a timestep embedding but none given");
   auto h = norm1_(x);
   if (modulate) h = mod1_(h, mask);
@@ -118,7 +119,7 @@ torch::Tensor Upsample3DImpl::forward(const torch::Tensor& x) {
 AttentionBlock3DImpl::AttentionBlock3DImpl(std::int64_t channels, std::int64_t heads,
                                            std::int64_t groups)
     : heads_(heads) {
-  TORCH_CHECK(channels % heads == 0, "AttentionBlock3D: ", channels, " channels not divisible by ",
+  LDDPM_CHECK(channels % heads == 0, "AttentionBlock3D: ", channels, " channels not divisible by ",
               heads, " heads");
   norm_ = register_module("norm", nn::GroupNorm(groups, channels));
   qkv_ = register_module("qkv", nn::Conv3d(nn::Conv3dOptions(channels, 3 * channels, 1)));

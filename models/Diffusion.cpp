@@ -9,8 +9,8 @@ namespace lddpm::models {
 
 torch::Tensor randnFrom(Generators& gens, at::IntArrayRef shape,
                         const torch::TensorOptions& options) {
-  TORCH_CHECK(!gens.empty(), "randnFrom: no generator given");
-  TORCH_CHECK(gens.size() == 1 || static_cast<std::int64_t>(gens.size()) == shape[0],
+  LDDPM_CHECK(!gens.empty(), "randnFrom: no generator given");
+  LDDPM_CHECK(gens.size() == 1 || static_cast<std::int64_t>(gens.size()) == shape[0],
               "randnFrom: ", gens.size(), " generators for a batch of ", shape[0]);
   const auto drawType = options.dtype() == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32;
   auto draw = [&](at::Generator& gen, at::IntArrayRef s) {
@@ -31,8 +31,8 @@ torch::Tensor randnFrom(Generators& gens, at::IntArrayRef shape,
 
 torch::Tensor randintFrom(Generators& gens, std::int64_t high, std::int64_t batch,
                           const torch::Device& device) {
-  TORCH_CHECK(!gens.empty(), "randintFrom: no generator given");
-  TORCH_CHECK(gens.size() == 1 || static_cast<std::int64_t>(gens.size()) == batch,
+  LDDPM_CHECK(!gens.empty(), "randintFrom: no generator given");
+  LDDPM_CHECK(gens.size() == 1 || static_cast<std::int64_t>(gens.size()) == batch,
               "randintFrom: ", gens.size(), " generators for a batch of ", batch);
   const auto opts = torch::TensorOptions().dtype(torch::kInt64);
   torch::Tensor t;
@@ -47,23 +47,36 @@ torch::Tensor randintFrom(Generators& gens, std::int64_t high, std::int64_t batc
   return t.to(device);
 }
 
-Prediction parsePrediction(const std::string& name) {
+Prediction parsePrediction(const std::string& name, double sigmaData) {
   if (name == "eps") return Prediction::Epsilon;
   if (name == "v") return Prediction::V;
   if (name == "x0") return Prediction::X0;
-  LDDPM_THROW(core::UsageError, "unknown prediction '", name, "' (expected eps, v or x0)");
+  if (name == "edm") {
+    LDDPM_CHECK(sigmaData > 0, "sigma-data must be > 0, got ", sigmaData);
+    return Prediction(Prediction::Edm, sigmaData);
+  }
+  LDDPM_THROW(core::UsageError, "unknown prediction '", name, "' (expected eps, v, x0 or edm)");
 }
 
 std::string predictionName(Prediction prediction) {
-  switch (prediction) {
+  switch (prediction.kind) {
     case Prediction::V:
       return "v";
     case Prediction::X0:
       return "x0";
+    case Prediction::Edm:
+      return "edm";
     default:
       return "eps";
   }
 }
+
+namespace {
+// D = 1 - ᾱ + ᾱ σ_data² of the edm preconditioning, as [B, 1, ...] like `a` (ᾱ).
+torch::Tensor edmD(const torch::Tensor& a, double sigmaData) {
+  return 1 - a + a * (sigmaData * sigmaData);
+}
+}  // namespace
 
 LossWeighting parseWeighting(const std::string& name) {
   if (name == "uniform") return LossWeighting::Uniform;
@@ -113,7 +126,7 @@ NoiseSchedule::NoiseSchedule(std::int64_t timesteps, double offset, double maxBe
 }
 
 torch::Tensor NoiseSchedule::alphaBarAt(const torch::Tensor& t, const torch::Tensor& like) const {
-  TORCH_CHECK(t.dim() == 1, "alphaBarAt: timesteps must be [B], got ", t.sizes());
+  LDDPM_CHECK(t.dim() == 1, "alphaBarAt: timesteps must be [B], got ", t.sizes());
   std::vector<int64_t> shape(static_cast<std::size_t>(like.dim()), 1);
   shape[0] = t.size(0);
   return alphaBarTable_.index_select(0, t.to(torch::kCPU, torch::kInt64))
@@ -133,6 +146,11 @@ torch::Tensor predictionTarget(const NoiseSchedule& schedule, Prediction predict
   if (prediction == Prediction::Epsilon) return noise;
   if (prediction == Prediction::X0) return x0;
   const auto a = schedule.alphaBarAt(t, x0);
+  if (prediction == Prediction::Edm) {
+    // F* = (x0 - c_skip x) / c_out = (sqrt(1 - ᾱ) x0 - σ_d² sqrt(ᾱ) ε) / (σ_d sqrt(D)).
+    const double sd = prediction.sigmaData;
+    return ((1 - a).sqrt() * x0 - (sd * sd) * a.sqrt() * noise) / (sd * edmD(a, sd).sqrt());
+  }
   return a.sqrt() * noise - (1 - a).sqrt() * x0;
 }
 
@@ -142,6 +160,11 @@ torch::Tensor predictX0(const NoiseSchedule& schedule, Prediction prediction,
   if (prediction == Prediction::X0) return output;
   const auto a = schedule.alphaBarAt(t, xt);
   if (prediction == Prediction::Epsilon) return (xt - (1 - a).sqrt() * output) / a.sqrt();
+  if (prediction == Prediction::Edm) {
+    const double sd = prediction.sigmaData;
+    const auto d = edmD(a, sd);
+    return (sd * sd) * a.sqrt() * xt / d + (1 - a).sqrt() * sd / d.sqrt() * output;
+  }
   return a.sqrt() * xt - (1 - a).sqrt() * output;
 }
 
@@ -150,8 +173,17 @@ torch::Tensor predictEps(const NoiseSchedule& schedule, Prediction prediction,
                          const torch::Tensor& output) {
   if (prediction == Prediction::Epsilon) return output;
   const auto a = schedule.alphaBarAt(t, xt);
-  if (prediction == Prediction::X0) return (xt - a.sqrt() * output) / (1 - a).sqrt();
+  if (prediction == Prediction::X0 || prediction == Prediction::Edm) {
+    const auto x0 = predictX0(schedule, prediction, xt, t, output);
+    return (xt - a.sqrt() * x0) / (1 - a).sqrt();
+  }
   return (1 - a).sqrt() * xt + a.sqrt() * output;
+}
+
+torch::Tensor networkInput(const NoiseSchedule& schedule, Prediction prediction,
+                           const torch::Tensor& xt, const torch::Tensor& t) {
+  if (prediction != Prediction::Edm) return xt;
+  return xt / edmD(schedule.alphaBarAt(t, xt), prediction.sigmaData).sqrt();
 }
 
 namespace {
@@ -175,11 +207,14 @@ torch::Tensor lesionWeightedL1PerSample(const torch::Tensor& a, const torch::Ten
 
 double minSnrWeight(double snr, double gamma, Prediction prediction) {
   const double clipped = std::min(snr, gamma);
-  switch (prediction) {
+  const double sd2 = prediction.sigmaData * prediction.sigmaData;
+  switch (prediction.kind) {
     case Prediction::X0:
       return clipped;
     case Prediction::V:
       return clipped / (snr + 1.0);
+    case Prediction::Edm:
+      return clipped * sd2 / (1.0 + snr * sd2);
     default:
       return clipped / snr;
   }
@@ -187,7 +222,7 @@ double minSnrWeight(double snr, double gamma, Prediction prediction) {
 
 torch::Tensor lossWeights(const NoiseSchedule& schedule, LossWeighting weighting, double gamma,
                           Prediction prediction, const torch::Tensor& t, const torch::Tensor& like) {
-  TORCH_CHECK(t.dim() == 1, "lossWeights: timesteps must be [B], got ", t.sizes());
+  LDDPM_CHECK(t.dim() == 1, "lossWeights: timesteps must be [B], got ", t.sizes());
   const auto ts = t.to(torch::kCPU, torch::kInt64).contiguous();
   std::vector<double> w(static_cast<std::size_t>(ts.size(0)), 1.0);
   if (weighting == LossWeighting::MinSnr) {
@@ -218,7 +253,7 @@ torch::Tensor ddpmStep(const NoiseSchedule& schedule, Prediction prediction,
   const auto mean =
       (std::sqrt(aPrev) * beta / (1 - a)) * x0 + (std::sqrt(1 - beta) * (1 - aPrev) / (1 - a)) * xt;
   if (t == 0) return mean;
-  TORCH_CHECK(noise.defined(), "ddpmStep: noise required at t = ", t);
+  LDDPM_CHECK(noise.defined(), "ddpmStep: noise required at t = ", t);
   return mean + std::sqrt(beta * (1 - aPrev) / (1 - a)) * noise;
 }
 
@@ -233,7 +268,7 @@ torch::Tensor ddimStep(const NoiseSchedule& schedule, Prediction prediction,
   const double sigma = eta * std::sqrt((1 - aPrev) / (1 - a)) * std::sqrt(1 - a / aPrev);
   auto next = std::sqrt(aPrev) * x0 + std::sqrt(std::max(1 - aPrev - sigma * sigma, 0.0)) * eps;
   if (sigma > 0) {
-    TORCH_CHECK(noise.defined(), "ddimStep: noise required for eta = ", eta, " at t = ", t);
+    LDDPM_CHECK(noise.defined(), "ddimStep: noise required for eta = ", eta, " at t = ", t);
     next = next + sigma * noise;
   }
   return next;

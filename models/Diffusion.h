@@ -27,10 +27,22 @@ torch::Tensor randintFrom(Generators& gens, std::int64_t high, std::int64_t batc
 
 // What the denoiser outputs. ε is the DDPM / Med-DDPM choice; v = sqrt(ᾱ) ε - sqrt(1 - ᾱ) x0
 // (Salimans & Ho 2022) keeps the target's scale constant over t; x0 is the clean image itself
-// (WDM, MedSyn, Fast-DDPM-style regressors), whose low-noise steps are the easiest to learn.
-enum class Prediction { Epsilon, V, X0 };
-Prediction parsePrediction(
-    const std::string& name);  // "eps" | "v" | "x0"; UsageError naming the value otherwise
+// (WDM, MedSyn, Fast-DDPM-style regressors); edm is Karras et al.'s (2022) preconditioned output F
+// with x̂0 = c_skip(t) x + c_out(t) F for a data standard deviation σ_data: the identity comes
+// for free at low noise (as with v, which is edm at σ_data = 1) and the network predicts the
+// image itself at high noise. With x = x_t / sqrt(ᾱ), σ² = (1 - ᾱ)/ᾱ and
+// D = 1 - ᾱ + ᾱ σ_data²: c_skip x = σ_data² sqrt(ᾱ) x_t / D, c_out = sqrt(1 - ᾱ) σ_data / sqrt(D),
+// and the network sees x_t / sqrt(D) (unit variance at every t).
+struct Prediction {
+  enum Kind { Epsilon, V, X0, Edm };
+  Prediction(Kind k = Epsilon, double sigma = 0.5) : kind(k), sigmaData(sigma) {}
+  Kind kind;
+  double sigmaData;  // edm only
+  bool operator==(Kind k) const { return kind == k; }
+  bool operator!=(Kind k) const { return kind != k; }
+};
+// "eps" | "v" | "x0" | "edm"; UsageError naming the value otherwise.
+Prediction parsePrediction(const std::string& name, double sigmaData = 0.5);
 std::string predictionName(Prediction prediction);
 
 // Per-sample weight of the training loss over timesteps. Uniform: 1. Min-SNR-γ (Hang et al. 2023):
@@ -93,8 +105,13 @@ torch::Tensor lesionWeightedL1PerSample(const torch::Tensor& a, const torch::Ten
                                        const torch::Tensor& lesion, double lambda);
 
 // Min-SNR-γ weight of one timestep for a denoiser predicting `prediction` (Hang et al. 2023,
-// eq. 10 and its ε / v forms): x0: min(SNR, γ); ε: min(SNR, γ) / SNR; v: min(SNR, γ) / (SNR + 1).
+// eq. 10 and its ε / v forms): the weight whose x0-space equivalent is min(SNR, γ). x0:
+// min(SNR, γ); ε: min(SNR, γ) / SNR; v: min(SNR, γ) / (SNR + 1); edm: min(SNR, γ) c_out² =
+// min(SNR, γ) σ_data² / (1 + SNR σ_data²).
 double minSnrWeight(double snr, double gamma, Prediction prediction);
+// The network input for x_t: x_t itself, or x_t / sqrt(D) under edm (c_in).
+torch::Tensor networkInput(const NoiseSchedule& schedule, Prediction prediction,
+                           const torch::Tensor& xt, const torch::Tensor& t);
 // Per-sample loss weights [B] (float64 → the dtype/device of `like`) for timesteps t [B]. The x0
 // term of the loss is weighted in x0 space, i.e. with prediction = X0.
 torch::Tensor lossWeights(const NoiseSchedule& schedule, LossWeighting weighting, double gamma,

@@ -26,7 +26,7 @@ DiffusionModelImpl::DiffusionModelImpl(const std::string& name, const UNetOption
 
 torch::Tensor DiffusionModelImpl::denoise(const torch::Tensor& xt, const torch::Tensor& t,
                                           const torch::Tensor& condition) {
-  return unet_(xt, t, condition);
+  return unet_(networkInput(schedule_, options_.prediction(), xt, t), t, condition);
 }
 
 LossTerms DiffusionModelImpl::loss(const Batch& batch, Generators& gens, const std::string& group) {
@@ -53,8 +53,8 @@ LossTerms DiffusionModelImpl::loss(const Batch& batch, Generators& gens, const s
   if (o.x0Weight() > 0) {
     const auto x0Hat = predictX0(schedule_, o.prediction(), xt, t, output);
     const auto recon = lesionWeightedL1PerSample(x0Hat, x0, batch.lesion, o.lesionWeight());
-    const auto x0Weights =
-        lossWeights(schedule_, o.weighting(), o.snrGamma(), Prediction::X0, t, recon);
+    const auto x0Weights = lossWeights(schedule_, o.weighting(), o.snrGamma(),
+                                       Prediction(Prediction::X0), t, recon);
     terms.parts.emplace_back("x0_l1", recon.detach().mean());
     terms.total = terms.total + o.x0Weight() * (x0Weights * recon).mean();
   }

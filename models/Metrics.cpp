@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <numeric>
+#include "core/Error.h"
 
 namespace lddpm::models {
 
@@ -9,9 +10,9 @@ namespace detail {
 
 // [D, H, W] -> [1, D, H, W]; [B, 1, D, H, W] -> [B, D, H, W]. Metrics work on the 4-D form.
 torch::Tensor asBatch(const torch::Tensor& t, const char* what) {
-  TORCH_CHECK(t.defined(), "metrics: ", what, " is an undefined tensor");
+  LDDPM_CHECK(t.defined(), "metrics: ", what, " is an undefined tensor");
   if (t.dim() == 3) return t.unsqueeze(0);
-  TORCH_CHECK(t.dim() == 5 && t.size(1) == 1, "metrics: ", what,
+  LDDPM_CHECK(t.dim() == 5 && t.size(1) == 1, "metrics: ", what,
               " must be [D, H, W] or [B, 1, D, H, W], got ", t.sizes());
   return t.squeeze(1);
 }
@@ -23,8 +24,8 @@ torch::Tensor inCallerLayout(const torch::Tensor& perVolume, const torch::Tensor
 
 void checkSameShape(const torch::Tensor& a, const char* aName, const torch::Tensor& b,
                     const char* bName) {
-  TORCH_CHECK(a.defined() && b.defined(), "metrics: ", aName, " or ", bName, " is undefined");
-  TORCH_CHECK(a.sizes() == b.sizes(), "metrics: ", aName, " ", a.sizes(), " and ", bName, " ",
+  LDDPM_CHECK(a.defined() && b.defined(), "metrics: ", aName, " or ", bName, " is undefined");
+  LDDPM_CHECK(a.sizes() == b.sizes(), "metrics: ", aName, " ", a.sizes(), " and ", bName, " ",
               b.sizes(), " differ in shape");
 }
 
@@ -91,7 +92,7 @@ struct SsimMaps {
 SsimMaps ssimMaps(const torch::Tensor& x, const torch::Tensor& y, const torch::Tensor& range,
                   const SsimOptions& o) {
   const std::int64_t w = o.windowSize();
-  TORCH_CHECK(x.size(1) >= w && x.size(2) >= w && x.size(3) >= w, "ssim: volume ",
+  LDDPM_CHECK(x.size(1) >= w && x.size(2) >= w && x.size(3) >= w, "ssim: volume ",
               x.sizes().slice(1), " is smaller than the ", w, "-voxel window on some side");
   // One moment at a time: the temporaries of filtering are then one volume's worth, not five.
   const std::vector<double> taps = gaussianTaps(w, o.sigma());
@@ -114,9 +115,9 @@ SsimParts ssimAndContrast(const torch::Tensor& x, const torch::Tensor& y,
 }
 
 void checkWindow(const SsimOptions& o) {
-  TORCH_CHECK(o.windowSize() >= 1 && o.windowSize() % 2 == 1,
+  LDDPM_CHECK(o.windowSize() >= 1 && o.windowSize() % 2 == 1,
               "ssim: window size must be odd and positive, got ", o.windowSize());
-  TORCH_CHECK(o.sigma() > 0, "ssim: sigma must be positive, got ", o.sigma());
+  LDDPM_CHECK(o.sigma() > 0, "ssim: sigma must be positive, got ", o.sigma());
 }
 
 // 2× average pooling (floor on odd sides, as F.avg_pool3d(x, 2)) of [B, D, H, W].
@@ -181,7 +182,7 @@ MsSsimResult msSsim(const torch::Tensor& real, const torch::Tensor& synthetic,
   auto p = detail::preparePair(real, synthetic);
   const auto size = p.real.sizes().slice(1).vec();
   const int n = msSsimScales(size, options.windowSize());
-  TORCH_CHECK(n > 0, "ms-ssim: volume ", p.real.sizes().slice(1), " is smaller than the ",
+  LDDPM_CHECK(n > 0, "ms-ssim: volume ", p.real.sizes().slice(1), " is smaller than the ",
               options.windowSize(), "-voxel window on some side");
   const double weightSum = std::accumulate(kMsSsimWeights.begin(), kMsSsimWeights.begin() + n, 0.0);
   // L comes from the full-resolution real volume and stays fixed across scales (MONAI passes
@@ -275,7 +276,7 @@ torch::Tensor highPassStd(const torch::Tensor& image, const torch::Tensor& regio
 
 TissueStatistics tissueStatistics(const torch::Tensor& image, const torch::Tensor& tissue,
                                   const torch::Tensor& lesion) {
-  TORCH_CHECK(image.dim() == 3, "tissueStatistics: expects one volume [D, H, W], got ",
+  LDDPM_CHECK(image.dim() == 3, "tissueStatistics: expects one volume [D, H, W], got ",
               image.sizes());
   detail::checkSameShape(image, "image", tissue, "tissue");
   const torch::Tensor labels = tissue.to(torch::kInt64);
@@ -313,7 +314,7 @@ torch::Tensor dice(const torch::Tensor& prediction, const torch::Tensor& target)
 }
 
 std::pair<torch::Tensor, std::int64_t> connectedComponents(const torch::Tensor& mask) {
-  TORCH_CHECK(mask.dim() == 3, "connectedComponents: expects one volume [D, H, W], got ",
+  LDDPM_CHECK(mask.dim() == 3, "connectedComponents: expects one volume [D, H, W], got ",
               mask.sizes());
   const torch::Tensor fg = (mask.to(torch::kCPU) != 0).to(torch::kUInt8).contiguous();
   torch::Tensor labels = torch::zeros(fg.sizes(), torch::TensorOptions().dtype(torch::kInt32));
@@ -366,7 +367,7 @@ std::int64_t componentsTouching(const torch::Tensor& labels, std::int64_t n,
 
 SegmentationScores segmentationScores(const torch::Tensor& prediction, const torch::Tensor& target,
                                       double voxelVolume) {
-  TORCH_CHECK(prediction.dim() == 3, "segmentationScores: expects one volume [D, H, W], got ",
+  LDDPM_CHECK(prediction.dim() == 3, "segmentationScores: expects one volume [D, H, W], got ",
               prediction.sizes());
   detail::checkSameShape(prediction, "prediction", target, "target");
   const torch::Tensor predicted = prediction.to(torch::kCPU).to(torch::kFloat64) > 0.5;
@@ -391,7 +392,7 @@ SegmentationScores segmentationScores(const torch::Tensor& prediction, const tor
 
 ImageMetrics imageMetrics(const torch::Tensor& real, const torch::Tensor& synthetic,
                           const CaseRegions& regions, const SsimOptions& options) {
-  TORCH_CHECK(real.dim() == 3, "imageMetrics: expects one volume [D, H, W], got ", real.sizes());
+  LDDPM_CHECK(real.dim() == 3, "imageMetrics: expects one volume [D, H, W], got ", real.sizes());
   ImageMetrics m;
   m.mse = meanSquaredError(real, synthetic).item<double>();
   m.mae = meanAbsoluteError(real, synthetic).item<double>();

@@ -26,16 +26,16 @@ std::string dims(at::IntArrayRef sizes) {
 void checkBatch(const Batch& batch, std::int64_t anatomyChannels, const std::string& model,
                 bool needImage) {
   const auto& ref = needImage ? batch.image : batch.lesion;
-  TORCH_CHECK(ref.defined() && ref.dim() == 5 && ref.size(1) == 1, model, ": ",
+  LDDPM_CHECK(ref.defined() && ref.dim() == 5 && ref.size(1) == 1, model, ": ",
               needImage ? "image" : "lesion", " must be [B, 1, D, H, W], got ",
               ref.defined() ? ref.sizes() : at::IntArrayRef{});
   const auto spatial = ref.sizes().slice(2);
   const auto b = ref.size(0);
-  TORCH_CHECK(batch.lesion.defined() && batch.lesion.dim() == 5 && batch.lesion.size(0) == b &&
+  LDDPM_CHECK(batch.lesion.defined() && batch.lesion.dim() == 5 && batch.lesion.size(0) == b &&
                   batch.lesion.size(1) == 1 && batch.lesion.sizes().slice(2) == spatial,
               model, ": lesion must be [", b, ", 1, ", dims(spatial), "]");
   if (anatomyChannels > 0) {
-    TORCH_CHECK(batch.anatomy.defined() && batch.anatomy.dim() == 5 && batch.anatomy.size(0) == b &&
+    LDDPM_CHECK(batch.anatomy.defined() && batch.anatomy.dim() == 5 && batch.anatomy.size(0) == b &&
                     batch.anatomy.size(1) == anatomyChannels &&
                     batch.anatomy.sizes().slice(2) == spatial,
                 model, ": anatomy must be [", b, ", ", anatomyChannels, ", ", dims(spatial),

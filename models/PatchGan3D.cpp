@@ -1,13 +1,14 @@
 #include "models/PatchGan3D.h"
 
 #include <algorithm>
+#include "core/Error.h"
 
 namespace lddpm::models {
 
 namespace nn = torch::nn;
 
 PatchGan3DImpl::PatchGan3DImpl(const PatchGan3DOptions& options) {
-  TORCH_CHECK(options.layers() >= 1, "PatchGan3D: layers must be >= 1");
+  LDDPM_CHECK(options.layers() >= 1, "PatchGan3D: layers must be >= 1");
   nn::Sequential net;
   std::int64_t in = options.inChannels();
   for (std::int64_t l = 0; l < options.layers(); ++l) {

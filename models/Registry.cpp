@@ -35,7 +35,7 @@ core::po::options_description ModelConfig::describe() {
   d.add_options()("model", po::value(&model)->default_value(model),
                   "lesion-ddpm | cond-ddpm | pix2pix | seg")(
       "anatomy-channels", po::value(&anatomyChannels)->default_value(anatomyChannels),
-      "channels of the anatomical mask (one-hot tissue classes)")(
+      "channels of the anatomical mask: 3, the one-hot tissue classes of a store")(
       "base-channels", po::value(&baseChannels)->default_value(baseChannels),
       "U-Net width at full resolution")(
       "channel-mult", po::value(&channelMultipliers)->default_value(channelMultipliers),
@@ -56,7 +56,9 @@ core::po::options_description ModelConfig::describe() {
       "lesion-ddpm: hidden channels of each mask -> (gamma, beta) convolution")(
       "timesteps", po::value(&timesteps)->default_value(timesteps), "diffusion steps T")(
       "prediction", po::value(&prediction)->default_value(prediction),
-      "denoiser target: eps | v | x0")(
+      "denoiser target: eps | v | x0 | edm (Karras et al.'s preconditioned x0)")(
+      "sigma-data", po::value(&sigmaData)->default_value(sigmaData),
+      "edm: standard deviation of the data the preconditioning assumes")(
       "loss-weighting", po::value(&lossWeighting)->default_value(lossWeighting),
       "per-timestep loss weight: uniform | min-snr (Min-SNR-gamma)")(
       "snr-gamma", po::value(&snrGamma)->default_value(snrGamma), "gamma of min-snr")(
@@ -134,6 +136,8 @@ std::shared_ptr<ModelImpl> makeDiffusion(const ModelConfig& c, bool lesionDdpm) 
   }
   if (!(c.snrGamma > 0))
     LDDPM_THROW(core::UsageError, "option '--snr-gamma': must be > 0, got ", c.snrGamma);
+  if (!(c.sigmaData > 0))
+    LDDPM_THROW(core::UsageError, "option '--sigma-data': must be > 0, got ", c.sigmaData);
   const auto named = [](const char* option, auto parse, const std::string& value) {
     try {
       return parse(value);
@@ -142,7 +146,9 @@ std::shared_ptr<ModelImpl> makeDiffusion(const ModelConfig& c, bool lesionDdpm) 
     }
   };
   diffusion.timesteps(c.timesteps)
-      .prediction(named("prediction", parsePrediction, c.prediction))
+      .prediction(named(
+          "prediction", [&](const std::string& v) { return parsePrediction(v, c.sigmaData); },
+          c.prediction))
       .weighting(named("loss-weighting", parseWeighting, c.lossWeighting))
       .snrGamma(c.snrGamma)
       .trainSteps(c.trainSteps)
@@ -218,6 +224,12 @@ const std::vector<RegisteredModel>& registeredModels() {
 }
 
 std::shared_ptr<ModelImpl> createModel(const ModelConfig& config) {
+  // The store's anatomical mask is the one-hot of its three tissue classes
+  // (data/StoreSchema.h): any other width would build a model no store can feed.
+  if (config.anatomyChannels != 3) {
+    LDDPM_THROW(core::UsageError, "option '--anatomy-channels': must be 3 (one-hot CSF, GM, WM, ",
+                "the store's tissue classes), got ", config.anatomyChannels);
+  }
   std::string names;
   for (const auto& entry : registeredModels()) {
     if (entry.name == config.model) return entry.create(config);

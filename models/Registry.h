@@ -29,6 +29,7 @@ struct ModelConfig {
   std::int64_t modulationHidden = 32;  // channels of the mask -> (γ, β) convolution
   std::int64_t timesteps = 1000;
   std::string prediction = "eps";
+  double sigmaData = 0.5;  // σ_data of --prediction edm
   std::string lossWeighting = "uniform";
   double snrGamma = 5.0;
   std::int64_t trainSteps = 0;  // 0: train on all T timesteps

@@ -2,12 +2,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include "core/Error.h"
 
 namespace lddpm::models {
 
 torch::Tensor gaussianImportanceMap(at::IntArrayRef window, double sigmaScale,
                                     const torch::TensorOptions& options) {
-  TORCH_CHECK(window.size() == 3, "gaussianImportanceMap: window must have 3 sides");
+  LDDPM_CHECK(window.size() == 3, "gaussianImportanceMap: window must have 3 sides");
   const auto f64 = torch::TensorOptions().dtype(torch::kFloat64).device(options.device());
   std::vector<torch::Tensor> axes;
   for (std::int64_t w : window) {
@@ -25,8 +26,8 @@ torch::Tensor gaussianImportanceMap(at::IntArrayRef window, double sigmaScale,
 }
 
 std::vector<std::int64_t> windowStarts(std::int64_t size, std::int64_t window, double overlap) {
-  TORCH_CHECK(window >= 1, "windowStarts: window must be >= 1");
-  TORCH_CHECK(overlap >= 0 && overlap < 1, "sliding window: overlap must be in [0, 1), got ",
+  LDDPM_CHECK(window >= 1, "windowStarts: window must be >= 1");
+  LDDPM_CHECK(overlap >= 0 && overlap < 1, "sliding window: overlap must be in [0, 1), got ",
               overlap);
   if (size <= window) return {0};
   const double step = std::max(1.0, std::floor(static_cast<double>(window) * (1 - overlap)));
@@ -44,9 +45,9 @@ torch::Tensor slidingWindowInference(
     const torch::Tensor& volume,
     const std::function<torch::Tensor(const torch::Tensor&)>& predictor,
     const SlidingWindowOptions& options) {
-  TORCH_CHECK(volume.dim() == 5, "slidingWindowInference: volume must be [B, C, D, H, W], got ",
+  LDDPM_CHECK(volume.dim() == 5, "slidingWindowInference: volume must be [B, C, D, H, W], got ",
               volume.sizes());
-  TORCH_CHECK(options.window().size() == 3, "slidingWindowInference: window must have 3 sides");
+  LDDPM_CHECK(options.window().size() == 3, "slidingWindowInference: window must have 3 sides");
   torch::NoGradGuard noGrad;
   const auto& w = options.window();
   // Pad sides smaller than the window (at the end) so every window has the trained size.
@@ -67,7 +68,7 @@ torch::Tensor slidingWindowInference(
       for (auto x : starts[2]) {
         const auto crop = padded.slice(2, z, z + w[0]).slice(3, y, y + w[1]).slice(4, x, x + w[2]);
         const auto pred = predictor(crop);
-        TORCH_CHECK(pred.dim() == 5 && pred.sizes().slice(2) == crop.sizes().slice(2),
+        LDDPM_CHECK(pred.dim() == 5 && pred.sizes().slice(2) == crop.sizes().slice(2),
                     "slidingWindowInference: predictor returned ", pred.sizes(), " for a window ",
                     crop.sizes());
         if (!sum.defined()) {

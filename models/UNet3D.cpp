@@ -4,6 +4,7 @@
 #include <string>
 
 #include "models/ActivationCheckpoint.h"
+#include "core/Error.h"
 
 namespace lddpm::models {
 
@@ -17,8 +18,8 @@ bool contains(const std::vector<std::int64_t>& list, std::int64_t value) {
 
 UNet3DImpl::UNet3DImpl(const UNetOptions& options) : options_(options) {
   const auto& o = options_;
-  TORCH_CHECK(o.levels() >= 1, "UNet3D: channelMultipliers must name at least one level");
-  TORCH_CHECK(o.blocksPerLevel() >= 1, "UNet3D: blocksPerLevel must be >= 1");
+  LDDPM_CHECK(o.levels() >= 1, "UNet3D: channelMultipliers must name at least one level");
+  LDDPM_CHECK(o.blocksPerLevel() >= 1, "UNet3D: blocksPerLevel must be >= 1");
   const bool hasMask = o.maskChannels() > 0;
   const std::int64_t embedDim = o.useTimestep() ? 4 * o.baseChannels() : 0;
   if (o.useTimestep())
@@ -121,21 +122,21 @@ torch::Tensor UNet3DImpl::runBlock(ResBlock3D& block, const torch::Tensor& h,
 torch::Tensor UNet3DImpl::forward(const torch::Tensor& x, const torch::Tensor& t,
                                   const torch::Tensor& mask) {
   const auto& o = options_;
-  TORCH_CHECK(x.dim() == 5 && x.size(1) == o.inChannels(), "UNet3D: input must be [B, ",
+  LDDPM_CHECK(x.dim() == 5 && x.size(1) == o.inChannels(), "UNet3D: input must be [B, ",
               o.inChannels(), ", D, H, W], got ", x.sizes());
   for (int d = 2; d < 5; ++d) {
-    TORCH_CHECK(x.size(d) % o.sizeDivisor() == 0, "UNet3D: volume ", x.sizes().slice(2),
+    LDDPM_CHECK(x.size(d) % o.sizeDivisor() == 0, "UNet3D: volume ", x.sizes().slice(2),
                 " not divisible by ", o.sizeDivisor(), " (", o.levels(), " levels)");
   }
   const bool hasMask = o.maskChannels() > 0;
-  TORCH_CHECK(!hasMask || mask.defined(), "UNet3D: built for a ", o.maskChannels(),
+  LDDPM_CHECK(!hasMask || mask.defined(), "UNet3D: built for a ", o.maskChannels(),
               "-channel mask but none given");
-  TORCH_CHECK(
+  LDDPM_CHECK(
       !hasMask || (mask.dim() == 5 && mask.size(0) == x.size(0) &&
                    mask.size(1) == o.maskChannels() && mask.sizes().slice(2) == x.sizes().slice(2)),
       "UNet3D: mask must be [", x.size(0), ", ", o.maskChannels(), ", ", x.sizes().slice(2),
       "], got ", mask.sizes());
-  TORCH_CHECK(!o.useTimestep() || (t.defined() && t.dim() == 1 && t.size(0) == x.size(0)),
+  LDDPM_CHECK(!o.useTimestep() || (t.defined() && t.dim() == 1 && t.size(0) == x.size(0)),
               "UNet3D: timesteps must be [B] with B = ", x.size(0));
 
   const torch::Tensor emb = o.useTimestep() ? timeEmbed_(t, x) : torch::Tensor();

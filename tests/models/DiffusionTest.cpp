@@ -114,6 +114,35 @@ TEST(Prediction, X0IsTheCleanImageAndImpliesTheNoise) {
   EXPECT_EQ(predictionName(Prediction::X0), "x0");
 }
 
+TEST(Prediction, EdmPreconditioningConvertsBackAndIsVAtUnitSigma) {
+  NoiseSchedule schedule(1000);
+  Generators gens{makeCpuGenerator(6)};
+  const auto x0 = randnFrom(gens, {4, 1, 3, 3, 3}, kF64).clamp(-1, 1);
+  const auto noise = randnFrom(gens, {4, 1, 3, 3, 3}, kF64);
+  const auto t = torch::tensor({0, 10, 500, 999});
+  const auto xt = qSample(schedule, x0, t, noise);
+  const Prediction edm(Prediction::Edm, 0.5);
+  const auto target = predictionTarget(schedule, edm, x0, t, noise);
+  EXPECT_TRUE(torch::allclose(predictX0(schedule, edm, xt, t, target), x0, 1e-9, 1e-9));
+  EXPECT_TRUE(torch::allclose(predictEps(schedule, edm, xt, t, target).slice(0, 1),
+                              noise.slice(0, 1), 1e-9, 1e-9));
+  // Written out at t = 500 with ᾱ from the schedule: D = 1 - ᾱ + ᾱ/4,
+  // F* = (sqrt(1 - ᾱ) x0 - sqrt(ᾱ) ε / 4) / (0.5 sqrt(D)), input x_t / sqrt(D).
+  const double a = schedule.alphaBar(500), d = 1 - a + a / 4;
+  EXPECT_TRUE(torch::allclose(
+      target[2], (std::sqrt(1 - a) * x0[2] - std::sqrt(a) * noise[2] / 4) / (0.5 * std::sqrt(d)),
+      1e-12, 1e-12));
+  EXPECT_TRUE(torch::allclose(networkInput(schedule, edm, xt, t)[2], xt[2] / std::sqrt(d), 1e-12,
+                              1e-12));
+  EXPECT_TRUE(torch::equal(networkInput(schedule, Prediction::V, xt, t), xt));
+  // σ_data = 1 is v-prediction with the opposite sign (F = x0-direction, v = ε-direction).
+  const auto unit = predictionTarget(schedule, Prediction(Prediction::Edm, 1.0), x0, t, noise);
+  EXPECT_TRUE(torch::allclose(unit, -predictionTarget(schedule, Prediction::V, x0, t, noise),
+                              1e-12, 1e-12));
+  EXPECT_EQ(parsePrediction("edm", 0.25).sigmaData, 0.25);
+  EXPECT_EQ(predictionName(parsePrediction("edm")), "edm");
+}
+
 TEST(LossWeighting, MinSnrClosedForms) {
   // SNR 2 < γ = 5: x0 weight SNR itself, ε weight 1, v weight SNR / (SNR + 1).
   EXPECT_DOUBLE_EQ(minSnrWeight(2.0, 5.0, Prediction::X0), 2.0);
@@ -123,6 +152,9 @@ TEST(LossWeighting, MinSnrClosedForms) {
   EXPECT_DOUBLE_EQ(minSnrWeight(20.0, 5.0, Prediction::X0), 5.0);
   EXPECT_DOUBLE_EQ(minSnrWeight(20.0, 5.0, Prediction::Epsilon), 0.25);
   EXPECT_DOUBLE_EQ(minSnrWeight(20.0, 5.0, Prediction::V), 5.0 / 21.0);
+  // edm: min(SNR, γ) c_out² = min(SNR, γ) σ_d² / (1 + SNR σ_d²); σ_d = 1 is v's weight.
+  EXPECT_DOUBLE_EQ(minSnrWeight(20.0, 5.0, Prediction(Prediction::Edm, 0.5)), 5.0 * 0.25 / 6.0);
+  EXPECT_DOUBLE_EQ(minSnrWeight(2.0, 5.0, Prediction(Prediction::Edm, 1.0)), 2.0 / 3.0);
   // Per-sample weights from the schedule: SNR = ᾱ / (1 − ᾱ) with ᾱ the cosine closed form.
   const std::int64_t T = 1000;
   NoiseSchedule schedule(T);

@@ -127,6 +127,11 @@ TEST(Registry, BadOptionsAreUsageErrorsNamingTheOption) {
   c = tinyConfig("lesion-ddpm");
   c.timestepSpacing = "cubic";
   expectUsage(c, "--timestep-spacing");
+  for (const char* model : {"lesion-ddpm", "cond-ddpm", "pix2pix"}) {
+    c = tinyConfig(model);
+    c.anatomyChannels = 2;  // no store holds a 2-channel anatomy: refused, not built
+    expectUsage(c, "--anatomy-channels");
+  }
   c = tinyConfig("lesion-ddpm");
   c.checkpointLevels = "5";
   expectUsage(c, "--checkpoint-levels");
@@ -230,7 +235,7 @@ TEST(DiffusionModel, RejectsMismatchedMasks) {
   try {
     model->loss(batch, gens);
     ADD_FAILURE() << "no error";
-  } catch (const c10::Error& e) {
+  } catch (const lddpm::core::Error& e) {
     EXPECT_NE(std::string(e.what()).find("anatomy must be [2, 3, 8, 8, 8]"), std::string::npos)
         << e.what();
   }
