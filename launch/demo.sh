@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The README's main command: phantom cohort -> preprocess (2 ranks) -> train Lesion-DDPM (2 ranks)
-# -> sample the test masks with DDIM (2 ranks) -> evaluate -> report folder. Installs what is
-# missing and builds first. Reruns reuse every finished stage (delete DEMO_DIR/<stage> to redo it).
+# The README's main command: phantom cohort (+ twins of the test subjects) -> preprocess (2 ranks)
+# -> train Lesion-DDPM (2 ranks) -> sample the test masks (2 ranks) -> evaluate against the real
+# scans beside the twin, constant and class-mean references -> report folder with the quality
+# targets checked. Installs what is missing and builds first. Reruns reuse every finished stage
+# (delete DEMO_DIR/.done-<stage> to redo it).
 #
 #   bash launch/demo.sh                 # everything under ./demo
 #   LDDPM_DEMO_DIR=/scratch/d bash launch/demo.sh
@@ -23,19 +25,22 @@ mkdir -p "$demo"
 stage_dir=$demo
 source "$root/launch/stage.sh"  # stage NAME COMMAND...: skipped when $demo/.done-NAME exists
 
-# 4 training subjects x 2 timepoints + 2 test subjects at 2 mm (91x109x91), from Colin27.
+# 4 training subjects x 2 timepoints + 2 test subjects at 2 mm (91x109x91), from Colin27, and the
+# test subjects scanned again (cohort/twins: the 'twin' reference row).
 stage phantom "$lddpm" phantom --out "$demo/cohort" --train-subjects 4 --timepoints 2 \
-  --test-subjects 2 --voxel-size 2 --seed 0
-# 2 ranks, one shard each; downsampled x2 onto a 48x64x48 grid.
+  --test-subjects 2 --voxel-size 2 --seed 0 --twins
+# 2 ranks, one shard each; downsampled x2 onto a 48x64x48 grid. The twins the same way.
 stage preprocess "${mpi[@]}" "$lddpm" preprocess --data "$demo/cohort" --out "$demo/store" \
   --downsample 2
+stage twins "$lddpm" preprocess --data "$demo/cohort/twins" --out "$demo/twins" --downsample 2
 stage train "${mpi[@]}" "$lddpm" train --config "$root/launch/configs/demo.ini" \
   --store "$demo/store" --run "$demo/run"
+# DDIM over the 10 timesteps the model trained on, with ancestral noise (eta 1).
 stage sample "${mpi[@]}" "$lddpm" sample --run "$demo/run" --store "$demo/store" --split test \
-  --out "$demo/samples" --sampler ddim --steps 25
-stage evaluate "$lddpm" evaluate images --real "$demo/samples/real" \
-  --synthetic "$demo/samples/synthetic" --mask "$demo/samples/lesion" \
-  --brain-mask "$demo/samples/brain" --out "$demo/evaluation"
+  --out "$demo/samples" --sampler ddim --eta 1
+stage evaluate "$lddpm" evaluate images --real "$demo/store" --split test \
+  --synthetic "lesion-ddpm=$demo/samples/synthetic" --synthetic "twin=$demo/twins" \
+  --out "$demo/evaluation"
 
 mkdir -p "$demo/report"
 cp "$demo/evaluation/images.md" "$demo/evaluation/images.json" "$demo/samples/overview.png" \
