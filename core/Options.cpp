@@ -1,7 +1,10 @@
 #include "core/Options.h"
 
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <fstream>
+#include <regex>
 #include <limits>
 #include <sstream>
 
@@ -56,6 +59,53 @@ std::vector<std::string> renderValue(const po::variable_value& value, const std:
     return out;
   }
   LDDPM_THROW(Error, "option '", name, "' has a value type that renderValue cannot print");
+}
+
+namespace {
+// The shortest %.*g form of `text`'s value that parses back to the same double.
+std::string shortestDecimal(const std::string& text) {
+  const double value = std::strtod(text.c_str(), nullptr);
+  for (int digits = 1; digits <= 17; ++digits) {
+    char buffer[40];
+    std::snprintf(buffer, sizeof buffer, "%.*g", digits, value);
+    if (std::strtod(buffer, nullptr) == value) return buffer;
+  }
+  return text;
+}
+
+// Replaces text[at, at + length) by `with`, taking the length difference out of (or adding it
+// to) the run of spaces that follows, so that the description column does not move.
+void replaceKeepingColumn(std::string& text, std::size_t at, std::size_t length,
+                          const std::string& with) {
+  std::size_t spaces = 0;
+  while (at + length + spaces < text.size() && text[at + length + spaces] == ' ') ++spaces;
+  const auto old = static_cast<std::ptrdiff_t>(length), now = static_cast<std::ptrdiff_t>(with.size());
+  std::ptrdiff_t keep = static_cast<std::ptrdiff_t>(spaces) + old - now;
+  if (spaces == 0) keep = 0;  // end of line: nothing to align
+  if (spaces > 0 && keep < 1) keep = 1;
+  text.replace(at, length + spaces, with + std::string(static_cast<std::size_t>(keep), ' '));
+}
+}  // namespace
+
+std::string helpText(const po::options_description& desc) {
+  std::ostringstream out;
+  out << desc;
+  std::string text = out.str();
+  static const std::regex number(R"(\(=(-?[0-9]+\.[0-9]*(?:e[-+]?[0-9]+)?|-?[0-9]+e[-+]?[0-9]+)\))");
+  static const std::regex boolean(R"(BOOL \(=([01])\))");
+  for (const auto* pattern : {&boolean, &number}) {
+    std::smatch m;
+    for (std::size_t from = 0;
+         std::regex_search(text.cbegin() + static_cast<std::ptrdiff_t>(from), text.cend(), m, *pattern);) {
+      const std::size_t at = from + static_cast<std::size_t>(m.position(0));
+      const std::string with =
+          pattern == &boolean ? std::string("BOOL (=") + (m[1] == "1" ? "true" : "false") + ")"
+                              : "(=" + shortestDecimal(m[1]) + ")";
+      replaceKeepingColumn(text, at, static_cast<std::size_t>(m.length(0)), with);
+      from = at + with.size();
+    }
+  }
+  return text;
 }
 
 po::options_description metaOptions() {

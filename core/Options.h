@@ -20,6 +20,11 @@ struct ParsedOptions {
 // `--help` and `--config FILE`, which parseOptions adds to every command.
 po::options_description metaOptions();
 
+// `desc` as `--help` prints it, with defaults as a person types them: the shortest decimal that
+// reads back as the same double ("(=0.33)", not Boost's "(=0.33000000000000002)") and booleans
+// named BOOL as false/true. The description column stays where Boost put it.
+std::string helpText(const po::options_description& desc);
+
 // Parses `args` (everything after the subcommand name) against `desc`, to which `--help` and
 // `--config` are added. Unknown options, bad values, missing required options and unreadable or
 // malformed config files throw UsageError with a one-line message naming the option (and file).

@@ -29,10 +29,12 @@ class Stream {
 }  // namespace
 
 void SamplerOptions::validate() const {
-  if (batchSize < 1) LDDPM_THROW(core::UsageError, "--batch-size must be positive");
-  if (repeats < 1) LDDPM_THROW(core::UsageError, "--repeats must be positive");
+  // data/ knows no command line: the messages name the quantity; the commands validate their
+  // own options (--batch, --lesion-fraction) before they get here.
+  if (batchSize < 1) LDDPM_THROW(core::UsageError, "the batch per rank must be positive, got ", batchSize);
+  if (repeats < 1) LDDPM_THROW(core::UsageError, "repeats per subject must be positive, got ", repeats);
   if (!(lesionFraction >= 0 && lesionFraction <= 1)) {
-    LDDPM_THROW(core::UsageError, "--lesion-fraction must be in [0, 1]");
+    LDDPM_THROW(core::UsageError, "lesion fraction must be in [0, 1], got ", lesionFraction);
   }
 }
 
@@ -43,8 +45,9 @@ PatchSampler::PatchSampler(std::size_t subjects, SamplerOptions options)
   options_.validate();
   LDDPM_CHECK(subjects_ > 0, "the store holds no subjects to sample from");
   if (batchesPerEpoch() == 0) {
-    LDDPM_THROW(core::UsageError, "--batch-size ", options_.batchSize, " is larger than an epoch (",
-                epochSize_, " samples = subjects x --repeats)");
+    LDDPM_THROW(core::UsageError, "a batch of ", options_.batchSize,
+                " per rank is larger than an epoch (", epochSize_, " samples = ", subjects_,
+                " subjects x ", options_.repeats, " repeats): lower --batch or add subjects");
   }
 }
 

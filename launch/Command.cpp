@@ -48,7 +48,7 @@ std::optional<core::ParsedOptions> parseCommand(const std::string& name, const s
       const CommandSpec* spec = findCommand(name);
       std::cout << "Usage: lddpm " << name << " " << usage << "\n\n"
                 << (spec ? spec->summary : "") << "\n\n"
-                << all << core::metaOptions();
+                << core::helpText(all) << core::helpText(core::metaOptions());
     }
     return std::nullopt;
   }

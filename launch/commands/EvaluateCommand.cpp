@@ -163,9 +163,7 @@ void checkSegmentationOptions(const SegmentationOptions& o) {
     LDDPM_THROW(core::UsageError, "lddpm ", kCommand, ": option '--", option, "': ", why);
   };
   if (!fs::is_directory(o.store)) fail("store", "no such folder: '" + o.store + "'");
-  if (o.split != "train" && o.split != "test" && o.split != "all") {
-    fail("split", "'" + o.split + "' is not train, test or all");
-  }
+  data::parseSplit(o.split);
   if (o.weights != "ema" && o.weights != "model") {
     fail("weights", "'" + o.weights + "' is not ema or model");
   }

@@ -142,9 +142,7 @@ int runPreprocess(const CommandArgs& args) {
   options.grid = parseGrid(grid);
   options.storage.compression = data::parseCompression(compression);
   options.validate();
-  if (split != "train" && split != "test" && split != "all") {
-    LDDPM_THROW(core::UsageError, "--split: expected train, test or all, got '", split, "'");
-  }
+  data::parseSplit(split);
 
   dist::World& world = dist::World::get();
   core::Stopwatch watch;

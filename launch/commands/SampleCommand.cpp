@@ -98,6 +98,7 @@ int runSample(const CommandArgs& args) {
   if (!parsed) return 0;
   if (steps < 0) LDDPM_THROW(core::UsageError, "lddpm sample: option '--steps': must be >= 0");
   if (batch < 1) LDDPM_THROW(core::UsageError, "lddpm sample: option '--batch': must be >= 1");
+  const data::Split which = data::parseSplit(split);  // a usage error before any file is read
   checkpoint = checkpointFromOptions("sample", run, checkpoint, weights);
   models::SamplerOptions sampler;
   sampler.kind(models::parseSampler(samplerName)).eta(eta);
@@ -107,10 +108,7 @@ int runSample(const CommandArgs& args) {
   // The communicator only carries timings and barriers: it stays on the CPU whatever --device.
   auto comm = dist::makeCommunicator(dist::Backend::Auto, world);
   const data::Manifest manifest = data::readManifest(store);
-  std::vector<data::SubjectEntry> cases;
-  for (const auto& s : manifest.subjects) {
-    if (split == "all" || s.split == split) cases.push_back(s);
-  }
+  std::vector<data::SubjectEntry> cases = manifest.subjectsOf(which);
   if (cases.empty()) throw core::IoError(store, "has no '" + split + "' cases (option --split)");
   if (maxCases > 0 && static_cast<std::int64_t>(cases.size()) > maxCases) cases.resize(static_cast<size_t>(maxCases));
 

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include "core/Error.h"
 #include "core/Options.h"
@@ -117,3 +118,37 @@ TEST_F(Fixture, ResolvedConfigRoundTripsExactly) {
 }
 
 }  // namespace
+
+// --help shows defaults as typed: Boost prints a double with 17 significant digits and a bool as
+// 0/1. Each expected line is written out by hand; the description column must not move.
+TEST(HelpText, DefaultsAsTypedAndColumnKept) {
+  double fraction = 0.33, small = 1e-6, whole = 2.0;
+  bool zero = false, on = true;
+  po::options_description d("x");
+  d.add_options()("lesion-fraction", po::value(&fraction)->default_value(fraction), "share")(
+      "min-lr", po::value(&small)->default_value(small), "floor")(
+      "scale", po::value(&whole)->default_value(whole), "scale")(
+      "zero", po::value(&zero)->default_value(zero)->value_name("BOOL"), "shard")(
+      "overlap", po::value(&on)->default_value(on)->value_name("BOOL"), "overlap");
+  std::ostringstream boost;
+  boost << d;
+  const std::string text = helpText(d);
+  EXPECT_NE(boost.str().find("0.33000000000000002"), std::string::npos) << boost.str();
+  EXPECT_NE(text.find("--lesion-fraction arg (=0.33) "), std::string::npos) << text;
+  EXPECT_NE(text.find("--min-lr arg (=1e-06) "), std::string::npos) << text;
+  EXPECT_NE(text.find("--scale arg (=2) "), std::string::npos) << text;
+  EXPECT_NE(text.find("--zero BOOL (=false) "), std::string::npos) << text;
+  EXPECT_NE(text.find("--overlap BOOL (=true) "), std::string::npos) << text;
+  EXPECT_EQ(text.find("0000"), std::string::npos) << text;
+  // Every description starts in the column Boost chose.
+  std::istringstream a(boost.str()), b(text);
+  std::string la, lb;
+  while (std::getline(a, la) && std::getline(b, lb)) {
+    for (const char* word : {"share", "floor", "scale", "shard", "overlap"}) {
+      const auto pa = la.rfind(word), pb = lb.rfind(word);
+      if (pa != std::string::npos && pa > 20) {
+        EXPECT_EQ(pa, pb) << la << "\n" << lb;
+      }
+    }
+  }
+}

@@ -151,7 +151,10 @@ TEST(Sampler, BadOptionsNameTheOption) {
     PatchSampler s(3, o);
     FAIL() << "no error";
   } catch (const core::UsageError& e) {
-    EXPECT_NE(std::string(e.what()).find("--batch-size"), std::string::npos) << e.what();
+    // Names the option that exists (lddpm train --batch), not an invented one.
+    EXPECT_NE(std::string(e.what()).find("--batch"), std::string::npos) << e.what();
+    EXPECT_EQ(std::string(e.what()).find("--batch-size"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("3 subjects"), std::string::npos) << e.what();
   }
   o = options();
   o.lesionFraction = 1.5;

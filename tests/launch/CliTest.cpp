@@ -124,3 +124,17 @@ TEST(Cli, MpiUsageErrorExitsTwoAndPrintsOnce) {
 }
 
 }  // namespace
+
+// The same mistake gets the same exit code and the same one-line message in every command that
+// takes --split (data::parseSplit), before any file is read.
+TEST(Cli, BadSplitIsOneUsageErrorEverywhere) {
+  for (const char* command :
+       {"sample --run /nonexistent --store /nonexistent", "evaluate images --real / --synthetic /",
+        "evaluate segmentation --store / --run /nonexistent",
+        "preprocess --data /nonexistent --out /nonexistent/out"}) {
+    const Result r = run(std::string(command) + " --split bogus");
+    EXPECT_EQ(r.code, 2) << command << ": " << r.out;
+    EXPECT_EQ(lines(r.out), 1) << command << ": " << r.out;
+    EXPECT_NE(r.out.find("'--split': 'bogus' is not a split"), std::string::npos) << command << ": " << r.out;
+  }
+}
