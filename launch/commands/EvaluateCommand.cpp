@@ -99,7 +99,11 @@ bool isNifti(const fs::path& p) {
 std::set<std::string> niftiNames(const std::string& dir) {
   std::set<std::string> names;
   for (const auto& entry : fs::directory_iterator(dir)) {
-    if (entry.is_regular_file() && isNifti(entry.path())) names.insert(entry.path().filename());
+    // Hidden files are other tools' temporaries (.NAME.tmp-PID-N.nii.gz of an atomic writer).
+    if (entry.is_regular_file() && isNifti(entry.path()) &&
+        entry.path().filename().string()[0] != '.') {
+      names.insert(entry.path().filename());
+    }
   }
   return names;
 }

@@ -108,6 +108,7 @@ int runSample(const CommandArgs& args) {
   const fs::path outDir(out);
   if (world.rank() == 0) {
     for (const char* sub : {"real", "synthetic", "lesion", "brain", "png"}) fs::create_directories(outDir / sub);
+    removeStaleTemporaries(out);  // of a killed earlier run into the same --out
     writeCommandConfig(out, "sample", *parsed, own);
   }
   comm->barrier()->wait();

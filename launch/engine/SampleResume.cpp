@@ -42,6 +42,19 @@ std::optional<double> finishedCase(const std::string& out, const std::string& ca
   }
 }
 
+void removeStaleTemporaries(const std::string& out) {
+  for (const char* sub : {"", "synthetic", "real", "lesion", "brain", "png", "done"}) {
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator(fs::path(out) / sub, ec)) {
+      const std::string name = entry.path().filename().string();
+      if (name.size() > 1 && name[0] == '.' && name.find(".tmp-") != std::string::npos &&
+          entry.is_regular_file(ec)) {
+        fs::remove(entry.path(), ec);
+      }
+    }
+  }
+}
+
 void recordFinishedCase(const std::string& out, const std::string& caseId, const std::string& key,
                         double seconds) {
   const fs::path record = recordPath(out, caseId);
