@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # The README's test command: install what is missing, build (Release, Ninja, ccache), run every
-# test through ctest (unit, MPI under mpiexec -n 2/3, CLI, end-to-end). Exit non-zero on any failure.
+# test through ctest (unit, MPI under mpiexec -n 2/3, CLI, end-to-end, fault injection, and the
+# sanitizer builds with the fuzzers: labels asan, tsan, fuzz, faults; docs/architecture.md).
+# Exit non-zero on any failure. LDDPM_JOBS sets the build parallelism (default: all cores), for
+# the sanitizer trees too.
 #
-#   bash launch/test.sh [ctest arguments...]      e.g. bash launch/test.sh -L mpi
+#   bash launch/test.sh [ctest arguments...]      e.g. bash launch/test.sh -L mpi, -LE asan
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${LDDPM_BUILD_DIR:-$root/build}
