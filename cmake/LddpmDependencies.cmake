@@ -3,7 +3,7 @@
 find_package(Threads REQUIRED)
 find_package(Torch REQUIRED)
 find_package(MPI REQUIRED COMPONENTS C)
-set(HDF5_PREFER_PARALLEL FALSE)  # one serial file per rank (DESIGN.md "Data")
+set(HDF5_PREFER_PARALLEL FALSE)  # one serial file per rank (docs/data.md)
 find_package(HDF5 REQUIRED COMPONENTS C)
 if(HDF5_IS_PARALLEL)
   message(FATAL_ERROR "Found a parallel HDF5 (${HDF5_INCLUDE_DIRS}); lesion-ddpm needs the serial "
@@ -18,7 +18,7 @@ if(LDDPM_BUILD_TESTS)
 endif()
 
 # Debian's NIFTIConfig.cmake points at targets that do not exist: find nifti2 by hand and never
-# link niftiio beside it (same symbols, different structs; FACTS.md).
+# link niftiio beside it (same symbols, different structs; docs/facts.md).
 find_path(NIFTI2_INCLUDE_DIR nifti2_io.h PATH_SUFFIXES nifti REQUIRED)
 find_library(NIFTI2_LIBRARY nifti2 REQUIRED)
 find_library(ZNZ_LIBRARY znz REQUIRED)
@@ -43,7 +43,7 @@ set_target_properties(lddpm::xxhash PROPERTIES
   INTERFACE_LINK_LIBRARIES "${XXHASH_LIBRARY}")
 
 # CUDA is usable when the LibTorch we found was built with it (Debian's is CPU-only; a PyTorch
-# wheel's share/cmake/Torch is not). NCCL must then be the one copy in the process (GPU.md).
+# wheel's share/cmake/Torch is not). NCCL must then be the one copy in the process (docs/gpu.md).
 set(LDDPM_WITH_CUDA 0)
 set(LDDPM_WITH_NCCL 0)
 if(LDDPM_ENABLE_CUDA AND TARGET torch_cuda)

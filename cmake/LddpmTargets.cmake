@@ -118,7 +118,7 @@ function(lddpm_add_test source)
   endif()
 endfunction()
 
-# DESIGN.md: data/ and models/ depend on core only. Checked on the link graph here and on the
+# docs/architecture.md: data/ and models/ depend on core only. Checked on the link graph here and on the
 # include graph by tests/layering.sh.
 function(lddpm_check_layering)
   foreach(layer lddpm_data lddpm_models lddpm_distributed)

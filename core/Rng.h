@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <initializer_list>
+#include <string_view>
 
 namespace lddpm::core {
 
@@ -21,6 +22,7 @@ enum class RngStream : std::uint64_t {
   Sampling = 7,
   Phantom = 8,
   Dropout = 9,
+  Diagnostic = 10,  // lddpm evaluate denoising
 };
 
 // SplitMix64 finaliser: a bijective 64-bit mix with good avalanche.
@@ -36,6 +38,14 @@ inline std::uint64_t deriveSeed(std::uint64_t seed, RngStream stream,
                                 std::initializer_list<std::uint64_t> keys = {}) {
   std::uint64_t h = splitmix64(seed ^ splitmix64(static_cast<std::uint64_t>(stream)));
   for (std::uint64_t k : keys) h = splitmix64(h ^ splitmix64(k + 0x632be59bd9b4e019ULL));
+  return h;
+}
+
+// FNV-1a of a name (a case id): a key for deriveSeed that, unlike std::hash, is the same in every
+// build and standard library, so a case draws the same noise everywhere.
+constexpr std::uint64_t nameKey(std::string_view name) {
+  std::uint64_t h = 0xcbf29ce484222325ULL;
+  for (const char c : name) h = (h ^ static_cast<unsigned char>(c)) * 0x100000001b3ULL;
   return h;
 }
 

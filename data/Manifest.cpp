@@ -15,6 +15,33 @@
 namespace lddpm::data {
 namespace fs = std::filesystem;
 
+Split parseSplit(const std::string& name, const std::string& option) {
+  if (name == "train") return Split::Train;
+  if (name == "test") return Split::Test;
+  if (name == "all") return Split::All;
+  LDDPM_THROW(core::UsageError, "option '--", option, "': '", name,
+              "' is not a split (expected train, test or all)");
+}
+
+std::string splitName(Split split) {
+  switch (split) {
+    case Split::Train:
+      return "train";
+    case Split::Test:
+      return "test";
+    default:
+      return "all";
+  }
+}
+
+std::vector<SubjectEntry> Manifest::subjectsOf(Split split) const {
+  std::vector<SubjectEntry> out;
+  for (const auto& s : subjects) {
+    if (split == Split::All || s.split == splitName(split)) out.push_back(s);
+  }
+  return out;
+}
+
 core::Json Manifest::toJson() const {
   core::Json j;
   j["format"] = kStoreFormat;

@@ -28,6 +28,12 @@ struct SubjectEntry {
   std::int64_t lesionVoxels = 0;
 };
 
+// A store split as the commands name it (--split train | test | all).
+enum class Split { Train, Test, All };
+// UsageError naming `option` unless `name` is train, test or all.
+Split parseSplit(const std::string& name, const std::string& option = "split");
+std::string splitName(Split split);
+
 struct Manifest {
   std::int64_t formatVersion = 0;
   core::Json parameters = core::Json::object();
@@ -35,6 +41,9 @@ struct Manifest {
   std::array<std::int64_t, 3> grid{};
   std::vector<ShardEntry> shards;
   std::vector<SubjectEntry> subjects;  // sorted by id
+
+  // The subjects of `split`, in id order (may be empty).
+  std::vector<SubjectEntry> subjectsOf(Split split) const;
 
   core::Json toJson() const;
   // Parses and checks format and version; IoError naming `path` and the bad key otherwise.

@@ -1,5 +1,5 @@
 #pragma once
-// MSLesSeg folder discovery and per-scan consistency checks. The layout (DESIGN.md "Data"):
+// MSLesSeg folder discovery and per-scan consistency checks. The layout (docs/data.md):
 //   train/P{n}/T{k}/P{n}_T{k}_{FLAIR,T1,T2,MASK}.nii.gz   test/P{n}/P{n}_{FLAIR,T1,T2,MASK}.nii.gz
 // Files are matched by their exact expected names, never by suffix: timepoint "T1" is not
 // modality "T1" (P1_T1_T2.nii.gz is the T2 of timepoint T1).

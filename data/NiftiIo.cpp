@@ -343,7 +343,7 @@ Volume readNifti(const std::string& path, NiftiHeaderInfo* infoOut) {
   const std::vector<char> raw = detail::readVoxelBytes(*nim, path);
   info.niftiVersion = detail::headerVersion(path) == 2 ? 2 : 1;
 
-  // FACTS.md: nifticlib never applies scl_slope; 0 or non-finite slope means "no scaling" (as in
+  // docs/facts.md: nifticlib never applies scl_slope; 0 or non-finite slope means "no scaling" (as in
   // nibabel, which then ignores the intercept too); a non-finite intercept counts as 0.
   const bool scale = std::isfinite(info.sclSlope) && info.sclSlope != 0 &&
                      !(info.sclSlope == 1 && (info.sclInter == 0 || !std::isfinite(info.sclInter)));

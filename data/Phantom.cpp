@@ -18,7 +18,7 @@ namespace detail {
 
 // Keys that separate the random streams of one subject (part of the seed derivation: never
 // renumber).
-enum PhantomKey : std::uint64_t { kWarpKey = 1, kLesionKey = 2, kScanKey = 3 };
+enum PhantomKey : std::uint64_t { kWarpKey = 1, kLesionKey = 2, kScanKey = 3, kTwinScanKey = 4 };
 
 constexpr int kMinLesionVoxels = 20;
 constexpr int kMaxLesionVoxels = 1000;
@@ -370,7 +370,7 @@ PhantomGenerator::~PhantomGenerator() = default;
 const Volume& PhantomGenerator::templateOnGrid() const { return anatomy_->tpl; }
 const Volume& PhantomGenerator::tissueOnGrid() const { return anatomy_->tissue; }
 
-std::vector<PhantomScan> PhantomGenerator::generateSubject(int index) const {
+std::vector<PhantomScan> PhantomGenerator::generateSubject(int index, bool twin) const {
   LDDPM_CHECK(index >= 0 && index < subjectCount(), "phantom subject ", index, " out of range");
   const Anatomy& a = *anatomy_;
   const auto& shape = a.shape;
@@ -500,12 +500,12 @@ std::vector<PhantomScan> PhantomGenerator::generateSubject(int index) const {
 
     // 3. Contrasts from the template intensity, lesions with partial volume, bias field, Rician
     //    noise, background zero (skull-stripped like MSLesSeg).
-    detail::Rng scanRng(
-        core::deriveSeed(options_.seed, core::RngStream::Phantom,
-                         {subjectKey, detail::kScanKey, static_cast<std::uint64_t>(tp)}));
+    const std::uint64_t scanKey = twin ? detail::kTwinScanKey : detail::kScanKey;
+    detail::Rng scanRng(core::deriveSeed(options_.seed, core::RngStream::Phantom,
+                                         {subjectKey, scanKey, static_cast<std::uint64_t>(tp)}));
     at::Generator gen = core::makeCpuGenerator(
         core::deriveSeed(options_.seed, core::RngStream::Phantom,
-                         {subjectKey, detail::kScanKey, static_cast<std::uint64_t>(tp), 1}));
+                         {subjectKey, scanKey, static_cast<std::uint64_t>(tp), 1}));
     const torch::Tensor mask = (lab > 0).to(torch::kFloat32);
     const torch::Tensor soft = F::avg_pool3d(mask.unsqueeze(0).unsqueeze(0),
                                              F::AvgPool3dFuncOptions(3).stride(1).padding(1))
@@ -557,8 +557,8 @@ std::vector<PhantomScan> PhantomGenerator::generateSubject(int index) const {
   return scans;
 }
 
-void PhantomGenerator::writeSubject(int index, const std::string& root) const {
-  for (const PhantomScan& scan : generateSubject(index)) {
+void PhantomGenerator::writeSubject(int index, const std::string& root, bool twin) const {
+  for (const PhantomScan& scan : generateSubject(index, twin)) {
     fs::path folder = fs::path(root) / scan.split / scan.patient;
     if (!scan.timepoint.empty()) folder /= scan.timepoint;
     fs::create_directories(folder);

@@ -56,10 +56,13 @@ class PhantomGenerator {
   const PhantomOptions& options() const { return options_; }
   int subjectCount() const { return options_.trainSubjects + options_.testSubjects; }
   // All scans of subject `index` (0-based; train subjects first). Timepoints share the subject's
-  // anatomy and evolve its lesions (grow, shrink, disappear, appear).
-  std::vector<PhantomScan> generateSubject(int index) const;
-  // Writes subject `index` into `root` in MSLesSeg layout (train/P{n}/T{k}/..., test/P{n}/...).
-  void writeSubject(int index, const std::string& root) const;
+  // anatomy and evolve its lesions (grow, shrink, disappear, appear). A `twin` is the same
+  // subject (anatomy, lesions, masks) scanned again: independent tissue-intensity, bias-field and
+  // noise draws — what a perfect generator conditioned on the masks would produce.
+  std::vector<PhantomScan> generateSubject(int index, bool twin = false) const;
+  // Writes subject `index` (or its twin) into `root` in MSLesSeg layout (train/P{n}/T{k}/...,
+  // test/P{n}/...).
+  void writeSubject(int index, const std::string& root, bool twin = false) const;
 
   // The shared anatomy on the output grid (for tests and docs): template intensity and classes.
   const Volume& templateOnGrid() const;

@@ -1,10 +1,11 @@
-// lddpm: one binary, git-style subcommands (DESIGN.md "Pipeline"). main() owns the process-level
+// lddpm: one binary, git-style subcommands (docs/architecture.md). main() owns the process-level
 // policy: MPI world set-up, mapping exceptions to exit codes, and bringing the whole job down
 // when one rank fails so that no other rank hangs in a collective.
 #include <iostream>
 #include <string>
 #include <vector>
 
+#include "core/Allocator.h"
 #include "core/Error.h"
 #include "core/Log.h"
 #include "core/Version.h"
@@ -31,6 +32,7 @@ void printUsage(std::ostream& out) {
 
 int main(int argc, char** argv) {
   using namespace lddpm;
+  core::tuneAllocatorForTensors();  // before the first tensor: see core/Allocator.h
   dist::World* world = nullptr;
   try {
     world = &dist::World::init(&argc, &argv);

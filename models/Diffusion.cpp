@@ -1,5 +1,6 @@
 #include "models/Diffusion.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "core/Error.h"
@@ -49,11 +50,41 @@ torch::Tensor randintFrom(Generators& gens, std::int64_t high, std::int64_t batc
 Prediction parsePrediction(const std::string& name) {
   if (name == "eps") return Prediction::Epsilon;
   if (name == "v") return Prediction::V;
-  LDDPM_THROW(core::UsageError, "unknown prediction '", name, "' (expected eps or v)");
+  if (name == "x0") return Prediction::X0;
+  LDDPM_THROW(core::UsageError, "unknown prediction '", name, "' (expected eps, v or x0)");
 }
 
 std::string predictionName(Prediction prediction) {
-  return prediction == Prediction::V ? "v" : "eps";
+  switch (prediction) {
+    case Prediction::V:
+      return "v";
+    case Prediction::X0:
+      return "x0";
+    default:
+      return "eps";
+  }
+}
+
+LossWeighting parseWeighting(const std::string& name) {
+  if (name == "uniform") return LossWeighting::Uniform;
+  if (name == "min-snr") return LossWeighting::MinSnr;
+  LDDPM_THROW(core::UsageError, "unknown loss weighting '", name,
+              "' (expected uniform or min-snr)");
+}
+
+std::string weightingName(LossWeighting weighting) {
+  return weighting == LossWeighting::MinSnr ? "min-snr" : "uniform";
+}
+
+Spacing parseSpacing(const std::string& name) {
+  if (name == "uniform") return Spacing::Uniform;
+  if (name == "quadratic") return Spacing::Quadratic;
+  LDDPM_THROW(core::UsageError, "unknown timestep spacing '", name,
+              "' (expected uniform or quadratic)");
+}
+
+std::string spacingName(Spacing spacing) {
+  return spacing == Spacing::Quadratic ? "quadratic" : "uniform";
 }
 
 SamplerKind parseSampler(const std::string& name) {
@@ -100,6 +131,7 @@ torch::Tensor predictionTarget(const NoiseSchedule& schedule, Prediction predict
                                const torch::Tensor& x0, const torch::Tensor& t,
                                const torch::Tensor& noise) {
   if (prediction == Prediction::Epsilon) return noise;
+  if (prediction == Prediction::X0) return x0;
   const auto a = schedule.alphaBarAt(t, x0);
   return a.sqrt() * noise - (1 - a).sqrt() * x0;
 }
@@ -107,6 +139,7 @@ torch::Tensor predictionTarget(const NoiseSchedule& schedule, Prediction predict
 torch::Tensor predictX0(const NoiseSchedule& schedule, Prediction prediction,
                         const torch::Tensor& xt, const torch::Tensor& t,
                         const torch::Tensor& output) {
+  if (prediction == Prediction::X0) return output;
   const auto a = schedule.alphaBarAt(t, xt);
   if (prediction == Prediction::Epsilon) return (xt - (1 - a).sqrt() * output) / a.sqrt();
   return a.sqrt() * xt - (1 - a).sqrt() * output;
@@ -117,14 +150,52 @@ torch::Tensor predictEps(const NoiseSchedule& schedule, Prediction prediction,
                          const torch::Tensor& output) {
   if (prediction == Prediction::Epsilon) return output;
   const auto a = schedule.alphaBarAt(t, xt);
+  if (prediction == Prediction::X0) return (xt - a.sqrt() * output) / (1 - a).sqrt();
   return (1 - a).sqrt() * xt + a.sqrt() * output;
 }
 
+namespace {
+torch::Tensor weightedError(const torch::Tensor& a, const torch::Tensor& b,
+                            const torch::Tensor& lesion, double lambda) {
+  const auto error = (a - b).abs();
+  if (lambda == 0) return error;
+  return (1 + lambda * lesion.to(error.scalar_type())) * error;
+}
+}  // namespace
+
 torch::Tensor lesionWeightedL1(const torch::Tensor& a, const torch::Tensor& b,
                                const torch::Tensor& lesion, double lambda) {
-  const auto error = (a - b).abs();
-  if (lambda == 0) return error.mean();
-  return ((1 + lambda * lesion.to(error.scalar_type())) * error).mean();
+  return weightedError(a, b, lesion, lambda).mean();
+}
+
+torch::Tensor lesionWeightedL1PerSample(const torch::Tensor& a, const torch::Tensor& b,
+                                       const torch::Tensor& lesion, double lambda) {
+  return weightedError(a, b, lesion, lambda).flatten(1).mean(1);
+}
+
+double minSnrWeight(double snr, double gamma, Prediction prediction) {
+  const double clipped = std::min(snr, gamma);
+  switch (prediction) {
+    case Prediction::X0:
+      return clipped;
+    case Prediction::V:
+      return clipped / (snr + 1.0);
+    default:
+      return clipped / snr;
+  }
+}
+
+torch::Tensor lossWeights(const NoiseSchedule& schedule, LossWeighting weighting, double gamma,
+                          Prediction prediction, const torch::Tensor& t, const torch::Tensor& like) {
+  TORCH_CHECK(t.dim() == 1, "lossWeights: timesteps must be [B], got ", t.sizes());
+  const auto ts = t.to(torch::kCPU, torch::kInt64).contiguous();
+  std::vector<double> w(static_cast<std::size_t>(ts.size(0)), 1.0);
+  if (weighting == LossWeighting::MinSnr) {
+    for (std::size_t i = 0; i < w.size(); ++i) {
+      w[i] = minSnrWeight(schedule.snr(ts.data_ptr<std::int64_t>()[i]), gamma, prediction);
+    }
+  }
+  return torch::tensor(w, torch::kFloat64).to(like.options());
 }
 
 namespace {
@@ -182,6 +253,25 @@ std::vector<std::int64_t> ddimTimesteps(std::int64_t timesteps, std::int64_t ste
   return ts;
 }
 
+std::vector<std::int64_t> timestepSubsequence(std::int64_t timesteps, std::int64_t steps,
+                                              Spacing spacing) {
+  if (spacing == Spacing::Uniform) return ddimTimesteps(timesteps, steps);
+  LDDPM_CHECK(steps >= 1 && steps <= timesteps, "timestep subsequence: steps must be in [1, ",
+              timesteps, "], got ", steps);
+  // Ascending t_i = round((T-1) (i / (K-1))²), then made strictly increasing (the quadratic
+  // crowds several i onto one t near 0 when K is close to T) without passing T-1.
+  std::vector<std::int64_t> up(static_cast<std::size_t>(steps));
+  for (std::int64_t i = 0; i < steps; ++i) {
+    const double u = steps == 1 ? 1.0 : static_cast<double>(i) / static_cast<double>(steps - 1);
+    up[static_cast<std::size_t>(i)] =
+        static_cast<std::int64_t>(std::llround(u * u * static_cast<double>(timesteps - 1)));
+  }
+  for (std::size_t i = 1; i < up.size(); ++i) up[i] = std::max(up[i], up[i - 1] + 1);
+  up.back() = timesteps - 1;
+  for (std::size_t i = up.size() - 1; i > 0; --i) up[i - 1] = std::min(up[i - 1], up[i] - 1);
+  return {up.rbegin(), up.rend()};
+}
+
 torch::Tensor sample(const NoiseSchedule& schedule, Prediction prediction, const Denoiser& denoiser,
                      at::IntArrayRef shape, const torch::TensorOptions& options,
                      const SamplerOptions& sampler, Generators& gens) {
@@ -189,7 +279,7 @@ torch::Tensor sample(const NoiseSchedule& schedule, Prediction prediction, const
   torch::Tensor x = randnFrom(gens, shape, options);
   const auto ts = sampler.kind() == SamplerKind::Ddpm
                       ? ddimTimesteps(schedule.timesteps(), schedule.timesteps())
-                      : ddimTimesteps(schedule.timesteps(), sampler.steps());
+                      : timestepSubsequence(schedule.timesteps(), sampler.steps(), sampler.spacing());
   const auto total = static_cast<std::int64_t>(ts.size());
   for (std::int64_t i = 0; i < total; ++i) {
     const std::int64_t t = ts[static_cast<std::size_t>(i)];

@@ -25,12 +25,26 @@ torch::Tensor randnFrom(Generators& gens, at::IntArrayRef shape,
 torch::Tensor randintFrom(Generators& gens, std::int64_t high, std::int64_t batch,
                           const torch::Device& device);
 
-// What the denoiser outputs. v = sqrt(ᾱ) ε - sqrt(1 - ᾱ) x0 (Salimans & Ho 2022) keeps the target's
-// scale constant over t; ε is the DDPM / Med-DDPM choice and the default.
-enum class Prediction { Epsilon, V };
+// What the denoiser outputs. ε is the DDPM / Med-DDPM choice; v = sqrt(ᾱ) ε - sqrt(1 - ᾱ) x0
+// (Salimans & Ho 2022) keeps the target's scale constant over t; x0 is the clean image itself
+// (WDM, MedSyn, Fast-DDPM-style regressors), whose low-noise steps are the easiest to learn.
+enum class Prediction { Epsilon, V, X0 };
 Prediction parsePrediction(
-    const std::string& name);  // "eps" | "v"; Error naming the value otherwise
+    const std::string& name);  // "eps" | "v" | "x0"; UsageError naming the value otherwise
 std::string predictionName(Prediction prediction);
+
+// Per-sample weight of the training loss over timesteps. Uniform: 1. Min-SNR-γ (Hang et al. 2023):
+// the weight whose x0-space equivalent is min(SNR, γ), so no timestep dominates the gradient.
+enum class LossWeighting { Uniform, MinSnr };
+LossWeighting parseWeighting(const std::string& name);  // "uniform" | "min-snr"
+std::string weightingName(LossWeighting weighting);
+
+// How a K-step subsequence of the T timesteps is spaced (training subsets and DDIM sampling).
+// Uniform: evenly from T-1 to 0 (DDIM). Quadratic: t_i ∝ i² (DDIM paper's "quad"), dense near
+// t = 0, where the last fine texture is drawn.
+enum class Spacing { Uniform, Quadratic };
+Spacing parseSpacing(const std::string& name);  // "uniform" | "quadratic"
+std::string spacingName(Spacing spacing);
 
 // ᾱ(t) = f(t) / f(0), f(t) = cos²(π/2 · (t/T + s) / (1 + s)); β_t = min(1 - ᾱ_t / ᾱ_{t-1}, βmax),
 // and ᾱ recomputed as the product of (1 - β) so the clipped last steps stay consistent. Index t = 0
@@ -45,6 +59,8 @@ class NoiseSchedule {
   double alphaBar(std::int64_t t) const { return alphaBar_.at(static_cast<std::size_t>(t)); }
   // ᾱ before step t: ᾱ_{t-1}, and 1 for t = 0 (clean data).
   double alphaBarPrev(std::int64_t t) const { return t == 0 ? 1.0 : alphaBar(t - 1); }
+  // Signal-to-noise ratio ᾱ_t / (1 - ᾱ_t).
+  double snr(std::int64_t t) const { return alphaBar(t) / (1.0 - alphaBar(t)); }
   // ᾱ_t for timesteps t [B] as [B, 1, 1, 1, 1] with the options of `like`.
   torch::Tensor alphaBarAt(const torch::Tensor& t, const torch::Tensor& like) const;
 
@@ -72,6 +88,17 @@ torch::Tensor predictEps(const NoiseSchedule& schedule, Prediction prediction,
 // [B, C, ...]). λ = 0 is the plain L1 of cond-ddpm.
 torch::Tensor lesionWeightedL1(const torch::Tensor& a, const torch::Tensor& b,
                                const torch::Tensor& lesion, double lambda);
+// The same per sample: [B], each the mean over that sample's voxels.
+torch::Tensor lesionWeightedL1PerSample(const torch::Tensor& a, const torch::Tensor& b,
+                                       const torch::Tensor& lesion, double lambda);
+
+// Min-SNR-γ weight of one timestep for a denoiser predicting `prediction` (Hang et al. 2023,
+// eq. 10 and its ε / v forms): x0: min(SNR, γ); ε: min(SNR, γ) / SNR; v: min(SNR, γ) / (SNR + 1).
+double minSnrWeight(double snr, double gamma, Prediction prediction);
+// Per-sample loss weights [B] (float64 → the dtype/device of `like`) for timesteps t [B]. The x0
+// term of the loss is weighted in x0 space, i.e. with prediction = X0.
+torch::Tensor lossWeights(const NoiseSchedule& schedule, LossWeighting weighting, double gamma,
+                          Prediction prediction, const torch::Tensor& t, const torch::Tensor& like);
 
 // The model output at (x_t, t [B]) for a fixed condition; samplers call it once per step.
 using Denoiser = std::function<torch::Tensor(const torch::Tensor& xt, const torch::Tensor& t)>;
@@ -82,6 +109,7 @@ SamplerKind parseSampler(const std::string& name);  // "ddpm" | "ddim"
 struct SamplerOptions {
   TORCH_ARG(SamplerKind, kind) = SamplerKind::Ddim;
   TORCH_ARG(std::int64_t, steps) = 50;  // DDIM steps K (DDPM always takes T)
+  TORCH_ARG(Spacing, spacing) = Spacing::Uniform;  // of the K DDIM steps
   TORCH_ARG(double, eta) = 0.0;         // DDIM stochasticity: 0 deterministic, 1 DDPM-like
   TORCH_ARG(bool, clipX0) = true;       // clamp x̂0 to [-1, 1] at every step
   // Called after each step with (steps done, total) — hook for core::Progress.
@@ -102,6 +130,10 @@ torch::Tensor ddimStep(const NoiseSchedule& schedule, Prediction prediction,
 
 // The DDIM timestep subsequence for K steps: K values from T-1 down to 0, evenly spaced.
 std::vector<std::int64_t> ddimTimesteps(std::int64_t timesteps, std::int64_t steps);
+// K distinct timesteps from T-1 down to 0 with the given spacing (uniform = ddimTimesteps);
+// UsageError unless 1 <= K <= T.
+std::vector<std::int64_t> timestepSubsequence(std::int64_t timesteps, std::int64_t steps,
+                                              Spacing spacing);
 
 // Runs the sampler from x_T ~ N(0, I) of `shape` (drawn from gens first, then one noise draw per
 // stochastic step) and returns x_0 [shape], clamped to [-1, 1]. Runs under NoGradGuard.

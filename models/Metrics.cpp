@@ -80,11 +80,16 @@ struct SsimParts {
   torch::Tensor contrast;  // [B] mean of the contrast-structure term cs
 };
 
-// MONAI's compute_ssim_and_cs on [B, D, H, W] float64 volumes with per-volume range L [B].
-// Variances are population moments E[x²] − E[x]² under the window weights, as MONAI (no
+struct SsimMaps {
+  torch::Tensor ssim;      // [B, D−w+1, H−w+1, W−w+1]: the map at each window centre
+  torch::Tensor contrast;  // the same for cs
+};
+
+// MONAI's compute_ssim_and_cs on [B, D, H, W] float64 volumes with per-volume range L [B], before
+// the mean. Variances are population moments E[x²] − E[x]² under the window weights, as MONAI (no
 // N/(N−1) correction; skimage's default use_sample_covariance=True would differ).
-SsimParts ssimAndContrast(const torch::Tensor& x, const torch::Tensor& y,
-                          const torch::Tensor& range, const SsimOptions& o) {
+SsimMaps ssimMaps(const torch::Tensor& x, const torch::Tensor& y, const torch::Tensor& range,
+                  const SsimOptions& o) {
   const std::int64_t w = o.windowSize();
   TORCH_CHECK(x.size(1) >= w && x.size(2) >= w && x.size(3) >= w, "ssim: volume ",
               x.sizes().slice(1), " is smaller than the ", w, "-voxel window on some side");
@@ -99,8 +104,13 @@ SsimParts ssimAndContrast(const torch::Tensor& x, const torch::Tensor& y,
   const torch::Tensor c1 = (o.k1() * l).square();
   const torch::Tensor c2 = (o.k2() * l).square();
   const torch::Tensor cs = (2 * covXY + c2) / (varX + varY + c2);
-  const torch::Tensor map = (2 * muX * muY + c1) / (muX * muX + muY * muY + c1) * cs;
-  return {map.mean(kSpatialDims), cs.mean(kSpatialDims)};
+  return {(2 * muX * muY + c1) / (muX * muX + muY * muY + c1) * cs, cs};
+}
+
+SsimParts ssimAndContrast(const torch::Tensor& x, const torch::Tensor& y,
+                          const torch::Tensor& range, const SsimOptions& o) {
+  const SsimMaps maps = ssimMaps(x, y, range, o);
+  return {maps.ssim.mean(kSpatialDims), maps.contrast.mean(kSpatialDims)};
 }
 
 void checkWindow(const SsimOptions& o) {
@@ -115,9 +125,14 @@ torch::Tensor halve(const torch::Tensor& x) {
 }
 
 // Mean of per-voxel values [B, D, H, W] over the nonzero voxels of `region`; NaN when empty.
-torch::Tensor regionMean(const torch::Tensor& perVoxel, const torch::Tensor& region) {
-  const torch::Tensor inside = (asBatch(region, "region") != 0).to(torch::kFloat64);
+// `region` already in the batch form [B, D, H, W].
+torch::Tensor batchRegionMean(const torch::Tensor& perVoxel, const torch::Tensor& region) {
+  const torch::Tensor inside = (region != 0).to(torch::kFloat64);
   return (perVoxel * inside).sum(kSpatialDims) / inside.sum(kSpatialDims);
+}
+
+torch::Tensor regionMean(const torch::Tensor& perVoxel, const torch::Tensor& region) {
+  return batchRegionMean(perVoxel, asBatch(region, "region"));
 }
 
 }  // namespace detail
@@ -203,6 +218,87 @@ torch::Tensor regionMeanAbsoluteError(const torch::Tensor& real, const torch::Te
 }
 
 torch::Tensor brainRegion(const torch::Tensor& real) { return real != 0; }
+
+torch::Tensor regionSsim(const torch::Tensor& real, const torch::Tensor& synthetic,
+                         const torch::Tensor& region, const SsimOptions& options) {
+  detail::checkWindow(options);
+  detail::checkSameShape(real, "real", region, "region");
+  const auto p = detail::preparePair(real, synthetic);
+  const torch::Tensor range = detail::dataRange(p.real, options.dataRange());
+  const torch::Tensor map = detail::ssimMaps(p.real, p.synthetic, range, options).ssim;
+  // The map's voxel (i, j, k) is the window centred on (i + r, j + r, k + r) of the volume.
+  const std::int64_t r = (options.windowSize() - 1) / 2;
+  torch::Tensor centres = detail::asBatch(region, "region");
+  for (std::int64_t d = 1; d <= 3; ++d) centres = centres.narrow(d, r, map.size(d));
+  return detail::inCallerLayout(detail::batchRegionMean(map, centres), real);
+}
+
+torch::Tensor regionPsnr(const torch::Tensor& real, const torch::Tensor& synthetic,
+                         const torch::Tensor& region, double dataRange) {
+  detail::checkSameShape(real, "real", region, "region");
+  const auto p = detail::preparePair(real, synthetic);
+  const torch::Tensor mse = detail::regionMean((p.real - p.synthetic).square(), region);
+  const torch::Tensor range = detail::dataRange(p.real, dataRange);
+  return detail::inCallerLayout(10 * torch::log10(range.square() / mse), real);
+}
+
+torch::Tensor regionMeanValue(const torch::Tensor& image, const torch::Tensor& region) {
+  detail::checkSameShape(image, "image", region, "region");
+  return detail::inCallerLayout(
+      detail::regionMean(detail::asBatch(image, "image").to(torch::kFloat64), region), image);
+}
+
+torch::Tensor highPassStd(const torch::Tensor& image, const torch::Tensor& region) {
+  detail::checkSameShape(image, "image", region, "region");
+  namespace F = torch::nn::functional;
+  const torch::Tensor x = detail::asBatch(image, "image").to(torch::kFloat64).unsqueeze(1);
+  constexpr std::int64_t kRadius = 2;
+  const std::vector<double> taps = detail::gaussianTaps(2 * kRadius + 1, /*sigma=*/1.0);
+  const torch::Tensor padded =
+      F::pad(x, F::PadFuncOptions(std::vector<std::int64_t>(6, kRadius)).mode(torch::kReplicate));
+  const torch::Tensor residual = (x - detail::filterValid(padded, taps)).squeeze(1);
+  // Erosion: a voxel stays when its whole 3×3×3 neighbourhood is region (outside counts as not).
+  const torch::Tensor outside =
+      (detail::asBatch(region, "region") == 0).to(torch::kFloat64).unsqueeze(1);
+  const torch::Tensor inside =
+      F::max_pool3d(F::pad(outside, F::PadFuncOptions(std::vector<std::int64_t>(6, 1)).value(1.0)),
+                    F::MaxPool3dFuncOptions(3).stride(1))
+          .squeeze(1) == 0;
+  std::vector<double> out;
+  for (std::int64_t b = 0; b < residual.size(0); ++b) {
+    const torch::Tensor values = residual[b].masked_select(inside[b]);
+    out.push_back(values.numel() < 2 ? std::nan("")
+                                     : values.std(/*unbiased=*/false).item<double>());
+  }
+  return detail::inCallerLayout(torch::tensor(out, x.options()), image);
+}
+
+TissueStatistics tissueStatistics(const torch::Tensor& image, const torch::Tensor& tissue,
+                                  const torch::Tensor& lesion) {
+  TORCH_CHECK(image.dim() == 3, "tissueStatistics: expects one volume [D, H, W], got ",
+              image.sizes());
+  detail::checkSameShape(image, "image", tissue, "tissue");
+  const torch::Tensor labels = tissue.to(torch::kInt64);
+  const torch::Tensor isLesion =
+      lesion.defined() ? lesion != 0 : torch::zeros(image.sizes(), labels.options().dtype(torch::kBool));
+  const auto mean = [&](const torch::Tensor& region) {
+    return regionMeanValue(image, region).item<double>();
+  };
+  const torch::Tensor nawm = (labels == kWhiteMatterLabel) & ~isLesion;
+  const double wm = mean(nawm);
+  TissueStatistics s;
+  s.lesionContrast = mean(isLesion) - wm;
+  s.csfContrast = mean((labels == kCsfLabel) & ~isLesion) - wm;
+  s.gmContrast = mean((labels == kGreyMatterLabel) & ~isLesion) - wm;
+  s.wmTexture = highPassStd(image, nawm).item<double>();
+  return s;
+}
+
+torch::Tensor CaseRegions::brainOf(const torch::Tensor& real) const {
+  if (brain.defined()) return brain != 0;
+  if (tissue.defined()) return lesion.defined() ? (tissue != 0) | (lesion != 0) : tissue != 0;
+  return brainRegion(real);
+}
 
 torch::Tensor dice(const torch::Tensor& prediction, const torch::Tensor& target) {
   detail::checkSameShape(prediction, "prediction", target, "target");
@@ -294,8 +390,7 @@ SegmentationScores segmentationScores(const torch::Tensor& prediction, const tor
 }
 
 ImageMetrics imageMetrics(const torch::Tensor& real, const torch::Tensor& synthetic,
-                          const torch::Tensor& lesion, const torch::Tensor& brain,
-                          const SsimOptions& options) {
+                          const CaseRegions& regions, const SsimOptions& options) {
   TORCH_CHECK(real.dim() == 3, "imageMetrics: expects one volume [D, H, W], got ", real.sizes());
   ImageMetrics m;
   m.mse = meanSquaredError(real, synthetic).item<double>();
@@ -305,13 +400,25 @@ ImageMetrics imageMetrics(const torch::Tensor& real, const torch::Tensor& synthe
   m.ssim = ms.ssim.item<double>();
   m.msSsim = ms.value.item<double>();
   m.msSsimScales = ms.scales;
+  const torch::Tensor brain = regions.brainOf(real);
+  const torch::Tensor background = ~brain;
+  m.brainSsim = regionSsim(real, synthetic, brain, options).item<double>();
+  m.brainPsnr = regionPsnr(real, synthetic, brain, options.dataRange()).item<double>();
+  m.brainMae = regionMeanAbsoluteError(real, synthetic, brain).item<double>();
+  m.backgroundSsim = regionSsim(real, synthetic, background, options).item<double>();
+  m.backgroundPsnr = regionPsnr(real, synthetic, background, options.dataRange()).item<double>();
+  m.backgroundMae = regionMeanAbsoluteError(real, synthetic, background).item<double>();
   const double nan = std::nan("");
+  const auto& lesion = regions.lesion;
   m.lesionMae =
       lesion.defined() ? regionMeanAbsoluteError(real, synthetic, lesion).item<double>() : nan;
   m.lesionMse =
       lesion.defined() ? regionMeanSquaredError(real, synthetic, lesion).item<double>() : nan;
-  m.brainMae = regionMeanAbsoluteError(real, synthetic, brain.defined() ? brain : brainRegion(real))
-                   .item<double>();
+  if (regions.tissue.defined()) {
+    m.tissue = tissueStatistics(synthetic, regions.tissue, lesion);
+  } else {
+    m.tissue = {nan, nan, nan, nan};
+  }
   return m;
 }
 

@@ -66,6 +66,38 @@ torch::Tensor regionMeanAbsoluteError(const torch::Tensor& real, const torch::Te
 // The brain when no anatomical mask is given: the nonzero voxels of a skull-stripped real image.
 torch::Tensor brainRegion(const torch::Tensor& real);
 
+// Brain-masked SSIM: the mean of the SSIM map (valid region, as ssim) over the window centres that
+// lie in `region`; NaN when none does. The background of a skull-stripped scan is constant, so a
+// whole-grid SSIM is dominated by how flat a generator keeps it; this one is not.
+torch::Tensor regionSsim(const torch::Tensor& real, const torch::Tensor& synthetic,
+                         const torch::Tensor& region, const SsimOptions& options = {});
+// 10 log10(L² / regionMSE) with L as psnr; NaN for an empty region, +inf for identical voxels.
+torch::Tensor regionPsnr(const torch::Tensor& real, const torch::Tensor& synthetic,
+                         const torch::Tensor& region, double dataRange = 0);
+// Mean of `image` over the nonzero voxels of `region`; NaN when empty.
+torch::Tensor regionMeanValue(const torch::Tensor& image, const torch::Tensor& region);
+
+// Tissue labels of an anatomical label volume (the store's labels, docs/store.md).
+enum TissueLabel : int { kCsfLabel = 1, kGreyMatterLabel = 2, kWhiteMatterLabel = 3 };
+
+// Texture: the population standard deviation of the high-pass residual x − G*x over `region`
+// eroded by one voxel (3×3×3 cube; outside the volume counts as outside the region). G is the
+// normalised Gaussian of σ = 1 voxel truncated at radius 2, with edge-replicating padding
+// (scipy.ndimage.gaussian_filter(x, 1, truncate=2, mode='nearest')). NaN below two voxels.
+torch::Tensor highPassStd(const torch::Tensor& image, const torch::Tensor& region);
+
+// Intensity statistics of one volume [D, H, W] that say whether tissues and lesions look right,
+// relative to normal-appearing white matter (NAWM = white-matter label and not lesion).
+struct TissueStatistics {
+  double lesionContrast = 0;  // mean(lesion) − mean(NAWM); NaN without lesion voxels
+  double csfContrast = 0;     // mean(CSF) − mean(NAWM), lesion voxels excluded
+  double gmContrast = 0;      // mean(GM) − mean(NAWM), lesion voxels excluded
+  double wmTexture = 0;       // highPassStd over NAWM
+};
+// `tissue` holds TissueLabel values; `lesion` may be undefined (no lesion voxels).
+TissueStatistics tissueStatistics(const torch::Tensor& image, const torch::Tensor& tissue,
+                                  const torch::Tensor& lesion);
+
 // 2|A∩B| / (|A| + |B|) with A = prediction > 0.5, B = target > 0.5. Both empty gives 1: the
 // prediction agrees perfectly that there is nothing to find (docs/metrics.md).
 torch::Tensor dice(const torch::Tensor& prediction, const torch::Tensor& target);
@@ -94,8 +126,18 @@ struct SegmentationScores {
 SegmentationScores segmentationScores(const torch::Tensor& prediction, const torch::Tensor& target,
                                       double voxelVolume = 1.0);
 
+// The regions of one case, each [D, H, W] or undefined.
+struct CaseRegions {
+  torch::Tensor lesion;  // nonzero = lesion; undefined: no lesion metrics
+  torch::Tensor brain;   // nonzero = brain; undefined: tissue > 0 or lesion, else brainRegion(real)
+  torch::Tensor tissue;  // TissueLabel values; undefined: no tissue statistics
+  // The brain these give for `real`.
+  torch::Tensor brainOf(const torch::Tensor& real) const;
+};
+
 // Every image metric for one real/synthetic pair of volumes [D, H, W], as `lddpm evaluate images`
-// reports it. Region metrics are NaN when their region is empty or (lesion) no mask is given.
+// reports it. Region metrics are NaN when their region is empty or (lesion) no mask is given;
+// `tissue` holds the synthetic volume's statistics (NaN without a tissue volume).
 struct ImageMetrics {
   double mse = 0;
   double mae = 0;
@@ -103,14 +145,18 @@ struct ImageMetrics {
   double ssim = 0;
   double msSsim = 0;
   int msSsimScales = 0;
+  double brainSsim = 0;
+  double brainPsnr = 0;
+  double brainMae = 0;
+  double backgroundSsim = 0;
+  double backgroundPsnr = 0;
+  double backgroundMae = 0;
   double lesionMae = 0;
   double lesionMse = 0;
-  double brainMae = 0;
+  TissueStatistics tissue;
 };
 
-// `lesion` and `brain` may be undefined tensors: no lesion metrics, brain = brainRegion(real).
 ImageMetrics imageMetrics(const torch::Tensor& real, const torch::Tensor& synthetic,
-                          const torch::Tensor& lesion = {}, const torch::Tensor& brain = {},
-                          const SsimOptions& options = {});
+                          const CaseRegions& regions = {}, const SsimOptions& options = {});
 
 }  // namespace lddpm::models

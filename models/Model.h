@@ -4,6 +4,7 @@
 // cond-ddpm, pix2pix and seg through the same few calls (docs/models.md "Registry").
 #include <torch/torch.h>
 
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -31,9 +32,12 @@ struct LossTerms {
 };
 
 // One optimiser per group; the engine steps groups in the order given, each with its own loss.
+// A group may ask for its own Adam β₁ (GANs train with 0.5, Radford et al. 2016 / pix2pix);
+// otherwise the engine's --adam-beta1 applies.
 struct ParameterGroup {
   std::string name;
   std::vector<torch::Tensor> parameters;
+  std::optional<double> beta1 = std::nullopt;
 };
 
 class ModelImpl : public torch::nn::Module {

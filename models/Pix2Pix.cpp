@@ -22,7 +22,10 @@ Pix2PixImpl::Pix2PixImpl(const UNetOptions& generator, const Pix2PixOptions& opt
 }
 
 std::vector<ParameterGroup> Pix2PixImpl::parameterGroups() {
-  return {{"discriminator", discriminator_->parameters()}, {"generator", generator_->parameters()}};
+  // β₁ = 0.5 for both, as pix2pix (Isola et al. 2017): momentum 0.9 makes the adversarial game
+  // oscillate.
+  return {{"discriminator", discriminator_->parameters(), 0.5},
+          {"generator", generator_->parameters(), 0.5}};
 }
 
 std::int64_t Pix2PixImpl::sizeDivisor() const {

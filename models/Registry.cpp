@@ -55,7 +55,15 @@ core::po::options_description ModelConfig::describe() {
       "modulation-hidden", po::value(&modulationHidden)->default_value(modulationHidden),
       "lesion-ddpm: hidden channels of each mask -> (gamma, beta) convolution")(
       "timesteps", po::value(&timesteps)->default_value(timesteps), "diffusion steps T")(
-      "prediction", po::value(&prediction)->default_value(prediction), "denoiser target: eps | v")(
+      "prediction", po::value(&prediction)->default_value(prediction),
+      "denoiser target: eps | v | x0")(
+      "loss-weighting", po::value(&lossWeighting)->default_value(lossWeighting),
+      "per-timestep loss weight: uniform | min-snr (Min-SNR-gamma)")(
+      "snr-gamma", po::value(&snrGamma)->default_value(snrGamma), "gamma of min-snr")(
+      "train-steps", po::value(&trainSteps)->default_value(trainSteps),
+      "train on K of the T timesteps only and sample with them (Fast-DDPM); 0 = all T")(
+      "timestep-spacing", po::value(&timestepSpacing)->default_value(timestepSpacing),
+      "spacing of a K-step subsequence (train-steps, DDIM): uniform | quadratic")(
       "lesion-weight", po::value(&lesionWeight)->default_value(lesionWeight),
       "lesion-ddpm: λ in the per-voxel loss weight 1 + λ·lesion")(
       "x0-weight", po::value(&x0Weight)->default_value(x0Weight),
@@ -118,11 +126,28 @@ std::shared_ptr<ModelImpl> makeDiffusion(const ModelConfig& c, bool lesionDdpm) 
   UNetOptions unet = c.unetOptions(/*inChannels=*/1, /*outChannels=*/1);
   unet.maskChannels(c.anatomyChannels + 1);
   DiffusionOptions diffusion;
-  diffusion.timesteps(c.timesteps)
-      .prediction(parsePrediction(c.prediction))
-      .anatomyChannels(c.anatomyChannels);
   if (c.timesteps < 1)
     LDDPM_THROW(core::UsageError, "option '--timesteps': must be >= 1, got ", c.timesteps);
+  if (c.trainSteps < 0 || c.trainSteps > c.timesteps) {
+    LDDPM_THROW(core::UsageError, "option '--train-steps': must be in [0, --timesteps = ",
+                c.timesteps, "], got ", c.trainSteps);
+  }
+  if (!(c.snrGamma > 0))
+    LDDPM_THROW(core::UsageError, "option '--snr-gamma': must be > 0, got ", c.snrGamma);
+  const auto named = [](const char* option, auto parse, const std::string& value) {
+    try {
+      return parse(value);
+    } catch (const core::UsageError& e) {
+      LDDPM_THROW(core::UsageError, "option '--", option, "': ", e.what());
+    }
+  };
+  diffusion.timesteps(c.timesteps)
+      .prediction(named("prediction", parsePrediction, c.prediction))
+      .weighting(named("loss-weighting", parseWeighting, c.lossWeighting))
+      .snrGamma(c.snrGamma)
+      .trainSteps(c.trainSteps)
+      .spacing(named("timestep-spacing", parseSpacing, c.timestepSpacing))
+      .anatomyChannels(c.anatomyChannels);
   if (lesionDdpm) {
     std::set<std::string> sites;
     std::stringstream in(c.maskSites);

@@ -29,6 +29,10 @@ struct ModelConfig {
   std::int64_t modulationHidden = 32;  // channels of the mask -> (γ, β) convolution
   std::int64_t timesteps = 1000;
   std::string prediction = "eps";
+  std::string lossWeighting = "uniform";
+  double snrGamma = 5.0;
+  std::int64_t trainSteps = 0;  // 0: train on all T timesteps
+  std::string timestepSpacing = "uniform";
   double lesionWeight = 4.0;
   double x0Weight = 0.0;
   double l1Weight = 100.0;

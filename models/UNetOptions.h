@@ -34,7 +34,7 @@ struct UNetOptions {
 
   // Conditioning mask [B, maskChannels, D, H, W]; 0 means the network takes no mask.
   TORCH_ARG(std::int64_t, maskChannels) = 0;
-  // Where the mask enters (DESIGN.md "Models"): concatenated to the input, and/or by
+  // Where the mask enters (docs/models.md): concatenated to the input, and/or by
   // spatially-adaptive modulation of the GroupNorm output in encoder, bottleneck, decoder blocks.
   TORCH_ARG(bool, maskAtInput) = true;
   TORCH_ARG(bool, maskInEncoder) = false;

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# DESIGN.md layering, checked on the include graph: core/ includes no other layer; data/ and
+# docs/architecture.md layering, checked on the include graph: core/ includes no other layer; data/ and
 # models/ include only core/; mpi.h and nccl.h appear only in distributed/ (and MPI tests).
 set -u
 root=${1:-$(dirname "$0")/..}

@@ -1,5 +1,6 @@
 // `lddpm phantom --out DIR`: writes an MSLesSeg-shaped demo cohort built from Colin27 (see
-// data/Phantom.h). Ranks split the subjects round-robin; the cohort is written under DIR.partial
+// data/Phantom.h); with --twins also DIR/twins/test/..., each test subject scanned again (the
+// reference a perfect generator would score, docs/metrics.md). Ranks split the subjects round-robin; the cohort is written under DIR.partial
 // and renamed to DIR by rank 0 after a barrier, so DIR exists only when complete. The output is
 // identical plain or under mpirun: each subject depends on (seed, subject index) only.
 #include <filesystem>
@@ -19,6 +20,7 @@ namespace fs = std::filesystem;
 int runPhantom(const CommandArgs& args) {
   data::PhantomOptions o;
   std::string out;
+  bool twins = false;
   po::options_description own("phantom options");
   own.add_options()("out", po::value(&out)->required()->value_name("DIR"),
                     "new folder for the cohort")(
@@ -39,7 +41,10 @@ int runPhantom(const CommandArgs& args) {
       "lesions per patient at the first timepoint: at least")(
       "max-lesions", po::value(&o.maxLesions)->default_value(o.maxLesions), "... and at most")(
       "gzip-level", po::value(&o.gzipLevel)->default_value(o.gzipLevel)->value_name("0-9"),
-      "zlib level of the .nii.gz files (noisy float images barely compress: 1 is fastest)");
+      "zlib level of the .nii.gz files (noisy float images barely compress: 1 is fastest)")(
+      "twins", po::bool_switch(&twins),
+      "also write DIR/twins/test/...: every test subject scanned again with independent "
+      "intensity, bias-field and noise draws (the 'twin' reference of lddpm evaluate images)");
   const auto parsed = parseCommand(
       "phantom", "--out DIR [--train-subjects N] [--test-subjects N] [--timepoints K] [--seed S]",
       args, own);
@@ -71,15 +76,24 @@ int runPhantom(const CommandArgs& args) {
   }
   world.barrier();
   const int subjects = generator.subjectCount();
-  std::vector<int> mine;
-  for (int s = world.rank(); s < subjects; s += world.size()) mine.push_back(s);
+  // (subject, twin) pairs: every subject, then the test subjects' twins.
+  std::vector<std::pair<int, bool>> work;
+  for (int s = 0; s < subjects; ++s) work.emplace_back(s, false);
+  if (twins) {
+    for (int s = o.trainSubjects; s < subjects; ++s) work.emplace_back(s, true);
+  }
+  std::vector<std::pair<int, bool>> mine;
+  for (size_t i = static_cast<size_t>(world.rank()); i < work.size(); i += static_cast<size_t>(world.size())) {
+    mine.push_back(work[i]);
+  }
   LDDPM_LOG(Info) << "phantom: " << o.trainSubjects << " train x " << o.timepoints
                   << " timepoints + " << o.testSubjects << " test subjects, seed " << o.seed << ", "
                   << world.size() << " rank(s)";
   core::Progress progress("phantom subjects (rank 0's share)",
                           static_cast<std::int64_t>(mine.size()));
   for (size_t i = 0; i < mine.size(); ++i) {
-    generator.writeSubject(mine[i], partial);
+    const auto [subject, twin] = mine[i];
+    generator.writeSubject(subject, twin ? (fs::path(partial) / "twins").string() : partial, twin);
     progress.update(static_cast<std::int64_t>(i + 1));
   }
   progress.finish();

@@ -1,8 +1,9 @@
 // `lddpm sample`: synthetic FLAIR for every conditioning mask of a store split, with a trained
 // run's EMA weights. Ranks split the cases; each case is a function of (seed, case id) only, so the
 // output does not depend on the number of ranks. Writes, per case, the synthetic and the real
-// (normalised) FLAIR, the lesion and brain masks as NIfTI on the store's grid and geometry, a PNG
-// montage of mid-slices (real | synthetic | lesion), and one overview picture plus timings.
+// (normalised) FLAIR, the lesion, brain and tissue masks as NIfTI on the store's grid and geometry,
+// a PNG montage of the axial slice with most lesion (real | synthetic | lesion), and one overview
+// picture plus timings.
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
@@ -27,6 +28,7 @@
 #include "launch/engine/SampleResume.h"
 #include "launch/engine/StoreBatchSource.h"
 #include "launch/engine/TrainedModel.h"
+#include "models/DiffusionModel.h"
 #include "models/Registry.h"
 
 namespace lddpm::launch {
@@ -34,17 +36,27 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// FNV-1a: a stable 64-bit hash of a case id (std::hash is not stable across library versions).
-std::uint64_t caseKey(const std::string& id) {
-  std::uint64_t h = 0xcbf29ce484222325ULL;
-  for (unsigned char c : id) h = (h ^ c) * 0x100000001b3ULL;
-  return h;
+// The axial slice a montage shows: the one with the most lesion voxels (the nearest to the middle
+// among equals), so the lesions a user looks for are in the picture; the middle without lesions.
+std::int64_t montageSlice(const torch::Tensor& lesion) {
+  const torch::Tensor perSlice = lesion.gt(0).flatten(1).sum(1);  // [D]
+  const std::int64_t middle = lesion.size(0) / 2;
+  std::int64_t best = middle, most = perSlice[middle].item<std::int64_t>();
+  for (std::int64_t z = 0; z < lesion.size(0); ++z) {
+    const std::int64_t n = perSlice[z].item<std::int64_t>();
+    if (n > most || (n == most && std::llabs(z - middle) < std::llabs(best - middle))) {
+      best = z;
+      most = n;
+    }
+  }
+  return best;
 }
 
-// [H, W] mid-slice montage panels side by side: real | synthetic | lesion (white on black),
-// enlarged by whole pixels (nearest neighbour) to at least 192 rows so small grids stay readable.
+// [H, W] montage panels side by side: real | synthetic | lesion (white on black) on the axial
+// slice of montageSlice, enlarged by whole pixels (nearest neighbour) to at least 192 rows so
+// small grids stay readable.
 torch::Tensor montage(const torch::Tensor& real, const torch::Tensor& synth, const torch::Tensor& lesion) {
-  const std::int64_t z = real.size(0) / 2;
+  const std::int64_t z = montageSlice(lesion);
   const torch::Tensor panels = torch::cat({data::toGrey(real[z], -1, 1), data::toGrey(synth[z], -1, 1),
                                            data::toGrey(lesion[z].to(torch::kFloat32), 0, 1)},
                                           1);
@@ -57,7 +69,7 @@ torch::Tensor montage(const torch::Tensor& real, const torch::Tensor& synth, con
 int runSample(const CommandArgs& args) {
   std::string run, checkpoint, store, split = "test", out, samplerName = "ddim", weights = "ema";
   std::string device = "cpu";
-  std::int64_t steps = 50, maxCases = 0, batch = 1;
+  std::int64_t steps = 0, maxCases = 0, batch = 1;
   double eta = 0.0;
   std::uint64_t seed = 0;
   po::options_description own("sample options");
@@ -67,9 +79,12 @@ int runSample(const CommandArgs& args) {
       ("store", po::value(&store)->required()->value_name("DIR"), "store whose masks condition the samples")
       ("split", po::value(&split)->default_value(split), "train | test | all")
       ("out", po::value(&out)->required()->value_name("DIR"),
-       "output folder: real/, synthetic/, lesion/, brain/ (NIfTI), png/, overview.png, sampling.json")
+       "output folder: real/, synthetic/, lesion/, brain/, tissue/ (NIfTI), png/, overview.png, "
+       "sampling.json")
       ("sampler", po::value(&samplerName)->default_value(samplerName), "ddim | ddpm")
-      ("steps", po::value(&steps)->default_value(steps), "DDIM steps K (DDPM always runs all T)")
+      ("steps", po::value(&steps)->default_value(steps),
+       "DDIM steps K (DDPM always runs all T); 0 = the model's --train-steps if it trained on a "
+       "subset, else 50")
       ("eta", po::value(&eta)->default_value(eta), "DDIM stochasticity (0: deterministic)")
       ("seed", po::value(&seed)->default_value(seed), "seed; each case draws from (seed, case id)")
       ("cases", po::value(&maxCases)->default_value(maxCases), "sample only the first N cases; 0 = all")
@@ -81,11 +96,11 @@ int runSample(const CommandArgs& args) {
       ("device", po::value(&device)->default_value(device), "cpu | cuda (one GPU per rank by local rank)");
   const auto parsed = parseCommand("sample", "--run DIR --store DIR --out DIR [options]", args, own);
   if (!parsed) return 0;
-  if (steps < 1) LDDPM_THROW(core::UsageError, "lddpm sample: option '--steps': must be >= 1");
+  if (steps < 0) LDDPM_THROW(core::UsageError, "lddpm sample: option '--steps': must be >= 0");
   if (batch < 1) LDDPM_THROW(core::UsageError, "lddpm sample: option '--batch': must be >= 1");
   checkpoint = checkpointFromOptions("sample", run, checkpoint, weights);
   models::SamplerOptions sampler;
-  sampler.kind(models::parseSampler(samplerName)).steps(steps).eta(eta);
+  sampler.kind(models::parseSampler(samplerName)).eta(eta);
 
   dist::World& world = dist::World::get();
   const torch::Device where = deviceOption(device, "lddpm sample", world.localRank());
@@ -103,11 +118,28 @@ int runSample(const CommandArgs& args) {
   const models::ModelConfig& modelConfig = trained.config;
   const std::shared_ptr<models::ModelImpl> model = trained.model;
   model->to(where);
+  if (steps == 0) steps = modelConfig.trainSteps > 0 ? modelConfig.trainSteps : 50;
+  sampler.steps(steps);
+  if (auto diffusion = std::dynamic_pointer_cast<models::DiffusionModelImpl>(model)) {
+    sampler = diffusion->samplerFor(sampler);  // the model's spacing; refuses what it cannot do
+  }
+  // Training and sampling must see the same geometry: a denoiser trained on patches has never
+  // seen the whole grid's background, GroupNorm statistics or attention length (docs/models.md).
+  const auto patchIt = trained.settings.find("patch");
+  const std::int64_t trainedPatch = patchIt == trained.settings.end() ? 0 : std::stoll(patchIt->second);
+  if (trainedPatch > 0 && modelConfig.model != "seg") {
+    LDDPM_LOG(Warn) << checkpoint << " trained on " << trainedPatch << "^3 patches but sampling "
+                    << "runs the whole " << manifest.grid[2] << "x" << manifest.grid[1] << "x"
+                    << manifest.grid[0] << " grid: expect a geometry mismatch (train with "
+                    << "--patch 0; docs/models.md)";
+  }
 
   // Output folders are created by rank 0 before anyone writes; files are written atomically.
   const fs::path outDir(out);
   if (world.rank() == 0) {
-    for (const char* sub : {"real", "synthetic", "lesion", "brain", "png"}) fs::create_directories(outDir / sub);
+    for (const char* sub : {"real", "synthetic", "lesion", "brain", "tissue", "png"}) {
+      fs::create_directories(outDir / sub);
+    }
     removeStaleTemporaries(out);  // of a killed earlier run into the same --out
     writeCommandConfig(out, "sample", *parsed, own);
   }
@@ -171,7 +203,7 @@ int runSample(const CommandArgs& args) {
       images.push_back(subject.image.narrow(0, 0, 1));
       anatomy.push_back(tissueOneHot(subject.tissue.unsqueeze(0).unsqueeze(0))[0]);
       lesions.push_back(subject.lesion.unsqueeze(0).to(torch::kFloat32));
-      gens.push_back(core::makeCpuGenerator(core::deriveSeed(seed, core::RngStream::Sampling, {caseKey(c.id)})));
+      gens.push_back(core::makeCpuGenerator(core::deriveSeed(seed, core::RngStream::Sampling, {core::nameKey(c.id)})));
     }
     core::Stopwatch watch;
     // Noise comes from CPU generators whatever the device, so a case is the same draw on both.
@@ -196,8 +228,10 @@ int runSample(const CommandArgs& args) {
       data::writeNifti((outDir / "real" / file).string(), volume);
       volume.data = subject.lesion.to(torch::kFloat32);
       data::writeNifti((outDir / "lesion" / file).string(), volume, data::NiftiDtype::UInt8);
-      volume.data = subject.tissue.gt(0).to(torch::kFloat32);
+      volume.data = subject.tissue.gt(0).logical_or(subject.lesion.gt(0)).to(torch::kFloat32);
       data::writeNifti((outDir / "brain" / file).string(), volume, data::NiftiDtype::UInt8);
+      volume.data = subject.tissue.to(torch::kFloat32);
+      data::writeNifti((outDir / "tissue" / file).string(), volume, data::NiftiDtype::UInt8);
       data::writePng((outDir / "png" / (c.id + ".png")).string(), montage(real, synthetic, subject.lesion));
       recordFinishedCase(out, c.id, key, seconds[i]);
       char detail[64];

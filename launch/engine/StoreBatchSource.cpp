@@ -12,7 +12,7 @@ torch::Tensor tissueOneHot(const torch::Tensor& tissue) {
 }
 
 StoreBatchSource::StoreBatchSource(const TrainConfig& config, int rank, int worldSize)
-    : accumulate_(config.accumulate) {
+    : accumulate_(config.accumulate), microBatch_(config.batch / config.accumulate) {
   options_.store = config.store;
   options_.split = config.split;
   options_.patch = config.patch;
@@ -35,23 +35,49 @@ StoreBatchSource::StoreBatchSource(const TrainConfig& config, int rank, int worl
   for (int a = 0; a < 3; ++a) voxels_ *= config.patch > 0 ? config.patch : manifest.grid[a];
 }
 
-data::Cursor StoreBatchSource::cursorAt(std::int64_t step) const {
-  const std::int64_t micro = step * accumulate_;
-  return {micro / batchesPerEpoch_, (micro % batchesPerEpoch_) * options_.sampler.batchSize};
+data::Cursor StoreBatchSource::cursorOfMicroBatch(std::int64_t micro) const {
+  return {micro / batchesPerEpoch_, (micro % batchesPerEpoch_) * microBatch_};
 }
 
-void StoreBatchSource::start(std::int64_t step) {
-  options_.start = cursorAt(step);
+data::Cursor StoreBatchSource::locate(const std::vector<std::int64_t>& globalIndices) const {
+  LDDPM_CHECK(!globalIndices.empty(), "StoreBatchSource: asked for no samples");
+  const std::int64_t micro = globalIndices.front() / microBatch_;
+  const auto [begin, end] =
+      data::PatchSampler::rankSlice(microBatch_, options_.rank, options_.worldSize);
+  bool slice = static_cast<std::int64_t>(globalIndices.size()) == end - begin;
+  for (std::size_t i = 0; slice && i < globalIndices.size(); ++i) {
+    slice = globalIndices[i] == micro * microBatch_ + begin + static_cast<std::int64_t>(i);
+  }
+  LDDPM_CHECK(slice, "StoreBatchSource: global indices ", globalIndices.front(), "..",
+              globalIndices.back(), " are not rank ", options_.rank, "'s slice of one micro-batch of ",
+              microBatch_, " samples");
+  return cursorOfMicroBatch(micro);
+}
+
+void StoreBatchSource::moveTo(const data::Cursor& cursor) {
+  if (loader_ && loader_->cursor() == cursor) return;
+  options_.start = cursor;
+  loader_.reset();  // joins its prefetch threads before a new loader starts its own
   loader_ = std::make_unique<data::Loader>(options_);
 }
 
+void StoreBatchSource::start(std::int64_t step) { moveTo(cursorAt(step)); }
+
+void StoreBatchSource::prefetch(const std::vector<std::int64_t>& globalIndices) {
+  moveTo(locate(globalIndices));
+}
+
 models::Batch StoreBatchSource::get(const std::vector<std::int64_t>& globalIndices) {
-  if (!loader_) start(0);
+  if (globalIndices == lastIndices_) return last_;
+  moveTo(locate(globalIndices));
   data::Batch b = loader_->next();
   LDDPM_CHECK(b.image.size(0) == static_cast<std::int64_t>(globalIndices.size()), "loader gave ",
               b.image.size(0), " samples where the engine expected ", globalIndices.size());
   // The FLAIR channel is the one the models synthesise (channel 0 of the store's image).
-  return {b.image.narrow(1, 0, 1).contiguous(), tissueOneHot(b.tissue), b.lesion.to(torch::kFloat32)};
+  last_ = {b.image.narrow(1, 0, 1).contiguous(), tissueOneHot(b.tissue),
+           b.lesion.to(torch::kFloat32)};
+  lastIndices_ = globalIndices;
+  return last_;
 }
 
 std::int64_t StoreBatchSource::voxelsPerSample() const { return voxels_; }

@@ -27,6 +27,9 @@ core::po::options_description TrainConfig::describe() {
       ("min-lr", po::value(&minLr)->default_value(minLr), "learning rate at the end of the cosine")
       ("warmup", po::value(&warmup)->default_value(warmup), "linear warm-up steps")
       ("weight-decay", po::value(&weightDecay)->default_value(weightDecay), "AdamW decoupled weight decay")
+      ("adam-beta1", po::value(&beta1)->default_value(beta1),
+       "Adam beta1 of parameter groups that set none (pix2pix's groups use 0.5)")
+      ("adam-beta2", po::value(&beta2)->default_value(beta2), "Adam beta2")
       ("grad-clip", po::value(&gradClip)->default_value(gradClip), "clip the global gradient norm; 0 = off")
       ("ema-decay", po::value(&emaDecay)->default_value(emaDecay), "EMA decay of the sampling weights")
       ("max-nonfinite", po::value(&maxNonfinite)->default_value(maxNonfinite),
@@ -61,6 +64,8 @@ void TrainConfig::validate(int worldSize) const {
   if (minLr < 0 || minLr > lr) fail("min-lr", "must be in [0, --lr]");
   if (warmup < 0) fail("warmup", "must be >= 0");
   if (gradClip < 0) fail("grad-clip", "must be >= 0");
+  if (!(beta1 >= 0 && beta1 < 1)) fail("adam-beta1", "must be in [0, 1)");
+  if (!(beta2 >= 0 && beta2 < 1)) fail("adam-beta2", "must be in [0, 1)");
   if (emaDecay < 0 || emaDecay >= 1) fail("ema-decay", "must be in [0, 1)");
   if (maxNonfinite < 1) fail("max-nonfinite", "must be >= 1");
   if (device != "cpu" && device != "cuda") fail("device", "must be cpu or cuda");

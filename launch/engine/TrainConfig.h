@@ -29,6 +29,8 @@ struct TrainConfig {
   double minLr = 1e-6;
   std::int64_t warmup = 100;
   double weightDecay = 0.0;
+  double beta1 = 0.9;               // Adam β₁ of groups that do not set their own (pix2pix: 0.5)
+  double beta2 = 0.999;
   double gradClip = 1.0;            // global L2 norm; 0 = off
   double emaDecay = 0.999;
   int maxNonfinite = 5;             // consecutive skipped steps before giving up

@@ -120,11 +120,16 @@ void Trainer::buildOptimisers() {
     auto group = std::make_unique<Group>();
     group->name = spec.name;
     for (const auto& t : spec.parameters) group->params.insert(names.at(t.unsafeGetTensorImpl()), t);
+    const double beta1 = spec.beta1.value_or(config_.beta1);
     if (config_.parallel.zero) {
       group->zero = std::make_unique<dist::ZeroAdamW>(
           group->params, comm_,
-          dist::ZeroAdamWOptions().lr(config_.lr).weightDecay(config_.weightDecay).maxGradNorm(
-              config_.gradClip));
+          dist::ZeroAdamWOptions()
+              .lr(config_.lr)
+              .beta1(beta1)
+              .beta2(config_.beta2)
+              .weightDecay(config_.weightDecay)
+              .maxGradNorm(config_.gradClip));
     } else {
       if (comm_.size() > 1) {
         // Buffers travel with the first group (all ranks initialise identically anyway).
@@ -135,7 +140,9 @@ void Trainer::buildOptimisers() {
       }
       group->adam = std::make_unique<torch::optim::AdamW>(
           group->params.values(),
-          torch::optim::AdamWOptions(config_.lr).weight_decay(config_.weightDecay));
+          torch::optim::AdamWOptions(config_.lr)
+              .betas({beta1, config_.beta2})
+              .weight_decay(config_.weightDecay));
     }
     groups_.push_back(std::move(group));
   }
@@ -285,10 +292,11 @@ void Trainer::writeStatus(const std::string& state) const {
 }
 
 // Forward/backward of one parameter group over the step's micro-batches, the cross-rank
-// reduction, the finite check and the optimiser step. Returns the globally averaged loss terms
-// (total first); `stopLocal` rides along in the same allreduce and comes back as the last value.
-std::vector<double> Trainer::trainGroup(Group& group, std::size_t groupIndex, double lr, double& dataWait, bool& skipped,
-                                        double& gradNorm, bool stopLocal) {
+// reduction, the finite check and the optimiser step. `stopLocal` rides along in the same
+// allreduce as the loss terms and comes back as stopRequested.
+Trainer::GroupStep Trainer::trainGroup(Group& group, std::size_t groupIndex, double lr,
+                                       bool stopLocal) {
+  GroupStep result;
   for (auto& p : model_->parameters()) p.mutable_grad() = torch::Tensor();
   std::vector<std::string> partNames;
   std::vector<double> sums;
@@ -297,7 +305,7 @@ std::vector<double> Trainer::trainGroup(Group& group, std::size_t groupIndex, do
                                       comm_.rank(), comm_.size());
     core::Stopwatch wait;
     models::Batch batch = toDevice(source_.get(indices), device_);
-    dataWait += wait.seconds();
+    result.dataWait += wait.seconds();
     if (micro + 1 < config_.accumulate) {
       source_.prefetch(localIndices(step_, micro + 1, config_.batch, config_.accumulate,
                                     comm_.rank(), comm_.size()));
@@ -339,27 +347,28 @@ std::vector<double> Trainer::trainGroup(Group& group, std::size_t groupIndex, do
   packed = packed.cpu();
   auto acc = packed.accessor<double, 1>();
   const double denominator = static_cast<double>(comm_.size() * config_.accumulate);
-  std::vector<double> out;
-  for (std::size_t i = 0; i < sums.size(); ++i) out.push_back(acc[static_cast<long>(i)] / denominator);
-  const bool anyNonfinite = acc[static_cast<long>(sums.size())] > 0;
-  out.push_back(acc[static_cast<long>(sums.size() + 1)]);  // ranks that want to stop
-
-  skipped = anyNonfinite;
-  if (anyNonfinite) {
+  result.loss = acc[0] / denominator;
+  for (std::size_t i = 0; i < partNames.size(); ++i) {
+    result.parts.emplace_back(partNames[i], acc[static_cast<long>(i + 1)] / denominator);
+  }
+  result.skipped = acc[static_cast<long>(sums.size())] > 0;
+  result.stopRequested = acc[static_cast<long>(sums.size() + 1)] > 0;
+  if (result.skipped) {
     if (group.zero) group.zero->zeroGrad();
-    return out;
+    return result;
   }
   if (group.zero) {
     group.zero->setLr(lr);
-    gradNorm = group.zero->step();
+    result.gradNorm = group.zero->step();
   } else {
-    gradNorm = config_.gradClip > 0
-                   ? torch::nn::utils::clip_grad_norm_(group.params.values(), config_.gradClip)
-                   : 0.0;
+    result.gradNorm =
+        config_.gradClip > 0
+            ? torch::nn::utils::clip_grad_norm_(group.params.values(), config_.gradClip)
+            : 0.0;
     for (auto& pg : group.adam->param_groups()) pg.options().set_lr(lr);
     group.adam->step();
   }
-  return out;
+  return result;
 }
 
 TrainResult Trainer::run() {
@@ -392,18 +401,20 @@ TrainResult Trainer::run() {
     double dataWait = 0.0;
     double gradNorm = 0.0;
     bool anySkipped = false;
-    double stopRanks = 0.0;
+    bool stop = false;
     core::Json row = {{"step", step_ + 1}};
-    for (auto& group : groups_) {
-      enableOnly(group.get());
-      bool skipped = false;
-      const std::vector<double> terms =
-          trainGroup(*group, static_cast<std::size_t>(&group - &groups_.front()), lr, dataWait, skipped, gradNorm, core::StopSignal::requested());
-      anySkipped = anySkipped || skipped;
-      stopRanks = std::max(stopRanks, terms.back());
-      const std::string prefix = groups_.size() > 1 ? group->name + "_" : "";
-      row[prefix + "loss"] = terms[0];
-      result.lastLoss = terms[0];
+    for (std::size_t g = 0; g < groups_.size(); ++g) {
+      Group& group = *groups_[g];
+      enableOnly(&group);
+      const GroupStep done = trainGroup(group, g, lr, core::StopSignal::requested());
+      dataWait += done.dataWait;
+      gradNorm = done.gradNorm;
+      anySkipped = anySkipped || done.skipped;
+      stop = stop || done.stopRequested;
+      const std::string prefix = groups_.size() > 1 ? group.name + "_" : "";
+      row[prefix + "loss"] = done.loss;
+      for (const auto& [name, value] : done.parts) row[name] = value;
+      result.lastLoss = done.loss;
       if (groups_.size() > 1) row[prefix + "grad_norm"] = gradNorm;
     }
     enableOnly(nullptr);
@@ -444,7 +455,6 @@ TrainResult Trainer::run() {
     std::snprintf(detail, sizeof detail, "loss %.4g lr %.3g", result.lastLoss, lr);
     progress.update(step_ - firstStep, detail);
 
-    const bool stop = stopRanks > 0;
     if (stop || step_ % config_.checkpointEvery == 0 || step_ == config_.steps) saveCheckpoint();
     if (stop && step_ < config_.steps) {
       writeStatus("stopped");

@@ -57,8 +57,16 @@ class Trainer {
   void saveCheckpoint();
   void loadCheckpoint(const std::string& dir);
   void writeStatus(const std::string& state) const;
-  std::vector<double> trainGroup(Group& group, std::size_t groupIndex, double lr, double& dataWait, bool& skipped,
-                                 double& gradNorm, bool stopLocal);
+  // What one parameter group's part of a step did, averaged over ranks and micro-batches.
+  struct GroupStep {
+    double loss = 0;                                   // the total backward ran on
+    std::vector<std::pair<std::string, double>> parts;  // the model's named loss terms
+    double gradNorm = 0;
+    bool skipped = false;        // a rank saw a non-finite loss or gradient: no update
+    bool stopRequested = false;  // a rank got SIGTERM/SIGUSR2
+    double dataWait = 0;         // seconds this rank waited for batches
+  };
+  GroupStep trainGroup(Group& group, std::size_t groupIndex, double lr, bool stopLocal);
 
   TrainConfig config_;
   models::ModelConfig modelConfig_;

@@ -341,12 +341,12 @@ if os.path.exists(calls):
         for rec in sorted(os.listdir(done)) if os.path.isdir(done) else []:
             case = rec[:-len(".json")]
             for sub, ext in (("synthetic", ".nii.gz"), ("real", ".nii.gz"), ("lesion", ".nii.gz"),
-                             ("brain", ".nii.gz"), ("png", ".png")):
+                             ("brain", ".nii.gz"), ("tissue", ".nii.gz"), ("png", ".png")):
                 st = os.stat(os.path.join(out, sub, case + ext))
                 finished[os.path.join(sub, case + ext)] = (st.st_ino, st.st_mtime_ns)
         self.run(self.sample_cmd("samples-kill"))
         ref = os.path.join(self.work, "ref-samples")
-        for sub in ("synthetic", "real", "lesion", "brain", "png"):
+        for sub in ("synthetic", "real", "lesion", "brain", "tissue", "png"):
             names = sorted(os.listdir(os.path.join(ref, sub)))
             if names != sorted(os.listdir(os.path.join(out, sub))):
                 raise Torn("%s/ holds other files than the uninterrupted run's" % sub)
@@ -357,7 +357,7 @@ if os.path.exists(calls):
             st = os.stat(os.path.join(out, rel))
             if (st.st_ino, st.st_mtime_ns) != (ino, mtime):
                 raise Torn("%s was finished before the rerun but written again" % rel)
-        return {"killed": killed, "left": "%d case(s) finished" % (len(finished) // 5)}
+        return {"killed": killed, "left": "%d case(s) finished" % (len(finished) // 6)}
 
     def trial_sweep(self):
         out = self.fresh("sweep-kill")

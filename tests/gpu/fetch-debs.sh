@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Downloads, on a Debian 12 development machine, the packages a GPU machine lacks for the CUDA
-# build (shared/docs/GPU.md): MPI, serial HDF5, Boost.Program_options, nifticlib, nlohmann-json,
+# build (docs/gpu.md): MPI, serial HDF5, Boost.Program_options, nifticlib, nlohmann-json,
 # xxHash, libpng, GoogleTest and their runtime libraries. tests/gpu/check.sh unpacks them there.
 #   bash tests/gpu/fetch-debs.sh [DIR]      (default .gpu-debs, git-ignored; about 31 MB)
 set -euo pipefail

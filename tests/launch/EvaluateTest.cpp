@@ -84,9 +84,14 @@ struct EvaluateTest : ::testing::Test {
   std::string path(const std::string& name) { return (dir / name).string(); }
 };
 
-const char* const kKeys[] = {"mse",        "mae",        "psnr",
-                             "ssim",       "ms_ssim",    "ms_ssim_scales",
-                             "lesion_mae", "lesion_mse", "brain_mae"};
+const char* const kKeys[] = {"mse",        "mae",        "psnr",           "ssim",
+                             "ms_ssim",    "ms_ssim_scales", "brain_ssim", "brain_psnr",
+                             "brain_mae",  "background_ssim", "background_psnr",
+                             "background_mae", "lesion_mae", "lesion_mse", "lesion_contrast",
+                             "csf_contrast", "gm_contrast", "wm_texture"};
+
+// The first (here: the only) generator's block of the report.
+const Json& generator(const Json& report) { return report.at("generators").at(0); }
 
 TEST_F(EvaluateTest, FilePairGivesClosedFormErrors) {
   write(dir / "real.nii.gz", scans.real);
@@ -99,9 +104,12 @@ TEST_F(EvaluateTest, FilePairGivesClosedFormErrors) {
   ASSERT_EQ(r.code, 0) << r.err;
   const Json j = Json::parse(r.out);
   ASSERT_EQ(j["cases"].size(), 1u);
-  const Json& c = j["cases"][0];
+  ASSERT_EQ(j["generators"].size(), 1u);  // no tissue labels: no reference rows
+  EXPECT_EQ(generator(j)["name"], "synthetic.nii.gz");
+  const Json& c = generator(j)["cases"][0];
   for (const char* key : kKeys) EXPECT_TRUE(c.contains(key)) << key;
   EXPECT_EQ(c.size(), std::size(kKeys) + 1);  // the metrics and "case", nothing else
+  EXPECT_TRUE(c["wm_texture"].is_null());     // no tissue labels
   EXPECT_NEAR(c["mse"].get<double>(), Scans::mse, 1e-12);
   EXPECT_NEAR(c["mae"].get<double>(), Scans::mae, 1e-12);
   EXPECT_NEAR(c["psnr"].get<double>(), 10 * std::log10(9 / Scans::mse), 1e-9);
@@ -111,8 +119,12 @@ TEST_F(EvaluateTest, FilePairGivesClosedFormErrors) {
   EXPECT_EQ(c["ms_ssim_scales"].get<int>(), 2);
   EXPECT_GT(c["ssim"].get<double>(), 0.0);
   EXPECT_LT(c["ssim"].get<double>(), 1.0);
-  EXPECT_NEAR(j["mean"]["mse"].get<double>(), Scans::mse, 1e-12);
-  EXPECT_TRUE(j["sd"]["mse"].is_null());  // one case has no spread
+  // The brain here is the real scan's nonzero block; the background's errors are all zero.
+  EXPECT_NEAR(c["background_mae"].get<double>(), 0.0, 1e-12);
+  EXPECT_NEAR(c["brain_psnr"].get<double>(), 10 * std::log10(9 / (Scans::mse * kVoxels / 4096)),
+              1e-9);
+  EXPECT_NEAR(generator(j)["mean"]["mse"].get<double>(), Scans::mse, 1e-12);
+  EXPECT_TRUE(generator(j)["sd"]["mse"].is_null());  // one case has no spread
 
   // A given brain mask replaces the real scan's nonzero voxels; a given range replaces max − min.
   const Result given = run("evaluate images --json --real " + path("real.nii.gz") +
@@ -120,7 +132,7 @@ TEST_F(EvaluateTest, FilePairGivesClosedFormErrors) {
                                path("lesion.nii.gz") + " --data-range 10",
                            dir);
   ASSERT_EQ(given.code, 0) << given.err;
-  const Json g = Json::parse(given.out)["cases"][0];
+  const Json g = generator(Json::parse(given.out))["cases"][0];
   EXPECT_NEAR(g["brain_mae"].get<double>(), Scans::lesionMae, 1e-12);
   EXPECT_NEAR(g["psnr"].get<double>(), 10 * std::log10(100 / Scans::mse), 1e-9);
   EXPECT_TRUE(g["lesion_mae"].is_null());
@@ -132,7 +144,7 @@ TEST_F(EvaluateTest, IdenticalScansAndNoMask) {
       run("evaluate images --json --real " + path("real.nii") + " --synthetic " + path("real.nii"),
           dir);
   ASSERT_EQ(r.code, 0) << r.err;
-  const Json c = Json::parse(r.out)["cases"][0];
+  const Json c = generator(Json::parse(r.out))["cases"][0];
   EXPECT_NEAR(c["ssim"].get<double>(), 1.0, 1e-12);
   EXPECT_NEAR(c["ms_ssim"].get<double>(), 1.0, 1e-12);
   EXPECT_EQ(c["mse"].get<double>(), 0.0);
@@ -155,11 +167,14 @@ TEST_F(EvaluateTest, FoldersGiveRowsAndMeanSd) {
   ASSERT_EQ(r.code, 0) << r.err;
   const Json j = Json::parse(r.out);
   ASSERT_EQ(j["cases"].size(), 2u);
-  EXPECT_EQ(j["cases"][0]["case"], "P1.nii.gz");
-  EXPECT_EQ(j["cases"][1]["case"], "P2.nii.gz");
-  EXPECT_NEAR(j["mean"]["mse"].get<double>(), Scans::mse / 2, 1e-12);
-  EXPECT_NEAR(j["sd"]["mse"].get<double>(), Scans::mse / std::sqrt(2.0), 1e-12);  // n − 1
-  EXPECT_NEAR(j["mean"]["lesion_mae"].get<double>(), Scans::lesionMae / 2, 1e-12);
+  EXPECT_EQ(j["cases"][0], "P1");
+  EXPECT_EQ(j["cases"][1], "P2");
+  const Json& g = generator(j);
+  EXPECT_EQ(g["name"], "synthetic");  // the folder's name
+  EXPECT_EQ(g["cases"][0]["case"], "P1");
+  EXPECT_NEAR(g["mean"]["mse"].get<double>(), Scans::mse / 2, 1e-12);
+  EXPECT_NEAR(g["sd"]["mse"].get<double>(), Scans::mse / std::sqrt(2.0), 1e-12);  // n − 1
+  EXPECT_NEAR(g["mean"]["lesion_mae"].get<double>(), Scans::lesionMae / 2, 1e-12);
   // --out holds the same JSON, the table and the resolved configuration.
   EXPECT_EQ(lddpm::core::readJsonFile(path("out/images.json")), j);
   EXPECT_TRUE(fs::exists(dir / "out" / "images.md"));
@@ -170,9 +185,9 @@ TEST_F(EvaluateTest, FoldersGiveRowsAndMeanSd) {
 
   const Result table = run(common, dir);
   ASSERT_EQ(table.code, 0) << table.err;
-  EXPECT_NE(table.out.find("| case | MSE | MAE |"), std::string::npos) << table.out;
-  EXPECT_NE(table.out.find("| P1.nii.gz |"), std::string::npos) << table.out;
-  EXPECT_NE(table.out.find("| mean ± sd (n = 2) |"), std::string::npos) << table.out;
+  EXPECT_NE(table.out.find("| case | generator | MSE | MAE |"), std::string::npos) << table.out;
+  EXPECT_NE(table.out.find("| P1 | synthetic |"), std::string::npos) << table.out;
+  EXPECT_NE(table.out.find("| mean ± sd over 2 cases |"), std::string::npos) << table.out;
 }
 
 TEST_F(EvaluateTest, UnderMpiexecOneRankReports) {
@@ -183,7 +198,10 @@ TEST_F(EvaluateTest, UnderMpiexecOneRankReports) {
       dir,
       lddpm::testutil::mpiexecPrefix(LDDPM_MPIEXEC, 2));
   ASSERT_EQ(r.code, 0) << r.err;
-  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 3) << r.out;  // header, rule, one row
+  // One report: the per-case table's header appears once, not once per rank.
+  const std::string header = "| case | generator |";
+  ASSERT_NE(r.out.find(header), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find(header), r.out.rfind(header)) << r.out;
 }
 
 TEST_F(EvaluateTest, CasesOnOneSideOnlyAreNamed) {
@@ -196,8 +214,8 @@ TEST_F(EvaluateTest, CasesOnOneSideOnlyAreNamed) {
                            path("synthetic") + " --out " + path("out"),
                        dir);
   EXPECT_EQ(r.code, 1);
-  EXPECT_NE(r.err.find("P2.nii.gz"), std::string::npos) << r.err;
-  EXPECT_NE(r.err.find("P3.nii.gz"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("P2"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("P3"), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(dir / "out" / "images.json"));  // nothing half-written
 }
 

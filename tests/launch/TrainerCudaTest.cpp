@@ -1,4 +1,4 @@
-// The training engine on a GPU (skipped without one; run by GPU.md's check): a few steps on
+// The training engine on a GPU (skipped without one; run by docs/gpu.md's check): a few steps on
 // cuda:0 reach the parameters the same steps reach on the CPU (same batches, same noise: the
 // noise is drawn from CPU generators on every device), and bf16 autocast trains with float32
 // master weights to a nearby point.

@@ -1,6 +1,6 @@
-// The device-agnostic promise of DESIGN.md ("Models"): every model, loss and sampler gives on a
+// The device-agnostic promise of docs/models.md: every model, loss and sampler gives on a
 // GPU what it gives on the CPU, and bf16 autocast runs the convolutions in bf16 while the loss
-// stays close to float32. The CUDA cases skip without a GPU (they run in GPU.md's check); the
+// stays close to float32. The CUDA cases skip without a GPU (they run in docs/gpu.md's check); the
 // autocast shim itself is checked on the CPU, where LibTorch also autocasts conv3d to bf16.
 #include <gtest/gtest.h>
 

@@ -92,7 +92,76 @@ TEST(Prediction, VAndEpsilonConvertBackToX0AndNoise) {
   const auto v = predictionTarget(schedule, Prediction::V, x0, t, noise)[2];
   EXPECT_TRUE(torch::allclose(v, std::sqrt(a) * noise[2] - std::sqrt(1 - a) * x0[2], 1e-12, 1e-12));
   EXPECT_EQ(parsePrediction("v"), Prediction::V);
-  EXPECT_THROW(parsePrediction("x0"), lddpm::core::UsageError);
+  EXPECT_THROW(parsePrediction("x_0"), lddpm::core::UsageError);
+}
+
+TEST(Prediction, X0IsTheCleanImageAndImpliesTheNoise) {
+  NoiseSchedule schedule(1000);
+  Generators gens{makeCpuGenerator(4)};
+  const auto x0 = randnFrom(gens, {4, 1, 3, 3, 3}, kF64).clamp(-1, 1);
+  const auto noise = randnFrom(gens, {4, 1, 3, 3, 3}, kF64);
+  const auto t = torch::tensor({0, 10, 500, 999});
+  const auto xt = qSample(schedule, x0, t, noise);
+  const auto target = predictionTarget(schedule, Prediction::X0, x0, t, noise);
+  EXPECT_TRUE(torch::equal(target, x0));
+  EXPECT_TRUE(torch::equal(predictX0(schedule, Prediction::X0, xt, t, target), x0));
+  // ε = (x_t − √ᾱ x0) / √(1 − ᾱ) written out at t = 10.
+  const double a = schedule.alphaBar(10);
+  const auto eps = predictEps(schedule, Prediction::X0, xt, t, target);
+  EXPECT_TRUE(torch::allclose(eps[1], (xt[1] - std::sqrt(a) * x0[1]) / std::sqrt(1 - a), 1e-12, 1e-12));
+  EXPECT_TRUE(torch::allclose(eps, noise, 1e-9, 1e-9));
+  EXPECT_EQ(parsePrediction("x0"), Prediction::X0);
+  EXPECT_EQ(predictionName(Prediction::X0), "x0");
+}
+
+TEST(LossWeighting, MinSnrClosedForms) {
+  // SNR 2 < γ = 5: x0 weight SNR itself, ε weight 1, v weight SNR / (SNR + 1).
+  EXPECT_DOUBLE_EQ(minSnrWeight(2.0, 5.0, Prediction::X0), 2.0);
+  EXPECT_DOUBLE_EQ(minSnrWeight(2.0, 5.0, Prediction::Epsilon), 1.0);
+  EXPECT_DOUBLE_EQ(minSnrWeight(2.0, 5.0, Prediction::V), 2.0 / 3.0);
+  // SNR 20 > γ: clipped to γ in x0 space.
+  EXPECT_DOUBLE_EQ(minSnrWeight(20.0, 5.0, Prediction::X0), 5.0);
+  EXPECT_DOUBLE_EQ(minSnrWeight(20.0, 5.0, Prediction::Epsilon), 0.25);
+  EXPECT_DOUBLE_EQ(minSnrWeight(20.0, 5.0, Prediction::V), 5.0 / 21.0);
+  // Per-sample weights from the schedule: SNR = ᾱ / (1 − ᾱ) with ᾱ the cosine closed form.
+  const std::int64_t T = 1000;
+  NoiseSchedule schedule(T);
+  const auto t = torch::tensor({3, 200, 600});
+  const auto like = torch::zeros({1}, torch::kFloat32);
+  const auto w = lossWeights(schedule, LossWeighting::MinSnr, 5.0, Prediction::Epsilon, t, like);
+  EXPECT_EQ(w.scalar_type(), torch::kFloat32);
+  for (int i = 0; i < 3; ++i) {
+    const double step = t[i].item<double>();
+    const double a = cosineF(step + 1, T) / cosineF(0, T);
+    const double snr = a / (1 - a);
+    EXPECT_NEAR(w[i].item<double>(), std::min(snr, 5.0) / snr, 1e-6) << "t = " << step;
+  }
+  EXPECT_TRUE(torch::equal(
+      lossWeights(schedule, LossWeighting::Uniform, 5.0, Prediction::X0, t, like),
+      torch::ones({3}, torch::kFloat32)));
+  EXPECT_EQ(parseWeighting("min-snr"), LossWeighting::MinSnr);
+  EXPECT_THROW(parseWeighting("snr"), lddpm::core::UsageError);
+}
+
+TEST(Samplers, QuadraticSpacingIsDenseNearZero) {
+  // t_i = round((T − 1) (i / (K − 1))²), i = K−1 … 0.
+  const auto ts = timestepSubsequence(1000, 10, Spacing::Quadratic);
+  ASSERT_EQ(ts.size(), 10u);
+  for (int i = 0; i < 10; ++i) {
+    const double u = (9 - i) / 9.0;
+    EXPECT_EQ(ts[static_cast<std::size_t>(i)], std::llround(999 * u * u)) << "i = " << i;
+  }
+  // Where the quadratic crowds several steps onto one timestep, they are spread to distinct ones.
+  const auto crowded = timestepSubsequence(20, 15, Spacing::Quadratic);
+  ASSERT_EQ(crowded.size(), 15u);
+  EXPECT_EQ(crowded.front(), 19);
+  EXPECT_EQ(crowded.back(), 0);
+  for (std::size_t i = 1; i < crowded.size(); ++i) EXPECT_LT(crowded[i], crowded[i - 1]);
+  const auto all = timestepSubsequence(12, 12, Spacing::Quadratic);
+  EXPECT_EQ(all, ddimTimesteps(12, 12));
+  EXPECT_EQ(timestepSubsequence(50, 1, Spacing::Quadratic), (std::vector<std::int64_t>{49}));
+  EXPECT_EQ(timestepSubsequence(50, 5, Spacing::Uniform), ddimTimesteps(50, 5));
+  EXPECT_THROW(timestepSubsequence(10, 11, Spacing::Quadratic), lddpm::core::Error);
 }
 
 TEST(LesionWeightedL1, MatchesTheFormulaOnHandBuiltTensors) {

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <map>
 #include <random>
 #include <sstream>
 #include <vector>
@@ -189,7 +190,7 @@ TEST(Ssim, RejectsBadShapesAndWindows) {
 
 TEST(MsSsim, ScaleCountFollowsCoarsestWindowRule) {
   // floor(side / 2^(n-1)) >= 11 on every side. 176 = 11·16 is the smallest 5-scale side
-  // (MONAI: side // 16 > 10); 128 (FACTS.md: too small for MONAI's 5 scales) gets 4.
+  // (MONAI: side // 16 > 10); 128 (docs/facts.md: too small for MONAI's 5 scales) gets 4.
   EXPECT_EQ(msSsimScales({182, 218, 182}, 11), 5);
   EXPECT_EQ(msSsimScales({176, 176, 176}, 11), 5);
   EXPECT_EQ(msSsimScales({175, 400, 400}, 11), 4);
@@ -286,14 +287,14 @@ TEST(ErrorMetrics, ImageMetricsBundlesEveryMetric) {
   lesion.view({-1}).narrow(0, 96, 8).fill_(1);  // 4 of its 8 voxels carry −3 errors
   // Too small for an 11-voxel window: use 3 (one scale, as the 4-voxel side halves to 2).
   const auto options = SsimOptions().windowSize(3);
-  const ImageMetrics m = imageMetrics(c.real, c.synthetic, lesion, {}, options);
+  const ImageMetrics m = imageMetrics(c.real, c.synthetic, CaseRegions{lesion, {}, {}}, options);
   EXPECT_NEAR(m.mse, (10 + 36) / 120.0, 1e-15);
   EXPECT_NEAR(m.mae, (10 + 12) / 120.0, 1e-15);
   EXPECT_NEAR(m.lesionMae, 12 / 8.0, 1e-15);
   EXPECT_NEAR(m.lesionMse, 36 / 8.0, 1e-15);
   EXPECT_NEAR(m.brainMae, 10 / 60.0, 1e-15);
   EXPECT_EQ(m.msSsimScales, 1);
-  EXPECT_TRUE(std::isnan(imageMetrics(c.real, c.synthetic, {}, {}, options).lesionMae));
+  EXPECT_TRUE(std::isnan(imageMetrics(c.real, c.synthetic, CaseRegions{}, options).lesionMae));
 }
 
 TEST(Dice, KnownOverlapOfTwoCubes) {
@@ -469,6 +470,98 @@ TEST(Ssim, MatchesScipySsimAndMonaiStyleMsSsimInPython) {
     EXPECT_EQ(ref.scales, 5);
     EXPECT_NEAR(scalar(ms.value), ref.msSsim, 1e-12);
   }
+}
+
+// A brain-like case: tissue shells (CSF outside GM outside WM) in an ellipsoid, two lesion blobs
+// in the WM, intensities per class plus smooth variation and noise; the synthetic scan is a noisier,
+// biased copy. Every brain-aware metric against brain_metrics_reference.py (scipy).
+TEST(BrainMetrics, MatchScipyReferences) {
+  namespace fs = std::filesystem;
+  const int d = 26, h = 30, w = 28;
+  torch::manual_seed(5);
+  const auto axis = [](int n) {
+    return (torch::arange(n, torch::kFloat64) - (n - 1) / 2.0) / (n / 2.0);
+  };
+  const torch::Tensor z = axis(d).view({d, 1, 1}), y = axis(h).view({1, h, 1}), x = axis(w).view({1, 1, w});
+  const torch::Tensor radius = (z * z + y * y + x * x).sqrt();
+  torch::Tensor tissue = torch::zeros({d, h, w}, torch::kUInt8);
+  tissue.masked_fill_(radius < 0.95, kCsfLabel);
+  tissue.masked_fill_(radius < 0.8, kGreyMatterLabel);
+  tissue.masked_fill_(radius < 0.6, kWhiteMatterLabel);
+  torch::Tensor lesion = torch::zeros({d, h, w}, torch::kUInt8);
+  lesion.slice(0, 11, 14).slice(1, 12, 16).slice(2, 12, 15).fill_(1);
+  lesion.slice(0, 15, 17).slice(1, 15, 17).slice(2, 10, 12).fill_(1);
+  const double values[4] = {-1.0, -0.6, 0.3, 0.0};
+  torch::Tensor real = torch::full({d, h, w}, values[0], torch::kFloat64);
+  for (int c = 1; c < 4; ++c) real.masked_fill_(tissue == c, values[c]);
+  real.masked_fill_(lesion != 0, 0.6);
+  const torch::Tensor brain = (tissue > 0) | (lesion > 0);
+  real = torch::where(brain, real + 0.05 * torch::randn({d, h, w}, torch::kFloat64) + 0.1 * x, real);
+  const torch::Tensor synthetic =
+      torch::where(brain, 1.05 * real + 0.08 * torch::randn({d, h, w}, torch::kFloat64) - 0.02, real + 0.01 * torch::randn({d, h, w}, torch::kFloat64));
+
+  const fs::path dir = fs::temp_directory_path() / ("lddpm-brain-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  const auto dump = [&](const torch::Tensor& t, const char* name) {
+    const torch::Tensor c = t.contiguous();
+    std::ofstream(dir / name, std::ios::binary)
+        .write(static_cast<const char*>(c.data_ptr()), static_cast<std::streamsize>(c.nbytes()));
+    return (dir / name).string();
+  };
+  std::ostringstream cmd;
+  cmd << LDDPM_PYTHON << " " << LDDPM_BRAIN_REFERENCE << " " << dump(real, "r.f64") << " "
+      << dump(synthetic, "s.f64") << " " << dump(tissue, "t.u8") << " " << dump(lesion, "l.u8")
+      << " " << d << " " << h << " " << w << " 7";
+  const auto result = lddpm::testutil::runShell(cmd.str() + " 2>&1");
+  fs::remove_all(dir);
+  ASSERT_EQ(result.code, 0) << cmd.str() << "\n" << result.out;
+  std::map<std::string, double> ref;
+  std::istringstream in(result.out);
+  std::string key;
+  double value = 0;
+  while (in >> key >> value) ref[key] = value;
+  ASSERT_EQ(ref.size(), 9u) << result.out;
+
+  const auto options = SsimOptions().windowSize(7);
+  EXPECT_NEAR(scalar(regionSsim(real, synthetic, brain, options)), ref["brain_ssim"], 1e-12);
+  EXPECT_NEAR(scalar(regionSsim(real, synthetic, ~brain, options)), ref["background_ssim"], 1e-12);
+  EXPECT_NEAR(scalar(regionPsnr(real, synthetic, brain)), ref["brain_psnr"], 1e-10);
+  const TissueStatistics stats = tissueStatistics(synthetic, tissue, lesion);
+  EXPECT_NEAR(stats.wmTexture, ref["texture"], 1e-12);
+  EXPECT_NEAR(stats.lesionContrast, ref["lesion_contrast"], 1e-12);
+  EXPECT_NEAR(stats.csfContrast, ref["csf_contrast"], 1e-12);
+  EXPECT_NEAR(stats.gmContrast, ref["gm_contrast"], 1e-12);
+  // The bundle agrees with the parts, with the brain taken from the tissue labels and lesions.
+  const ImageMetrics m = imageMetrics(real, synthetic, CaseRegions{lesion, {}, tissue}, options);
+  EXPECT_NEAR(m.brainSsim, ref["brain_ssim"], 1e-12);
+  EXPECT_NEAR(m.brainMae, ref["brain_mae"], 1e-12);
+  EXPECT_NEAR(m.tissue.wmTexture, ref["texture"], 1e-12);
+  // Background scored apart: the synthetic background here differs from the real one only by
+  // tiny noise, so its SSIM-free errors are small and the brain's are not.
+  EXPECT_LT(m.backgroundMae, 0.02);
+  EXPECT_GT(m.brainMae, 0.05);
+}
+
+// Closed forms: a region holding no window centre has no SSIM; the high-pass residual of a linear
+// ramp is zero inside (the Gaussian is symmetric), so its texture is 0; a region that erodes to
+// nothing has none.
+TEST(BrainMetrics, ClosedFormsAndEmptyRegions) {
+  const torch::Tensor ramp =
+      torch::arange(16, torch::kFloat64).view({1, 1, 16}).expand({16, 16, 16}).contiguous();
+  const torch::Tensor all = torch::ones({16, 16, 16}, torch::kUInt8);
+  // Erosion by one voxel, then the radius-2 filter reaches the replicated border only within 2
+  // voxels of the edge: keep the inner cube, where the ramp is exactly linear under the filter.
+  torch::Tensor inner = torch::zeros({16, 16, 16}, torch::kUInt8);
+  inner.slice(0, 2, 14).slice(1, 2, 14).slice(2, 2, 14).fill_(1);
+  EXPECT_NEAR(scalar(highPassStd(ramp, inner)), 0.0, 1e-12);
+  torch::Tensor thin = torch::zeros({16, 16, 16}, torch::kUInt8);
+  thin.select(0, 8).fill_(1);  // one slice: erodes to nothing
+  EXPECT_TRUE(std::isnan(scalar(highPassStd(ramp, thin))));
+  torch::Tensor corner = torch::zeros({16, 16, 16}, torch::kUInt8);
+  corner[0][0][0] = 1;  // no 11-voxel window is centred there
+  EXPECT_TRUE(std::isnan(scalar(regionSsim(ramp, ramp, corner))));
+  EXPECT_NEAR(scalar(regionSsim(ramp, ramp, all)), 1.0, 1e-12);
+  EXPECT_TRUE(std::isinf(scalar(regionPsnr(ramp, ramp, all))));
 }
 
 TEST(Metrics, RunOnCudaLikeOnCpu) {

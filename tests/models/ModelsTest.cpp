@@ -3,6 +3,8 @@
 // following the input, and usage errors that name the option.
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "core/Error.h"
 #include "core/Rng.h"
 #include "models/DiffusionModel.h"
@@ -114,8 +116,17 @@ TEST(Registry, BadOptionsAreUsageErrorsNamingTheOption) {
   c.maskSites = "input,everywhere";
   expectUsage(c, "--mask-sites");
   c = tinyConfig("cond-ddpm");
-  c.prediction = "x0";
-  expectUsage(c, "prediction");
+  c.prediction = "x_0";
+  expectUsage(c, "--prediction");
+  c = tinyConfig("lesion-ddpm");
+  c.lossWeighting = "snr";
+  expectUsage(c, "--loss-weighting");
+  c = tinyConfig("lesion-ddpm");
+  c.trainSteps = 101;  // more than T = 100
+  expectUsage(c, "--train-steps");
+  c = tinyConfig("lesion-ddpm");
+  c.timestepSpacing = "cubic";
+  expectUsage(c, "--timestep-spacing");
   c = tinyConfig("lesion-ddpm");
   c.checkpointLevels = "5";
   expectUsage(c, "--checkpoint-levels");
@@ -141,6 +152,62 @@ TEST(DiffusionModel, LossIsTheLesionWeightedL1OfTheDenoiser) {
   const auto out = model->denoise(xt, t, batch.condition(batch.image));
   const auto w = 1 + 4.0 * batch.lesion.to(torch::kFloat32);
   EXPECT_NEAR(loss, (w * (out - noise).abs()).mean().item<double>(), 1e-6);
+}
+
+// f(t) = cos²(π/2 · (t/T + s)/(1 + s)): ᾱ_t = f(t + 1)/f(0) below the clipped last step.
+double cosineAlphaBar(double t, double T) {
+  const auto f = [&](double u) {
+    const double c = std::cos((u / T + 0.008) / 1.008 * M_PI / 2);
+    return c * c;
+  };
+  return f(t + 1) / f(0);
+}
+
+TEST(DiffusionModel, MinSnrWeightedX0LossOnTheTrainingSubset) {
+  auto c = tinyConfig("lesion-ddpm");
+  c.prediction = "x0";
+  c.lossWeighting = "min-snr";
+  c.trainSteps = 4;
+  c.timestepSpacing = "quadratic";
+  c.x0Weight = 0.5;
+  auto model = std::dynamic_pointer_cast<DiffusionModelImpl>(createModel(c));
+  ASSERT_TRUE(model);
+  // Quadratic spacing of 4 steps over T = 100: round(99 (i/3)²) = 0, 11, 44, 99... ascending.
+  EXPECT_EQ(model->trainingTimesteps(), (std::vector<std::int64_t>{0, 11, 44, 99}));
+  {
+    torch::NoGradGuard noGrad;
+    for (auto& p : model->parameters()) p.normal_(0, 0.1);
+  }
+  const Batch batch = tinyBatch();
+  Generators gens{makeCpuGenerator(8), makeCpuGenerator(9)};
+  const LossTerms terms = model->loss(batch, gens);
+
+  // By hand: per sample an index into the 4 steps, then ε; x̂0 is the output itself, so the x0
+  // term repeats the target term (same error, same x0-space weight): total = 1.5 · mean(w · L1).
+  Generators again{makeCpuGenerator(8), makeCpuGenerator(9)};
+  const std::int64_t table[4] = {0, 11, 44, 99};
+  const auto index = randintFrom(again, 4, 2, torch::kCPU);
+  const auto t = torch::tensor({table[index[0].item<std::int64_t>()], table[index[1].item<std::int64_t>()]});
+  const auto noise = randnFrom(again, batch.image.sizes(), batch.image.options());
+  const auto xt = qSample(model->schedule(), batch.image, t, noise);
+  const auto out = model->denoise(xt, t, batch.condition(batch.image));
+  const auto lesionWeight = 1 + 4.0 * batch.lesion.to(torch::kFloat32);
+  double expected = 0;
+  for (int b = 0; b < 2; ++b) {
+    const double step = t[b].item<double>();
+    // ᾱ_99 is the clipped last step: ᾱ_98 · (1 − 0.999).
+    const double a = step == 99 ? cosineAlphaBar(98, 100) * 0.001 : cosineAlphaBar(step, 100);
+    const double w = std::min(a / (1 - a), 5.0);
+    const double l1 = (lesionWeight[b] * (out[b] - batch.image[b]).abs()).mean().item<double>();
+    expected += 1.5 * w * l1 / 2;
+  }
+  EXPECT_NEAR(terms.total.item<double>(), expected, 1e-5 * expected);
+  ASSERT_EQ(terms.parts.size(), 2u);
+  EXPECT_EQ(terms.parts[0].first, "target_l1");
+  EXPECT_EQ(terms.parts[1].first, "x0_l1");
+  // Sampling over all T refuses a model that trained on 4 steps; DDIM over them is fine.
+  EXPECT_THROW(model->samplerFor(SamplerOptions().kind(SamplerKind::Ddpm)), lddpm::core::UsageError);
+  EXPECT_EQ(model->samplerFor(SamplerOptions().steps(4)).spacing(), Spacing::Quadratic);
 }
 
 TEST(DiffusionModel, RunsInTheDtypeOfItsParametersAndInputs) {

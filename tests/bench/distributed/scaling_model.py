@@ -11,7 +11,7 @@ S * 2(N-1)/N / busbw, plus a latency term per bucket; reduce-scatter and allgath
 import argparse
 import math
 
-LINKS = {  # busbw in bytes/s (FACTS.md): NVLink/NVSwitch, 400 Gb/s InfiniBand NIC per GPU
+LINKS = {  # busbw in bytes/s (docs/facts.md): NVLink/NVSwitch, 400 Gb/s InfiniBand NIC per GPU
     "NVLink": 370e9,
     "IB": 48e9,
 }

@@ -5,7 +5,7 @@
 // FLOPs are counted from the conv shapes: 2·Cin·Cout·k³ per output voxel forward, x3 for
 // forward + backward. Memory is counted exactly by a wrapper around LibTorch's CPU allocator
 // (live bytes of every CPU tensor; oneDNN scratch buffers outside it are not seen).
-// With --device cuda (GPU.md): the step runs on the GPU, in float32 or under bf16 autocast
+// With --device cuda (docs/gpu.md): the step runs on the GPU, in float32 or under bf16 autocast
 // (--bf16), the reference conv3d always in bf16, and the peak memory comes from the CUDA
 // caching allocator's statistics.
 #include <ATen/ATen.h>
@@ -357,7 +357,7 @@ int main(int argc, char** argv) {
       return 0;
     }
     torch::set_num_threads(
-        static_cast<int>(s.threads));  // Debian's LibTorch starts with 1 (FACTS.md)
+        static_cast<int>(s.threads));  // Debian's LibTorch starts with 1 (docs/facts.md)
     torch::manual_seed(0);
     if (s.device != "cpu" && s.device != "cuda") throw core::UsageError("--device must be cpu or cuda");
     if (s.device == "cuda" && !torch::cuda::is_available()) throw core::UsageError("--device cuda: no CUDA device");
