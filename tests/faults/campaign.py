@@ -17,8 +17,9 @@ After each kill:
   - the same command rerun (resume) ends identical to an uninterrupted run: store shards with
     the same checksums, exported weights byte-identical (cmp), every sample file byte-identical,
     every sweep task submitted exactly once;
-  - sampling redoes only what was missing: files of cases recorded as finished before the rerun
-    keep their inode and modification time.
+  - sampling redoes only what was missing: files of every group of --batch cases that was
+    recorded as finished before the rerun keep their inode and modification time (a group with
+    a case missing is redone whole, so that batch neighbours never change).
 A trial that passes every check "survived"; one that fails any "torn" (the reason is printed).
 
 usage: campaign.py --lddpm BIN --mpiexec MPIEXEC [--trials N] [--faults a,b] [--seed S]
@@ -43,8 +44,9 @@ MODEL = ["--base-channels", "4", "--channel-mult", "1,2", "--attention-levels", 
          "--groups", "2", "--timesteps", "20"]
 TRAIN = ["--steps", "6", "--batch", "2", "--patch", "16", "--warmup", "1", "--checkpoint-every", "1",
          "--keep-checkpoints", "2", "--log-every", "1", "--threads", "1", "--log-level", "warn"]
-SAMPLE = ["--split", "all", "--cases", "4", "--batch", "2", "--steps", "3", "--threads", "1",
-          "--log-level", "warn"]
+SAMPLE_BATCH = 2
+SAMPLE = ["--split", "all", "--cases", "4", "--batch", str(SAMPLE_BATCH), "--steps", "3",
+          "--threads", "1", "--log-level", "warn"]
 TIMEOUT = 300  # seconds any one command may take before it counts as a hang
 
 
@@ -353,9 +355,19 @@ if os.path.exists(calls):
             for n in names:
                 if not filecmp.cmp(os.path.join(ref, sub, n), os.path.join(out, sub, n), shallow=False):
                     raise Torn("%s/%s differs from the uninterrupted run's" % (sub, n))
+        # Cases are sampled in fixed groups of --batch consecutive cases (sorted ids) and a group
+        # with any case missing is redone whole (its batch neighbours must not change): the
+        # files of every group that was complete before the rerun must not be written again.
+        cases = sorted(n[:-len(".nii.gz")] for n in os.listdir(os.path.join(ref, "synthetic")))
+        complete = set()
+        for g in range(0, len(cases), SAMPLE_BATCH):
+            group = cases[g:g + SAMPLE_BATCH]
+            if all(os.path.join("synthetic", c + ".nii.gz") in finished for c in group):
+                complete.update(group)
         for rel, (ino, mtime) in finished.items():
+            case = os.path.basename(rel).split(".")[0]
             st = os.stat(os.path.join(out, rel))
-            if (st.st_ino, st.st_mtime_ns) != (ino, mtime):
+            if case in complete and (st.st_ino, st.st_mtime_ns) != (ino, mtime):
                 raise Torn("%s was finished before the rerun but written again" % rel)
         return {"killed": killed, "left": "%d case(s) finished" % (len(finished) // 6)}
 
