@@ -138,11 +138,48 @@ NiftiHeaderInfo describe(const nifti_image& nim, const std::string& path) {
   return info;
 }
 
-int headerVersion(const std::string& path) {
-  int version = 0;
-  void* header = nifti_read_header(path.c_str(), &version, /*check=*/1);
-  std::free(header);
-  return version;
+// The header's framing, checked before nifticlib sees the file: nifticlib 3.0.1 trusts a
+// NIfTI-2 header's dim[0] (a garbage value overflowed its stack: found by tests/fuzz/FuzzNifti)
+// and prints "** ERROR" lines of its own for bad dim[0] and datatypes. Returns the NIfTI version
+// from sizeof_hdr (348: NIfTI-1 or ANALYZE, 540: NIfTI-2; either byte order).
+int precheckHeader(const std::string& path) {
+  unsigned char h[540] = {};
+  gzFile f = gzopen(path.c_str(), "rb");
+  if (f == nullptr) throw IoError(path, "cannot open for reading");
+  const int n = gzread(f, h, sizeof h);
+  gzclose_r(f);
+  const auto get = [&](std::size_t at, int bytes, bool swap) {
+    std::uint64_t v = 0;
+    for (int i = 0; i < bytes; ++i) {
+      v |= static_cast<std::uint64_t>(h[at + (swap ? bytes - 1 - i : i)]) << (8 * i);
+    }
+    return v;
+  };
+  const auto sized = [](std::uint64_t v, int bytes) {  // sign-extend
+    const int shift = 64 - 8 * bytes;
+    return static_cast<std::int64_t>(v << shift) >> shift;
+  };
+  if (n < 348) throw IoError(path, "not a NIfTI file: the header is truncated or unreadable");
+  bool swap = false;
+  std::int64_t size = sized(get(0, 4, false), 4);
+  if (size != 348 && size != 540) {
+    swap = true;
+    size = sized(get(0, 4, true), 4);
+  }
+  if (size != 348 && size != 540) {
+    throw IoError(path, strCat("not a NIfTI-1/NIfTI-2 file (sizeof_hdr ", sized(get(0, 4, false), 4),
+                               ")"));
+  }
+  if (size == 540 && n < 540) throw IoError(path, "NIfTI-2 header truncated");
+  const bool two = size == 540;
+  const std::int64_t dim0 = two ? sized(get(16, 8, swap), 8) : sized(get(40, 2, swap), 2);
+  if (dim0 < 1 || dim0 > 7) throw IoError(path, strCat("invalid dim[0] = ", dim0, " (1 to 7)"));
+  const auto datatype = static_cast<int>(sized(get(two ? 12 : 70, 2, swap), 2));
+  if (!isSupportedDatatype(datatype)) {
+    throw IoError(path, strCat("unsupported NIfTI datatype ", niftiDatatypeName(datatype),
+                               " (code ", datatype, "); expected an integer or float32/float64 type"));
+  }
+  return two ? 2 : 1;
 }
 
 // Converts `n` voxels of type T to float32, applying y = slope * x + inter in double.
@@ -326,22 +363,24 @@ double affineMaxAbsDiff(const Affine& a, const Affine& b) {
 NiftiHeaderInfo readNiftiHeader(const std::string& path) {
   detail::quietNifticlib();
   detail::checkPathReadable(path);
+  const int version = detail::precheckHeader(path);
   detail::NiftiImagePtr nim(nifti_image_read(path.c_str(), /*read_data=*/0));
   if (!nim) throw IoError(path, "not a readable NIfTI-1/NIfTI-2 file (bad header or extension)");
   NiftiHeaderInfo info = detail::describe(*nim, path);
-  info.niftiVersion = detail::headerVersion(path) == 2 ? 2 : 1;
+  info.niftiVersion = version;
   return info;
 }
 
 Volume readNifti(const std::string& path, NiftiHeaderInfo* infoOut) {
   detail::quietNifticlib();
   detail::checkPathReadable(path);
+  const int version = detail::precheckHeader(path);
   // Header first, so a 2-D or multi-volume file is refused before its voxels are decompressed.
   detail::NiftiImagePtr nim(nifti_image_read(path.c_str(), /*read_data=*/0));
   if (!nim) throw IoError(path, "not a readable NIfTI-1/NIfTI-2 file (bad header or extension)");
   NiftiHeaderInfo info = detail::describe(*nim, path);
   const std::vector<char> raw = detail::readVoxelBytes(*nim, path);
-  info.niftiVersion = detail::headerVersion(path) == 2 ? 2 : 1;
+  info.niftiVersion = version;
 
   // docs/facts.md: nifticlib never applies scl_slope; 0 or non-finite slope means "no scaling" (as in
   // nibabel, which then ignores the intercept too); a non-finite intercept counts as 0.

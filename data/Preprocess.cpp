@@ -243,8 +243,16 @@ torch::Tensor placeOnGrid(const torch::Tensor& src, const std::array<std::int64_
   std::vector<std::int64_t> shape(src.sizes().begin(), src.sizes().end() - 3);
   shape.insert(shape.end(), grid.begin(), grid.end());
   torch::Tensor out = torch::full(shape, fill, src.options());
-  std::vector<torch::indexing::TensorIndex> from(src.dim() - 3, Slice()),
-      to(src.dim() - 3, Slice());
+  // Built in place, never copied: LibTorch 1.13's TensorIndex leaves a bool member uninitialised
+  // for slices, so copying one reads it (UBSan: "load of value 64, which is not a valid value
+  // for type 'bool'"), and a vector copies when it is filled with copies or grows.
+  std::vector<torch::indexing::TensorIndex> from, to;
+  from.reserve(static_cast<size_t>(src.dim()));
+  to.reserve(static_cast<size_t>(src.dim()));
+  for (std::int64_t d = 0; d + 3 < src.dim(); ++d) {
+    from.emplace_back(Slice());
+    to.emplace_back(Slice());
+  }
   for (int a = 0; a < 3; ++a) {
     const std::int64_t n = src.size(src.dim() - 3 + a);
     const std::int64_t lo = std::max<std::int64_t>(0, offset[a]);

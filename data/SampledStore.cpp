@@ -23,7 +23,8 @@ std::vector<std::string> sampledIds(const fs::path& synthetic) {
   const std::string suffix = kNiftiSuffix;
   for (const auto& entry : fs::directory_iterator(synthetic)) {
     const std::string name = entry.path().filename().string();
-    if (entry.is_regular_file() && name.size() > suffix.size() &&
+    // Hidden names are a killed writer's temporaries (.NAME.tmp-PID-N.nii.gz), not cases.
+    if (entry.is_regular_file() && name[0] != '.' && name.size() > suffix.size() &&
         name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0) {
       ids.push_back(name.substr(0, name.size() - suffix.size()));
     }

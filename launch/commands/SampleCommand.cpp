@@ -138,6 +138,7 @@ int runSample(const CommandArgs& args) {
     for (const char* sub : {"real", "synthetic", "lesion", "brain", "tissue", "png"}) {
       fs::create_directories(outDir / sub);
     }
+    removeStaleTemporaries(out);  // of a killed earlier run into the same --out
     writeCommandConfig(out, "sample", *parsed, own);
   }
   comm->barrier()->wait();

@@ -16,8 +16,8 @@ fs::path recordPath(const std::string& out, const std::string& caseId) {
 
 std::vector<std::string> sampleCaseFiles(const std::string& caseId) {
   const std::string nii = caseId + ".nii.gz";
-  return {"synthetic/" + nii, "real/" + nii, "lesion/" + nii, "brain/" + nii, "tissue/" + nii,
-          "png/" + caseId + ".png"};
+  return {"synthetic/" + nii, "real/" + nii,   "lesion/" + nii,
+          "brain/" + nii,     "tissue/" + nii, "png/" + caseId + ".png"};
 }
 
 std::string samplingKey(const core::Json& settings) {
@@ -39,6 +39,19 @@ std::optional<double> finishedCase(const std::string& out, const std::string& ca
     return j.at("seconds").get<double>();
   } catch (const std::exception&) {  // unreadable record (written by hand?): redo the case
     return std::nullopt;
+  }
+}
+
+void removeStaleTemporaries(const std::string& out) {
+  for (const char* sub : {"", "synthetic", "real", "lesion", "brain", "tissue", "png", "done"}) {
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator(fs::path(out) / sub, ec)) {
+      const std::string name = entry.path().filename().string();
+      if (name.size() > 1 && name[0] == '.' && name.find(".tmp-") != std::string::npos &&
+          entry.is_regular_file(ec)) {
+        fs::remove(entry.path(), ec);
+      }
+    }
   }
 }
 

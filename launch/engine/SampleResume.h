@@ -24,6 +24,11 @@ std::string samplingKey(const core::Json& settings);
 std::optional<double> finishedCase(const std::string& out, const std::string& caseId,
                                    const std::string& key);
 
+// Removes the temporaries a killed run left in `out` and its case folders (".<name>.tmp-PID-N..."
+// files of the atomic writers): hidden, but named *.nii.gz, so a tool listing NIfTI files would
+// take them for cases. Called by rank 0 before any rank writes.
+void removeStaleTemporaries(const std::string& out);
+
 // Records a finished case (atomically, after all its files are written).
 void recordFinishedCase(const std::string& out, const std::string& caseId, const std::string& key,
                         double seconds);

@@ -84,7 +84,8 @@ class VolumeSet {
       kind_ = Kind::Folder;
       for (const auto& entry : fs::directory_iterator(path_)) {
         const std::string id = niftiStem(entry.path().filename().string());
-        if (!entry.is_regular_file() || id.empty()) continue;
+        // Hidden names are a killed writer's temporaries (.NAME.tmp-PID-N.nii.gz), not cases.
+        if (!entry.is_regular_file() || id.empty() || id[0] == '.') continue;
         if (!files_.emplace(id, entry.path().string()).second) {
           LDDPM_THROW(core::Error, "evaluate: '", path_, "' holds both ", id, ".nii and ", id,
                       ".nii.gz");

@@ -204,6 +204,44 @@ TEST_F(NiftiFixtures, TruncatedOrCorruptGzipIsAnIoErrorNamingTheFile) {
   EXPECT_THROW(data::readNifti(dir_.string()), core::IoError);
 }
 
+// A header whose dims promise far more voxels than the file holds (a damaged or hostile
+// header): refused as truncated after reading what is there, without allocating the promised
+// size; dims whose product overflows int64 are refused before reading. Headers from nibabel.
+TEST_F(NiftiFixtures, HugeOrOverflowingDimsAreRefusedWithoutAllocatingThem) {
+  // nibabel writes a valid 2x2x2 file; its dims are then patched in the header bytes.
+  const std::string script = (dir_ / "patch_dims.py").string();
+  std::ofstream(script)
+      << "import gzip, struct, sys\n"
+         "import numpy as np, nibabel as nib\n"
+         "path, two = sys.argv[1], sys.argv[2] == '2'\n"
+         "cls = nib.Nifti2Image if two else nib.Nifti1Image\n"
+         "b = bytearray(cls(np.zeros((2, 2, 2), np.float32), np.eye(4)).to_bytes())\n"
+         "if two:\n"
+         "    struct.pack_into('<3q', b, 24, 4611686018427387904, 4, 4)\n"
+         "else:\n"
+         "    struct.pack_into('<3h', b, 42, 30000, 30000, 30000)\n"
+         "open(path, 'wb').write(gzip.compress(bytes(b)) if path.endswith('.gz') else bytes(b))\n";
+  for (const auto& [name, version] : {std::pair<std::string, std::string>{"huge.nii.gz", "1"},
+                                      {"huge.nii", "1"},
+                                      {"overflow.nii", "2"}}) {
+    const std::string path = (dir_ / name).string();
+    int code = 0;
+    const std::string out = shell(
+        std::string(LDDPM_PYTHON) + " " + script + " " + path + " " + version + " 2>&1", &code);
+    ASSERT_EQ(code, 0) << out;
+    try {
+      data::readNifti(path);
+      ADD_FAILURE() << name << " was read without error";
+    } catch (const core::IoError& e) {
+      EXPECT_EQ(e.path(), path);
+      const std::string what = e.what();
+      EXPECT_TRUE(what.find("truncated") != std::string::npos ||
+                  what.find("overflow") != std::string::npos)
+          << what;
+    }
+  }
+}
+
 // What we write, nibabel reads back with the same voxels and geometry.
 void checkWrittenByUs(const std::string& path, const Volume& v, const std::string& datatype) {
   SCOPED_TRACE(path);

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 
 #include "core/Checksum.h"
 #include "core/Error.h"
@@ -211,6 +212,40 @@ TEST_F(StoreFixture, ManifestChecksumMismatchNamed) {
   const std::string m = errorOf([&] { verifyStore(dir.str(), readManifest(dir.str())); });
   EXPECT_NE(m.find("shard-00001.h5"), std::string::npos) << m;
   EXPECT_NE(m.find("0123456789abcdef"), std::string::npos) << m;
+}
+
+// A damaged or hostile manifest must not make a reader open files outside the store, nor name
+// subjects whose ids would become output paths outside their folder: the manifest is refused,
+// naming what is wrong, before any shard is opened. "outside/" holds a valid shard, so a reader
+// that followed the name would succeed.
+TEST_F(StoreFixture, ManifestNamesCannotLeaveTheStore) {
+  fs::create_directories(dir.path / "outside");
+  fs::copy_file(shard0(), dir.path / "outside" / "shard-00000.h5");
+  const core::Json good = core::readJsonFile(manifestPath(dir.str()));
+  const auto refused = [&](const std::function<void(core::Json&)>& edit, const std::string& what) {
+    core::Json j = good;
+    edit(j);
+    core::writeJsonFile(manifestPath(dir.str()), j);
+    const std::string m = errorOf([&] { readManifest(dir.str()); });
+    EXPECT_NE(m.find(what), std::string::npos) << m;
+    EXPECT_EQ(m.find('\n'), std::string::npos) << "one line: " << m;
+  };
+  refused([](core::Json& j) { j["shards"][0]["file"] = "../outside/shard-00000.h5"; },
+          "shard '../outside/shard-00000.h5' is not a file name inside the store");
+  refused(
+      [&](core::Json& j) {
+        j["shards"][0]["file"] = (dir.path / "outside" / "shard-00000.h5").string();
+      },
+      "is not a file name inside the store");
+  refused([](core::Json& j) { j["shards"][0]["file"] = ".."; }, "shard '..'");
+  refused([](core::Json& j) { j["subjects"][0]["shard"] = "../outside/shard-00000.h5"; },
+          "which the manifest does not list");
+  refused([](core::Json& j) { j["subjects"][0]["id"] = "../../etc/x"; }, "is not a plain name");
+  refused([](core::Json& j) { j["subjects"][0]["id"] = "a\nb"; }, "subject id 'a\\nb'");
+  refused([](core::Json& j) { j["subjects"][1]["id"] = j["subjects"][0]["id"]; },
+          "is listed twice");
+  refused([](core::Json& j) { j["shards"][1] = j["shards"][0]; }, "is listed twice");
+  refused([](core::Json& j) { j["grid"][1] = -4; }, "grid edge -4");
 }
 
 TEST_F(StoreFixture, MissingManifestIsNotAStore) {
