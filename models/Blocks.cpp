@@ -1,7 +1,6 @@
 #include "models/Blocks.h"
 
 #include <cmath>
-
 #include "core/Error.h"
 
 namespace lddpm::models {

@@ -1,7 +1,6 @@
 #include "models/PatchGan3D.h"
 
 #include <algorithm>
-
 #include "core/Error.h"
 
 namespace lddpm::models {

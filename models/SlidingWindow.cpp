@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-
 #include "core/Error.h"
 
 namespace lddpm::models {

@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <string>
 
-#include "core/Error.h"
 #include "models/ActivationCheckpoint.h"
+#include "core/Error.h"
 
 namespace lddpm::models {
 

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "core/Json.h"
+
 #include "tests/common/Shell.h"
 
 namespace {

@@ -14,6 +14,7 @@
 #include "core/Json.h"
 #include "data/Manifest.h"
 #include "data/ShardReader.h"
+
 #include "tests/common/Shell.h"
 
 namespace {
