@@ -42,7 +42,8 @@ void publish(const std::string& from, const std::string& to) {
 AtomicFileWriter::AtomicFileWriter(std::string path, std::ios::openmode mode)
     : path_(std::move(path)), tempPath_(temporarySibling(path_)) {
   stream_.open(tempPath_, mode | std::ios::out | std::ios::trunc);
-  if (!stream_) throw IoError(path_, strCat("cannot create '", tempPath_, "': ", std::strerror(errno)));
+  if (!stream_)
+    throw IoError(path_, strCat("cannot create '", tempPath_, "': ", std::strerror(errno)));
 }
 
 AtomicFileWriter::~AtomicFileWriter() {

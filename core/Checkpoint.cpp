@@ -36,8 +36,8 @@ TensorDict loadTensorDict(const std::string& path) {
   try {
     value = torch::pickle_load(bytes);
   } catch (const c10::Error& e) {
-    throw IoError(path, strCat("not a tensor dict (truncated or corrupt?): ",
-                               e.what_without_backtrace()));
+    throw IoError(
+        path, strCat("not a tensor dict (truncated or corrupt?): ", e.what_without_backtrace()));
   }
   if (!value.isGenericDict()) throw IoError(path, "not a dict of tensors");
   TensorDict out;

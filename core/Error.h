@@ -56,7 +56,7 @@ class ResumeRequested : public Error {
 
 // Throws lddpm::core::Error (or a subclass) built from a streamable list of message parts.
 #define LDDPM_THROW(ErrorType, ...) throw ErrorType(::lddpm::core::strCat(__VA_ARGS__))
-#define LDDPM_CHECK(cond, ...)                                 \
-  do {                                                         \
+#define LDDPM_CHECK(cond, ...)                                   \
+  do {                                                           \
     if (!(cond)) LDDPM_THROW(::lddpm::core::Error, __VA_ARGS__); \
   } while (0)

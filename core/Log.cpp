@@ -39,10 +39,17 @@ std::string Log::prefix(LogLevel level) {
     out = strCat("[", gConfig.rank, "/", gConfig.worldSize, "] ");
   }
   switch (level) {
-    case LogLevel::Warn: out += "warning: "; break;
-    case LogLevel::Error: out += "error: "; break;
-    case LogLevel::Debug: out += "debug: "; break;
-    default: break;
+    case LogLevel::Warn:
+      out += "warning: ";
+      break;
+    case LogLevel::Error:
+      out += "error: ";
+      break;
+    case LogLevel::Debug:
+      out += "debug: ";
+      break;
+    default:
+      break;
   }
   return out;
 }

@@ -31,7 +31,8 @@ class Log {
 namespace detail {
 class LogLine {
  public:
-  LogLine(LogLevel level, bool everyRank) : active_(Log::enabled(level, everyRank)), level_(level) {}
+  LogLine(LogLevel level, bool everyRank)
+      : active_(Log::enabled(level, everyRank)), level_(level) {}
   ~LogLine();
   LogLine(const LogLine&) = delete;
   LogLine& operator=(const LogLine&) = delete;

@@ -4,8 +4,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
-#include <regex>
 #include <limits>
+#include <regex>
 #include <sstream>
 
 #include "core/AtomicFile.h"
@@ -79,7 +79,8 @@ void replaceKeepingColumn(std::string& text, std::size_t at, std::size_t length,
                           const std::string& with) {
   std::size_t spaces = 0;
   while (at + length + spaces < text.size() && text[at + length + spaces] == ' ') ++spaces;
-  const auto old = static_cast<std::ptrdiff_t>(length), now = static_cast<std::ptrdiff_t>(with.size());
+  const auto old = static_cast<std::ptrdiff_t>(length),
+             now = static_cast<std::ptrdiff_t>(with.size());
   std::ptrdiff_t keep = static_cast<std::ptrdiff_t>(spaces) + old - now;
   if (spaces == 0) keep = 0;  // end of line: nothing to align
   if (spaces > 0 && keep < 1) keep = 1;
@@ -91,16 +92,17 @@ std::string helpText(const po::options_description& desc) {
   std::ostringstream out;
   out << desc;
   std::string text = out.str();
-  static const std::regex number(R"(\(=(-?[0-9]+\.[0-9]*(?:e[-+]?[0-9]+)?|-?[0-9]+e[-+]?[0-9]+)\))");
+  static const std::regex number(
+      R"(\(=(-?[0-9]+\.[0-9]*(?:e[-+]?[0-9]+)?|-?[0-9]+e[-+]?[0-9]+)\))");
   static const std::regex boolean(R"(BOOL \(=([01])\))");
   for (const auto* pattern : {&boolean, &number}) {
     std::smatch m;
-    for (std::size_t from = 0;
-         std::regex_search(text.cbegin() + static_cast<std::ptrdiff_t>(from), text.cend(), m, *pattern);) {
+    for (std::size_t from = 0; std::regex_search(text.cbegin() + static_cast<std::ptrdiff_t>(from),
+                                                 text.cend(), m, *pattern);) {
       const std::size_t at = from + static_cast<std::size_t>(m.position(0));
-      const std::string with =
-          pattern == &boolean ? std::string("BOOL (=") + (m[1] == "1" ? "true" : "false") + ")"
-                              : "(=" + shortestDecimal(m[1]) + ")";
+      const std::string with = pattern == &boolean
+                                   ? std::string("BOOL (=") + (m[1] == "1" ? "true" : "false") + ")"
+                                   : "(=" + shortestDecimal(m[1]) + ")";
       replaceKeepingColumn(text, at, static_cast<std::size_t>(m.length(0)), with);
       from = at + with.size();
     }

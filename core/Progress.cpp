@@ -44,9 +44,9 @@ std::string Progress::plainLine(std::int64_t done, const std::string& detail) co
   std::snprintf(rateBuf, sizeof rateBuf, "%.3g/s", rate);
   std::string line = strCat(label_, " ", done, "/", total_);
   if (total_ > 0) {
-    line += strCat(" (", static_cast<int>(100.0 * static_cast<double>(done) /
-                                          static_cast<double>(total_)),
-                   "%)");
+    line += strCat(
+        " (", static_cast<int>(100.0 * static_cast<double>(done) / static_cast<double>(total_)),
+        "%)");
   }
   line += strCat(" ", rateBuf, " elapsed ", formatDuration(elapsed));
   if (done < total_) line += strCat(" eta ", formatDuration(eta));
@@ -58,9 +58,9 @@ void Progress::emit(std::int64_t done, const std::string& detail, bool final) {
   const std::string text = plainLine(done, detail);
   if (terminal_) {
     constexpr int kWidth = 24;
-    const double frac = total_ > 0 ? std::clamp(static_cast<double>(done) /
-                                                    static_cast<double>(total_), 0.0, 1.0)
-                                   : 1.0;
+    const double frac =
+        total_ > 0 ? std::clamp(static_cast<double>(done) / static_cast<double>(total_), 0.0, 1.0)
+                   : 1.0;
     const int filled = static_cast<int>(frac * kWidth);
     std::string bar(static_cast<size_t>(filled), '#');
     bar.resize(kWidth, '.');

@@ -7,10 +7,10 @@ namespace lddpm::core {
 
 class StopSignal {
  public:
-  static void install();          // idempotent
-  static bool requested();        // async-signal-safe flag read
-  static int signalNumber();      // the signal that set it (0 if none)
-  static void reset();            // tests
+  static void install();      // idempotent
+  static bool requested();    // async-signal-safe flag read
+  static int signalNumber();  // the signal that set it (0 if none)
+  static void reset();        // tests
   static void raiseForTest(int signalNumber);
 };
 

@@ -115,8 +115,9 @@ void writeAttrRaw(hid_t obj, const std::string& name, hid_t fileType, hid_t memT
                      : check(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr),
                              &H5Sclose, name, "H5Screate_simple");
   if (exists(obj, name)) H5Adelete(obj, name.c_str());
-  Handle attr = check(H5Acreate2(obj, name.c_str(), fileType, space.get(), H5P_DEFAULT, H5P_DEFAULT),
-                      &H5Aclose, name, "cannot create attribute");
+  Handle attr =
+      check(H5Acreate2(obj, name.c_str(), fileType, space.get(), H5P_DEFAULT, H5P_DEFAULT),
+            &H5Aclose, name, "cannot create attribute");
   LDDPM_H5_CHECK(H5Awrite(attr.get(), memType, data), "attribute " + name);
 }
 
@@ -202,7 +203,8 @@ std::vector<std::int64_t> readIntsAttr(hid_t obj, const std::string& name,
   return readNumbers<std::int64_t>(obj, name, context, H5T_INTEGER, H5T_NATIVE_INT64);
 }
 
-std::vector<double> readDoublesAttr(hid_t obj, const std::string& name, const std::string& context) {
+std::vector<double> readDoublesAttr(hid_t obj, const std::string& name,
+                                    const std::string& context) {
   return readNumbers<double>(obj, name, context, H5T_FLOAT, H5T_NATIVE_DOUBLE);
 }
 

@@ -167,8 +167,8 @@ int precheckHeader(const std::string& path) {
     size = sized(get(0, 4, true), 4);
   }
   if (size != 348 && size != 540) {
-    throw IoError(path, strCat("not a NIfTI-1/NIfTI-2 file (sizeof_hdr ", sized(get(0, 4, false), 4),
-                               ")"));
+    throw IoError(
+        path, strCat("not a NIfTI-1/NIfTI-2 file (sizeof_hdr ", sized(get(0, 4, false), 4), ")"));
   }
   if (size == 540 && n < 540) throw IoError(path, "NIfTI-2 header truncated");
   const bool two = size == 540;
@@ -176,8 +176,9 @@ int precheckHeader(const std::string& path) {
   if (dim0 < 1 || dim0 > 7) throw IoError(path, strCat("invalid dim[0] = ", dim0, " (1 to 7)"));
   const auto datatype = static_cast<int>(sized(get(two ? 12 : 70, 2, swap), 2));
   if (!isSupportedDatatype(datatype)) {
-    throw IoError(path, strCat("unsupported NIfTI datatype ", niftiDatatypeName(datatype),
-                               " (code ", datatype, "); expected an integer or float32/float64 type"));
+    throw IoError(path,
+                  strCat("unsupported NIfTI datatype ", niftiDatatypeName(datatype), " (code ",
+                         datatype, "); expected an integer or float32/float64 type"));
   }
   return two ? 2 : 1;
 }
@@ -382,8 +383,8 @@ Volume readNifti(const std::string& path, NiftiHeaderInfo* infoOut) {
   const std::vector<char> raw = detail::readVoxelBytes(*nim, path);
   info.niftiVersion = version;
 
-  // docs/facts.md: nifticlib never applies scl_slope; 0 or non-finite slope means "no scaling" (as in
-  // nibabel, which then ignores the intercept too); a non-finite intercept counts as 0.
+  // docs/facts.md: nifticlib never applies scl_slope; 0 or non-finite slope means "no scaling" (as
+  // in nibabel, which then ignores the intercept too); a non-finite intercept counts as 0.
   const bool scale = std::isfinite(info.sclSlope) && info.sclSlope != 0 &&
                      !(info.sclSlope == 1 && (info.sclInter == 0 || !std::isfinite(info.sclInter)));
   const double inter = std::isfinite(info.sclInter) ? info.sclInter : 0.0;

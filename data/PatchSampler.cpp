@@ -31,8 +31,10 @@ class Stream {
 void SamplerOptions::validate() const {
   // data/ knows no command line: the messages name the quantity; the commands validate their
   // own options (--batch, --lesion-fraction) before they get here.
-  if (batchSize < 1) LDDPM_THROW(core::UsageError, "the batch per rank must be positive, got ", batchSize);
-  if (repeats < 1) LDDPM_THROW(core::UsageError, "repeats per subject must be positive, got ", repeats);
+  if (batchSize < 1)
+    LDDPM_THROW(core::UsageError, "the batch per rank must be positive, got ", batchSize);
+  if (repeats < 1)
+    LDDPM_THROW(core::UsageError, "repeats per subject must be positive, got ", repeats);
   if (!(lesionFraction >= 0 && lesionFraction <= 1)) {
     LDDPM_THROW(core::UsageError, "lesion fraction must be in [0, 1], got ", lesionFraction);
   }

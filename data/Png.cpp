@@ -13,7 +13,11 @@ namespace lddpm::data {
 torch::Tensor toGrey(const torch::Tensor& slice, double lo, double hi) {
   LDDPM_CHECK(slice.dim() == 2, "toGrey: expected a [H, W] slice");
   const double scale = hi > lo ? 255.0 / (hi - lo) : 0.0;
-  return ((slice.to(torch::kFloat64) - lo) * scale).clamp(0, 255).round().to(torch::kUInt8).flip({0});
+  return ((slice.to(torch::kFloat64) - lo) * scale)
+      .clamp(0, 255)
+      .round()
+      .to(torch::kUInt8)
+      .flip({0});
 }
 
 namespace {
@@ -25,8 +29,9 @@ void writeImage(png_structp png, png_infop info, std::FILE* file, const torch::T
   const auto width = static_cast<png_uint_32>(img.size(1));
   const int channels = img.dim() == 3 ? 3 : 1;
   png_init_io(png, file);
-  png_set_IHDR(png, info, width, height, 8, channels == 3 ? PNG_COLOR_TYPE_RGB : PNG_COLOR_TYPE_GRAY,
-               PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+  png_set_IHDR(png, info, width, height, 8,
+               channels == 3 ? PNG_COLOR_TYPE_RGB : PNG_COLOR_TYPE_GRAY, PNG_INTERLACE_NONE,
+               PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
   png_write_info(png, info);
   const auto* base = img.data_ptr<std::uint8_t>();
   for (png_uint_32 y = 0; y < height; ++y) {
@@ -38,7 +43,8 @@ void writeImage(png_structp png, png_infop info, std::FILE* file, const torch::T
 }  // namespace
 
 void writePng(const std::string& path, const torch::Tensor& pixels) {
-  LDDPM_CHECK(pixels.scalar_type() == torch::kUInt8 && (pixels.dim() == 2 || (pixels.dim() == 3 && pixels.size(2) == 3)),
+  LDDPM_CHECK(pixels.scalar_type() == torch::kUInt8 &&
+                  (pixels.dim() == 2 || (pixels.dim() == 3 && pixels.size(2) == 3)),
               "writePng: expected uint8 [H, W] or [H, W, 3]");
   const torch::Tensor img = pixels.contiguous();
 

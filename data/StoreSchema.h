@@ -30,7 +30,8 @@ std::string compressionName(Compression compression);
 
 struct StorageOptions {
   Compression compression = Compression::None;
-  int chunk = 32;  // chunk edge in voxels (clipped to the grid); 32^3 won the read test of docs/facts.md
+  int chunk =
+      32;  // chunk edge in voxels (clipped to the grid); 32^3 won the read test of docs/facts.md
 };
 
 // One preprocessed subject, as written to and read back from a shard. All volumes share the

@@ -13,7 +13,7 @@ namespace lddpm::data {
 using Affine = std::array<double, 16>;  // row-major 4x4, voxel (i, j, k, 1) -> world (x, y, z, 1)
 
 struct Volume {
-  torch::Tensor data;                     // [nz, ny, nx] float32, contiguous
+  torch::Tensor data;  // [nz, ny, nx] float32, contiguous
   Affine affine{1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1};
   std::array<double, 3> spacing{1, 1, 1};  // mm along i, j, k
 

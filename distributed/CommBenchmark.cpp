@@ -15,9 +15,12 @@ Collective parseCollective(const std::string& name, const std::string& option) {
 
 const char* collectiveName(Collective c) {
   switch (c) {
-    case Collective::Allreduce: return "allreduce";
-    case Collective::ReduceScatter: return "reduce-scatter";
-    case Collective::Allgather: return "allgather";
+    case Collective::Allreduce:
+      return "allreduce";
+    case Collective::ReduceScatter:
+      return "reduce-scatter";
+    case Collective::Allgather:
+      return "allgather";
   }
   return "?";
 }
@@ -59,9 +62,12 @@ Buffers makeBuffers(Collective c, int64_t numel, int n, const torch::Device& dev
 
 WorkPtr issue(Communicator& comm, Collective c, Buffers& b) {
   switch (c) {
-    case Collective::Allreduce: return comm.allreduce(b.in, ReduceOp::Sum);
-    case Collective::ReduceScatter: return comm.reduceScatter(b.out, b.in, ReduceOp::Sum);
-    case Collective::Allgather: return comm.allgather(b.out, b.in);
+    case Collective::Allreduce:
+      return comm.allreduce(b.in, ReduceOp::Sum);
+    case Collective::ReduceScatter:
+      return comm.reduceScatter(b.out, b.in, ReduceOp::Sum);
+    case Collective::Allgather:
+      return comm.allgather(b.out, b.in);
   }
   return nullptr;
 }

@@ -22,12 +22,12 @@ double busBandwidthFactor(Collective c, int ranks);
 
 struct CommBenchResult {
   Collective collective;
-  int64_t bytes;        // the whole buffer: allreduce's tensor, reduce-scatter's input,
-                        // allgather's output (nccl-tests' "size")
-  double seconds;       // mean per collective, averaged over ranks
-  double algbwGBs;      // bytes / seconds / 1e9
+  int64_t bytes;    // the whole buffer: allreduce's tensor, reduce-scatter's input,
+                    // allgather's output (nccl-tests' "size")
+  double seconds;   // mean per collective, averaged over ranks
+  double algbwGBs;  // bytes / seconds / 1e9
   double busbwGBs;
-  bool correct;         // the check run matched its closed form on every rank
+  bool correct;  // the check run matched its closed form on every rank
 };
 
 // Collective over all ranks of `comm`. float32 buffers; `bytes` is rounded down to a multiple

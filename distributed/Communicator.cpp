@@ -23,10 +23,14 @@ Backend parseBackend(const std::string& name) {
 
 const char* backendName(Backend backend) {
   switch (backend) {
-    case Backend::Auto: return "auto";
-    case Backend::Local: return "local";
-    case Backend::Mpi: return "mpi";
-    case Backend::Nccl: return "nccl";
+    case Backend::Auto:
+      return "auto";
+    case Backend::Local:
+      return "local";
+    case Backend::Mpi:
+      return "mpi";
+    case Backend::Nccl:
+      return "nccl";
   }
   return "?";
 }
@@ -50,8 +54,10 @@ std::unique_ptr<Communicator> makeCommunicator(Backend backend, const World& wor
   switch (backend) {
     case Backend::Local:
       if (world.size() != 1) {
-        LDDPM_THROW(core::UsageError, "option '--comm-backend': 'local' needs a world of one "
-                    "rank, this job has ", world.size());
+        LDDPM_THROW(core::UsageError,
+                    "option '--comm-backend': 'local' needs a world of one "
+                    "rank, this job has ",
+                    world.size());
       }
       return std::make_unique<LocalCommunicator>();
     case Backend::Mpi:
@@ -61,10 +67,12 @@ std::unique_ptr<Communicator> makeCommunicator(Backend backend, const World& wor
 #if LDDPM_WITH_NCCL
       return std::make_unique<NcclCommunicator>(world, options);
 #else
-      LDDPM_THROW(core::UsageError, "option '--comm-backend': this build has no NCCL (configure "
+      LDDPM_THROW(core::UsageError,
+                  "option '--comm-backend': this build has no NCCL (configure "
                   "with a CUDA LibTorch and NCCL; see docs/distributed.md)");
 #endif
-    case Backend::Auto: break;
+    case Backend::Auto:
+      break;
   }
   LDDPM_THROW(core::Error, "makeCommunicator: unreachable backend");
 }
@@ -78,8 +86,8 @@ std::vector<int64_t> resolveCounts(std::vector<int64_t> counts, int64_t total, i
                 " ranks; pass counts");
     return std::vector<int64_t>(static_cast<size_t>(size), total / size);
   }
-  LDDPM_CHECK(static_cast<int>(counts.size()) == size, what, ": ", counts.size(),
-              " counts for ", size, " ranks");
+  LDDPM_CHECK(static_cast<int>(counts.size()) == size, what, ": ", counts.size(), " counts for ",
+              size, " ranks");
   for (int64_t c : counts) LDDPM_CHECK(c >= 0, what, ": negative count ", c);
   const int64_t sum = std::accumulate(counts.begin(), counts.end(), int64_t{0});
   LDDPM_CHECK(sum == total, what, ": counts sum to ", sum, " but the flat tensor has ", total,

@@ -49,8 +49,8 @@ DataParallel::DataParallel(const torch::OrderedDict<std::string, torch::Tensor>&
     const torch::Tensor& p = params_[k];
     const bool startNew =
         bucketParams_.empty() ||
-        bucketBytes >= (bucketParams_.size() == 1 ? options_.firstBucketBytes()
-                                                  : options_.bucketCapBytes()) ||
+        bucketBytes >=
+            (bucketParams_.size() == 1 ? options_.firstBucketBytes() : options_.bucketCapBytes()) ||
         params_[bucketParams_.back().front()].options().dtype() != p.options().dtype() ||
         params_[bucketParams_.back().front()].device() != p.device();
     if (startNew) {
@@ -67,10 +67,12 @@ DataParallel::DataParallel(const torch::OrderedDict<std::string, torch::Tensor>&
       slots_[k].offset = numel;
       numel += params_[k].numel();
     }
-    buffers_.push_back(torch::zeros({numel}, params_[bucket.front()].options().requires_grad(false)));
+    buffers_.push_back(
+        torch::zeros({numel}, params_[bucket.front()].options().requires_grad(false)));
   }
   pending_.assign(bucketParams_.size(), 0);
-  for (size_t b = 0; b < bucketParams_.size(); ++b) pending_[b] = static_cast<int>(bucketParams_[b].size());
+  for (size_t b = 0; b < bucketParams_.size(); ++b)
+    pending_[b] = static_cast<int>(bucketParams_[b].size());
   works_.resize(bucketParams_.size());
   ready_.assign(params_.size(), false);
 
@@ -85,7 +87,8 @@ DataParallel::DataParallel(const torch::OrderedDict<std::string, torch::Tensor>&
   comm_.allreduce(mismatch, ReduceOp::Sum)->wait();
   LDDPM_CHECK(mismatch.item<int64_t>() == 0, "DataParallel: ", mismatch.item<int64_t>(),
               " rank(s) built a different model than rank 0 (parameters, shapes or bucket plan "
-              "differ; this rank has ", mine[0], " parameters, ", mine[2], " elements)");
+              "differ; this rank has ",
+              mine[0], " parameters, ", mine[2], " elements)");
 
   if (options_.broadcastAtStart()) {
     std::vector<torch::Tensor> everything = params_;
@@ -94,7 +97,8 @@ DataParallel::DataParallel(const torch::OrderedDict<std::string, torch::Tensor>&
   }
 
   for (size_t k = 0; k < params_.size(); ++k) {
-    hookIds_.push_back(params_[k].register_hook([this, k](torch::Tensor grad) { onGradient(k, grad); }));
+    hookIds_.push_back(
+        params_[k].register_hook([this, k](torch::Tensor grad) { onGradient(k, grad); }));
   }
   LDDPM_LOG(Debug) << "DataParallel: " << params_.size() << " parameters in "
                    << bucketParams_.size() << " buckets, " << bytesPerStep() << " bytes per step";
@@ -155,7 +159,8 @@ void DataParallel::finish() {
   }
   auto reset = [&] {
     for (auto& w : works_) w.reset();
-    for (size_t b = 0; b < bucketParams_.size(); ++b) pending_[b] = static_cast<int>(bucketParams_[b].size());
+    for (size_t b = 0; b < bucketParams_.size(); ++b)
+      pending_[b] = static_cast<int>(bucketParams_[b].size());
     ready_.assign(params_.size(), false);
     nextLaunch_ = 0;
   };
@@ -164,8 +169,10 @@ void DataParallel::finish() {
       if (w) w->wait();  // the buckets every rank did launch, so the order stays aligned
     }
     reset();
-    LDDPM_THROW(core::Error, "DataParallel: ", missingCount, " parameter(s) received no gradient "
-                "in this backward: ", missing, (missingCount > 8 ? ", ..." : ""),
+    LDDPM_THROW(core::Error, "DataParallel: ", missingCount,
+                " parameter(s) received no gradient "
+                "in this backward: ",
+                missing, (missingCount > 8 ? ", ..." : ""),
                 ". Every parameter must take part in the loss (or set requires_grad(false))");
   }
   if (!options_.overlap()) launchReadyBuckets();

@@ -10,29 +10,28 @@ namespace po = core::po;
 
 po::options_description DistributedOptions::describe(bool training) {
   po::options_description desc("Distributed options");
-  desc.add_options()
-      ("comm-backend", po::value(&backend)->default_value(backend)->value_name("NAME"),
-       "auto | local | mpi | nccl (auto: nccl for CUDA tensors when built with it, mpi under a "
-       "launcher, local otherwise)")
-      ("comm-timeout", po::value(&commTimeoutSeconds)->default_value(commTimeoutSeconds)
-           ->value_name("SECONDS"),
-       "abort the whole job when one collective takes longer than this (0 = never)")
-      ("comm-thread", po::value(&commThread)->default_value(commThread)->value_name("BOOL"),
-       "MPI: run collectives on a communication thread so they overlap compute");
+  desc.add_options()(
+      "comm-backend", po::value(&backend)->default_value(backend)->value_name("NAME"),
+      "auto | local | mpi | nccl (auto: nccl for CUDA tensors when built with it, mpi under a "
+      "launcher, local otherwise)")(
+      "comm-timeout",
+      po::value(&commTimeoutSeconds)->default_value(commTimeoutSeconds)->value_name("SECONDS"),
+      "abort the whole job when one collective takes longer than this (0 = never)")(
+      "comm-thread", po::value(&commThread)->default_value(commThread)->value_name("BOOL"),
+      "MPI: run collectives on a communication thread so they overlap compute");
   if (!training) return desc;
-  desc.add_options()
-      ("bucket-first-mib", po::value(&firstBucketMiB)->default_value(firstBucketMiB)
-           ->value_name("MIB"),
-       "size of the first gradient bucket (reduced first, so small)")
-      ("bucket-cap-mib", po::value(&bucketCapMiB)->default_value(bucketCapMiB)->value_name("MIB"),
-       "size cap of the other gradient buckets")
-      ("overlap", po::value(&overlap)->default_value(overlap)->value_name("BOOL"),
-       "launch each bucket's allreduce during backward (false: all after backward)")
-      ("zero", po::value(&zero)->default_value(zero)->value_name("BOOL"),
-       "shard AdamW state across ranks (ZeRO-1): reduce-scatter + allgather instead of allreduce")
-      ("desync-check-every", po::value(&desyncCheckEvery)->default_value(desyncCheckEvery)
-           ->value_name("STEPS"),
-       "compare parameter checksums across ranks every N steps (0 = never)");
+  desc.add_options()("bucket-first-mib",
+                     po::value(&firstBucketMiB)->default_value(firstBucketMiB)->value_name("MIB"),
+                     "size of the first gradient bucket (reduced first, so small)")(
+      "bucket-cap-mib", po::value(&bucketCapMiB)->default_value(bucketCapMiB)->value_name("MIB"),
+      "size cap of the other gradient buckets")(
+      "overlap", po::value(&overlap)->default_value(overlap)->value_name("BOOL"),
+      "launch each bucket's allreduce during backward (false: all after backward)")(
+      "zero", po::value(&zero)->default_value(zero)->value_name("BOOL"),
+      "shard AdamW state across ranks (ZeRO-1): reduce-scatter + allgather instead of allreduce")(
+      "desync-check-every",
+      po::value(&desyncCheckEvery)->default_value(desyncCheckEvery)->value_name("STEPS"),
+      "compare parameter checksums across ranks every N steps (0 = never)");
   return desc;
 }
 

@@ -1,7 +1,8 @@
 #pragma once
 // The command-line face of distributed/: backend, collective timeout, bucket sizes, overlap,
 // ZeRO and the desync-check period, as one options struct with its own options_description
-// (docs/architecture.md "Conventions"). Commands add describe() to theirs and call validate() after parsing.
+// (docs/architecture.md "Conventions"). Commands add describe() to theirs and call validate() after
+// parsing.
 #include <string>
 
 #include "core/Options.h"

@@ -14,7 +14,8 @@ std::string formatRankTable(const std::vector<RankInfo>& ranks) {
   for (const auto& r : ranks) hostWidth = std::max(hostWidth, r.host.size());
   std::ostringstream out;
   out << std::left << std::setw(6) << "rank" << std::setw(static_cast<int>(hostWidth + 2)) << "host"
-      << std::setw(12) << "local rank" << std::setw(10) << "device" << "threads\n";
+      << std::setw(12) << "local rank" << std::setw(10) << "device"
+      << "threads\n";
   for (const auto& r : ranks) {
     out << std::setw(6) << r.rank << std::setw(static_cast<int>(hostWidth + 2)) << r.host
         << std::setw(12) << r.localRank << std::setw(10) << r.device << r.threads << "\n";
@@ -39,7 +40,8 @@ std::vector<std::string> launchProblems(const std::vector<RankInfo>& ranks) {
   }
   for (const auto& [host, counts] : threadsByHost) {
     if (counts.size() > 1) {
-      problems.push_back("ranks on " + host + " use different thread counts; set --threads or "
+      problems.push_back("ranks on " + host +
+                         " use different thread counts; set --threads or "
                          "SLURM_CPUS_PER_TASK so that every rank gets the same share");
     }
   }

@@ -21,9 +21,9 @@ namespace detail {
 
 }  // namespace lddpm::dist
 
-#define LDDPM_MPI_CHECK(expr)                                                      \
-  do {                                                                             \
-    const int lddpm_mpi_rc_ = (expr);                                              \
-    if (lddpm_mpi_rc_ != MPI_SUCCESS)                                              \
+#define LDDPM_MPI_CHECK(expr)                                                         \
+  do {                                                                                \
+    const int lddpm_mpi_rc_ = (expr);                                                 \
+    if (lddpm_mpi_rc_ != MPI_SUCCESS)                                                 \
       ::lddpm::dist::detail::throwMpiError(lddpm_mpi_rc_, #expr, __FILE__, __LINE__); \
   } while (0)

@@ -23,15 +23,23 @@ using Clock = std::chrono::steady_clock;
 
 MPI_Datatype mpiType(const torch::Tensor& t, const char* what) {
   switch (t.scalar_type()) {
-    case torch::kFloat: return MPI_FLOAT;
-    case torch::kDouble: return MPI_DOUBLE;
-    case torch::kInt: return MPI_INT32_T;
-    case torch::kLong: return MPI_INT64_T;
-    case torch::kByte: return MPI_UINT8_T;
-    case torch::kChar: return MPI_INT8_T;
-    default: break;
+    case torch::kFloat:
+      return MPI_FLOAT;
+    case torch::kDouble:
+      return MPI_DOUBLE;
+    case torch::kInt:
+      return MPI_INT32_T;
+    case torch::kLong:
+      return MPI_INT64_T;
+    case torch::kByte:
+      return MPI_UINT8_T;
+    case torch::kChar:
+      return MPI_INT8_T;
+    default:
+      break;
   }
-  LDDPM_THROW(core::Error, what, ": dtype ", t.scalar_type(), " is not supported by the MPI backend");
+  LDDPM_THROW(core::Error, what, ": dtype ", t.scalar_type(),
+              " is not supported by the MPI backend");
 }
 
 void checkCpuContiguous(const torch::Tensor& t, const char* what) {
@@ -157,7 +165,9 @@ struct MpiCommunicator::Impl {
   int64_t queryBuf = 0;
   MPI_Request queryReq = MPI_REQUEST_NULL;
 
-  void postQuery() { MPI_Irecv(&queryBuf, 1, MPI_INT64_T, MPI_ANY_SOURCE, kQueryTag, control, &queryReq); }
+  void postQuery() {
+    MPI_Irecv(&queryBuf, 1, MPI_INT64_T, MPI_ANY_SOURCE, kQueryTag, control, &queryReq);
+  }
 
   void answerQueries() {
     for (;;) {
@@ -208,9 +218,11 @@ struct MpiCommunicator::Impl {
         const int64_t last = replies[3 * qi];
         about = core::strCat("has not reached it (last collective ",
                              last < 0 ? std::string("none") : core::strCat("#", last), ", step ",
-                             replies[3 * qi + 2], replies[3 * qi + 1] ? ", inside it" : ", not in a collective", ")");
+                             replies[3 * qi + 2],
+                             replies[3 * qi + 1] ? ", inside it" : ", not in a collective", ")");
       } else if (replies[3 * qi] > seq) {
-        about = core::strCat("is past it, at #", replies[3 * qi], " (collectives issued in a different order?)");
+        about = core::strCat("is past it, at #", replies[3 * qi],
+                             " (collectives issued in a different order?)");
       }
       if (!about.empty()) out += core::strCat(out.empty() ? "" : "; ", "rank ", q, " ", about);
     }
@@ -377,15 +389,16 @@ WorkPtr MpiCommunicator::reduceScatter(torch::Tensor output, torch::Tensor input
   LDDPM_CHECK(op == ReduceOp::Sum || input.is_floating_point(),
               "reduceScatter: average of an integer tensor");
   counts = detail::resolveCounts(std::move(counts), input.numel(), impl_->size, "reduceScatter");
-  LDDPM_CHECK(output.numel() == counts[static_cast<size_t>(impl_->rank)], "reduceScatter: output has ",
-              output.numel(), " elements, this rank's slice ", counts[static_cast<size_t>(impl_->rank)]);
+  LDDPM_CHECK(output.numel() == counts[static_cast<size_t>(impl_->rank)],
+              "reduceScatter: output has ", output.numel(), " elements, this rank's slice ",
+              counts[static_cast<size_t>(impl_->rank)]);
   const MPI_Datatype type = mpiType(input, "reduceScatter");
   MPI_Comm comm = impl_->comm;
   const int n = impl_->size;
   std::vector<int> recvCounts = asInts(counts, "reduceScatter");
   return impl_->submit("reduceScatter", input.nbytes(), [=]() mutable {
-    LDDPM_MPI_CHECK(MPI_Reduce_scatter(input.data_ptr(), output.data_ptr(), recvCounts.data(),
-                                       type, MPI_SUM, comm));
+    LDDPM_MPI_CHECK(MPI_Reduce_scatter(input.data_ptr(), output.data_ptr(), recvCounts.data(), type,
+                                       MPI_SUM, comm));
     if (op == ReduceOp::Avg) output.div_(n);
   });
 }
@@ -402,8 +415,9 @@ WorkPtr MpiCommunicator::allgather(torch::Tensor output, torch::Tensor input,
   const std::vector<int64_t> offsets = detail::offsetsOf(counts);
   // The input may already be this rank's slice of the output (ZeRO's parameter shard): MPI
   // forbids aliased buffers but allows exactly that case as MPI_IN_PLACE.
-  const bool inPlace = input.data_ptr() == static_cast<char*>(output.data_ptr()) +
-                                               offsets[me] * static_cast<int64_t>(output.element_size());
+  const bool inPlace =
+      input.data_ptr() == static_cast<char*>(output.data_ptr()) +
+                              offsets[me] * static_cast<int64_t>(output.element_size());
   const MPI_Datatype type = mpiType(input, "allgather");
   MPI_Comm comm = impl_->comm;
   std::vector<int> recvCounts = asInts(counts, "allgather");
@@ -411,7 +425,8 @@ WorkPtr MpiCommunicator::allgather(torch::Tensor output, torch::Tensor input,
   const int sendCount = recvCounts[me];
   return impl_->submit("allgather", output.nbytes(), [=]() mutable {
     LDDPM_MPI_CHECK(MPI_Allgatherv(inPlace ? MPI_IN_PLACE : input.data_ptr(), sendCount, type,
-                                   output.data_ptr(), recvCounts.data(), displs.data(), type, comm));
+                                   output.data_ptr(), recvCounts.data(), displs.data(), type,
+                                   comm));
   });
 }
 

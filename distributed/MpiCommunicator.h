@@ -2,8 +2,8 @@
 // Collectives over MPI on CPU tensors, on a private duplicate of MPI_COMM_WORLD (so nothing else
 // in the process can match our messages) with MPI_ERRORS_RETURN, every call checked.
 //
-// Open MPI advances a nonblocking collective only while some thread is inside MPI (docs/facts.md), so
-// an MPI_Iallreduce posted before backward would make no progress until backward ends. As in
+// Open MPI advances a nonblocking collective only while some thread is inside MPI (docs/facts.md),
+// so an MPI_Iallreduce posted before backward would make no progress until backward ends. As in
 // Horovod, one communication thread owns all traffic on our communicator: collectives are queued
 // in issue order and run there as blocking calls, while the caller keeps computing. A watchdog
 // thread aborts the job when one collective runs longer than the timeout, after asking the other

@@ -36,15 +36,24 @@ using Clock = std::chrono::steady_clock;
 
 ncclDataType_t ncclType(const torch::Tensor& t, const char* what) {
   switch (t.scalar_type()) {
-    case torch::kFloat: return ncclFloat32;
-    case torch::kDouble: return ncclFloat64;
-    case torch::kHalf: return ncclFloat16;
-    case torch::kBFloat16: return ncclBfloat16;
-    case torch::kInt: return ncclInt32;
-    case torch::kLong: return ncclInt64;
-    case torch::kByte: return ncclUint8;
-    case torch::kChar: return ncclInt8;
-    default: break;
+    case torch::kFloat:
+      return ncclFloat32;
+    case torch::kDouble:
+      return ncclFloat64;
+    case torch::kHalf:
+      return ncclFloat16;
+    case torch::kBFloat16:
+      return ncclBfloat16;
+    case torch::kInt:
+      return ncclInt32;
+    case torch::kLong:
+      return ncclInt64;
+    case torch::kByte:
+      return ncclUint8;
+    case torch::kChar:
+      return ncclInt8;
+    default:
+      break;
   }
   LDDPM_THROW(core::Error, what, ": dtype ", t.scalar_type(), " is not supported by NCCL");
 }
@@ -99,17 +108,17 @@ struct NcclCommunicator::Impl {
 
 }  // namespace lddpm::dist
 
-#define LDDPM_NCCL_CHECK(impl, expr)                                                 \
-  do {                                                                               \
-    const ncclResult_t lddpm_nccl_rc_ = (expr);                                      \
-    if (lddpm_nccl_rc_ != ncclSuccess)                                               \
-      (impl).fail(ncclGetErrorString(lddpm_nccl_rc_), #expr, __FILE__, __LINE__);    \
+#define LDDPM_NCCL_CHECK(impl, expr)                                              \
+  do {                                                                            \
+    const ncclResult_t lddpm_nccl_rc_ = (expr);                                   \
+    if (lddpm_nccl_rc_ != ncclSuccess)                                            \
+      (impl).fail(ncclGetErrorString(lddpm_nccl_rc_), #expr, __FILE__, __LINE__); \
   } while (0)
-#define LDDPM_CUDA_CHECK(impl, expr)                                                 \
-  do {                                                                               \
-    const cudaError_t lddpm_cuda_rc_ = (expr);                                       \
-    if (lddpm_cuda_rc_ != cudaSuccess)                                               \
-      (impl).fail(cudaGetErrorString(lddpm_cuda_rc_), #expr, __FILE__, __LINE__);    \
+#define LDDPM_CUDA_CHECK(impl, expr)                                              \
+  do {                                                                            \
+    const cudaError_t lddpm_cuda_rc_ = (expr);                                    \
+    if (lddpm_cuda_rc_ != cudaSuccess)                                            \
+      (impl).fail(cudaGetErrorString(lddpm_cuda_rc_), #expr, __FILE__, __LINE__); \
   } while (0)
 
 namespace lddpm::dist {
@@ -167,9 +176,8 @@ void NcclCommunicator::Impl::watchdogLoop() {
       }
       const double elapsed = std::chrono::duration<double>(Clock::now() - op->issued).count();
       if (timeout > 0 && elapsed > timeout) {
-        problem = core::strCat("communication timeout: ", op->name, " #", op->seq, " (",
-                               op->bytes, " bytes) at step ", step.load(),
-                               " did not finish within ", timeout,
+        problem = core::strCat("communication timeout: ", op->name, " #", op->seq, " (", op->bytes,
+                               " bytes) at step ", step.load(), " did not finish within ", timeout,
                                " s. A rank that did not reach it is stalled, dead or issued "
                                "collectives in a different order (--comm-timeout).");
       }
@@ -198,9 +206,11 @@ NcclCommunicator::NcclCommunicator(const World& world, const CommunicatorOptions
   int devices = 0;
   LDDPM_CUDA_CHECK(s, cudaGetDeviceCount(&devices));
   if (world.localRank() >= devices) {
-    LDDPM_THROW(core::UsageError, "option '--comm-backend': ", world.localSize(),
-                " ranks on ", s.host, " but only ", devices, " GPU(s); NCCL needs one GPU per "
-                "rank (two ranks on one GPU hang). Start at most ", devices, " ranks per node");
+    LDDPM_THROW(core::UsageError, "option '--comm-backend': ", world.localSize(), " ranks on ",
+                s.host, " but only ", devices,
+                " GPU(s); NCCL needs one GPU per "
+                "rank (two ranks on one GPU hang). Start at most ",
+                devices, " ranks per node");
   }
   s.device = world.localRank();
   LDDPM_CUDA_CHECK(s, cudaSetDevice(s.device));
@@ -290,9 +300,9 @@ WorkPtr NcclCommunicator::allreduce(torch::Tensor tensor, ReduceOp op) {
   checkCudaTensor(tensor, s.device, "allreduce");
   const ncclDataType_t type = ncclType(tensor, "allreduce");
   return issueOn(s, "allreduce", tensor.nbytes(), {tensor}, [&] {
-    LDDPM_NCCL_CHECK(s, ncclAllReduce(tensor.data_ptr(), tensor.data_ptr(),
-                                      static_cast<size_t>(tensor.numel()), type, ncclOp(op),
-                                      s.comm, s.stream));
+    LDDPM_NCCL_CHECK(
+        s, ncclAllReduce(tensor.data_ptr(), tensor.data_ptr(), static_cast<size_t>(tensor.numel()),
+                         type, ncclOp(op), s.comm, s.stream));
   });
 }
 
@@ -308,13 +318,14 @@ WorkPtr NcclCommunicator::reduceScatter(torch::Tensor output, torch::Tensor inpu
               " elements, this rank's slice ", counts[me]);
   const auto offsets = detail::offsetsOf(counts);
   const ncclDataType_t type = ncclType(input, "reduceScatter");
-  const bool even = std::all_of(counts.begin(), counts.end(), [&](int64_t c) { return c == counts[0]; });
+  const bool even =
+      std::all_of(counts.begin(), counts.end(), [&](int64_t c) { return c == counts[0]; });
   const auto elem = static_cast<int64_t>(input.element_size());
   return issueOn(s, "reduceScatter", input.nbytes(), {output, input}, [&] {
     if (even) {
-      LDDPM_NCCL_CHECK(s, ncclReduceScatter(input.data_ptr(), output.data_ptr(),
-                                            static_cast<size_t>(counts[0]), type, ncclOp(op),
-                                            s.comm, s.stream));
+      LDDPM_NCCL_CHECK(
+          s, ncclReduceScatter(input.data_ptr(), output.data_ptr(), static_cast<size_t>(counts[0]),
+                               type, ncclOp(op), s.comm, s.stream));
       return;
     }
     // NCCL has no reduce-scatter-v: one reduce per slice, rooted at its owner, in one group.
@@ -322,8 +333,8 @@ WorkPtr NcclCommunicator::reduceScatter(torch::Tensor output, torch::Tensor inpu
     for (int q = 0; q < s.size; ++q) {
       const auto qi = static_cast<size_t>(q);
       const char* send = static_cast<const char*>(input.data_ptr()) + offsets[qi] * elem;
-      LDDPM_NCCL_CHECK(s, ncclReduce(send, output.data_ptr(), static_cast<size_t>(counts[qi]),
-                                     type, ncclOp(op), q, s.comm, s.stream));
+      LDDPM_NCCL_CHECK(s, ncclReduce(send, output.data_ptr(), static_cast<size_t>(counts[qi]), type,
+                                     ncclOp(op), q, s.comm, s.stream));
     }
     LDDPM_NCCL_CHECK(s, ncclGroupEnd());
   });
@@ -341,7 +352,8 @@ WorkPtr NcclCommunicator::allgather(torch::Tensor output, torch::Tensor input,
               " elements, this rank's slice ", counts[me]);
   const auto offsets = detail::offsetsOf(counts);
   const ncclDataType_t type = ncclType(input, "allgather");
-  const bool even = std::all_of(counts.begin(), counts.end(), [&](int64_t c) { return c == counts[0]; });
+  const bool even =
+      std::all_of(counts.begin(), counts.end(), [&](int64_t c) { return c == counts[0]; });
   const auto elem = static_cast<int64_t>(output.element_size());
   return issueOn(s, "allgather", output.nbytes(), {output, input}, [&] {
     if (even) {  // in place is allowed when input is this rank's slice of output
@@ -367,9 +379,9 @@ WorkPtr NcclCommunicator::broadcast(torch::Tensor tensor, int root) {
   LDDPM_CHECK(root >= 0 && root < s.size, "broadcast: root ", root, " is not a rank of ", s.size);
   const ncclDataType_t type = ncclType(tensor, "broadcast");
   return issueOn(s, "broadcast", tensor.nbytes(), {tensor}, [&] {
-    LDDPM_NCCL_CHECK(s, ncclBroadcast(tensor.data_ptr(), tensor.data_ptr(),
-                                      static_cast<size_t>(tensor.numel()), type, root, s.comm,
-                                      s.stream));
+    LDDPM_NCCL_CHECK(
+        s, ncclBroadcast(tensor.data_ptr(), tensor.data_ptr(), static_cast<size_t>(tensor.numel()),
+                         type, root, s.comm, s.stream));
   });
 }
 

@@ -1,14 +1,13 @@
 #include "distributed/World.h"
 
 #include <sched.h>
+#include <torch/torch.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <thread>
-
-#include <torch/torch.h>
 
 #include "core/Error.h"
 #include "core/Log.h"
@@ -100,8 +99,8 @@ World& World::init(int* argc, char*** argv) {
                 " tasks, but no MPI plugin connected them (world size 1). Launch with "
                 "`srun --mpi=pmix lddpm ...` (see docs/slurm.md)");
   }
-  core::Log::configure(core::LogConfig{w.rank_, w.size_, core::Log::config().level,
-                                       core::Log::config().allRanks});
+  core::Log::configure(
+      core::LogConfig{w.rank_, w.size_, core::Log::config().level, core::Log::config().allRanks});
   return w;
 }
 
@@ -116,10 +115,9 @@ World& World::get() {
 World::~World() = default;
 
 int World::configureThreads(int requested) {
-  threads_ = chooseThreadCount(requested, env("SLURM_CPUS_PER_TASK"), env("OMP_NUM_THREADS"),
-                               affinityCoreCount(),
-                               static_cast<int>(std::max(1u, std::thread::hardware_concurrency())),
-                               localSize_);
+  threads_ = chooseThreadCount(
+      requested, env("SLURM_CPUS_PER_TASK"), env("OMP_NUM_THREADS"), affinityCoreCount(),
+      static_cast<int>(std::max(1u, std::thread::hardware_concurrency())), localSize_);
   torch::set_num_threads(threads_);
   return threads_;
 }
@@ -136,15 +134,15 @@ std::vector<RankInfo> World::allgatherRankInfo(const RankInfo& mine) const {
   std::strncpy(send.data() + sizeof ints, mine.host.c_str(), kHost - 1);
   std::strncpy(send.data() + sizeof ints + kHost, mine.device.c_str(), kDevice - 1);
   std::vector<char> recv(static_cast<size_t>(kRecord) * static_cast<size_t>(size_));
-  LDDPM_MPI_CHECK(
-      MPI_Allgather(send.data(), kRecord, MPI_CHAR, recv.data(), kRecord, MPI_CHAR, MPI_COMM_WORLD));
+  LDDPM_MPI_CHECK(MPI_Allgather(send.data(), kRecord, MPI_CHAR, recv.data(), kRecord, MPI_CHAR,
+                                MPI_COMM_WORLD));
   std::vector<RankInfo> all(static_cast<size_t>(size_));
   for (int r = 0; r < size_; ++r) {
     const char* rec = recv.data() + static_cast<size_t>(r) * kRecord;
     int got[3];
     std::memcpy(got, rec, sizeof got);
-    all[static_cast<size_t>(r)] =
-        RankInfo{got[0], got[1], got[2], std::string(rec + sizeof got), std::string(rec + sizeof got + kHost)};
+    all[static_cast<size_t>(r)] = RankInfo{got[0], got[1], got[2], std::string(rec + sizeof got),
+                                           std::string(rec + sizeof got + kHost)};
   }
   return all;
 }

@@ -118,13 +118,15 @@ core::TensorDict ZeroAdamW::stateDict() const {
 void ZeroAdamW::loadStateDict(const core::TensorDict& state, const std::string& source) {
   const auto field = [&](const char* key) {
     const auto it = state.find(key);
-    if (it == state.end()) throw core::IoError(source, core::strCat("optimizer state has no '", key, "'"));
+    if (it == state.end())
+      throw core::IoError(source, core::strCat("optimizer state has no '", key, "'"));
     return it->second;
   };
   const auto expectLayout = [&](const char* key, int64_t expected) {
     const int64_t got = field(key).item<int64_t>();
     LDDPM_CHECK(got == expected, source, ": optimizer state was written with ", key, " = ", got,
-                ", this run has ", expected, " (ZeRO state is per rank: resume with the same "
+                ", this run has ", expected,
+                " (ZeRO state is per rank: resume with the same "
                 "world size and model)");
   };
   expectLayout("total_size", totalSize());

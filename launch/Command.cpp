@@ -18,14 +18,14 @@ const CommandSpec* findCommand(const std::string& name) {
 
 po::options_description describeCommonOptions(CommonOptions& o) {
   po::options_description desc("Common options");
-  desc.add_options()
-      ("log-level", po::value(&o.logLevel)->default_value(o.logLevel)->value_name("LEVEL"),
-       "debug | info | warn | error | off")
-      ("log-all-ranks", po::bool_switch(&o.logAllRanks),
-       "every rank logs, prefixed [rank/size] (default: rank 0 only)")
-      ("threads", po::value(&o.threads)->default_value(o.threads)->value_name("N"),
-       "torch intra-op threads per rank; 0 = SLURM_CPUS_PER_TASK, else OMP_NUM_THREADS, else "
-       "cores / ranks on the node");
+  desc.add_options()("log-level",
+                     po::value(&o.logLevel)->default_value(o.logLevel)->value_name("LEVEL"),
+                     "debug | info | warn | error | off")(
+      "log-all-ranks", po::bool_switch(&o.logAllRanks),
+      "every rank logs, prefixed [rank/size] (default: rank 0 only)")(
+      "threads", po::value(&o.threads)->default_value(o.threads)->value_name("N"),
+      "torch intra-op threads per rank; 0 = SLURM_CPUS_PER_TASK, else OMP_NUM_THREADS, else "
+      "cores / ranks on the node");
   return desc;
 }
 
@@ -34,10 +34,9 @@ namespace {
 CommonOptions gCommon;
 }  // namespace
 
-std::optional<core::ParsedOptions> parseCommand(const std::string& name, const std::string& usage,
-                                                const CommandArgs& args,
-                                                const po::options_description& own,
-                                                const po::positional_options_description& positional) {
+std::optional<core::ParsedOptions> parseCommand(
+    const std::string& name, const std::string& usage, const CommandArgs& args,
+    const po::options_description& own, const po::positional_options_description& positional) {
   po::options_description all;
   all.add(own);
   all.add(describeCommonOptions(gCommon));
@@ -84,12 +83,13 @@ torch::Device deviceOption(const std::string& value, const std::string& command,
   const auto gpus = static_cast<int>(torch::cuda::device_count());
   if (gpus == 0) {
     LDDPM_THROW(core::UsageError, command, ": option '--device': cuda requested but ",
-                LDDPM_WITH_CUDA ? "this machine has no visible CUDA device"
-                                : "this build has no CUDA (Debian's LibTorch is CPU-only; see docs/slurm.md)");
+                LDDPM_WITH_CUDA
+                    ? "this machine has no visible CUDA device"
+                    : "this build has no CUDA (Debian's LibTorch is CPU-only; see docs/slurm.md)");
   }
   if (localRank >= gpus) {
-    LDDPM_THROW(core::UsageError, command, ": option '--device': local rank ", localRank, " but only ",
-                gpus, " GPU(s) on this node; start one rank per GPU");
+    LDDPM_THROW(core::UsageError, command, ": option '--device': local rank ", localRank,
+                " but only ", gpus, " GPU(s) on this node; start one rank per GPU");
   }
   return {torch::kCUDA, static_cast<c10::DeviceIndex>(localRank)};
 }

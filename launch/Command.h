@@ -36,10 +36,9 @@ po::options_description describeCommonOptions(CommonOptions& options);
 // prints the help (rank 0 only) and returns nullopt: the command then returns 0. Otherwise the
 // common options are applied (log level, threads) before returning. Usage problems throw
 // core::UsageError naming the option.
-std::optional<core::ParsedOptions> parseCommand(const std::string& name, const std::string& usage,
-                                                const CommandArgs& args,
-                                                const po::options_description& own,
-                                                const po::positional_options_description& positional = {});
+std::optional<core::ParsedOptions> parseCommand(
+    const std::string& name, const std::string& usage, const CommandArgs& args,
+    const po::options_description& own, const po::positional_options_description& positional = {});
 
 // `--device cpu|cuda` → the torch device of this rank: cuda:<localRank>, one GPU per rank.
 // Throws core::UsageError naming `command`'s --device when the value is unknown, this build or

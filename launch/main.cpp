@@ -55,8 +55,7 @@ int main(int argc, char** argv) {
     } else if (const launch::CommandSpec* cmd = launch::findCommand(args[0])) {
       code = cmd->run(std::vector<std::string>(args.begin() + 1, args.end()));
     } else {
-      LDDPM_THROW(core::UsageError, "lddpm: '", args[0],
-                  "' is not a command (see 'lddpm --help')");
+      LDDPM_THROW(core::UsageError, "lddpm: '", args[0], "' is not a command (see 'lddpm --help')");
     }
   } catch (const core::UsageError& e) {
     // Options are identical on every rank, so every rank fails the same way: rank 0 reports.

@@ -9,7 +9,9 @@ set -euo pipefail
 
 PACKAGES=(
   # toolchain; GCC's sanitizer runtimes for the asan/tsan/fuzz test builds (tests/sanitizers)
-  build-essential cmake ninja-build ccache pkg-config libasan8 libubsan1 libtsan2
+  build-essential cmake ninja-build ccache pkg-config
+  # the format check of the test command (tests/format.sh)
+  clang-format libasan8 libubsan1 libtsan2
   # LibTorch 1.13 (CPU, oneDNN) and Python's torch for cross-checks of exported weights
   libtorch-dev python3-torch
   # MPI: headers, the launcher, and the PMIx plugin path used by srun

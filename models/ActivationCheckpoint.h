@@ -1,7 +1,8 @@
 #pragma once
 // Activation checkpointing for LibTorch, which has none in C++: run a stage without keeping its
 // intermediate activations, and recompute them in backward. Memory drops to the stage's inputs for
-// about one extra forward of the stage (docs/facts.md: ~33 % of a step when every stage recomputes).
+// about one extra forward of the stage (docs/facts.md: ~33 % of a step when every stage
+// recomputes).
 #include <torch/torch.h>
 
 #include <functional>
@@ -20,8 +21,8 @@ using CheckpointStage =
 // `parameters` are the trainable tensors the stage reads. They enter the autograd function as
 // inputs, so their gradients flow back through the normal engine (no re-entrant accumulation into
 // .grad) and the output has a grad_fn even when no input requires grad (the case where a
-// re-entrant checkpoint silently yields no gradients; docs/facts.md). Inputs may be undefined tensors;
-// the stage receives them undefined in the same positions.
+// re-entrant checkpoint silently yields no gradients; docs/facts.md). Inputs may be undefined
+// tensors; the stage receives them undefined in the same positions.
 //
 // With grad mode off (evaluation, sampling) it simply returns stage(inputs).
 torch::autograd::variable_list checkpoint(const CheckpointStage& stage,

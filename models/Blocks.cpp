@@ -1,6 +1,7 @@
 #include "models/Blocks.h"
 
 #include <cmath>
+
 #include "core/Error.h"
 
 namespace lddpm::models {

@@ -201,7 +201,7 @@ torch::Tensor lesionWeightedL1(const torch::Tensor& a, const torch::Tensor& b,
 }
 
 torch::Tensor lesionWeightedL1PerSample(const torch::Tensor& a, const torch::Tensor& b,
-                                       const torch::Tensor& lesion, double lambda) {
+                                        const torch::Tensor& lesion, double lambda) {
   return weightedError(a, b, lesion, lambda).flatten(1).mean(1);
 }
 
@@ -221,7 +221,8 @@ double minSnrWeight(double snr, double gamma, Prediction prediction) {
 }
 
 torch::Tensor lossWeights(const NoiseSchedule& schedule, LossWeighting weighting, double gamma,
-                          Prediction prediction, const torch::Tensor& t, const torch::Tensor& like) {
+                          Prediction prediction, const torch::Tensor& t,
+                          const torch::Tensor& like) {
   LDDPM_CHECK(t.dim() == 1, "lossWeights: timesteps must be [B], got ", t.sizes());
   const auto ts = t.to(torch::kCPU, torch::kInt64).contiguous();
   std::vector<double> w(static_cast<std::size_t>(ts.size(0)), 1.0);
@@ -312,9 +313,10 @@ torch::Tensor sample(const NoiseSchedule& schedule, Prediction prediction, const
                      const SamplerOptions& sampler, Generators& gens) {
   torch::NoGradGuard noGrad;
   torch::Tensor x = randnFrom(gens, shape, options);
-  const auto ts = sampler.kind() == SamplerKind::Ddpm
-                      ? ddimTimesteps(schedule.timesteps(), schedule.timesteps())
-                      : timestepSubsequence(schedule.timesteps(), sampler.steps(), sampler.spacing());
+  const auto ts =
+      sampler.kind() == SamplerKind::Ddpm
+          ? ddimTimesteps(schedule.timesteps(), schedule.timesteps())
+          : timestepSubsequence(schedule.timesteps(), sampler.steps(), sampler.spacing());
   const auto total = static_cast<std::int64_t>(ts.size());
   for (std::int64_t i = 0; i < total; ++i) {
     const std::int64_t t = ts[static_cast<std::size_t>(i)];

@@ -102,7 +102,7 @@ torch::Tensor lesionWeightedL1(const torch::Tensor& a, const torch::Tensor& b,
                                const torch::Tensor& lesion, double lambda);
 // The same per sample: [B], each the mean over that sample's voxels.
 torch::Tensor lesionWeightedL1PerSample(const torch::Tensor& a, const torch::Tensor& b,
-                                       const torch::Tensor& lesion, double lambda);
+                                        const torch::Tensor& lesion, double lambda);
 
 // Min-SNR-γ weight of one timestep for a denoiser predicting `prediction` (Hang et al. 2023,
 // eq. 10 and its ε / v forms): the weight whose x0-space equivalent is min(SNR, γ). x0:
@@ -125,10 +125,10 @@ SamplerKind parseSampler(const std::string& name);  // "ddpm" | "ddim"
 
 struct SamplerOptions {
   TORCH_ARG(SamplerKind, kind) = SamplerKind::Ddim;
-  TORCH_ARG(std::int64_t, steps) = 50;  // DDIM steps K (DDPM always takes T)
+  TORCH_ARG(std::int64_t, steps) = 50;             // DDIM steps K (DDPM always takes T)
   TORCH_ARG(Spacing, spacing) = Spacing::Uniform;  // of the K DDIM steps
-  TORCH_ARG(double, eta) = 0.0;         // DDIM stochasticity: 0 deterministic, 1 DDPM-like
-  TORCH_ARG(bool, clipX0) = true;       // clamp x̂0 to [-1, 1] at every step
+  TORCH_ARG(double, eta) = 0.0;    // DDIM stochasticity: 0 deterministic, 1 DDPM-like
+  TORCH_ARG(bool, clipX0) = true;  // clamp x̂0 to [-1, 1] at every step
   // Called after each step with (steps done, total) — hook for core::Progress.
   TORCH_ARG(std::function<void(std::int64_t, std::int64_t)>, onStep) = nullptr;
 };

@@ -37,24 +37,24 @@ LossTerms DiffusionModelImpl::loss(const Batch& batch, Generators& gens, const s
   const auto& o = options_;
   const auto index = randintFrom(gens, static_cast<std::int64_t>(trainingTimesteps_.size()),
                                  x0.size(0), torch::kCPU);
-  const auto t = torch::tensor(trainingTimesteps_, torch::kInt64)
-                     .index_select(0, index)
-                     .to(x0.device());
+  const auto t =
+      torch::tensor(trainingTimesteps_, torch::kInt64).index_select(0, index).to(x0.device());
   const auto noise = randnFrom(gens, x0.sizes(), x0.options());
   const auto xt = qSample(schedule_, x0, t, noise);
   const auto output = denoise(xt, t, batch.condition(x0));
 
   const auto target = predictionTarget(schedule_, o.prediction(), x0, t, noise);
   const auto error = lesionWeightedL1PerSample(output, target, batch.lesion, o.lesionWeight());
-  const auto weights = lossWeights(schedule_, o.weighting(), o.snrGamma(), o.prediction(), t, error);
+  const auto weights =
+      lossWeights(schedule_, o.weighting(), o.snrGamma(), o.prediction(), t, error);
   LossTerms terms;
   terms.total = (weights * error).mean();
   terms.parts.emplace_back("target_l1", error.detach().mean());
   if (o.x0Weight() > 0) {
     const auto x0Hat = predictX0(schedule_, o.prediction(), xt, t, output);
     const auto recon = lesionWeightedL1PerSample(x0Hat, x0, batch.lesion, o.lesionWeight());
-    const auto x0Weights = lossWeights(schedule_, o.weighting(), o.snrGamma(),
-                                       Prediction(Prediction::X0), t, recon);
+    const auto x0Weights =
+        lossWeights(schedule_, o.weighting(), o.snrGamma(), Prediction(Prediction::X0), t, recon);
     terms.parts.emplace_back("x0_l1", recon.detach().mean());
     terms.total = terms.total + o.x0Weight() * (x0Weights * recon).mean();
   }
@@ -68,11 +68,13 @@ SamplerOptions DiffusionModelImpl::samplerFor(const SamplerOptions& asked) const
   if (k > 0 && sampler.kind() == SamplerKind::Ddpm) {
     LDDPM_THROW(core::UsageError, name(), " trained on ", k, " of its ", options_.timesteps(),
                 " timesteps only (--train-steps): sample with the DDIM sampler over those steps "
-                "(--sampler ddim --steps ", k, "; --eta 1 for ancestral noise)");
+                "(--sampler ddim --steps ",
+                k, "; --eta 1 for ancestral noise)");
   }
   if (k > 0 && sampler.steps() != k) {
-    LDDPM_LOG(Warn) << name() << " trained on " << k << " timesteps (--train-steps) but samples with "
-                    << sampler.steps() << ": the sampler visits timesteps the model never saw";
+    LDDPM_LOG(Warn) << name() << " trained on " << k
+                    << " timesteps (--train-steps) but samples with " << sampler.steps()
+                    << ": the sampler visits timesteps the model never saw";
   }
   return sampler;
 }

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <numeric>
+
 #include "core/Error.h"
 
 namespace lddpm::models {
@@ -281,7 +282,8 @@ TissueStatistics tissueStatistics(const torch::Tensor& image, const torch::Tenso
   detail::checkSameShape(image, "image", tissue, "tissue");
   const torch::Tensor labels = tissue.to(torch::kInt64);
   const torch::Tensor isLesion =
-      lesion.defined() ? lesion != 0 : torch::zeros(image.sizes(), labels.options().dtype(torch::kBool));
+      lesion.defined() ? lesion != 0
+                       : torch::zeros(image.sizes(), labels.options().dtype(torch::kBool));
   const auto mean = [&](const torch::Tensor& region) {
     return regionMeanValue(image, region).item<double>();
   };

@@ -1,6 +1,7 @@
 #include "models/PatchGan3D.h"
 
 #include <algorithm>
+
 #include "core/Error.h"
 
 namespace lddpm::models {

@@ -131,8 +131,9 @@ std::shared_ptr<ModelImpl> makeDiffusion(const ModelConfig& c, bool lesionDdpm) 
   if (c.timesteps < 1)
     LDDPM_THROW(core::UsageError, "option '--timesteps': must be >= 1, got ", c.timesteps);
   if (c.trainSteps < 0 || c.trainSteps > c.timesteps) {
-    LDDPM_THROW(core::UsageError, "option '--train-steps': must be in [0, --timesteps = ",
-                c.timesteps, "], got ", c.trainSteps);
+    LDDPM_THROW(core::UsageError,
+                "option '--train-steps': must be in [0, --timesteps = ", c.timesteps, "], got ",
+                c.trainSteps);
   }
   if (!(c.snrGamma > 0))
     LDDPM_THROW(core::UsageError, "option '--snr-gamma': must be > 0, got ", c.snrGamma);

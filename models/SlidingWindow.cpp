@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+
 #include "core/Error.h"
 
 namespace lddpm::models {

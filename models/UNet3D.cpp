@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <string>
 
-#include "models/ActivationCheckpoint.h"
 #include "core/Error.h"
+#include "models/ActivationCheckpoint.h"
 
 namespace lddpm::models {
 

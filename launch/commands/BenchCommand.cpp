@@ -63,24 +63,21 @@ int runBenchComm(const CommandArgs& args) {
   bool json = false;
   dist::DistributedOptions distOptions;
   po::options_description own("bench comm options");
-  own.add_options()
-      ("min-bytes", po::value(&minText)->default_value(minText)->value_name("SIZE"),
-       "smallest buffer (4096, 4K, 256M, 1G)")
-      ("max-bytes", po::value(&maxText)->default_value(maxText)->value_name("SIZE"),
-       "largest buffer")
-      ("factor", po::value(&factor)->default_value(factor)->value_name("F"),
-       "each size is F times the previous")
-      ("iters", po::value(&iters)->default_value(iters)->value_name("N"),
-       "timed collectives per size")
-      ("warmup", po::value(&warmup)->default_value(warmup)->value_name("N"),
-       "untimed collectives per size first")
-      ("ops", po::value(&ops)->default_value(ops)->value_name("LIST"),
-       "comma-separated: allreduce, reduce-scatter, allgather")
-      ("out", po::value(&outDir)->value_name("DIR"),
-       "also write comm.json and config.ini into DIR")
-      ("device", po::value(&device)->default_value(device),
-       "cpu | cuda: where the buffers live (cuda + --comm-backend auto = NCCL, one GPU per rank)")
-      ("json", po::bool_switch(&json), "print JSON instead of a table");
+  own.add_options()("min-bytes", po::value(&minText)->default_value(minText)->value_name("SIZE"),
+                    "smallest buffer (4096, 4K, 256M, 1G)")(
+      "max-bytes", po::value(&maxText)->default_value(maxText)->value_name("SIZE"),
+      "largest buffer")("factor", po::value(&factor)->default_value(factor)->value_name("F"),
+                        "each size is F times the previous")(
+      "iters", po::value(&iters)->default_value(iters)->value_name("N"),
+      "timed collectives per size")("warmup",
+                                    po::value(&warmup)->default_value(warmup)->value_name("N"),
+                                    "untimed collectives per size first")(
+      "ops", po::value(&ops)->default_value(ops)->value_name("LIST"),
+      "comma-separated: allreduce, reduce-scatter, allgather")(
+      "out", po::value(&outDir)->value_name("DIR"), "also write comm.json and config.ini into DIR")(
+      "device", po::value(&device)->default_value(device),
+      "cpu | cuda: where the buffers live (cuda + --comm-backend auto = NCCL, one GPU per rank)")(
+      "json", po::bool_switch(&json), "print JSON instead of a table");
   own.add(distOptions.describe(/*training=*/false));
   const auto parsed = parseCommand("bench comm", "[options]", args, own);
   if (!parsed) return 0;
@@ -95,7 +92,8 @@ int runBenchComm(const CommandArgs& args) {
   if (iters < 1) LDDPM_THROW(core::UsageError, "option '--iters' must be >= 1, got ", iters);
   if (warmup < 0) LDDPM_THROW(core::UsageError, "option '--warmup' must be >= 0, got ", warmup);
   std::vector<dist::Collective> collectives;
-  for (const auto& name : splitComma(ops)) collectives.push_back(dist::parseCollective(name, "--ops"));
+  for (const auto& name : splitComma(ops))
+    collectives.push_back(dist::parseCollective(name, "--ops"));
   if (collectives.empty()) LDDPM_THROW(core::UsageError, "option '--ops' names no collective");
 
   const dist::World& world = dist::World::get();
@@ -105,8 +103,8 @@ int runBenchComm(const CommandArgs& args) {
   const auto sizes = dist::geometricSizes(minBytes, maxBytes, factor);
   LDDPM_LOG(Info) << "bench comm: " << comm->size() << " rank(s), backend "
                   << dist::backendName(comm->backend()) << ", comm thread "
-                  << (distOptions.commThread ? "on" : "off") << ", " << sizes.size()
-                  << " sizes x " << collectives.size() << " collectives, " << iters << " iters";
+                  << (distOptions.commThread ? "on" : "off") << ", " << sizes.size() << " sizes x "
+                  << collectives.size() << " collectives, " << iters << " iters";
 
   std::vector<dist::CommBenchResult> results;
   core::Progress progress("bench comm", static_cast<int64_t>(sizes.size() * collectives.size()));
@@ -122,10 +120,15 @@ int runBenchComm(const CommandArgs& args) {
   core::Json table = core::Json::array();
   std::string wrong;
   for (const auto& r : results) {
-    table.push_back({{"collective", dist::collectiveName(r.collective)}, {"bytes", r.bytes},
-                     {"seconds", r.seconds}, {"algbw_GBs", r.algbwGBs}, {"busbw_GBs", r.busbwGBs},
+    table.push_back({{"collective", dist::collectiveName(r.collective)},
+                     {"bytes", r.bytes},
+                     {"seconds", r.seconds},
+                     {"algbw_GBs", r.algbwGBs},
+                     {"busbw_GBs", r.busbwGBs},
                      {"correct", r.correct}});
-    if (!r.correct) wrong += core::strCat(wrong.empty() ? "" : ", ", dist::collectiveName(r.collective), " ", r.bytes, " B");
+    if (!r.correct)
+      wrong += core::strCat(wrong.empty() ? "" : ", ", dist::collectiveName(r.collective), " ",
+                            r.bytes, " B");
   }
   core::Json report = {{"ranks", comm->size()},
                        {"backend", dist::backendName(comm->backend())},
@@ -135,7 +138,8 @@ int runBenchComm(const CommandArgs& args) {
   if (world.rank() == 0) {
     if (!outDir.empty()) {
       std::filesystem::create_directories(outDir);
-      core::writeFileAtomic((std::filesystem::path(outDir) / "comm.json").string(), report.dump(2) + "\n");
+      core::writeFileAtomic((std::filesystem::path(outDir) / "comm.json").string(),
+                            report.dump(2) + "\n");
     }
     if (json) {
       std::cout << report.dump(2) << "\n";
@@ -144,7 +148,8 @@ int runBenchComm(const CommandArgs& args) {
                 << dist::backendName(comm->backend()) << "; busbw by the nccl-tests formulas\n"
                 << std::left << std::setw(16) << "collective" << std::right << std::setw(12)
                 << "bytes" << std::setw(14) << "time_us" << std::setw(13) << "algbw_GB/s"
-                << std::setw(13) << "busbw_GB/s" << "  check\n";
+                << std::setw(13) << "busbw_GB/s"
+                << "  check\n";
       for (const auto& r : results) {
         std::cout << std::left << std::setw(16) << dist::collectiveName(r.collective) << std::right
                   << std::setw(12) << r.bytes << std::setw(14) << std::fixed << std::setprecision(1)
@@ -179,13 +184,15 @@ int runBench(const CommandArgs& args) {
   if (what.empty() || what == "--help" || what == "-h") {
     if (dist::World::get().rank() == 0) {
       std::cout << "Usage: lddpm bench <what> [options]   (lddpm bench <what> --help)\n\n";
-      for (const Bench& b : kBenches) std::cout << "  " << std::left << std::setw(10) << b.name << b.summary << "\n";
+      for (const Bench& b : kBenches)
+        std::cout << "  " << std::left << std::setw(10) << b.name << b.summary << "\n";
     }
     return what.empty() ? core::kExitUsage : 0;
   }
   std::string names;
   for (const Bench& b : kBenches) names += core::strCat(names.empty() ? "" : ", ", b.name);
-  LDDPM_THROW(core::UsageError, "lddpm bench: '", what, "' is not a benchmark (one of: ", names, ")");
+  LDDPM_THROW(core::UsageError, "lddpm bench: '", what, "' is not a benchmark (one of: ", names,
+              ")");
 }
 
 }  // namespace lddpm::launch

@@ -1,9 +1,10 @@
 // `lddpm evaluate <mode>`: how close synthetic scans are to real ones. Mode `images` reports the
 // metrics of models/Metrics.h for one or more generators against real scans (files, folders or a
-// store), beside reference rows (launch/evaluation/ImageEvaluation.h). Mode `segmentation` scores trained `seg` runs on a store split
-// (per-case Dice, lesion volumes, lesion-wise sensitivity/precision, mean ± sd per run): the
-// scoring step of the downstream experiment that launch/downstream.sh drives (a segmenter trained
-// on synthetic scans, tested on real ones). Definitions: docs/metrics.md, docs/downstream.md.
+// store), beside reference rows (launch/evaluation/ImageEvaluation.h). Mode `segmentation` scores
+// trained `seg` runs on a store split (per-case Dice, lesion volumes, lesion-wise
+// sensitivity/precision, mean ± sd per run): the scoring step of the downstream experiment that
+// launch/downstream.sh drives (a segmenter trained on synthetic scans, tested on real ones).
+// Definitions: docs/metrics.md, docs/downstream.md.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -38,8 +39,8 @@ namespace {
 using evaluation::formatValue;
 using evaluation::meanSd;
 using evaluation::number;
-using evaluation::Summary;
 using evaluation::summarize;
+using evaluation::Summary;
 
 namespace fs = std::filesystem;
 
@@ -351,7 +352,6 @@ core::Json renderSegmentationJson(const SegmentationOptions& o,
   return out;
 }
 
-
 std::string renderSegmentationMarkdown(const std::vector<data::SubjectEntry>& cases,
                                        const std::vector<RunScores>& results) {
   std::ostringstream out;
@@ -418,7 +418,8 @@ int runDenoising(const CommandArgs& args) {
   po::options_description own = o.describe();
   addReportOptions(own, "denoising", json, out);
   const auto parsed = parseCommand(
-      kCommand, "denoising --run DIR --store STORE [--split test] [--timesteps LIST] [--json] [--out DIR]",
+      kCommand,
+      "denoising --run DIR --store STORE [--split test] [--timesteps LIST] [--json] [--out DIR]",
       args, own);
   if (!parsed) return 0;
   o.validate();

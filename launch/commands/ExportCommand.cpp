@@ -16,12 +16,13 @@ namespace lddpm::launch {
 int runExport(const CommandArgs& args) {
   std::string run, checkpoint, out, weights = "ema";
   po::options_description own("export options");
-  own.add_options()
-      ("run", po::value(&run)->value_name("DIR"), "run directory: its newest complete checkpoint")
-      ("checkpoint", po::value(&checkpoint)->value_name("DIR"), "a checkpoint folder")
-      ("out", po::value(&out)->required()->value_name("FILE"), "output .pt file")
-      ("weights", po::value(&weights)->default_value(weights), "ema | model");
-  if (!parseCommand("export", "--run DIR | --checkpoint DIR --out FILE [--weights ema|model]", args, own)) {
+  own.add_options()("run", po::value(&run)->value_name("DIR"),
+                    "run directory: its newest complete checkpoint")(
+      "checkpoint", po::value(&checkpoint)->value_name("DIR"), "a checkpoint folder")(
+      "out", po::value(&out)->required()->value_name("FILE"), "output .pt file")(
+      "weights", po::value(&weights)->default_value(weights), "ema | model");
+  if (!parseCommand("export", "--run DIR | --checkpoint DIR --out FILE [--weights ema|model]", args,
+                    own)) {
     return 0;
   }
   checkpoint = checkpointFromOptions("export", run, checkpoint, weights);

@@ -3,8 +3,8 @@
 #include <iostream>
 
 #include "core/Json.h"
-#include "core/Version.h"
 #include "core/Log.h"
+#include "core/Version.h"
 #include "distributed/LaunchReport.h"
 #include "distributed/World.h"
 #include "launch/Command.h"
@@ -32,8 +32,11 @@ int runInfo(const CommandArgs& args) {
     out["launched_by_mpi"] = world.usesMpi();
     core::Json table = core::Json::array();
     for (const auto& r : ranks) {
-      table.push_back({{"rank", r.rank}, {"host", r.host}, {"local_rank", r.localRank},
-                       {"device", r.device}, {"threads", r.threads}});
+      table.push_back({{"rank", r.rank},
+                       {"host", r.host},
+                       {"local_rank", r.localRank},
+                       {"device", r.device},
+                       {"threads", r.threads}});
     }
     out["ranks"] = table;
     std::cout << out.dump(2) << "\n";

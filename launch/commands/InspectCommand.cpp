@@ -184,12 +184,11 @@ int runInspect(const CommandArgs& args) {
   bool json = false;
   bool fullCheck = false;
   po::options_description own("inspect options");
-  own.add_options()
-      ("path", po::value(&path)->required()->value_name("PATH"),
-       "a NIfTI file (.nii/.nii.gz), an MSLesSeg dataset folder or a store folder")
-      ("json", po::bool_switch(&json), "print JSON instead of text")
-      ("check", po::bool_switch(&fullCheck),
-       "dataset: read every voxel (NaN/Inf, binary masks, empty brains), not only the headers");
+  own.add_options()("path", po::value(&path)->required()->value_name("PATH"),
+                    "a NIfTI file (.nii/.nii.gz), an MSLesSeg dataset folder or a store folder")(
+      "json", po::bool_switch(&json), "print JSON instead of text")(
+      "check", po::bool_switch(&fullCheck),
+      "dataset: read every voxel (NaN/Inf, binary masks, empty brains), not only the headers");
   po::positional_options_description positional;
   positional.add("path", 1);
   if (!parseCommand("inspect", "PATH [--json] [--check]", args, own, positional)) return 0;

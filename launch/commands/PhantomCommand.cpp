@@ -1,8 +1,9 @@
 // `lddpm phantom --out DIR`: writes an MSLesSeg-shaped demo cohort built from Colin27 (see
 // data/Phantom.h); with --twins also DIR/twins/test/..., each test subject scanned again (the
-// reference a perfect generator would score, docs/metrics.md). Ranks split the subjects round-robin; the cohort is written under DIR.partial
-// and renamed to DIR by rank 0 after a barrier, so DIR exists only when complete. The output is
-// identical plain or under mpirun: each subject depends on (seed, subject index) only.
+// reference a perfect generator would score, docs/metrics.md). Ranks split the subjects
+// round-robin; the cohort is written under DIR.partial and renamed to DIR by rank 0 after a
+// barrier, so DIR exists only when complete. The output is identical plain or under mpirun: each
+// subject depends on (seed, subject index) only.
 #include <filesystem>
 #include <iostream>
 
@@ -83,7 +84,8 @@ int runPhantom(const CommandArgs& args) {
     for (int s = o.trainSubjects; s < subjects; ++s) work.emplace_back(s, true);
   }
   std::vector<std::pair<int, bool>> mine;
-  for (size_t i = static_cast<size_t>(world.rank()); i < work.size(); i += static_cast<size_t>(world.size())) {
+  for (size_t i = static_cast<size_t>(world.rank()); i < work.size();
+       i += static_cast<size_t>(world.size())) {
     mine.push_back(work[i]);
   }
   LDDPM_LOG(Info) << "phantom: " << o.trainSubjects << " train x " << o.timepoints

@@ -55,11 +55,13 @@ std::int64_t montageSlice(const torch::Tensor& lesion) {
 // [H, W] montage panels side by side: real | synthetic | lesion (white on black) on the axial
 // slice of montageSlice, enlarged by whole pixels (nearest neighbour) to at least 192 rows so
 // small grids stay readable.
-torch::Tensor montage(const torch::Tensor& real, const torch::Tensor& synth, const torch::Tensor& lesion) {
+torch::Tensor montage(const torch::Tensor& real, const torch::Tensor& synth,
+                      const torch::Tensor& lesion) {
   const std::int64_t z = montageSlice(lesion);
-  const torch::Tensor panels = torch::cat({data::toGrey(real[z], -1, 1), data::toGrey(synth[z], -1, 1),
-                                           data::toGrey(lesion[z].to(torch::kFloat32), 0, 1)},
-                                          1);
+  const torch::Tensor panels =
+      torch::cat({data::toGrey(real[z], -1, 1), data::toGrey(synth[z], -1, 1),
+                  data::toGrey(lesion[z].to(torch::kFloat32), 0, 1)},
+                 1);
   const std::int64_t scale = std::max<std::int64_t>(1, (192 + panels.size(0) - 1) / panels.size(0));
   return panels.repeat_interleave(scale, 0).repeat_interleave(scale, 1).contiguous();
 }
@@ -73,28 +75,33 @@ int runSample(const CommandArgs& args) {
   double eta = 0.0;
   std::uint64_t seed = 0;
   po::options_description own("sample options");
-  own.add_options()
-      ("run", po::value(&run)->value_name("DIR"), "trained run: its newest complete checkpoint")
-      ("checkpoint", po::value(&checkpoint)->value_name("DIR"), "a checkpoint folder instead of --run")
-      ("store", po::value(&store)->required()->value_name("DIR"), "store whose masks condition the samples")
-      ("split", po::value(&split)->default_value(split), "train | test | all")
-      ("out", po::value(&out)->required()->value_name("DIR"),
-       "output folder: real/, synthetic/, lesion/, brain/, tissue/ (NIfTI), png/, overview.png, "
-       "sampling.json")
-      ("sampler", po::value(&samplerName)->default_value(samplerName), "ddim | ddpm")
-      ("steps", po::value(&steps)->default_value(steps),
-       "DDIM steps K (DDPM always runs all T); 0 = the model's --train-steps if it trained on a "
-       "subset, else 50")
-      ("eta", po::value(&eta)->default_value(eta), "DDIM stochasticity (0: deterministic)")
-      ("seed", po::value(&seed)->default_value(seed), "seed; each case draws from (seed, case id)")
-      ("cases", po::value(&maxCases)->default_value(maxCases), "sample only the first N cases; 0 = all")
-      ("batch", po::value(&batch)->default_value(batch),
-       "cases per forward pass: consecutive cases in groups of N, groups dealt to ranks. CPU conv3d "
-       "is ~5x faster per case at N >= 2, but its sums then depend on threads per rank: results "
-       "match across rank counts only at equal --threads (N = 1: always)")
-      ("weights", po::value(&weights)->default_value(weights), "ema | model")
-      ("device", po::value(&device)->default_value(device), "cpu | cuda (one GPU per rank by local rank)");
-  const auto parsed = parseCommand("sample", "--run DIR --store DIR --out DIR [options]", args, own);
+  own.add_options()("run", po::value(&run)->value_name("DIR"),
+                    "trained run: its newest complete checkpoint")(
+      "checkpoint", po::value(&checkpoint)->value_name("DIR"),
+      "a checkpoint folder instead of --run")("store",
+                                              po::value(&store)->required()->value_name("DIR"),
+                                              "store whose masks condition the samples")(
+      "split", po::value(&split)->default_value(split), "train | test | all")(
+      "out", po::value(&out)->required()->value_name("DIR"),
+      "output folder: real/, synthetic/, lesion/, brain/, tissue/ (NIfTI), png/, overview.png, "
+      "sampling.json")("sampler", po::value(&samplerName)->default_value(samplerName),
+                       "ddim | ddpm")(
+      "steps", po::value(&steps)->default_value(steps),
+      "DDIM steps K (DDPM always runs all T); 0 = the model's --train-steps if it trained on a "
+      "subset, else 50")("eta", po::value(&eta)->default_value(eta),
+                         "DDIM stochasticity (0: deterministic)")(
+      "seed", po::value(&seed)->default_value(seed), "seed; each case draws from (seed, case id)")(
+      "cases", po::value(&maxCases)->default_value(maxCases),
+      "sample only the first N cases; 0 = all")(
+      "batch", po::value(&batch)->default_value(batch),
+      "cases per forward pass: consecutive cases in groups of N, groups dealt to ranks. CPU conv3d "
+      "is ~5x faster per case at N >= 2, but its sums then depend on threads per rank: results "
+      "match across rank counts only at equal --threads (N = 1: always)")(
+      "weights", po::value(&weights)->default_value(weights), "ema | model")(
+      "device", po::value(&device)->default_value(device),
+      "cpu | cuda (one GPU per rank by local rank)");
+  const auto parsed =
+      parseCommand("sample", "--run DIR --store DIR --out DIR [options]", args, own);
   if (!parsed) return 0;
   if (steps < 0) LDDPM_THROW(core::UsageError, "lddpm sample: option '--steps': must be >= 0");
   if (batch < 1) LDDPM_THROW(core::UsageError, "lddpm sample: option '--batch': must be >= 1");
@@ -110,7 +117,8 @@ int runSample(const CommandArgs& args) {
   const data::Manifest manifest = data::readManifest(store);
   std::vector<data::SubjectEntry> cases = manifest.subjectsOf(which);
   if (cases.empty()) throw core::IoError(store, "has no '" + split + "' cases (option --split)");
-  if (maxCases > 0 && static_cast<std::int64_t>(cases.size()) > maxCases) cases.resize(static_cast<size_t>(maxCases));
+  if (maxCases > 0 && static_cast<std::int64_t>(cases.size()) > maxCases)
+    cases.resize(static_cast<size_t>(maxCases));
 
   const TrainedModel trained = loadTrainedModel(checkpoint, weights);
   const models::ModelConfig& modelConfig = trained.config;
@@ -124,7 +132,8 @@ int runSample(const CommandArgs& args) {
   // Training and sampling must see the same geometry: a denoiser trained on patches has never
   // seen the whole grid's background, GroupNorm statistics or attention length (docs/models.md).
   const auto patchIt = trained.settings.find("patch");
-  const std::int64_t trainedPatch = patchIt == trained.settings.end() ? 0 : std::stoll(patchIt->second);
+  const std::int64_t trainedPatch =
+      patchIt == trained.settings.end() ? 0 : std::stoll(patchIt->second);
   if (trainedPatch > 0 && modelConfig.model != "seg") {
     LDDPM_LOG(Warn) << checkpoint << " trained on " << trainedPatch << "^3 patches but sampling "
                     << "runs the whole " << manifest.grid[2] << "x" << manifest.grid[1] << "x"
@@ -154,7 +163,8 @@ int runSample(const CommandArgs& args) {
     mine += static_cast<std::int64_t>(std::min(cases.size(), (g + 1) * group) - g * group);
   }
   LDDPM_LOG(Info) << "sampling " << cases.size() << " " << split << " case(s) with " << samplerName
-                  << (sampler.kind() == models::SamplerKind::Ddim ? " K=" + std::to_string(steps) : "")
+                  << (sampler.kind() == models::SamplerKind::Ddim ? " K=" + std::to_string(steps)
+                                                                  : "")
                   << " in batches of " << batch << " on " << world.size() << " rank(s), weights "
                   << weights << " of " << checkpoint;
   core::Progress progress("sample", mine);
@@ -195,19 +205,22 @@ int runSample(const CommandArgs& args) {
     for (size_t i = first; i < last; ++i) {
       const data::SubjectEntry& c = cases[i];
       auto& reader = readers[c.shard];
-      if (!reader) reader = std::make_unique<data::ShardReader>((fs::path(store) / c.shard).string());
+      if (!reader)
+        reader = std::make_unique<data::ShardReader>((fs::path(store) / c.shard).string());
       subjects.push_back(reader->readSubject(c.id));
       const data::SubjectData& subject = subjects.back();
       images.push_back(subject.image.narrow(0, 0, 1));
       anatomy.push_back(tissueOneHot(subject.tissue.unsqueeze(0).unsqueeze(0))[0]);
       lesions.push_back(subject.lesion.unsqueeze(0).to(torch::kFloat32));
-      gens.push_back(core::makeCpuGenerator(core::deriveSeed(seed, core::RngStream::Sampling, {core::nameKey(c.id)})));
+      gens.push_back(core::makeCpuGenerator(
+          core::deriveSeed(seed, core::RngStream::Sampling, {core::nameKey(c.id)})));
     }
     core::Stopwatch watch;
     // Noise comes from CPU generators whatever the device, so a case is the same draw on both.
     const models::Batch condition{torch::stack(images).to(where), torch::stack(anatomy).to(where),
                                   torch::stack(lesions).to(where)};
-    const torch::Tensor synth = model->synthesize(condition, sampler, gens).cpu();  // [B, 1, D, H, W]
+    const torch::Tensor synth =
+        model->synthesize(condition, sampler, gens).cpu();  // [B, 1, D, H, W]
     const double each = watch.seconds() / static_cast<double>(last - first);
 
     for (size_t i = first; i < last; ++i) {
@@ -230,7 +243,8 @@ int runSample(const CommandArgs& args) {
       data::writeNifti((outDir / "brain" / file).string(), volume, data::NiftiDtype::UInt8);
       volume.data = subject.tissue.to(torch::kFloat32);
       data::writeNifti((outDir / "tissue" / file).string(), volume, data::NiftiDtype::UInt8);
-      data::writePng((outDir / "png" / (c.id + ".png")).string(), montage(real, synthetic, subject.lesion));
+      data::writePng((outDir / "png" / (c.id + ".png")).string(),
+                     montage(real, synthetic, subject.lesion));
       recordFinishedCase(out, c.id, key, seconds[i]);
       char detail[64];
       std::snprintf(detail, sizeof detail, "%s %.1f s", c.id.c_str(), seconds[i]);
@@ -259,12 +273,19 @@ int runSample(const CommandArgs& args) {
     }
     data::writePng((outDir / "overview.png").string(), torch::cat(rows, 0));
     const double perVolume = total / static_cast<double>(cases.size());
-    core::writeJsonFile((outDir / "sampling.json").string(),
-                        {{"sampler", samplerName}, {"steps", sampler.kind() == models::SamplerKind::Ddim ? steps : modelConfig.timesteps},
-                         {"eta", eta}, {"cases", cases.size()}, {"ranks", world.size()},
-                         {"seconds_per_volume", perVolume}, {"seconds", perCase},
-                         {"checkpoint", checkpoint}, {"weights", weights}, {"device", where.str()},
-                         {"batch", batch}});
+    core::writeJsonFile(
+        (outDir / "sampling.json").string(),
+        {{"sampler", samplerName},
+         {"steps", sampler.kind() == models::SamplerKind::Ddim ? steps : modelConfig.timesteps},
+         {"eta", eta},
+         {"cases", cases.size()},
+         {"ranks", world.size()},
+         {"seconds_per_volume", perVolume},
+         {"seconds", perCase},
+         {"checkpoint", checkpoint},
+         {"weights", weights},
+         {"device", where.str()},
+         {"batch", batch}});
     std::cout << "sampled " << cases.size() << " case(s) into " << out << ": " << perVolume
               << " s per volume (" << samplerName << ")\n";
   }

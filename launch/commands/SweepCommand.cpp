@@ -160,8 +160,8 @@ std::string readTemplate(const std::string& path) {
 
 // The template with the lines that give each array task its folder, inserted after the leading
 // block of comments and #SBATCH lines (sbatch reads directives only up to the first command).
-std::string jobScript(const std::string& templ, const fs::path& templatePath, const fs::path& sweepDir,
-                      int width) {
+std::string jobScript(const std::string& templ, const fs::path& templatePath,
+                      const fs::path& sweepDir, int width) {
   std::istringstream in(templ);
   std::vector<std::string> lines;
   for (std::string line; std::getline(in, line);) lines.push_back(line);
@@ -175,8 +175,7 @@ std::string jobScript(const std::string& templ, const fs::path& templatePath, co
   const fs::path self = fs::read_symlink("/proc/self/exe", ec);
   const std::string bin = ec ? "lddpm" : self.string();
   const std::vector<std::string> preamble = {
-      "",
-      "# ---- inserted by lddpm sweep: this array task's run directory and options ----",
+      "", "# ---- inserted by lddpm sweep: this array task's run directory and options ----",
       core::strCat("export LDDPM_RUN_DIR=\"", sweepDir.string(), "/tasks/$(printf %0", width,
                    "d \"$SLURM_ARRAY_TASK_ID\")\""),
       "export LDDPM_CONFIG=\"$LDDPM_RUN_DIR/sweep-task.ini\"",

@@ -37,13 +37,15 @@ int runTrain(const CommandArgs& args) {
 
   StoreBatchSource source(config, world.rank(), world.size());
   LDDPM_LOG(Info) << "train " << modelConfig.model << " on " << config.store << " (" << config.split
-                  << "), " << world.size() << " rank(s) x " << world.threads() << " threads, global batch "
-                  << config.batch << ", " << config.steps << " steps -> " << config.run;
+                  << "), " << world.size() << " rank(s) x " << world.threads()
+                  << " threads, global batch " << config.batch << ", " << config.steps
+                  << " steps -> " << config.run;
   Trainer trainer(config, modelConfig, source, *comm, resolved, device);
   const TrainResult result = trainer.run();
   if (world.rank() == 0) {
-    std::cout << "trained " << modelConfig.model << " for " << result.finalStep << " steps (final loss "
-              << result.lastLoss << ", " << result.skippedSteps << " skipped); run " << config.run << "\n";
+    std::cout << "trained " << modelConfig.model << " for " << result.finalStep
+              << " steps (final loss " << result.lastLoss << ", " << result.skippedSteps
+              << " skipped); run " << config.run << "\n";
   }
   return 0;
 }

@@ -27,8 +27,9 @@ class BatchSource {
 // The global indices rank `rank` of `worldSize` trains on in micro-batch `micro` of `step`:
 // the step's batch is split into `accumulate` consecutive micro-batches, each split evenly over
 // the ranks in rank order.
-inline std::vector<std::int64_t> localIndices(std::int64_t step, std::int64_t micro, std::int64_t batch,
-                                              std::int64_t accumulate, int rank, int worldSize) {
+inline std::vector<std::int64_t> localIndices(std::int64_t step, std::int64_t micro,
+                                              std::int64_t batch, std::int64_t accumulate, int rank,
+                                              int worldSize) {
   const std::int64_t perMicro = batch / accumulate;
   const std::int64_t perRank = perMicro / worldSize;
   std::vector<std::int64_t> out;

@@ -75,8 +75,8 @@ class ReplicatedAdamW final : public GroupOptimizer {
       archive.load_from(file);
       adam_.load(archive);
     } catch (const c10::Error& e) {
-      throw core::IoError(file, core::strCat("cannot read optimiser state: ",
-                                             e.what_without_backtrace()));
+      throw core::IoError(
+          file, core::strCat("cannot read optimiser state: ", e.what_without_backtrace()));
     }
   }
 
@@ -96,12 +96,13 @@ class ShardedAdamW final : public GroupOptimizer {
                const TrainConfig& config, double beta1)
       : GroupOptimizer(std::move(name), std::move(params)),
         comm_(comm),
-        zero_(params_, comm, dist::ZeroAdamWOptions()
-                                 .lr(config.lr)
-                                 .beta1(beta1)
-                                 .beta2(config.beta2)
-                                 .weightDecay(config.weightDecay)
-                                 .maxGradNorm(config.gradClip)) {
+        zero_(params_, comm,
+              dist::ZeroAdamWOptions()
+                  .lr(config.lr)
+                  .beta1(beta1)
+                  .beta2(config.beta2)
+                  .weightDecay(config.weightDecay)
+                  .maxGradNorm(config.gradClip)) {
     if (comm_.size() > 1) dist::broadcastFromRankZero(buffers, comm_);
   }
 
@@ -138,8 +139,8 @@ std::unique_ptr<GroupOptimizer> makeGroupOptimizer(
     const std::vector<torch::Tensor>& buffers, dist::Communicator& comm, const TrainConfig& config,
     double beta1) {
   if (config.parallel.zero) {
-    return std::make_unique<ShardedAdamW>(std::move(name), std::move(params), buffers, comm,
-                                          config, beta1);
+    return std::make_unique<ShardedAdamW>(std::move(name), std::move(params), buffers, comm, config,
+                                          beta1);
   }
   return std::make_unique<ReplicatedAdamW>(std::move(name), std::move(params), buffers, comm,
                                            config, beta1);

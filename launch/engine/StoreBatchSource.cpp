@@ -27,8 +27,8 @@ StoreBatchSource::StoreBatchSource(const TrainConfig& config, int rank, int worl
   std::size_t subjects = 0;
   for (const auto& s : manifest.subjects) subjects += (s.split == config.split) ? 1 : 0;
   if (subjects == 0) {
-    throw core::IoError(config.store, core::strCat("has no '", config.split,
-                                                   "' subjects (option --split)"));
+    throw core::IoError(config.store,
+                        core::strCat("has no '", config.split, "' subjects (option --split)"));
   }
   batchesPerEpoch_ = data::PatchSampler(subjects, options_.sampler).batchesPerEpoch();
   voxels_ = 1;
@@ -49,8 +49,8 @@ data::Cursor StoreBatchSource::locate(const std::vector<std::int64_t>& globalInd
     slice = globalIndices[i] == micro * microBatch_ + begin + static_cast<std::int64_t>(i);
   }
   LDDPM_CHECK(slice, "StoreBatchSource: global indices ", globalIndices.front(), "..",
-              globalIndices.back(), " are not rank ", options_.rank, "'s slice of one micro-batch of ",
-              microBatch_, " samples");
+              globalIndices.back(), " are not rank ", options_.rank,
+              "'s slice of one micro-batch of ", microBatch_, " samples");
   return cursorOfMicroBatch(micro);
 }
 

@@ -7,41 +7,48 @@ namespace lddpm::launch {
 core::po::options_description TrainConfig::describe() {
   namespace po = core::po;
   po::options_description d("Training options");
-  d.add_options()
-      ("store", po::value(&store)->required()->value_name("DIR"), "preprocessed HDF5 store (lddpm preprocess)")
-      ("run", po::value(&run)->required()->value_name("DIR"),
-       "run directory: config.ini, metrics.jsonl, checkpoints/, status.json")
-      ("split", po::value(&split)->default_value(split), "store split to train on")
-      ("patch", po::value(&patch)->default_value(patch), "patch edge P (P³ patches); 0 = whole volumes")
-      ("lesion-fraction", po::value(&lesionFraction)->default_value(lesionFraction),
-       "share of patches centred on a lesion voxel")
-      ("flips", po::value(&flips)->default_value(flips), "random left-right flips")
-      ("prefetch", po::value(&prefetch)->default_value(prefetch), "loader threads per rank")
-      ("steps", po::value(&steps)->default_value(steps), "optimiser steps")
-      ("batch", po::value(&batch)->default_value(batch),
-       "GLOBAL batch per step (split over ranks and micro-batches: results do not depend on the "
-       "number of ranks)")
-      ("accumulate", po::value(&accumulate)->default_value(accumulate), "micro-batches per step")
-      ("seed", po::value(&seed)->default_value(seed), "seed of every random stream")
-      ("lr", po::value(&lr)->default_value(lr), "peak learning rate (AdamW)")
-      ("min-lr", po::value(&minLr)->default_value(minLr), "learning rate at the end of the cosine")
-      ("warmup", po::value(&warmup)->default_value(warmup), "linear warm-up steps")
-      ("weight-decay", po::value(&weightDecay)->default_value(weightDecay), "AdamW decoupled weight decay")
-      ("adam-beta1", po::value(&beta1)->default_value(beta1),
-       "Adam beta1 of parameter groups that set none (pix2pix's groups use 0.5)")
-      ("adam-beta2", po::value(&beta2)->default_value(beta2), "Adam beta2")
-      ("grad-clip", po::value(&gradClip)->default_value(gradClip), "clip the global gradient norm; 0 = off")
-      ("ema-decay", po::value(&emaDecay)->default_value(emaDecay), "EMA decay of the sampling weights")
-      ("max-nonfinite", po::value(&maxNonfinite)->default_value(maxNonfinite),
-       "stop after this many consecutive steps with a NaN/Inf loss or gradient")
-      ("device", po::value(&device)->default_value(device), "cpu | cuda (one GPU per rank by local rank)")
-      ("bf16", po::value(&bf16)->default_value(bf16), "bf16 autocast on CUDA, fp32 master weights")
-      ("checkpoint-every", po::value(&checkpointEvery)->default_value(checkpointEvery),
-       "steps between checkpoints (and one at the end and on SIGTERM/SIGUSR2)")
-      ("keep-checkpoints", po::value(&keepCheckpoints)->default_value(keepCheckpoints), "checkpoints kept")
-      ("resume", po::value(&resume)->default_value(resume),
-       "auto: newest complete checkpoint of --run if any; never; or a checkpoint folder")
-      ("log-every", po::value(&logEvery)->default_value(logEvery), "steps between metrics.jsonl rows");
+  d.add_options()("store", po::value(&store)->required()->value_name("DIR"),
+                  "preprocessed HDF5 store (lddpm preprocess)")(
+      "run", po::value(&run)->required()->value_name("DIR"),
+      "run directory: config.ini, metrics.jsonl, checkpoints/, status.json")(
+      "split", po::value(&split)->default_value(split), "store split to train on")(
+      "patch", po::value(&patch)->default_value(patch),
+      "patch edge P (P³ patches); 0 = whole volumes")(
+      "lesion-fraction", po::value(&lesionFraction)->default_value(lesionFraction),
+      "share of patches centred on a lesion voxel")(
+      "flips", po::value(&flips)->default_value(flips), "random left-right flips")(
+      "prefetch", po::value(&prefetch)->default_value(prefetch), "loader threads per rank")(
+      "steps", po::value(&steps)->default_value(steps), "optimiser steps")(
+      "batch", po::value(&batch)->default_value(batch),
+      "GLOBAL batch per step (split over ranks and micro-batches: results do not depend on the "
+      "number of ranks)")("accumulate", po::value(&accumulate)->default_value(accumulate),
+                          "micro-batches per step")("seed", po::value(&seed)->default_value(seed),
+                                                    "seed of every random stream")(
+      "lr", po::value(&lr)->default_value(lr), "peak learning rate (AdamW)")(
+      "min-lr", po::value(&minLr)->default_value(minLr), "learning rate at the end of the cosine")(
+      "warmup", po::value(&warmup)->default_value(warmup), "linear warm-up steps")(
+      "weight-decay", po::value(&weightDecay)->default_value(weightDecay),
+      "AdamW decoupled weight decay")(
+      "adam-beta1", po::value(&beta1)->default_value(beta1),
+      "Adam beta1 of parameter groups that set none (pix2pix's groups use 0.5)")(
+      "adam-beta2", po::value(&beta2)->default_value(beta2), "Adam beta2")(
+      "grad-clip", po::value(&gradClip)->default_value(gradClip),
+      "clip the global gradient norm; 0 = off")("ema-decay",
+                                                po::value(&emaDecay)->default_value(emaDecay),
+                                                "EMA decay of the sampling weights")(
+      "max-nonfinite", po::value(&maxNonfinite)->default_value(maxNonfinite),
+      "stop after this many consecutive steps with a NaN/Inf loss or gradient")(
+      "device", po::value(&device)->default_value(device),
+      "cpu | cuda (one GPU per rank by local rank)")("bf16", po::value(&bf16)->default_value(bf16),
+                                                     "bf16 autocast on CUDA, fp32 master weights")(
+      "checkpoint-every", po::value(&checkpointEvery)->default_value(checkpointEvery),
+      "steps between checkpoints (and one at the end and on SIGTERM/SIGUSR2)")(
+      "keep-checkpoints", po::value(&keepCheckpoints)->default_value(keepCheckpoints),
+      "checkpoints kept")(
+      "resume", po::value(&resume)->default_value(resume),
+      "auto: newest complete checkpoint of --run if any; never; or a checkpoint folder")(
+      "log-every", po::value(&logEvery)->default_value(logEvery),
+      "steps between metrics.jsonl rows");
   d.add(parallel.describe(/*training=*/true));
   return d;
 }

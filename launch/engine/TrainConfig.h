@@ -15,34 +15,34 @@ struct TrainConfig {
   std::string store;
   std::string run;
   std::string split = "train";
-  std::int64_t patch = 48;          // P³ patches; 0 = whole volumes
-  double lesionFraction = 0.33;     // share of patches centred on a lesion voxel
-  bool flips = true;                // random left-right flips (MNI x axis)
-  int prefetch = 2;                 // loader threads per rank
+  std::int64_t patch = 48;       // P³ patches; 0 = whole volumes
+  double lesionFraction = 0.33;  // share of patches centred on a lesion voxel
+  bool flips = true;             // random left-right flips (MNI x axis)
+  int prefetch = 2;              // loader threads per rank
   // schedule
   std::int64_t steps = 1000;
-  std::int64_t batch = 2;           // GLOBAL batch per optimiser step, split over ranks × micro-batches
-  std::int64_t accumulate = 1;      // micro-batches per step (gradient accumulation)
+  std::int64_t batch = 2;  // GLOBAL batch per optimiser step, split over ranks × micro-batches
+  std::int64_t accumulate = 1;  // micro-batches per step (gradient accumulation)
   std::uint64_t seed = 0;
   // optimisation
   double lr = 2e-4;
   double minLr = 1e-6;
   std::int64_t warmup = 100;
   double weightDecay = 0.0;
-  double beta1 = 0.9;               // Adam β₁ of groups that do not set their own (pix2pix: 0.5)
+  double beta1 = 0.9;  // Adam β₁ of groups that do not set their own (pix2pix: 0.5)
   double beta2 = 0.999;
-  double gradClip = 1.0;            // global L2 norm; 0 = off
+  double gradClip = 1.0;  // global L2 norm; 0 = off
   double emaDecay = 0.999;
-  int maxNonfinite = 5;             // consecutive skipped steps before giving up
+  int maxNonfinite = 5;  // consecutive skipped steps before giving up
   // device; the parallel options (backend, timeout, buckets, overlap, ZeRO, desync checks) are
   // distributed/'s own
-  std::string device = "cpu";       // cpu | cuda (one GPU per rank by local rank)
-  bool bf16 = false;                // bf16 autocast on CUDA (fp32 master weights)
+  std::string device = "cpu";  // cpu | cuda (one GPU per rank by local rank)
+  bool bf16 = false;           // bf16 autocast on CUDA (fp32 master weights)
   dist::DistributedOptions parallel;
   // checkpoints and logging
   std::int64_t checkpointEvery = 200;
   int keepCheckpoints = 3;
-  std::string resume = "auto";      // auto | never | PATH of a checkpoint folder
+  std::string resume = "auto";  // auto | never | PATH of a checkpoint folder
   std::int64_t logEvery = 10;
 
   core::po::options_description describe();

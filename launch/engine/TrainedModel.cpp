@@ -23,7 +23,8 @@ std::string newestCheckpointOfRun(const std::string& command, const std::string&
 std::string checkpointFromOptions(const std::string& command, const std::string& run,
                                   const std::string& checkpoint, const std::string& weights) {
   if (run.empty() == checkpoint.empty()) {
-    LDDPM_THROW(core::UsageError, "lddpm ", command, ": give exactly one of '--run' and '--checkpoint'");
+    LDDPM_THROW(core::UsageError, "lddpm ", command,
+                ": give exactly one of '--run' and '--checkpoint'");
   }
   if (weights != "ema" && weights != "model") {
     LDDPM_THROW(core::UsageError, "lddpm ", command, ": option '--weights': '", weights,

@@ -31,9 +31,9 @@ models::Generators sampleGenerators(std::uint64_t seed, const std::vector<std::i
   models::Generators gens;
   gens.reserve(indices.size());
   for (std::int64_t g : indices) {
-    gens.push_back(core::makeCpuGenerator(core::deriveSeed(
-        seed, core::RngStream::DiffusionNoise,
-        {static_cast<std::uint64_t>(g), static_cast<std::uint64_t>(group)})));
+    gens.push_back(core::makeCpuGenerator(
+        core::deriveSeed(seed, core::RngStream::DiffusionNoise,
+                         {static_cast<std::uint64_t>(g), static_cast<std::uint64_t>(group)})));
   }
   return gens;
 }
@@ -196,9 +196,11 @@ void Trainer::saveCheckpoint() {
 
 void Trainer::writeStatus(const std::string& state) const {
   if (comm_.rank() != 0) return;
-  core::writeJsonFile(layout_.status(),
-                      {{"state", state}, {"step", step_}, {"steps", config_.steps},
-                       {"model", modelConfig_.model}, {"world_size", comm_.size()}});
+  core::writeJsonFile(layout_.status(), {{"state", state},
+                                         {"step", step_},
+                                         {"steps", config_.steps},
+                                         {"model", modelConfig_.model},
+                                         {"world_size", comm_.size()}});
 }
 
 // Forward/backward of one parameter group over the step's micro-batches, the cross-rank
@@ -211,8 +213,8 @@ Trainer::GroupStep Trainer::trainGroup(GroupOptimizer& group, std::size_t groupI
   std::vector<std::string> partNames;
   std::vector<double> sums;
   for (std::int64_t micro = 0; micro < config_.accumulate; ++micro) {
-    const auto indices = localIndices(step_, micro, config_.batch, config_.accumulate,
-                                      comm_.rank(), comm_.size());
+    const auto indices =
+        localIndices(step_, micro, config_.batch, config_.accumulate, comm_.rank(), comm_.size());
     core::Stopwatch wait;
     models::Batch batch = toDevice(source_.get(indices), device_);
     result.dataWait += wait.seconds();
@@ -280,7 +282,8 @@ TrainResult Trainer::run() {
   const std::int64_t firstStep = step_;
   TrainResult result;
   source_.start(step_);
-  source_.prefetch(localIndices(step_, 0, config_.batch, config_.accumulate, comm_.rank(), comm_.size()));
+  source_.prefetch(
+      localIndices(step_, 0, config_.batch, config_.accumulate, comm_.rank(), comm_.size()));
 
   // Only while >1 group: a group's backward must not leave gradients on the other groups.
   auto enableOnly = [&](const GroupOptimizer* active) {
@@ -357,9 +360,9 @@ TrainResult Trainer::run() {
     if (stop || step_ % config_.checkpointEvery == 0 || step_ == config_.steps) saveCheckpoint();
     if (stop && step_ < config_.steps) {
       writeStatus("stopped");
-      throw core::ResumeRequested(core::strCat(
-          "stopped on a signal at step ", step_, " after checkpointing; rerun the same command "
-          "(--resume auto) to continue"));
+      throw core::ResumeRequested(core::strCat("stopped on a signal at step ", step_,
+                                               " after checkpointing; rerun the same command "
+                                               "(--resume auto) to continue"));
     }
   }
   progress.finish();

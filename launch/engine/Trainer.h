@@ -24,7 +24,7 @@
 namespace lddpm::launch {
 
 struct TrainResult {
-  std::int64_t finalStep = 0;   // steps completed
+  std::int64_t finalStep = 0;  // steps completed
   std::int64_t skippedSteps = 0;
   double lastLoss = 0.0;
 };
@@ -54,7 +54,7 @@ class Trainer {
   void writeStatus(const std::string& state) const;
   // What one parameter group's part of a step did, averaged over ranks and micro-batches.
   struct GroupStep {
-    double loss = 0;                                   // the total backward ran on
+    double loss = 0;                                    // the total backward ran on
     std::vector<std::pair<std::string, double>> parts;  // the model's named loss terms
     double gradNorm = 0;
     bool skipped = false;        // a rank saw a non-finite loss or gradient: no update

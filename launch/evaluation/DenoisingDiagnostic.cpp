@@ -88,7 +88,8 @@ void DenoisingOptions::validate() const {
 }
 
 DenoisingReport diagnoseDenoising(const DenoisingOptions& o) {
-  const std::string checkpoint = checkpointFromOptions("evaluate denoising", o.run, o.checkpoint, o.weights);
+  const std::string checkpoint =
+      checkpointFromOptions("evaluate denoising", o.run, o.checkpoint, o.weights);
   const TrainedModel trained = loadTrainedModel(checkpoint, o.weights);
   auto model = std::dynamic_pointer_cast<models::DiffusionModelImpl>(trained.model);
   if (!model) {
@@ -97,8 +98,10 @@ DenoisingReport diagnoseDenoising(const DenoisingOptions& o) {
   }
   const data::Manifest manifest = data::readManifest(o.store);
   auto cases = manifest.subjectsOf(data::parseSplit(o.split));
-  if (cases.empty()) throw core::IoError(o.store, "has no '" + o.split + "' cases (option --split)");
-  if (o.maxCases > 0 && static_cast<std::int64_t>(cases.size()) > o.maxCases) cases.resize(static_cast<size_t>(o.maxCases));
+  if (cases.empty())
+    throw core::IoError(o.store, "has no '" + o.split + "' cases (option --split)");
+  if (o.maxCases > 0 && static_cast<std::int64_t>(cases.size()) > o.maxCases)
+    cases.resize(static_cast<size_t>(o.maxCases));
   const std::vector<std::int64_t> ts = chooseTimesteps(o.timesteps, *model);
   const auto& schedule = model->schedule();
 
@@ -117,7 +120,8 @@ DenoisingReport diagnoseDenoising(const DenoisingOptions& o) {
   for (std::size_t c = 0; c < cases.size(); ++c) {
     const auto& entry = cases[c];
     auto& reader = readers[entry.shard];
-    if (!reader) reader = std::make_unique<data::ShardReader>((fs::path(o.store) / entry.shard).string());
+    if (!reader)
+      reader = std::make_unique<data::ShardReader>((fs::path(o.store) / entry.shard).string());
     const data::SubjectData subject = reader->readSubject(entry.id);
     report.cases.push_back(entry.id);
     const torch::Tensor x0 = subject.image.narrow(0, 0, 1).unsqueeze(0);  // [1, 1, D, H, W]
@@ -141,15 +145,16 @@ DenoisingReport diagnoseDenoising(const DenoisingOptions& o) {
     };
     for (std::size_t k = 0; k < ts.size(); ++k) {
       const std::int64_t t = ts[k];
-      models::Generators gens{core::makeCpuGenerator(core::deriveSeed(
-          o.seed, core::RngStream::Diagnostic,
-          {core::nameKey(entry.id), static_cast<std::uint64_t>(t)}))};
+      models::Generators gens{core::makeCpuGenerator(
+          core::deriveSeed(o.seed, core::RngStream::Diagnostic,
+                           {core::nameKey(entry.id), static_cast<std::uint64_t>(t)}))};
       const torch::Tensor noise = models::randnFrom(gens, x0.sizes(), x0.options());
       const torch::Tensor tt = torch::full({1}, t, torch::kInt64);
       const torch::Tensor xt = models::qSample(schedule, x0, tt, noise);
       const torch::Tensor output = model->denoise(xt, tt, mask);
       const auto prediction = model->options().prediction();
-      const torch::Tensor x0Hat = models::predictX0(schedule, prediction, xt, tt, output).clamp(-1, 1)[0][0];
+      const torch::Tensor x0Hat =
+          models::predictX0(schedule, prediction, xt, tt, output).clamp(-1, 1)[0][0];
       const torch::Tensor trivial = (xt / std::sqrt(schedule.alphaBar(t))).clamp(-1, 1)[0][0];
       auto& v = values[k];
       v[kBackground].push_back(regionMae(x0Hat, background));
@@ -213,11 +218,12 @@ core::Json toJson(const DenoisingReport& r) {
 
 std::string toMarkdown(const DenoisingReport& r) {
   std::ostringstream out;
-  out << "One-step x̂0 of " << r.model << " (" << r.prediction << "-prediction, T = "
-      << r.timestepsTotal << ") from x_t of the real scan, mean over " << r.cases.size()
-      << " case(s); trivial = clamp(x_t / √ᾱ). Real white-matter texture: "
+  out << "One-step x̂0 of " << r.model << " (" << r.prediction
+      << "-prediction, T = " << r.timestepsTotal << ") from x_t of the real scan, mean over "
+      << r.cases.size() << " case(s); trivial = clamp(x_t / √ᾱ). Real white-matter texture: "
       << formatValue(r.realWmTexture) << ".\n\n"
-      << "| t | ᾱ | σ | background MAE | brain MAE | lesion MAE | brain SSIM | WM texture | trivial brain MAE |\n"
+      << "| t | ᾱ | σ | background MAE | brain MAE | lesion MAE | brain SSIM | WM texture | "
+         "trivial brain MAE |\n"
       << "|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
   for (const auto& row : r.rows) {
     out << "| " << row.t << " | " << formatValue(row.alphaBar) << " | " << formatValue(row.sigma)

@@ -33,8 +33,8 @@ struct DenoisingOptions {
 struct DenoisingRow {
   std::int64_t t = 0;
   double alphaBar = 0;
-  double sigma = 0;                  // √(1 − ᾱ)
-  double backgroundMae = 0;          // x̂0 vs x0
+  double sigma = 0;          // √(1 − ᾱ)
+  double backgroundMae = 0;  // x̂0 vs x0
   double brainMae = 0;
   double lesionMae = 0;
   double brainSsim = 0;

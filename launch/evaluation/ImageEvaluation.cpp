@@ -153,9 +153,8 @@ NamedSource parseGenerator(const std::string& value) {
   const auto eq = value.find('=');
   NamedSource g;
   g.path = eq == std::string::npos ? value : value.substr(eq + 1);
-  g.name = eq == std::string::npos
-               ? fs::path(g.path).lexically_normal().filename().string()
-               : value.substr(0, eq);
+  g.name = eq == std::string::npos ? fs::path(g.path).lexically_normal().filename().string()
+                                   : value.substr(0, eq);
   if (g.name.empty() || g.name == "." || g.path.empty()) {
     LDDPM_THROW(core::UsageError, kCommand, ": option '--synthetic': '", value,
                 "' is not PATH or NAME=PATH");
@@ -180,7 +179,8 @@ void checkSameCases(const VolumeSet& real, const VolumeSet& set, const std::stri
   }
   if (missing.empty() && extra.empty()) return;
   std::string message = "evaluate: cases present on one side only:";
-  if (!missing.empty()) message += " not in " + option + " '" + set.path() + "': " + join(missing) + ";";
+  if (!missing.empty())
+    message += " not in " + option + " '" + set.path() + "': " + join(missing) + ";";
   if (!extra.empty()) message += " only in '" + set.path() + "': " + join(extra) + ";";
   throw core::Error(message);
 }
@@ -252,7 +252,8 @@ void ImageEvaluationOptions::validate() const {
   std::set<std::string> names;
   for (const auto& g : synthetic) {
     if (!names.insert(parseGenerator(g).name).second) {
-      fail("synthetic", "the name '" + parseGenerator(g).name + "' is used twice (label as NAME=PATH)");
+      fail("synthetic",
+           "the name '" + parseGenerator(g).name + "' is used twice (label as NAME=PATH)");
     }
   }
   if (!referenceStore.empty() && referenceStore != "none" && !isStore(referenceStore)) {
@@ -277,8 +278,11 @@ ClassMeans classMeans(const std::string& store) {
     const torch::Tensor image = subject.image[0].to(torch::kFloat64);
     const torch::Tensor lesion = subject.lesion != 0;
     const torch::Tensor tissue = subject.tissue.to(torch::kInt64);
-    const torch::Tensor regions[6] = {(tissue == 0) & ~lesion, (tissue == 1) & ~lesion,
-                                      (tissue == 2) & ~lesion, (tissue == 3) & ~lesion, lesion,
+    const torch::Tensor regions[6] = {(tissue == 0) & ~lesion,
+                                      (tissue == 1) & ~lesion,
+                                      (tissue == 2) & ~lesion,
+                                      (tissue == 3) & ~lesion,
+                                      lesion,
                                       (tissue > 0) | lesion};
     for (int c = 0; c < 6; ++c) {
       sum[c] += image.masked_select(regions[c]).sum().item<double>();
@@ -317,7 +321,9 @@ ImageEvaluation evaluateImages(const ImageEvaluationOptions& o) {
   const data::Split split = data::parseSplit(o.split);
   VolumeSet real(o.real, split);
   if (real.ids().empty()) {
-    LDDPM_THROW(core::Error, "evaluate: no ", real.kind() == VolumeSet::Kind::Store ? "'" + o.split + "' subjects" : "NIfTI files (.nii, .nii.gz)",
+    LDDPM_THROW(core::Error, "evaluate: no ",
+                real.kind() == VolumeSet::Kind::Store ? "'" + o.split + "' subjects"
+                                                      : "NIfTI files (.nii, .nii.gz)",
                 " in --real '", o.real, "'");
   }
   std::vector<NamedSource> names;
@@ -345,7 +351,9 @@ ImageEvaluation evaluateImages(const ImageEvaluationOptions& o) {
   }
   const bool storeReal = real.kind() == VolumeSet::Kind::Store;
   const bool haveTissue = storeReal || tissue;
-  out.referenceStore = o.referenceStore == "none" ? "" : (o.referenceStore.empty() && storeReal ? o.real : o.referenceStore);
+  out.referenceStore = o.referenceStore == "none"
+                           ? ""
+                           : (o.referenceStore.empty() && storeReal ? o.real : o.referenceStore);
   if (!out.referenceStore.empty() && !haveTissue) {
     LDDPM_LOG(Warn) << "evaluate: no tissue labels (--tissue): no reference rows";
     out.referenceStore.clear();
@@ -357,8 +365,10 @@ ImageEvaluation evaluateImages(const ImageEvaluationOptions& o) {
     out.generators.push_back({names[g].name, names[g].path, false, {}});
   }
   if (!out.referenceStore.empty()) {
-    out.generators.push_back({"constant", "brain mean of " + out.referenceStore + " (train)", true, {}});
-    out.generators.push_back({"class mean", "tissue-class means of " + out.referenceStore + " (train)", true, {}});
+    out.generators.push_back(
+        {"constant", "brain mean of " + out.referenceStore + " (train)", true, {}});
+    out.generators.push_back(
+        {"class mean", "tissue-class means of " + out.referenceStore + " (train)", true, {}});
   }
 
   const auto ssim = models::SsimOptions().windowSize(o.ssimWindow).dataRange(o.dataRange);
@@ -370,7 +380,8 @@ ImageEvaluation evaluateImages(const ImageEvaluationOptions& o) {
     const auto& size = r.image.sizes();
     if (*std::min_element(size.begin(), size.end()) < o.ssimWindow) {
       LDDPM_THROW(core::Error, "evaluate: '", r.where, "' (", shapeText(r.image),
-                  ") is smaller than the SSIM window on some side (--ssim-window ", o.ssimWindow, ")");
+                  ") is smaller than the SSIM window on some side (--ssim-window ", o.ssimWindow,
+                  ")");
     }
     if (o.dataRange == 0 && (r.image.max() - r.image.min()).item<double>() <= 0) {
       LDDPM_THROW(core::Error, "evaluate: '", r.where,
@@ -386,14 +397,16 @@ ImageEvaluation evaluateImages(const ImageEvaluationOptions& o) {
     if (lesion) regions.lesion = mask(lesion);
     if (brain) regions.brain = mask(brain);
     if (tissue) regions.tissue = mask(tissue).round();
-    out.real.push_back(regions.tissue.defined()
-                           ? models::tissueStatistics(r.image, regions.tissue, regions.lesion)
-                           : models::TissueStatistics{std::nan(""), std::nan(""), std::nan(""), std::nan("")});
+    out.real.push_back(
+        regions.tissue.defined()
+            ? models::tissueStatistics(r.image, regions.tissue, regions.lesion)
+            : models::TissueStatistics{std::nan(""), std::nan(""), std::nan(""), std::nan("")});
     const auto score = [&](const torch::Tensor& synthetic, const std::string& where) {
       try {
         return models::imageMetrics(r.image, synthetic, regions, ssim);
       } catch (const c10::Error& e) {  // a precondition we did not foresee: keep it short
-        LDDPM_THROW(core::Error, "evaluate: case '", id, "' (", where, "): ", e.what_without_backtrace());
+        LDDPM_THROW(core::Error, "evaluate: case '", id, "' (", where,
+                    "): ", e.what_without_backtrace());
       }
     };
     for (std::size_t g = 0; g < generators.size(); ++g) {
@@ -437,10 +450,10 @@ const Column kColumns[] = {
     {"brain_ssim", "brain SSIM", [](const models::ImageMetrics& m) { return m.brainSsim; }, true},
     {"brain_psnr", "brain PSNR", [](const models::ImageMetrics& m) { return m.brainPsnr; }, true},
     {"brain_mae", "brain MAE", [](const models::ImageMetrics& m) { return m.brainMae; }, true},
-    {"background_ssim", "bg SSIM",
-     [](const models::ImageMetrics& m) { return m.backgroundSsim; }, false},
-    {"background_psnr", "bg PSNR",
-     [](const models::ImageMetrics& m) { return m.backgroundPsnr; }, false},
+    {"background_ssim", "bg SSIM", [](const models::ImageMetrics& m) { return m.backgroundSsim; },
+     false},
+    {"background_psnr", "bg PSNR", [](const models::ImageMetrics& m) { return m.backgroundPsnr; },
+     false},
     {"background_mae", "bg MAE", [](const models::ImageMetrics& m) { return m.backgroundMae; },
      true},
     {"lesion_mae", "lesion MAE", [](const models::ImageMetrics& m) { return m.lesionMae; }, true},
@@ -455,7 +468,8 @@ struct StatisticColumn {
 };
 
 const StatisticColumn kStatistics[] = {
-    {"lesion_contrast", "lesion − WM", [](const models::TissueStatistics& s) { return s.lesionContrast; }},
+    {"lesion_contrast", "lesion − WM",
+     [](const models::TissueStatistics& s) { return s.lesionContrast; }},
     {"csf_contrast", "CSF − WM", [](const models::TissueStatistics& s) { return s.csfContrast; }},
     {"gm_contrast", "GM − WM", [](const models::TissueStatistics& s) { return s.gmContrast; }},
     {"wm_texture", "WM texture", [](const models::TissueStatistics& s) { return s.wmTexture; }},
@@ -502,7 +516,8 @@ core::Json toJson(const ImageEvaluationOptions& o, const ImageEvaluation& e) {
   out["mode"] = "images";
   out["real"] = o.real;
   out["split"] = isStore(o.real) ? core::Json(o.split) : core::Json(nullptr);
-  out["reference_store"] = e.referenceStore.empty() ? core::Json(nullptr) : core::Json(e.referenceStore);
+  out["reference_store"] =
+      e.referenceStore.empty() ? core::Json(nullptr) : core::Json(e.referenceStore);
   out["data_range"] = number(o.dataRange > 0 ? o.dataRange : std::nan(""));  // null: per real scan
   out["ssim_window"] = o.ssimWindow;
   out["cases"] = e.cases;

@@ -10,8 +10,8 @@ namespace lddpm::launch::evaluation {
 
 struct Summary {
   double mean = 0;
-  double sd = 0;   // sample standard deviation (n − 1); NaN below two values
-  int count = 0;   // values that are not NaN
+  double sd = 0;  // sample standard deviation (n − 1); NaN below two values
+  int count = 0;  // values that are not NaN
 };
 
 // Mean and sample sd of the values that are not NaN (both NaN when none is).

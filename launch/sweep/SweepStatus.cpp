@@ -112,8 +112,8 @@ std::vector<TaskState> readTaskStates(const std::string& sweepDir, const core::J
       task.state = submitted.count(task.id) ? "submitted" : "not submitted";
     }
     task.finished = task.state == "finished";
-    task.metrics = finalMetrics(
-        core::MetricsLog::readAll(launch::RunLayout(task.dir).metrics()), last);
+    task.metrics =
+        finalMetrics(core::MetricsLog::readAll(launch::RunLayout(task.dir).metrics()), last);
     if (task.step < 0 && task.metrics.contains("step"))
       task.step = task.metrics["step"].get<std::int64_t>();
     tasks.push_back(std::move(task));

@@ -50,10 +50,11 @@ TEST_F(Dir, PythonTorchLoadReadsTensorDict) {
   const std::string path = (dir / "w.pt").string();
   saveTensorDict(path, in);
   // Python computes the sums independently; compare with values computed here in double.
-  const std::string cmd = "/usr/bin/python3 -c \"import torch; d = torch.load('" + path +
-                          "'); assert isinstance(d, dict); "
-                          "print(sorted(d.keys())); print('%.10f' % d['layer.weight'].double().sum().item()); "
-                          "print(list(d['layer.weight'].shape))\"";
+  const std::string cmd =
+      "/usr/bin/python3 -c \"import torch; d = torch.load('" + path +
+      "'); assert isinstance(d, dict); "
+      "print(sorted(d.keys())); print('%.10f' % d['layer.weight'].double().sum().item()); "
+      "print(list(d['layer.weight'].shape))\"";
   FILE* p = ::popen(cmd.c_str(), "r");
   ASSERT_NE(p, nullptr);
   char buf[1024] = {0};

@@ -8,8 +8,8 @@
 #include "core/Error.h"
 #include "data/Preprocess.h"
 #include "data/ShardReader.h"
-#include "tests/data/StoreTestUtil.h"
 #include "tests/common/Errors.h"
+#include "tests/data/StoreTestUtil.h"
 
 namespace {
 using lddpm::testutil::errorOf;
@@ -17,7 +17,6 @@ using namespace lddpm;
 using namespace lddpm::data;
 using data::testing::TempDir;
 namespace fs = std::filesystem;
-
 
 TEST(KMeans, RecoversSeparatedClustersInMeanOrder) {
   torch::manual_seed(0);

@@ -40,7 +40,6 @@ std::string writeShard(const TempDir& dir, int index, const std::vector<SubjectD
   return path;
 }
 
-
 std::string runCapture(const std::string& cmd) {
   const auto r = lddpm::testutil::runShell(cmd);
   EXPECT_EQ(r.code, 0) << cmd << "\n" << r.out;

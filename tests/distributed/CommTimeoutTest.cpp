@@ -52,7 +52,8 @@ TEST(CommTimeout, StalledRankAbortsTheJobNamingTheCollective) {
   // Rank 1's watchdog thread answers although its main thread sleeps: named as the missing one.
   EXPECT_NE(o.output.find("rank 1 has not reached it (last collective none, step 7, not in a "
                           "collective)"),
-            std::string::npos) << o.output;
+            std::string::npos)
+      << o.output;
 }
 
 TEST(CommTimeout, DeadRankTakesTheJobDown) {

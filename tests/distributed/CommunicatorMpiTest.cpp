@@ -45,7 +45,9 @@ void checkCollectives(Communicator& comm) {
     comm.reduceScatter(output, input, ReduceOp::Sum, counts)->wait();
     auto expected = (torch::arange(offsets[static_cast<size_t>(r)],
                                    offsets[static_cast<size_t>(r)] + counts[static_cast<size_t>(r)],
-                                   torch::kDouble) + 1) * triangle(n);
+                                   torch::kDouble) +
+                     1) *
+                    triangle(n);
     EXPECT_TRUE(torch::equal(output, expected)) << "uneven reduceScatter";
 
     auto even = torch::full({4 * n}, dr + 1, torch::kFloat);
@@ -106,7 +108,8 @@ TEST(CommunicatorMpi, CollectivesOnCommThread) {
 }
 
 TEST(CommunicatorMpi, CollectivesInCallingThread) {
-  MpiCommunicator comm(World::get(), CommunicatorOptions{/*timeoutSeconds=*/60, /*commThread=*/false});
+  MpiCommunicator comm(World::get(),
+                       CommunicatorOptions{/*timeoutSeconds=*/60, /*commThread=*/false});
   EXPECT_FALSE(comm.threaded());
   checkCollectives(comm);
 }

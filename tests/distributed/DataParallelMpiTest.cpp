@@ -7,8 +7,8 @@
 #include "core/Error.h"
 #include "distributed/DataParallel.h"
 #include "distributed/World.h"
-#include "tests/distributed/TestModels.h"
 #include "tests/common/Errors.h"
+#include "tests/distributed/TestModels.h"
 
 namespace {
 using lddpm::testutil::errorOf;
@@ -24,7 +24,6 @@ DataParallelOptions smallBuckets() {
   // Tiny caps so the 4-layer model spreads over several buckets.
   return DataParallelOptions().firstBucketBytes(256).bucketCapBytes(2048);
 }
-
 
 void trainAndCompare(bool overlap) {
   auto comm = makeCommunicator(Backend::Auto, World::get());
@@ -98,7 +97,8 @@ TEST(DataParallelMpi, AccumulationOverMicroBatchesEqualsBigBatch) {
     dp.setSync(m == kMicro - 1);
     const int64_t start = (r * kMicro + m) * kLocalBatch;
     auto loss = torch::mse_loss(net->forward(x.narrow(0, start, kLocalBatch)),
-                                y.narrow(0, start, kLocalBatch)) / kMicro;
+                                y.narrow(0, start, kLocalBatch)) /
+                kMicro;
     loss.backward();
     if (m < kMicro - 1) {
       EXPECT_EQ(comm.allreduces, before) << "no communication without sync";

@@ -35,13 +35,15 @@ TEST(NcclCommunicator, CollectivesMatchClosedForms) {
   comm.reduceScatter(mine, input, ReduceOp::Sum, counts)->wait();
   auto expected = (torch::arange(offsets[static_cast<size_t>(r)],
                                  offsets[static_cast<size_t>(r)] + counts[static_cast<size_t>(r)],
-                                 cuda.dtype(torch::kDouble)) + 1) * (n * (n + 1) / 2.0);
+                                 cuda.dtype(torch::kDouble)) +
+                   1) *
+                  (n * (n + 1) / 2.0);
   EXPECT_TRUE(torch::equal(mine, expected));
 
   auto gathered = torch::zeros({total}, cuda.dtype(torch::kDouble));
   comm.allgather(gathered, mine, counts)->wait();
-  EXPECT_TRUE(torch::equal(gathered, (torch::arange(total, cuda.dtype(torch::kDouble)) + 1) *
-                                         (n * (n + 1) / 2.0)));
+  EXPECT_TRUE(torch::equal(
+      gathered, (torch::arange(total, cuda.dtype(torch::kDouble)) + 1) * (n * (n + 1) / 2.0)));
 
   auto b = r == 0 ? torch::arange(10, cuda) : torch::zeros({10}, cuda);
   comm.broadcast(b, 0)->wait();
@@ -60,7 +62,8 @@ TEST(NcclCommunicator, DataParallelStepMatchesCpu) {
   auto [x, y] = lddpm::testing::fullBatch(2 * comm.size(), 3);
   torch::mse_loss(reference->forward(x), y).backward();
   torch::mse_loss(net->forward(x.narrow(0, 2 * comm.rank(), 2).to(gpu)),
-                  y.narrow(0, 2 * comm.rank(), 2).to(gpu)).backward();
+                  y.narrow(0, 2 * comm.rank(), 2).to(gpu))
+      .backward();
   dp.finish();
   auto pr = reference->parameters();
   auto pg = net->parameters();

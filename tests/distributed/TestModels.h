@@ -12,8 +12,10 @@ namespace lddpm::testing {
 // one-rank reference can be tight. `unused` is a layer forward() never touches.
 struct TinyNetImpl : torch::nn::Module {
   explicit TinyNetImpl(bool withUnused = false) {
-    conv1 = register_module("conv1", torch::nn::Conv3d(torch::nn::Conv3dOptions(2, 4, 3).padding(1)));
-    conv2 = register_module("conv2", torch::nn::Conv3d(torch::nn::Conv3dOptions(4, 4, 3).padding(1)));
+    conv1 =
+        register_module("conv1", torch::nn::Conv3d(torch::nn::Conv3dOptions(2, 4, 3).padding(1)));
+    conv2 =
+        register_module("conv2", torch::nn::Conv3d(torch::nn::Conv3dOptions(4, 4, 3).padding(1)));
     head = register_module("head", torch::nn::Linear(4 * 4 * 4 * 4, 3));
     if (withUnused) unused = register_module("unused", torch::nn::Linear(3, 3));
     to(torch::kDouble);
@@ -28,7 +30,8 @@ struct TinyNetImpl : torch::nn::Module {
 };
 TORCH_MODULE(TinyNet);
 
-// Deterministic data: the same full batch on every rank, [batch, 2, 4, 4, 4] and targets [batch, 3].
+// Deterministic data: the same full batch on every rank, [batch, 2, 4, 4, 4] and targets [batch,
+// 3].
 inline std::pair<torch::Tensor, torch::Tensor> fullBatch(int64_t batch, uint64_t seed) {
   auto gen = torch::make_generator<at::CPUGeneratorImpl>(seed);
   auto x = torch::randn({batch, 2, 4, 4, 4}, gen, torch::kDouble);

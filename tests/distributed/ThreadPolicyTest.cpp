@@ -6,9 +6,7 @@
 namespace {
 using lddpm::dist::chooseThreadCount;
 
-TEST(ThreadPolicy, ExplicitRequestWins) {
-  EXPECT_EQ(chooseThreadCount(3, "8", "4", 16, 16, 2), 3);
-}
+TEST(ThreadPolicy, ExplicitRequestWins) { EXPECT_EQ(chooseThreadCount(3, "8", "4", 16, 16, 2), 3); }
 
 TEST(ThreadPolicy, SlurmBeforeOmp) {
   EXPECT_EQ(chooseThreadCount(0, "8", "4", 16, 16, 2), 8);

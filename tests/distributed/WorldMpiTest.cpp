@@ -42,7 +42,8 @@ TEST(WorldMpi, ThreadsDividedAmongLocalRanks) {
   World& w = World::get();
   // mpiexec with --oversubscribe does not bind: each rank gets cores / local ranks, at least 1.
   EXPECT_GE(w.threads(), 1);
-  EXPECT_LE(w.threads() * w.localSize(), std::max(w.localSize(), static_cast<int>(std::thread::hardware_concurrency())));
+  EXPECT_LE(w.threads() * w.localSize(),
+            std::max(w.localSize(), static_cast<int>(std::thread::hardware_concurrency())));
 }
 
 }  // namespace

@@ -102,8 +102,8 @@ TEST(ZeroAdamWMpi, StateSavedAndRestoredPerRank) {
   auto comm = makeCommunicator(Backend::Auto, World::get());
   const int n = comm->size();
   const int r = comm->rank();
-  const auto dir = std::filesystem::temp_directory_path() /
-                   ("lddpm-zero-" + std::to_string(::getpid()));
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("lddpm-zero-" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
   const std::string path = (dir / "optimizer.pt").string();
 

@@ -10,7 +10,6 @@
 #include <string>
 
 #include "core/Json.h"
-
 #include "tests/common/Shell.h"
 
 namespace {
@@ -41,7 +40,8 @@ void expectCheckedSweep(const std::string& json, int ranks) {
 TEST(BenchCommand, PlainAndUnderMpiexec) {
   const std::string args = " --max-bytes 4K --iters 2 --warmup 1 --json 2>/dev/null";
   const fs::path dir = fs::temp_directory_path() / ("lddpm-bench-" + std::to_string(::getpid()));
-  const Result plain = shell(std::string(LDDPM_BINARY) + " bench comm --out " + dir.string() + args);
+  const Result plain =
+      shell(std::string(LDDPM_BINARY) + " bench comm --out " + dir.string() + args);
   ASSERT_EQ(plain.code, 0) << plain.out;
   expectCheckedSweep(plain.out, 1);
   EXPECT_TRUE(fs::exists(dir / "comm.json"));

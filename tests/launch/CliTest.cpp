@@ -85,7 +85,8 @@ TEST(Cli, BadLogLevelIsUsageError) {
 
 TEST(Cli, ConfigFileIsReadAndCommandLineWins) {
   namespace fs = std::filesystem;
-  const fs::path ini = fs::temp_directory_path() / ("lddpm-cli-" + std::to_string(::getpid()) + ".ini");
+  const fs::path ini =
+      fs::temp_directory_path() / ("lddpm-cli-" + std::to_string(::getpid()) + ".ini");
   std::ofstream(ini) << "threads = 3\njson = true\n";
   const Result fromFile = run("info --config " + ini.string(), false);
   EXPECT_EQ(fromFile.code, 0) << fromFile.out;
@@ -117,7 +118,8 @@ TEST(Cli, MpiUsageErrorExitsTwoAndPrintsOnce) {
       lddpm::testutil::mpiexecPrefix(LDDPM_MPIEXEC, 2) + LDDPM_BINARY + " info --nope 2>&1");
   EXPECT_EQ(code, 2) << out;
   size_t count = 0;
-  for (size_t pos = out.find("--nope"); pos != std::string::npos; pos = out.find("--nope", pos + 1)) {
+  for (size_t pos = out.find("--nope"); pos != std::string::npos;
+       pos = out.find("--nope", pos + 1)) {
     ++count;
   }
   EXPECT_EQ(count, 1u) << out;
@@ -135,6 +137,7 @@ TEST(Cli, BadSplitIsOneUsageErrorEverywhere) {
     const Result r = run(std::string(command) + " --split bogus");
     EXPECT_EQ(r.code, 2) << command << ": " << r.out;
     EXPECT_EQ(lines(r.out), 1) << command << ": " << r.out;
-    EXPECT_NE(r.out.find("'--split': 'bogus' is not a split"), std::string::npos) << command << ": " << r.out;
+    EXPECT_NE(r.out.find("'--split': 'bogus' is not a split"), std::string::npos)
+        << command << ": " << r.out;
   }
 }

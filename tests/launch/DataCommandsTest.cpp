@@ -13,7 +13,6 @@
 #include "core/Json.h"
 #include "data/MsLesSeg.h"
 #include "data/NiftiIo.h"
-
 #include "tests/common/Shell.h"
 
 namespace {

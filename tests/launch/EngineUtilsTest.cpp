@@ -17,9 +17,9 @@ using lddpm::launch::LrSchedule;
 
 TEST(LrSchedule, WarmupThenCosine) {
   const LrSchedule s{/*peakLr=*/1e-3, /*minLr=*/1e-5, /*warmupSteps=*/10, /*totalSteps=*/110};
-  EXPECT_DOUBLE_EQ(s.at(0), 1e-4);    // (0 + 1) / 10 of the peak
-  EXPECT_DOUBLE_EQ(s.at(9), 1e-3);    // end of warm-up
-  EXPECT_DOUBLE_EQ(s.at(10), 1e-3);   // cos(0) = 1
+  EXPECT_DOUBLE_EQ(s.at(0), 1e-4);                    // (0 + 1) / 10 of the peak
+  EXPECT_DOUBLE_EQ(s.at(9), 1e-3);                    // end of warm-up
+  EXPECT_DOUBLE_EQ(s.at(10), 1e-3);                   // cos(0) = 1
   EXPECT_NEAR(s.at(60), 0.5 * (1e-3 + 1e-5), 1e-15);  // half-way: cos(π/2) = 0
   EXPECT_NEAR(s.at(110), 1e-5, 1e-15);
   EXPECT_NEAR(s.at(500), 1e-5, 1e-15);  // clamped after the end

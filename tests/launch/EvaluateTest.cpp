@@ -17,7 +17,6 @@
 
 #include "core/Json.h"
 #include "data/NiftiIo.h"
-
 #include "tests/common/Shell.h"
 
 namespace {
@@ -84,11 +83,24 @@ struct EvaluateTest : ::testing::Test {
   std::string path(const std::string& name) { return (dir / name).string(); }
 };
 
-const char* const kKeys[] = {"mse",        "mae",        "psnr",           "ssim",
-                             "ms_ssim",    "ms_ssim_scales", "brain_ssim", "brain_psnr",
-                             "brain_mae",  "background_ssim", "background_psnr",
-                             "background_mae", "lesion_mae", "lesion_mse", "lesion_contrast",
-                             "csf_contrast", "gm_contrast", "wm_texture"};
+const char* const kKeys[] = {"mse",
+                             "mae",
+                             "psnr",
+                             "ssim",
+                             "ms_ssim",
+                             "ms_ssim_scales",
+                             "brain_ssim",
+                             "brain_psnr",
+                             "brain_mae",
+                             "background_ssim",
+                             "background_psnr",
+                             "background_mae",
+                             "lesion_mae",
+                             "lesion_mse",
+                             "lesion_contrast",
+                             "csf_contrast",
+                             "gm_contrast",
+                             "wm_texture"};
 
 // The first (here: the only) generator's block of the report.
 const Json& generator(const Json& report) { return report.at("generators").at(0); }
@@ -195,8 +207,7 @@ TEST_F(EvaluateTest, UnderMpiexecOneRankReports) {
   write(dir / "synthetic.nii.gz", scans.synthetic);
   const Result r = run(
       "evaluate images --real " + path("real.nii.gz") + " --synthetic " + path("synthetic.nii.gz"),
-      dir,
-      lddpm::testutil::mpiexecPrefix(LDDPM_MPIEXEC, 2));
+      dir, lddpm::testutil::mpiexecPrefix(LDDPM_MPIEXEC, 2));
   ASSERT_EQ(r.code, 0) << r.err;
   // One report: the per-case table's header appears once, not once per rank.
   const std::string header = "| case | generator |";

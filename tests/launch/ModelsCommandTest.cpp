@@ -9,7 +9,6 @@
 #include <string>
 
 #include "core/Json.h"
-
 #include "tests/common/Shell.h"
 
 namespace {

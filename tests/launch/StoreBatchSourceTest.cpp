@@ -86,8 +86,8 @@ TEST_F(StoreFixture, ContentDependsOnIndicesNotOnHistory) {
   expectSame(resumed.get(launch::localIndices(5, 1, 4, 2, 0, 1)), seen[{5, 1}], "resume at 5.1");
   // Out of order, backwards and forwards, without start().
   launch::StoreBatchSource jumping(config(), 0, 1);
-  for (const auto& [step, micro] : std::vector<std::pair<std::int64_t, std::int64_t>>{
-           {6, 1}, {2, 0}, {0, 0}, {4, 1}, {2, 0}}) {
+  for (const auto& [step, micro] :
+       std::vector<std::pair<std::int64_t, std::int64_t>>{{6, 1}, {2, 0}, {0, 0}, {4, 1}, {2, 0}}) {
     expectSame(jumping.get(launch::localIndices(step, micro, 4, 2, 0, 1)), seen[{step, micro}],
                "step " + std::to_string(step) + "." + std::to_string(micro));
   }
@@ -134,11 +134,17 @@ class Recording : public launch::BatchSource {
 TEST_F(StoreFixture, Pix2PixGroupsSeeOneBatchPerStep) {
   core::StopSignal::reset();
   TempDir run("batch-source-run");
-  testutil::RunSetup setup = testutil::makeRunSetup(
-      {{"--store", dir.str()}, {"--run", run.str()}, {"--model", "pix2pix"}, {"--steps", "3"},
-       {"--batch", "2"}, {"--patch", "8"}, {"--warmup", "1"}, {"--checkpoint-every", "100"},
-       {"--disc-channels", "4"}, {"--disc-layers", "1"}},
-      {});
+  testutil::RunSetup setup = testutil::makeRunSetup({{"--store", dir.str()},
+                                                     {"--run", run.str()},
+                                                     {"--model", "pix2pix"},
+                                                     {"--steps", "3"},
+                                                     {"--batch", "2"},
+                                                     {"--patch", "8"},
+                                                     {"--warmup", "1"},
+                                                     {"--checkpoint-every", "100"},
+                                                     {"--disc-channels", "4"},
+                                                     {"--disc-layers", "1"}},
+                                                    {});
   dist::LocalCommunicator comm;
   launch::StoreBatchSource store(setup.train, 0, 1);
   Recording recording(store);

@@ -14,7 +14,6 @@
 #include "core/Json.h"
 #include "data/Manifest.h"
 #include "data/ShardReader.h"
-
 #include "tests/common/Shell.h"
 
 namespace {

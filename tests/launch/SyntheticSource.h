@@ -6,8 +6,8 @@
 #include <string>
 #include <vector>
 
-#include "core/Rng.h"
 #include "core/Options.h"
+#include "core/Rng.h"
 #include "launch/engine/BatchSource.h"
 #include "launch/engine/TrainConfig.h"
 #include "models/Registry.h"
@@ -16,7 +16,8 @@ namespace lddpm::testutil {
 
 class SyntheticSource : public launch::BatchSource {
  public:
-  explicit SyntheticSource(std::int64_t edge = 16, std::uint64_t seed = 1) : edge_(edge), seed_(seed) {}
+  explicit SyntheticSource(std::int64_t edge = 16, std::uint64_t seed = 1)
+      : edge_(edge), seed_(seed) {}
 
   models::Batch get(const std::vector<std::int64_t>& indices) override {
     std::vector<torch::Tensor> images, anatomy, lesions;
@@ -53,10 +54,9 @@ class SyntheticSource : public launch::BatchSource {
 
 // Model options small enough for unit tests.
 inline std::vector<std::string> tinyModelArgs() {
-  return {"--base-channels", "8", "--channel-mult", "1,2", "--attention-levels", "", "--groups", "4",
-          "--timesteps", "50"};
+  return {"--base-channels", "8", "--channel-mult", "1,2", "--attention-levels", "",
+          "--groups",        "4", "--timesteps",    "50"};
 }
-
 
 // Engine options as a test writes them: `defaults` then `extra` as (option, value) pairs, the
 // later pair winning, plus the tiny model; parsed through the real option descriptions.

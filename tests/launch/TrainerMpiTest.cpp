@@ -29,9 +29,15 @@ using testutil::RunSetup;
 // Tiny multi-rank runs: 3 steps of global batch 6 (divisible by 2 and 3 ranks).
 RunSetup makeSetup(const std::string& run, const std::string& modelName,
                    const std::vector<std::string>& extra = {}) {
-  return testutil::makeRunSetup({{"--store", "unused"}, {"--run", run}, {"--model", modelName},
-                                 {"--steps", "3"}, {"--batch", "6"}, {"--warmup", "1"},
-                                 {"--checkpoint-every", "100"}, {"--log-every", "1"}, {"--lr", "1e-3"},
+  return testutil::makeRunSetup({{"--store", "unused"},
+                                 {"--run", run},
+                                 {"--model", modelName},
+                                 {"--steps", "3"},
+                                 {"--batch", "6"},
+                                 {"--warmup", "1"},
+                                 {"--checkpoint-every", "100"},
+                                 {"--log-every", "1"},
+                                 {"--lr", "1e-3"},
                                  {"--desync-check-every", "1"}},
                                 extra);
 }
@@ -45,7 +51,8 @@ struct TrainerMpi : ::testing::Test {
     comm = dist::makeCommunicator(dist::Backend::Mpi, dist::World::get());
     auto id = torch::tensor({static_cast<std::int64_t>(::getpid())});
     comm->broadcast(id, 0)->wait();
-    shared = fs::temp_directory_path() / ("lddpm-trainer-mpi-" + std::to_string(id.item<std::int64_t>()));
+    shared = fs::temp_directory_path() /
+             ("lddpm-trainer-mpi-" + std::to_string(id.item<std::int64_t>()));
     local = shared / ("rank" + std::to_string(comm->rank()));
     fs::create_directories(local);
     core::StopSignal::reset();
@@ -84,11 +91,13 @@ TEST_P(Invariance, NRanksMatchOneRank) {
   const auto [model, zero] = GetParam();
   testutil::SyntheticSource source;
   dist::LocalCommunicator single;
-  RunSetup ref = makeSetup((local / "ref").string(), model, {"--zero", zero == std::string("1") ? "true" : "false"});
+  RunSetup ref = makeSetup((local / "ref").string(), model,
+                           {"--zero", zero == std::string("1") ? "true" : "false"});
   launch::Trainer one(ref.train, ref.model, source, single, "");
   one.run();
 
-  RunSetup par = makeSetup((shared / ("par-" + model + zero)).string(), model, {"--zero", zero == std::string("1") ? "true" : "false"});
+  RunSetup par = makeSetup((shared / ("par-" + model + zero)).string(), model,
+                           {"--zero", zero == std::string("1") ? "true" : "false"});
   launch::Trainer many(par.train, par.model, source, *comm, "");
   many.run();
   const auto [whole, worstTensor] = relativeDifference(one.model(), many.model());
@@ -103,7 +112,8 @@ INSTANTIATE_TEST_SUITE_P(Engine, Invariance,
 
 TEST_F(TrainerMpi, SignalOnOneRankStopsAllAndResumeIsBitIdentical) {
   testutil::SyntheticSource source;
-  RunSetup straightSetup = makeSetup((shared / "straight").string(), "lesion-ddpm", {"--steps", "4"});
+  RunSetup straightSetup =
+      makeSetup((shared / "straight").string(), "lesion-ddpm", {"--steps", "4"});
   launch::Trainer straight(straightSetup.train, straightSetup.model, source, *comm, "");
   straight.run();
 
@@ -118,7 +128,8 @@ TEST_F(TrainerMpi, SignalOnOneRankStopsAllAndResumeIsBitIdentical) {
   std::int64_t stoppedAt = -1;
   {
     launch::Trainer t(stopSetup.train, stopSetup.model, signalling, *comm, "");
-    EXPECT_THROW(t.run(), core::ResumeRequested) << "every rank must stop, not only rank " << signalRank;
+    EXPECT_THROW(t.run(), core::ResumeRequested)
+        << "every rank must stop, not only rank " << signalRank;
     stoppedAt = t.step();
   }
   EXPECT_GE(stoppedAt, 2);

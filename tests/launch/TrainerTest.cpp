@@ -25,16 +25,28 @@ using testutil::RunSetup;
 // Tiny single-rank runs: 6 steps of batch 2.
 RunSetup makeSetup(const std::string& run, const std::string& modelName,
                    const std::vector<std::string>& extra = {}) {
-  return testutil::makeRunSetup({{"--store", "unused"}, {"--run", run}, {"--model", modelName},
-                                 {"--steps", "6"}, {"--batch", "2"}, {"--warmup", "2"},
-                                 {"--checkpoint-every", "100"}, {"--log-every", "1"}, {"--lr", "1e-3"}},
+  return testutil::makeRunSetup({{"--store", "unused"},
+                                 {"--run", run},
+                                 {"--model", modelName},
+                                 {"--steps", "6"},
+                                 {"--batch", "2"},
+                                 {"--warmup", "2"},
+                                 {"--checkpoint-every", "100"},
+                                 {"--log-every", "1"},
+                                 {"--lr", "1e-3"}},
                                 extra);
 }
 
 struct TrainerFixture : ::testing::Test {
   fs::path dir = fs::temp_directory_path() / ("lddpm-trainer-" + std::to_string(::getpid()));
-  void SetUp() override { fs::create_directories(dir); core::StopSignal::reset(); }
-  void TearDown() override { fs::remove_all(dir); core::StopSignal::reset(); }
+  void SetUp() override {
+    fs::create_directories(dir);
+    core::StopSignal::reset();
+  }
+  void TearDown() override {
+    fs::remove_all(dir);
+    core::StopSignal::reset();
+  }
 };
 
 void expectIdentical(torch::nn::Module& a, torch::nn::Module& b) {
@@ -112,7 +124,8 @@ TEST_F(TrainerFixture, LossFallsOnRepeatedData) {
 
 TEST_F(TrainerFixture, BatchNotDivisibleNamesOption) {
   try {
-    RunSetup s = makeSetup((dir / "x").string(), "lesion-ddpm", {"--batch", "3", "--accumulate", "2"});
+    RunSetup s =
+        makeSetup((dir / "x").string(), "lesion-ddpm", {"--batch", "3", "--accumulate", "2"});
     s.train.validate(1);
     FAIL();
   } catch (const core::UsageError& e) {

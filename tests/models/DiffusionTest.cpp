@@ -108,7 +108,8 @@ TEST(Prediction, X0IsTheCleanImageAndImpliesTheNoise) {
   // ε = (x_t − √ᾱ x0) / √(1 − ᾱ) written out at t = 10.
   const double a = schedule.alphaBar(10);
   const auto eps = predictEps(schedule, Prediction::X0, xt, t, target);
-  EXPECT_TRUE(torch::allclose(eps[1], (xt[1] - std::sqrt(a) * x0[1]) / std::sqrt(1 - a), 1e-12, 1e-12));
+  EXPECT_TRUE(
+      torch::allclose(eps[1], (xt[1] - std::sqrt(a) * x0[1]) / std::sqrt(1 - a), 1e-12, 1e-12));
   EXPECT_TRUE(torch::allclose(eps, noise, 1e-9, 1e-9));
   EXPECT_EQ(parsePrediction("x0"), Prediction::X0);
   EXPECT_EQ(predictionName(Prediction::X0), "x0");
@@ -132,13 +133,13 @@ TEST(Prediction, EdmPreconditioningConvertsBackAndIsVAtUnitSigma) {
   EXPECT_TRUE(torch::allclose(
       target[2], (std::sqrt(1 - a) * x0[2] - std::sqrt(a) * noise[2] / 4) / (0.5 * std::sqrt(d)),
       1e-12, 1e-12));
-  EXPECT_TRUE(torch::allclose(networkInput(schedule, edm, xt, t)[2], xt[2] / std::sqrt(d), 1e-12,
-                              1e-12));
+  EXPECT_TRUE(
+      torch::allclose(networkInput(schedule, edm, xt, t)[2], xt[2] / std::sqrt(d), 1e-12, 1e-12));
   EXPECT_TRUE(torch::equal(networkInput(schedule, Prediction::V, xt, t), xt));
   // σ_data = 1 is v-prediction with the opposite sign (F = x0-direction, v = ε-direction).
   const auto unit = predictionTarget(schedule, Prediction(Prediction::Edm, 1.0), x0, t, noise);
-  EXPECT_TRUE(torch::allclose(unit, -predictionTarget(schedule, Prediction::V, x0, t, noise),
-                              1e-12, 1e-12));
+  EXPECT_TRUE(torch::allclose(unit, -predictionTarget(schedule, Prediction::V, x0, t, noise), 1e-12,
+                              1e-12));
   EXPECT_EQ(parsePrediction("edm", 0.25).sigmaData, 0.25);
   EXPECT_EQ(predictionName(parsePrediction("edm")), "edm");
 }
@@ -168,9 +169,9 @@ TEST(LossWeighting, MinSnrClosedForms) {
     const double snr = a / (1 - a);
     EXPECT_NEAR(w[i].item<double>(), std::min(snr, 5.0) / snr, 1e-6) << "t = " << step;
   }
-  EXPECT_TRUE(torch::equal(
-      lossWeights(schedule, LossWeighting::Uniform, 5.0, Prediction::X0, t, like),
-      torch::ones({3}, torch::kFloat32)));
+  EXPECT_TRUE(
+      torch::equal(lossWeights(schedule, LossWeighting::Uniform, 5.0, Prediction::X0, t, like),
+                   torch::ones({3}, torch::kFloat32)));
   EXPECT_EQ(parseWeighting("min-snr"), LossWeighting::MinSnr);
   EXPECT_THROW(parseWeighting("snr"), lddpm::core::UsageError);
 }

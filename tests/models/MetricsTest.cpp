@@ -182,9 +182,11 @@ TEST(Ssim, BatchGivesOneValuePerVolume) {
 
 TEST(Ssim, RejectsBadShapesAndWindows) {
   const torch::Tensor a = torch::rand({12, 12, 12});
-  EXPECT_THROW(ssim(a, torch::rand({12, 12, 13})), lddpm::core::Error);    // shapes differ
-  EXPECT_THROW(ssim(a.unsqueeze(0), a.unsqueeze(0)), lddpm::core::Error);  // [1, D, H, W] is ambiguous
-  EXPECT_THROW(ssim(torch::rand({12, 10, 12}), torch::rand({12, 10, 12})), lddpm::core::Error);  // < window
+  EXPECT_THROW(ssim(a, torch::rand({12, 12, 13})), lddpm::core::Error);  // shapes differ
+  EXPECT_THROW(ssim(a.unsqueeze(0), a.unsqueeze(0)),
+               lddpm::core::Error);  // [1, D, H, W] is ambiguous
+  EXPECT_THROW(ssim(torch::rand({12, 10, 12}), torch::rand({12, 10, 12})),
+               lddpm::core::Error);                                           // < window
   EXPECT_THROW(ssim(a, a, SsimOptions().windowSize(4)), lddpm::core::Error);  // even window
   EXPECT_THROW(msSsim(torch::rand({8, 20, 20}), torch::rand({8, 20, 20})), lddpm::core::Error);
 }
@@ -279,7 +281,8 @@ TEST(ErrorMetrics, RegionsAverageOnlyInside) {
               1e-15);
   // An empty region has no mean.
   EXPECT_TRUE(std::isnan(scalar(regionMeanAbsoluteError(c.real, c.synthetic, lesion.zero_()))));
-  EXPECT_THROW(regionMeanAbsoluteError(c.real, c.synthetic, torch::ones({6, 5, 3})), lddpm::core::Error);
+  EXPECT_THROW(regionMeanAbsoluteError(c.real, c.synthetic, torch::ones({6, 5, 3})),
+               lddpm::core::Error);
 }
 
 TEST(ErrorMetrics, ImageMetricsBundlesEveryMetric) {
@@ -474,8 +477,8 @@ TEST(Ssim, MatchesScipySsimAndMonaiStyleMsSsimInPython) {
 }
 
 // A brain-like case: tissue shells (CSF outside GM outside WM) in an ellipsoid, two lesion blobs
-// in the WM, intensities per class plus smooth variation and noise; the synthetic scan is a noisier,
-// biased copy. Every brain-aware metric against brain_metrics_reference.py (scipy).
+// in the WM, intensities per class plus smooth variation and noise; the synthetic scan is a
+// noisier, biased copy. Every brain-aware metric against brain_metrics_reference.py (scipy).
 TEST(BrainMetrics, MatchScipyReferences) {
   namespace fs = std::filesystem;
   const int d = 26, h = 30, w = 28;
@@ -483,7 +486,8 @@ TEST(BrainMetrics, MatchScipyReferences) {
   const auto axis = [](int n) {
     return (torch::arange(n, torch::kFloat64) - (n - 1) / 2.0) / (n / 2.0);
   };
-  const torch::Tensor z = axis(d).view({d, 1, 1}), y = axis(h).view({1, h, 1}), x = axis(w).view({1, 1, w});
+  const torch::Tensor z = axis(d).view({d, 1, 1}), y = axis(h).view({1, h, 1}),
+                      x = axis(w).view({1, 1, w});
   const torch::Tensor radius = (z * z + y * y + x * x).sqrt();
   torch::Tensor tissue = torch::zeros({d, h, w}, torch::kUInt8);
   tissue.masked_fill_(radius < 0.95, kCsfLabel);
@@ -497,9 +501,11 @@ TEST(BrainMetrics, MatchScipyReferences) {
   for (int c = 1; c < 4; ++c) real.masked_fill_(tissue == c, values[c]);
   real.masked_fill_(lesion != 0, 0.6);
   const torch::Tensor brain = (tissue > 0) | (lesion > 0);
-  real = torch::where(brain, real + 0.05 * torch::randn({d, h, w}, torch::kFloat64) + 0.1 * x, real);
+  real =
+      torch::where(brain, real + 0.05 * torch::randn({d, h, w}, torch::kFloat64) + 0.1 * x, real);
   const torch::Tensor synthetic =
-      torch::where(brain, 1.05 * real + 0.08 * torch::randn({d, h, w}, torch::kFloat64) - 0.02, real + 0.01 * torch::randn({d, h, w}, torch::kFloat64));
+      torch::where(brain, 1.05 * real + 0.08 * torch::randn({d, h, w}, torch::kFloat64) - 0.02,
+                   real + 0.01 * torch::randn({d, h, w}, torch::kFloat64));
 
   const fs::path dir = fs::temp_directory_path() / ("lddpm-brain-" + std::to_string(::getpid()));
   fs::create_directories(dir);

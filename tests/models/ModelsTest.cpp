@@ -10,8 +10,8 @@
 #include "models/DiffusionModel.h"
 #include "models/Pix2Pix.h"
 #include "models/Registry.h"
-#include "tests/models/TinyModel.h"
 #include "models/Segmenter.h"
+#include "tests/models/TinyModel.h"
 
 namespace {
 using namespace lddpm::models;
@@ -192,7 +192,8 @@ TEST(DiffusionModel, MinSnrWeightedX0LossOnTheTrainingSubset) {
   Generators again{makeCpuGenerator(8), makeCpuGenerator(9)};
   const std::int64_t table[4] = {0, 11, 44, 99};
   const auto index = randintFrom(again, 4, 2, torch::kCPU);
-  const auto t = torch::tensor({table[index[0].item<std::int64_t>()], table[index[1].item<std::int64_t>()]});
+  const auto t =
+      torch::tensor({table[index[0].item<std::int64_t>()], table[index[1].item<std::int64_t>()]});
   const auto noise = randnFrom(again, batch.image.sizes(), batch.image.options());
   const auto xt = qSample(model->schedule(), batch.image, t, noise);
   const auto out = model->denoise(xt, t, batch.condition(batch.image));
@@ -211,7 +212,8 @@ TEST(DiffusionModel, MinSnrWeightedX0LossOnTheTrainingSubset) {
   EXPECT_EQ(terms.parts[0].first, "target_l1");
   EXPECT_EQ(terms.parts[1].first, "x0_l1");
   // Sampling over all T refuses a model that trained on 4 steps; DDIM over them is fine.
-  EXPECT_THROW(model->samplerFor(SamplerOptions().kind(SamplerKind::Ddpm)), lddpm::core::UsageError);
+  EXPECT_THROW(model->samplerFor(SamplerOptions().kind(SamplerKind::Ddpm)),
+               lddpm::core::UsageError);
   EXPECT_EQ(model->samplerFor(SamplerOptions().steps(4)).spacing(), Spacing::Quadratic);
 }
 

@@ -14,7 +14,6 @@ namespace {
 using namespace lddpm::models;
 using lddpm::core::makeCpuGenerator;
 
-
 Batch tinyVolume() {
   // A smooth "brain" with a tissue map and a lesion blob that the image brightens: learnable from
   // the mask, as real FLAIR is.

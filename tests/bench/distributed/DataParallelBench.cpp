@@ -161,11 +161,12 @@ int main(int argc, char** argv) {
       }
     }
   }
-  std::printf("# DataParallelBench: stand-in 3-D U-Net, %.2f M params (%.1f MiB of fp32 gradients, "
-              "%d buckets), input [1, 3, %lld, %lld, %lld], 1 thread per rank, best of %d rounds\n",
-              best2["grad_bytes"].get<double>() / 4e6, best2["grad_bytes"].get<double>() / (1 << 20),
-              best2["buckets"].get<int>(), static_cast<long long>(s.size),
-              static_cast<long long>(s.size), static_cast<long long>(s.size), s.rounds);
+  std::printf(
+      "# DataParallelBench: stand-in 3-D U-Net, %.2f M params (%.1f MiB of fp32 gradients, "
+      "%d buckets), input [1, 3, %lld, %lld, %lld], 1 thread per rank, best of %d rounds\n",
+      best2["grad_bytes"].get<double>() / 4e6, best2["grad_bytes"].get<double>() / (1 << 20),
+      best2["buckets"].get<int>(), static_cast<long long>(s.size), static_cast<long long>(s.size),
+      static_cast<long long>(s.size), s.rounds);
   std::printf("%-34s %10s %22s\n", "mode", "s/step", "weak-scaling eff.");
   std::printf("%-34s %10.3f %22s\n", "1 rank (Local communicator)", best1, "1.000 (reference)");
   for (const char* k : {"compute_only", "overlap", "no_overlap", "comm_in_caller"}) {

@@ -11,10 +11,13 @@ namespace lddpm::bench {
 struct ResBlockImpl : torch::nn::Module {
   ResBlockImpl(int64_t in, int64_t out) {
     norm1 = register_module("norm1", torch::nn::GroupNorm(8, in));
-    conv1 = register_module("conv1", torch::nn::Conv3d(torch::nn::Conv3dOptions(in, out, 3).padding(1)));
+    conv1 = register_module("conv1",
+                            torch::nn::Conv3d(torch::nn::Conv3dOptions(in, out, 3).padding(1)));
     norm2 = register_module("norm2", torch::nn::GroupNorm(8, out));
-    conv2 = register_module("conv2", torch::nn::Conv3d(torch::nn::Conv3dOptions(out, out, 3).padding(1)));
-    if (in != out) skip = register_module("skip", torch::nn::Conv3d(torch::nn::Conv3dOptions(in, out, 1)));
+    conv2 = register_module("conv2",
+                            torch::nn::Conv3d(torch::nn::Conv3dOptions(out, out, 3).padding(1)));
+    if (in != out)
+      skip = register_module("skip", torch::nn::Conv3d(torch::nn::Conv3dOptions(in, out, 1)));
   }
   torch::Tensor forward(torch::Tensor x) {  // [B, in, D, H, W] → [B, out, D, H, W]
     auto h = conv1(torch::silu(norm1(x)));
@@ -29,20 +32,25 @@ TORCH_MODULE(ResBlock);
 struct StandInUNetImpl : torch::nn::Module {
   StandInUNetImpl(int64_t inChannels = 3, int64_t outChannels = 1) {
     const int64_t c[3] = {32, 64, 128};
-    stem = register_module("stem", torch::nn::Conv3d(torch::nn::Conv3dOptions(inChannels, c[0], 3).padding(1)));
+    stem = register_module(
+        "stem", torch::nn::Conv3d(torch::nn::Conv3dOptions(inChannels, c[0], 3).padding(1)));
     for (int l = 0; l < 3; ++l) {
       enc->push_back(ResBlock(l == 0 ? c[0] : c[l - 1], c[l]));
       enc->push_back(ResBlock(c[l], c[l]));
-      if (l < 2) down->push_back(torch::nn::Conv3d(torch::nn::Conv3dOptions(c[l], c[l], 3).stride(2).padding(1)));
+      if (l < 2)
+        down->push_back(
+            torch::nn::Conv3d(torch::nn::Conv3dOptions(c[l], c[l], 3).stride(2).padding(1)));
     }
     mid->push_back(ResBlock(c[2], c[2]));
     mid->push_back(ResBlock(c[2], c[2]));
     for (int l = 1; l >= 0; --l) {
-      up->push_back(torch::nn::ConvTranspose3d(torch::nn::ConvTranspose3dOptions(c[l + 1], c[l], 2).stride(2)));
+      up->push_back(torch::nn::ConvTranspose3d(
+          torch::nn::ConvTranspose3dOptions(c[l + 1], c[l], 2).stride(2)));
       dec->push_back(ResBlock(2 * c[l], c[l]));
       dec->push_back(ResBlock(c[l], c[l]));
     }
-    head = register_module("head", torch::nn::Conv3d(torch::nn::Conv3dOptions(c[0], outChannels, 3).padding(1)));
+    head = register_module(
+        "head", torch::nn::Conv3d(torch::nn::Conv3dOptions(c[0], outChannels, 3).padding(1)));
     register_module("enc", enc);
     register_module("down", down);
     register_module("mid", mid);

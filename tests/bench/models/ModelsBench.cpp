@@ -40,8 +40,10 @@ using namespace lddpm::models;
 // LibTorch 2.3 made Allocator::allocate non-const and added a pure copy_data.
 #if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 3)
 #define LDDPM_ALLOCATE_CONST
-#define LDDPM_ALLOCATOR_COPY_DATA \
-  void copy_data(void* dest, const void* src, std::size_t n) const override { default_copy_data(dest, src, n); }
+#define LDDPM_ALLOCATOR_COPY_DATA                                             \
+  void copy_data(void* dest, const void* src, std::size_t n) const override { \
+    default_copy_data(dest, src, n);                                          \
+  }
 #else
 #define LDDPM_ALLOCATE_CONST const
 #define LDDPM_ALLOCATOR_COPY_DATA
@@ -115,7 +117,9 @@ struct Settings {
   std::string device = "cpu";
   bool bf16 = false;
   bool json = false;
-  torch::Device where() const { return device == "cuda" ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU); }
+  torch::Device where() const {
+    return device == "cuda" ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
+  }
 };
 
 // Host and device agree before a clock is read: CUDA kernels run asynchronously.
@@ -178,8 +182,10 @@ std::shared_ptr<DiffusionModelImpl> makeModel(const Settings& s,
 Batch makeBatch(const Settings& s) {
   Batch b;
   b.image = (torch::rand({s.batch, 1, s.side, s.side, s.side}) * 2 - 1).to(s.where());
-  b.anatomy = (torch::rand({s.batch, 3, s.side, s.side, s.side}) > 0.5).to(s.where(), torch::kFloat32);
-  b.lesion = (torch::rand({s.batch, 1, s.side, s.side, s.side}) > 0.9).to(s.where(), torch::kFloat32);
+  b.anatomy =
+      (torch::rand({s.batch, 3, s.side, s.side, s.side}) > 0.5).to(s.where(), torch::kFloat32);
+  b.lesion =
+      (torch::rand({s.batch, 1, s.side, s.side, s.side}) > 0.9).to(s.where(), torch::kFloat32);
   return b;
 }
 
@@ -359,9 +365,12 @@ int main(int argc, char** argv) {
     torch::set_num_threads(
         static_cast<int>(s.threads));  // Debian's LibTorch starts with 1 (docs/facts.md)
     torch::manual_seed(0);
-    if (s.device != "cpu" && s.device != "cuda") throw core::UsageError("--device must be cpu or cuda");
-    if (s.device == "cuda" && !torch::cuda::is_available()) throw core::UsageError("--device cuda: no CUDA device");
-    if (mode == "checkpoint" && s.device != "cpu") throw core::UsageError("--mode checkpoint counts CPU memory only");
+    if (s.device != "cpu" && s.device != "cuda")
+      throw core::UsageError("--device must be cpu or cuda");
+    if (s.device == "cuda" && !torch::cuda::is_available())
+      throw core::UsageError("--device cuda: no CUDA device");
+    if (mode == "checkpoint" && s.device != "cpu")
+      throw core::UsageError("--mode checkpoint counts CPU memory only");
     if (mode == "flops") return runFlops(s);
     if (mode == "checkpoint") return runCheckpoint(s);
     if (mode == "step") return runStep(s);
