@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The demo report: loss curve (PNG) and a markdown summary of one run, its samples and their
 evaluation (`lddpm evaluate images` against the store, with the twin and the references), with
-each quality target of docs/models.md checked (met / missed, with the figures). Uses Debian's
+each quality target of docs/models.md ("Quality targets") checked (met / missed, with the figures). Uses Debian's
 python3-matplotlib (Agg backend, no display needed)."""
 import argparse
 import json

@@ -43,7 +43,8 @@ for r in rows:
             print(f"| {name} | | | | | " + " | ".join(f"{m[k]:.3f}" for k, _ in keys) + " |")
         refs_done = True
     m = r["metrics"]
-    print(f"| {r['name']} | `{r['options']}` | {r['steps']} | {r['step_seconds']:.2f} | "
+    options = r["options"].replace(" | ", "; ").strip("; ")  # a "|" would split the cell
+    print(f"| {r['name']} | `{options}` | {r['steps']} | {r['step_seconds']:.2f} | "
           f"{r['seconds_per_volume']:.1f} | " + " | ".join(f"{m[k]:.3f}" for k, _ in keys) + " |")
 PY
 fi
