@@ -130,10 +130,10 @@ TEST(Cli, MpiUsageErrorExitsTwoAndPrintsOnce) {
 // The same mistake gets the same exit code and the same one-line message in every command that
 // takes --split (data::parseSplit), before any file is read.
 TEST(Cli, BadSplitIsOneUsageErrorEverywhere) {
-  for (const char* command :
-       {"sample --run /nonexistent --store /nonexistent", "evaluate images --real / --synthetic /",
-        "evaluate segmentation --store / --run /nonexistent",
-        "preprocess --data /nonexistent --out /nonexistent/out"}) {
+  for (const char* command : {"sample --run /nonexistent --store /nonexistent --out /nonexistent/o",
+                              "evaluate images --real / --synthetic gen=/",
+                              "evaluate segmentation --store / --run /nonexistent",
+                              "preprocess --data /nonexistent --out /nonexistent/out"}) {
     const Result r = run(std::string(command) + " --split bogus");
     EXPECT_EQ(r.code, 2) << command << ": " << r.out;
     EXPECT_EQ(lines(r.out), 1) << command << ": " << r.out;
