@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdint>
 
 #include "core/Error.h"
 #include "core/Rng.h"
@@ -20,6 +21,20 @@ double cosineF(double t, double T, double s = 0.008) {
 }
 
 const auto kF64 = torch::TensorOptions().dtype(torch::kFloat64);
+
+// Four clean samples in [-1, 1], their noise and x_t at t = 0, 10, 500 and 999 of a T = 1000
+// schedule: the set-up every prediction-conversion test starts from (seeded per test).
+struct Noised {
+  NoiseSchedule schedule{1000};
+  torch::Tensor x0, noise, t, xt;
+  explicit Noised(std::uint64_t seed) {
+    Generators gens{makeCpuGenerator(seed)};
+    x0 = randnFrom(gens, {4, 1, 3, 3, 3}, kF64).clamp(-1, 1);
+    noise = randnFrom(gens, {4, 1, 3, 3, 3}, kF64);
+    t = torch::tensor({0, 10, 500, 999});
+    xt = qSample(schedule, x0, t, noise);
+  }
+};
 
 TEST(NoiseSchedule, AlphaBarIsTheCosineClosedForm) {
   const std::int64_t T = 1000;
@@ -71,12 +86,8 @@ TEST(QSample, MomentsMatchTheForwardProcess) {
 }
 
 TEST(Prediction, VAndEpsilonConvertBackToX0AndNoise) {
-  NoiseSchedule schedule(1000);
-  Generators gens{makeCpuGenerator(3)};
-  const auto x0 = randnFrom(gens, {4, 1, 3, 3, 3}, kF64).clamp(-1, 1);
-  const auto noise = randnFrom(gens, {4, 1, 3, 3, 3}, kF64);
-  const auto t = torch::tensor({0, 10, 500, 999});
-  const auto xt = qSample(schedule, x0, t, noise);
+  const Noised n(3);
+  const auto& [schedule, x0, noise, t, xt] = n;
   for (auto p : {Prediction::Epsilon, Prediction::V}) {
     const auto target = predictionTarget(schedule, p, x0, t, noise);
     // t = 999 has ᾱ ≈ 1e-8: recovering x0 divides by sqrt(ᾱ) under ε-prediction, so compare there
@@ -96,12 +107,8 @@ TEST(Prediction, VAndEpsilonConvertBackToX0AndNoise) {
 }
 
 TEST(Prediction, X0IsTheCleanImageAndImpliesTheNoise) {
-  NoiseSchedule schedule(1000);
-  Generators gens{makeCpuGenerator(4)};
-  const auto x0 = randnFrom(gens, {4, 1, 3, 3, 3}, kF64).clamp(-1, 1);
-  const auto noise = randnFrom(gens, {4, 1, 3, 3, 3}, kF64);
-  const auto t = torch::tensor({0, 10, 500, 999});
-  const auto xt = qSample(schedule, x0, t, noise);
+  const Noised n(4);
+  const auto& [schedule, x0, noise, t, xt] = n;
   const auto target = predictionTarget(schedule, Prediction::X0, x0, t, noise);
   EXPECT_TRUE(torch::equal(target, x0));
   EXPECT_TRUE(torch::equal(predictX0(schedule, Prediction::X0, xt, t, target), x0));
@@ -116,12 +123,8 @@ TEST(Prediction, X0IsTheCleanImageAndImpliesTheNoise) {
 }
 
 TEST(Prediction, EdmPreconditioningConvertsBackAndIsVAtUnitSigma) {
-  NoiseSchedule schedule(1000);
-  Generators gens{makeCpuGenerator(6)};
-  const auto x0 = randnFrom(gens, {4, 1, 3, 3, 3}, kF64).clamp(-1, 1);
-  const auto noise = randnFrom(gens, {4, 1, 3, 3, 3}, kF64);
-  const auto t = torch::tensor({0, 10, 500, 999});
-  const auto xt = qSample(schedule, x0, t, noise);
+  const Noised n(6);
+  const auto& [schedule, x0, noise, t, xt] = n;
   const Prediction edm(Prediction::Edm, 0.5);
   const auto target = predictionTarget(schedule, edm, x0, t, noise);
   EXPECT_TRUE(torch::allclose(predictX0(schedule, edm, xt, t, target), x0, 1e-9, 1e-9));
