@@ -24,18 +24,40 @@ namespace {
 
 std::vector<SubjectEntry> selectSubjects(const Manifest& m, const std::string& split,
                                          const std::string& store) {
-  if (split != "train" && split != "test" && split != "all") {
-    LDDPM_THROW(core::UsageError, "--split: expected train, test or all, got '", split, "'");
-  }
-  std::vector<SubjectEntry> out;
-  for (const auto& s : m.subjects) {
-    if (split == "all" || s.split == split) out.push_back(s);
-  }
+  std::vector<SubjectEntry> out = m.subjectsOf(parseSplit(split));
   if (out.empty()) throw core::IoError(store, "no " + split + " subjects in this store");
   return out;
 }
 
 }  // namespace
+
+core::po::options_description LoaderOptions::describe() {
+  namespace po = core::po;
+  po::options_description d("Data options");
+  d.add_options()("store", po::value(&store)->required()->value_name("DIR"),
+                  "preprocessed HDF5 store (lddpm preprocess)")(
+      "split", po::value(&split)->default_value(split), "store split to read: train, test or all")(
+      "patch", po::value(&patch)->default_value(patch),
+      "patch edge P (P³ patches); 0 = whole volumes")(
+      "lesion-fraction", po::value(&sampler.lesionFraction)->default_value(sampler.lesionFraction),
+      "share of patches centred on a lesion voxel")(
+      "flips", po::value(&sampler.flip)->default_value(sampler.flip), "random left-right flips")(
+      "prefetch", po::value(&threads)->default_value(threads),
+      "loader threads per rank (0: read on the caller's thread)");
+  return d;
+}
+
+void LoaderOptions::validateOptions() const {
+  auto fail = [](const char* option, const std::string& why) {
+    LDDPM_THROW(core::UsageError, "option '--", option, "': ", why);
+  };
+  parseSplit(split);
+  if (patch < 0) fail("patch", "must be >= 0");
+  if (!(sampler.lesionFraction >= 0 && sampler.lesionFraction <= 1)) {
+    fail("lesion-fraction", "must be in [0, 1]");
+  }
+  if (threads < 0) fail("prefetch", "must be >= 0");
+}
 
 Loader::Loader(LoaderOptions options)
     : options_(std::move(options)),
@@ -51,8 +73,9 @@ Loader::Loader(LoaderOptions options)
   for (int a = 0; a < 3; ++a) {
     patch_[a] = options_.patch > 0 ? options_.patch : manifest_.grid[a];
     if (patch_[a] > manifest_.grid[a]) {
-      LDDPM_THROW(core::UsageError, "--patch ", options_.patch, " is larger than the store's grid ",
-                  manifest_.grid[0], "x", manifest_.grid[1], "x", manifest_.grid[2]);
+      LDDPM_THROW(core::UsageError, "option '--patch': ", options_.patch,
+                  " is larger than the store's grid ", manifest_.grid[0], "x", manifest_.grid[1],
+                  "x", manifest_.grid[2]);
     }
   }
   if (options_.threads == 0) callerReader_ = std::make_unique<Reader>();

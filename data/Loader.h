@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/Options.h"
 #include "data/Manifest.h"
 #include "data/PatchSampler.h"
 
@@ -29,6 +30,13 @@ struct LoaderOptions {
   int threads = 2;     // prefetch threads; 0 = read in next() on the caller's thread
   int queueDepth = 4;  // batches read ahead at most
   Cursor start;        // where the stream begins (a checkpoint's saved cursor)
+
+  // The options a user sets (--store, --split, --patch, --lesion-fraction, --flips, --prefetch),
+  // each with this struct's current value as its default: a command sets its own defaults on the
+  // struct before describing it. The seed, batch, rank, world size and start come from the engine.
+  core::po::options_description describe();
+  // UsageError naming the option when one of them is out of range (before anything is read).
+  void validateOptions() const;
 };
 
 struct Batch {

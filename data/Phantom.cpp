@@ -303,6 +303,46 @@ Volume resampleToGrid(const Volume& src, const Affine& affine,
   return out;
 }
 
+core::po::options_description PhantomOptions::describe() {
+  namespace po = core::po;
+  po::options_description d("cohort");
+  d.add_options()("train-subjects", po::value(&trainSubjects)->default_value(trainSubjects),
+                  "training patients P1..Pn, each with --timepoints scans")(
+      "test-subjects", po::value(&testSubjects)->default_value(testSubjects),
+      "test patients, one scan each")(
+      "timepoints", po::value(&timepoints)->default_value(timepoints),
+      "scans per training patient (T1..Tk; lesions evolve between them)")(
+      "seed", po::value(&seed)->default_value(seed), "the cohort is a function of this seed")(
+      "template", po::value(&templatePath)->default_value(templatePath)->value_name("NII"),
+      "skull-stripped T1 brain (Colin27 from mricron-data)")(
+      "atlas", po::value(&atlasPath)->default_value(atlasPath)->value_name("NII"),
+      "white-matter label atlas; its grid is the output grid")(
+      "voxel-size", po::value(&voxelSize)->default_value(voxelSize)->value_name("MM"),
+      "output voxel size; 1 gives MSLesSeg's 182x218x182, 2 a quick 91x109x91 cohort")(
+      "min-lesions", po::value(&minLesions)->default_value(minLesions),
+      "lesions per patient at the first timepoint: at least")(
+      "max-lesions", po::value(&maxLesions)->default_value(maxLesions), "... and at most")(
+      "gzip-level", po::value(&gzipLevel)->default_value(gzipLevel)->value_name("0-9"),
+      "zlib level of the .nii.gz files (noisy float images barely compress: 1 is fastest)");
+  return d;
+}
+
+void PhantomOptions::validate() const {
+  const auto fail = [](const char* option, const std::string& problem) {
+    LDDPM_THROW(core::UsageError, "option '--", option, "' ", problem);
+  };
+  if (trainSubjects < 0) fail("train-subjects", "must be >= 0");
+  if (testSubjects < 0) fail("test-subjects", "must be >= 0");
+  if (trainSubjects + testSubjects < 1)
+    fail("train-subjects", "and --test-subjects: need at least one subject");
+  if (timepoints < 1) fail("timepoints", "must be >= 1");
+  if (!(voxelSize >= 0.5 && voxelSize <= 8)) fail("voxel-size", "must be in [0.5, 8] mm");
+  if (minLesions < 0 || minLesions > maxLesions)
+    fail("min-lesions", "must be in [0, --max-lesions]");
+  if (maxLesions > 1000) fail("max-lesions", "must be <= 1000");
+  if (gzipLevel < 0 || gzipLevel > 9) fail("gzip-level", "must be in 0..9");
+}
+
 PhantomGenerator::PhantomGenerator(PhantomOptions options)
     : options_(std::move(options)), anatomy_(std::make_unique<Anatomy>()) {
   LDDPM_CHECK(options_.voxelSize > 0, "phantom voxel size must be > 0, got ", options_.voxelSize);

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "core/Options.h"
 #include "data/Volume.h"
 
 namespace lddpm::data {
@@ -27,6 +28,11 @@ struct PhantomOptions {
   int minLesions = 0;      // per subject at the first timepoint
   int maxLesions = 40;
   int gzipLevel = 1;  // zlib level of the .nii.gz files (1: fast, noise barely compresses)
+
+  // The options bound to these members, each with its current value as the default.
+  core::po::options_description describe();
+  // UsageError naming the option when a value is out of range.
+  void validate() const;
 };
 
 // Tissue classes of the phantom's anatomy (what `tissue` holds in a PhantomScan).

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <sstream>
 
 #include "core/Checksum.h"
 #include "core/Error.h"
@@ -181,23 +182,85 @@ PreprocessOptions PreprocessOptions::fromJson(const core::Json& json) {
 }
 
 void PreprocessOptions::validate() const {
-  if (channels.empty()) LDDPM_THROW(core::UsageError, "--channels: give at least one modality");
+  if (channels.empty()) {
+    LDDPM_THROW(core::UsageError, "option '--channels': give at least one modality");
+  }
   for (const auto& c : channels) {
     if (c != "FLAIR" && c != "T1" && c != "T2") {
-      LDDPM_THROW(core::UsageError, "--channels: unknown modality '", c, "' (FLAIR, T1, T2)");
+      LDDPM_THROW(core::UsageError, "option '--channels': unknown modality '", c,
+                  "' (FLAIR, T1, T2)");
     }
   }
-  if (downsample < 1 || downsample > 8) LDDPM_THROW(core::UsageError, "--downsample must be 1..8");
+  if (downsample < 1 || downsample > 8) {
+    LDDPM_THROW(core::UsageError, "option '--downsample': must be 1..8, got ", downsample);
+  }
   for (auto g : grid) {
     if (g < 0 || g % 16 != 0) {
       LDDPM_THROW(core::UsageError,
-                  "--grid: every size must be a positive multiple of 16 (or 0 = auto)");
+                  "option '--grid': every size must be a positive multiple of 16 (or auto)");
     }
   }
-  if (!(zmax > 0)) LDDPM_THROW(core::UsageError, "--zmax must be positive");
-  if (indexStride < 1) LDDPM_THROW(core::UsageError, "--index-stride must be positive");
-  if (indexWindow < 1) LDDPM_THROW(core::UsageError, "--index-window must be positive");
-  if (storage.chunk < 4) LDDPM_THROW(core::UsageError, "--chunk must be at least 4");
+  if (!(zmax > 0)) LDDPM_THROW(core::UsageError, "option '--zmax': must be positive");
+  if (indexStride < 1) LDDPM_THROW(core::UsageError, "option '--index-stride': must be positive");
+  if (indexWindow < 1) LDDPM_THROW(core::UsageError, "option '--index-window': must be positive");
+  if (storage.chunk < 4) LDDPM_THROW(core::UsageError, "option '--chunk': must be at least 4");
+}
+
+PreprocessArguments::PreprocessArguments()
+    : grid("auto"), compression(compressionName(options.storage.compression)) {
+  for (const auto& c : options.channels) channels += (channels.empty() ? "" : ",") + c;
+}
+
+core::po::options_description PreprocessArguments::describe() {
+  namespace po = core::po;
+  PreprocessOptions& o = options;
+  po::options_description d("preprocessing");
+  d.add_options()("channels", po::value(&channels)->default_value(channels),
+                  "image channels, comma-separated from FLAIR,T1,T2")(
+      "downsample", po::value(&o.downsample)->default_value(o.downsample),
+      "integer downsampling factor (mean for images, majority/any for masks)")(
+      "grid", po::value(&grid)->default_value(grid),
+      "canonical grid DxHxW (multiples of 16) centred on the brain, or auto (input rounded up to "
+      "16)")("zmax", po::value(&o.zmax)->default_value(o.zmax),
+             "z-scores are clipped to [-zmax, zmax] and divided by zmax, giving [-1, 1]")(
+      "index-stride", po::value(&o.indexStride)->default_value(o.indexStride),
+      "patch-index grid step")("index-window",
+                               po::value(&o.indexWindow)->default_value(o.indexWindow),
+                               "cube edge over which patch-index rows count lesion voxels")(
+      "compression", po::value(&compression)->default_value(compression),
+      "none, deflate, lz4 or zstd")("chunk",
+                                    po::value(&o.storage.chunk)->default_value(o.storage.chunk),
+                                    "HDF5 chunk edge (voxels)");
+  return d;
+}
+
+PreprocessOptions PreprocessArguments::resolve() const {
+  PreprocessOptions o = options;
+  o.channels.clear();
+  std::stringstream list(channels);
+  for (std::string item; std::getline(list, item, ',');) {
+    if (!item.empty()) o.channels.push_back(item);
+  }
+  o.grid = {0, 0, 0};
+  if (grid != "auto") {
+    char x1 = 0, x2 = 0;
+    std::istringstream in(grid);
+    if (!(in >> o.grid[0] >> x1 >> o.grid[1] >> x2 >> o.grid[2]) || x1 != 'x' || x2 != 'x' ||
+        !in.eof()) {
+      LDDPM_THROW(core::UsageError,
+                  "option '--grid': expected DxHxW (e.g. 160x192x160) or auto, got '", grid, "'");
+    }
+  }
+  o.storage.compression = parseCompression(compression);
+  o.validate();
+  return o;
+}
+
+const std::vector<std::string>& PreprocessArguments::names() {
+  static const std::vector<std::string> n = {"channels",    "downsample",   "grid",
+                                             "zmax",        "index-stride", "index-window",
+                                             "compression", "chunk"};
+  return n;
 }
 
 namespace {

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/Json.h"
+#include "core/Options.h"
 #include "data/Manifest.h"
 #include "data/MsLesSeg.h"
 #include "data/StoreSchema.h"
@@ -37,6 +38,24 @@ struct PreprocessOptions {
   // The inverse of toJson() (a manifest's "parameters"); IoError-free: missing keys keep defaults.
   static PreprocessOptions fromJson(const core::Json& json);
   void validate() const;  // UsageError naming the option
+};
+
+// PreprocessOptions on a command line (`lddpm preprocess`): describe() registers each option with
+// the struct's own default, the lists, grid and compression as text; resolve() parses and
+// validates them. The defaults live in PreprocessOptions alone.
+struct PreprocessArguments {
+  PreprocessArguments();
+  PreprocessOptions options;
+  std::string channels;     // comma-separated modalities
+  std::string grid;         // DxHxW or auto
+  std::string compression;  // none | deflate | lz4 | zstd
+
+  core::po::options_description describe();
+  // The options with the text fields parsed; UsageError naming the option.
+  PreprocessOptions resolve() const;
+  // The options that describe preprocessing itself (a store built from samples takes them from
+  // its source store, so giving one there is a usage error rather than silently ignored).
+  static const std::vector<std::string>& names();
 };
 
 // One subject's input volumes, keyed by modality name ("FLAIR", "T1", "T2"), plus its lesion mask.

@@ -18,7 +18,7 @@ Compression parseCompression(const std::string& name) {
   if (name == "deflate") return Compression::Deflate;
   if (name == "lz4") return Compression::Lz4;
   if (name == "zstd") return Compression::Zstd;
-  LDDPM_THROW(core::UsageError, "--compression: unknown value '", name,
+  LDDPM_THROW(core::UsageError, "option '--compression': unknown value '", name,
               "' (expected none, deflate, lz4 or zstd)");
 }
 

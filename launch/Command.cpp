@@ -1,6 +1,7 @@
 #include "launch/Command.h"
 
 #include <filesystem>
+#include <iomanip>
 #include <iostream>
 
 #include "core/Error.h"
@@ -35,13 +36,13 @@ CommonOptions gCommon;
 }  // namespace
 
 std::optional<core::ParsedOptions> parseCommand(
-    const std::string& name, const std::string& usage, const CommandArgs& args,
+    const CommandContext& context, const std::string& name, const std::string& usage,
     const po::options_description& own, const po::positional_options_description& positional) {
   po::options_description all;
   all.add(own);
   all.add(describeCommonOptions(gCommon));
-  core::ParsedOptions parsed = core::parseOptions(name, args, all, positional);
-  dist::World& world = dist::World::get();
+  core::ParsedOptions parsed = core::parseOptions(name, context.args, all, positional);
+  dist::World& world = context.world;
   if (parsed.helpRequested) {
     if (world.rank() == 0) {
       const CommandSpec* spec = findCommand(name);
@@ -63,6 +64,48 @@ std::optional<core::ParsedOptions> parseCommand(
   core::Log::configure(log);
   world.configureThreads(gCommon.threads);
   return parsed;
+}
+
+namespace {
+std::string modeNames(const std::vector<ModeSpec>& modes) {
+  std::string names;
+  for (const ModeSpec& m : modes) names += core::strCat(names.empty() ? "" : ", ", m.name);
+  return names;
+}
+}  // namespace
+
+int runMode(const CommandContext& context, const std::string& command,
+            const std::vector<ModeSpec>& modes, const char* defaultMode) {
+  const std::string first = context.args.empty() ? "" : context.args[0];
+  if (first == "--help" || first == "-h") {
+    if (context.world.rank() == 0) {
+      std::cout << "Usage: lddpm " << command << " <mode> [options]     (lddpm " << command
+                << " <mode> --help)\n\nModes:\n";
+      for (const ModeSpec& m : modes) {
+        std::cout << "  " << std::left << std::setw(14) << m.name << m.summary << "\n";
+      }
+      if (defaultMode) {
+        std::cout << "\nOptions without a mode run '" << defaultMode << "': lddpm " << command
+                  << " --opt ... = lddpm " << command << " " << defaultMode << " --opt ...\n";
+      }
+    }
+    return 0;
+  }
+  for (const ModeSpec& m : modes) {
+    if (first == m.name) return m.run(context.afterFirst());
+  }
+  if (defaultMode && first.rfind('-', 0) == 0) {
+    for (const ModeSpec& m : modes) {
+      if (std::string(defaultMode) == m.name) return m.run(context);
+    }
+  }
+  if (first.empty()) {
+    LDDPM_THROW(core::UsageError, "lddpm ", command,
+                ": expected a mode (one of: ", modeNames(modes), "; see 'lddpm ", command,
+                " --help')");
+  }
+  LDDPM_THROW(core::UsageError, "lddpm ", command, ": '", first,
+              "' is not a mode (one of: ", modeNames(modes), "; see 'lddpm ", command, " --help')");
 }
 
 void writeCommandConfig(const std::string& dir, const std::string& name,

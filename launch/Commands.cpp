@@ -4,17 +4,17 @@
 
 namespace lddpm::launch {
 
-int runPhantom(const CommandArgs& args);
-int runPreprocess(const CommandArgs& args);
-int runInspect(const CommandArgs& args);
-int runModels(const CommandArgs& args);
-int runTrain(const CommandArgs& args);
-int runSample(const CommandArgs& args);
-int runExport(const CommandArgs& args);
-int runEvaluate(const CommandArgs& args);
-int runBench(const CommandArgs& args);
-int runSweep(const CommandArgs& args);
-int runInfo(const CommandArgs& args);
+int runPhantom(const CommandContext& context);
+int runPreprocess(const CommandContext& context);
+int runInspect(const CommandContext& context);
+int runModels(const CommandContext& context);
+int runTrain(const CommandContext& context);
+int runSample(const CommandContext& context);
+int runExport(const CommandContext& context);
+int runEvaluate(const CommandContext& context);
+int runBench(const CommandContext& context);
+int runSweep(const CommandContext& context);
+int runInfo(const CommandContext& context);
 
 const std::vector<CommandSpec>& commands() {
   static const std::vector<CommandSpec> table = {

@@ -53,7 +53,7 @@ int main(int argc, char** argv) {
     } else if (args[0] == "--version" || args[0] == "-V") {
       if (rank0) std::cout << core::versionLine() << "\n";
     } else if (const launch::CommandSpec* cmd = launch::findCommand(args[0])) {
-      code = cmd->run(std::vector<std::string>(args.begin() + 1, args.end()));
+      code = cmd->run(launch::CommandContext{*world, {args.begin() + 1, args.end()}});
     } else {
       LDDPM_THROW(core::UsageError, "lddpm: '", args[0], "' is not a command (see 'lddpm --help')");
     }

@@ -1,6 +1,6 @@
 // `lddpm bench <what>`: measurements a user runs on their own machine or cluster before booking
 // it. `comm` measures collectives nccl-tests style (docs/distributed.md, docs/BENCHMARKS.md);
-// other benches are added as rows of kBenches.
+// other benches are added as modes in runBench's table.
 #include <cstdio>
 #include <filesystem>
 #include <iomanip>
@@ -51,7 +51,7 @@ std::vector<std::string> splitComma(const std::string& text) {
   return out;
 }
 
-int runBenchComm(const CommandArgs& args) {
+struct BenchCommOptions {
   std::string minText = "1K";
   std::string maxText = "256M";
   int64_t factor = 4;
@@ -61,64 +61,53 @@ int runBenchComm(const CommandArgs& args) {
   std::string outDir;
   std::string device = "cpu";
   bool json = false;
-  dist::DistributedOptions distOptions;
-  po::options_description own("bench comm options");
-  own.add_options()("min-bytes", po::value(&minText)->default_value(minText)->value_name("SIZE"),
-                    "smallest buffer (4096, 4K, 256M, 1G)")(
-      "max-bytes", po::value(&maxText)->default_value(maxText)->value_name("SIZE"),
-      "largest buffer")("factor", po::value(&factor)->default_value(factor)->value_name("F"),
-                        "each size is F times the previous")(
-      "iters", po::value(&iters)->default_value(iters)->value_name("N"),
-      "timed collectives per size")("warmup",
-                                    po::value(&warmup)->default_value(warmup)->value_name("N"),
-                                    "untimed collectives per size first")(
-      "ops", po::value(&ops)->default_value(ops)->value_name("LIST"),
-      "comma-separated: allreduce, reduce-scatter, allgather")(
-      "out", po::value(&outDir)->value_name("DIR"), "also write comm.json and config.ini into DIR")(
-      "device", po::value(&device)->default_value(device),
-      "cpu | cuda: where the buffers live (cuda + --comm-backend auto = NCCL, one GPU per rank)")(
-      "json", po::bool_switch(&json), "print JSON instead of a table");
-  own.add(distOptions.describe(/*training=*/false));
-  const auto parsed = parseCommand("bench comm", "[options]", args, own);
-  if (!parsed) return 0;
-  distOptions.validate();
-  const int64_t minBytes = parseBytes(minText, "--min-bytes");
-  const int64_t maxBytes = parseBytes(maxText, "--max-bytes");
-  if (maxBytes < minBytes) {
-    LDDPM_THROW(core::UsageError, "option '--max-bytes' (", maxText, ") is below --min-bytes (",
-                minText, ")");
-  }
-  if (factor < 2) LDDPM_THROW(core::UsageError, "option '--factor' must be >= 2, got ", factor);
-  if (iters < 1) LDDPM_THROW(core::UsageError, "option '--iters' must be >= 1, got ", iters);
-  if (warmup < 0) LDDPM_THROW(core::UsageError, "option '--warmup' must be >= 0, got ", warmup);
+  dist::DistributedOptions distributed;
+  // resolved by validate()
+  int64_t minBytes = 0, maxBytes = 0;
   std::vector<dist::Collective> collectives;
-  for (const auto& name : splitComma(ops))
-    collectives.push_back(dist::parseCollective(name, "--ops"));
-  if (collectives.empty()) LDDPM_THROW(core::UsageError, "option '--ops' names no collective");
 
-  const dist::World& world = dist::World::get();
-  const torch::Device where = deviceOption(device, "lddpm bench comm", world.localRank());
-  auto comm = dist::makeCommunicator(distOptions.backendKind(), world,
-                                     distOptions.communicatorOptions(), where);
-  const auto sizes = dist::geometricSizes(minBytes, maxBytes, factor);
-  LDDPM_LOG(Info) << "bench comm: " << comm->size() << " rank(s), backend "
-                  << dist::backendName(comm->backend()) << ", comm thread "
-                  << (distOptions.commThread ? "on" : "off") << ", " << sizes.size() << " sizes x "
-                  << collectives.size() << " collectives, " << iters << " iters";
-
-  std::vector<dist::CommBenchResult> results;
-  core::Progress progress("bench comm", static_cast<int64_t>(sizes.size() * collectives.size()));
-  for (dist::Collective c : collectives) {
-    for (int64_t bytes : sizes) {
-      results.push_back(dist::benchmarkCollective(*comm, c, bytes, iters, warmup));
-      progress.update(static_cast<int64_t>(results.size()),
-                      core::strCat(dist::collectiveName(c), " ", bytes, " B"));
-    }
+  po::options_description describe() {
+    po::options_description own("bench comm options");
+    own.add_options()("min-bytes", po::value(&minText)->default_value(minText)->value_name("SIZE"),
+                      "smallest buffer (4096, 4K, 256M, 1G)")(
+        "max-bytes", po::value(&maxText)->default_value(maxText)->value_name("SIZE"),
+        "largest buffer")("factor", po::value(&factor)->default_value(factor)->value_name("F"),
+                          "each size is F times the previous")(
+        "iters", po::value(&iters)->default_value(iters)->value_name("N"),
+        "timed collectives per size")("warmup",
+                                      po::value(&warmup)->default_value(warmup)->value_name("N"),
+                                      "untimed collectives per size first")(
+        "ops", po::value(&ops)->default_value(ops)->value_name("LIST"),
+        "comma-separated: allreduce, reduce-scatter, allgather")(
+        "out", po::value(&outDir)->value_name("DIR"),
+        "also write comm.json and config.ini into DIR")(
+        "device", po::value(&device)->default_value(device),
+        "cpu | cuda: where the buffers live (cuda + --comm-backend auto = NCCL, one GPU per rank)")(
+        "json", po::bool_switch(&json), "print JSON instead of a table");
+    own.add(distributed.describe(/*training=*/false));
+    return own;
   }
-  progress.finish();
 
+  void validate() {
+    distributed.validate();
+    minBytes = parseBytes(minText, "--min-bytes");
+    maxBytes = parseBytes(maxText, "--max-bytes");
+    if (maxBytes < minBytes) {
+      LDDPM_THROW(core::UsageError, "option '--max-bytes' (", maxText, ") is below --min-bytes (",
+                  minText, ")");
+    }
+    if (factor < 2) LDDPM_THROW(core::UsageError, "option '--factor' must be >= 2, got ", factor);
+    if (iters < 1) LDDPM_THROW(core::UsageError, "option '--iters' must be >= 1, got ", iters);
+    if (warmup < 0) LDDPM_THROW(core::UsageError, "option '--warmup' must be >= 0, got ", warmup);
+    for (const auto& name : splitComma(ops))
+      collectives.push_back(dist::parseCollective(name, "--ops"));
+    if (collectives.empty()) LDDPM_THROW(core::UsageError, "option '--ops' names no collective");
+  }
+};
+
+core::Json reportJson(const BenchCommOptions& o, const dist::Communicator& comm,
+                      const std::vector<dist::CommBenchResult>& results) {
   core::Json table = core::Json::array();
-  std::string wrong;
   for (const auto& r : results) {
     table.push_back({{"collective", dist::collectiveName(r.collective)},
                      {"bytes", r.bytes},
@@ -126,73 +115,87 @@ int runBenchComm(const CommandArgs& args) {
                      {"algbw_GBs", r.algbwGBs},
                      {"busbw_GBs", r.busbwGBs},
                      {"correct", r.correct}});
+  }
+  return {{"ranks", comm.size()},
+          {"backend", dist::backendName(comm.backend())},
+          {"comm_thread", o.distributed.commThread},
+          {"iters", o.iters},
+          {"results", table}};
+}
+
+std::string reportTable(const dist::Communicator& comm,
+                        const std::vector<dist::CommBenchResult>& results) {
+  std::ostringstream out;
+  out << "# lddpm bench comm: " << comm.size() << " ranks, backend "
+      << dist::backendName(comm.backend()) << "; busbw by the nccl-tests formulas\n"
+      << std::left << std::setw(16) << "collective" << std::right << std::setw(12) << "bytes"
+      << std::setw(14) << "time_us" << std::setw(13) << "algbw_GB/s" << std::setw(13)
+      << "busbw_GB/s"
+      << "  check\n";
+  for (const auto& r : results) {
+    out << std::left << std::setw(16) << dist::collectiveName(r.collective) << std::right
+        << std::setw(12) << r.bytes << std::setw(14) << std::fixed << std::setprecision(1)
+        << r.seconds * 1e6 << std::setw(13) << std::setprecision(3) << r.algbwGBs << std::setw(13)
+        << r.busbwGBs << "  " << (r.correct ? "ok" : "WRONG") << "\n";
+  }
+  return out.str();
+}
+
+int runBenchComm(const CommandContext& context) {
+  BenchCommOptions o;
+  const po::options_description own = o.describe();
+  const auto parsed = parseCommand(context, "bench comm", "[options]", own);
+  if (!parsed) return 0;
+  o.validate();
+
+  const dist::World& world = context.world;
+  const torch::Device where = deviceOption(o.device, "lddpm bench comm", world.localRank());
+  auto comm = dist::makeCommunicator(o.distributed.backendKind(), world,
+                                     o.distributed.communicatorOptions(), where);
+  const auto sizes = dist::geometricSizes(o.minBytes, o.maxBytes, o.factor);
+  LDDPM_LOG(Info) << "bench comm: " << comm->size() << " rank(s), backend "
+                  << dist::backendName(comm->backend()) << ", comm thread "
+                  << (o.distributed.commThread ? "on" : "off") << ", " << sizes.size()
+                  << " sizes x " << o.collectives.size() << " collectives, " << o.iters << " iters";
+  std::vector<dist::CommBenchResult> results;
+  core::Progress progress("bench comm", static_cast<int64_t>(sizes.size() * o.collectives.size()));
+  for (dist::Collective c : o.collectives) {
+    for (int64_t bytes : sizes) {
+      results.push_back(dist::benchmarkCollective(*comm, c, bytes, o.iters, o.warmup));
+      progress.update(static_cast<int64_t>(results.size()),
+                      core::strCat(dist::collectiveName(c), " ", bytes, " B"));
+    }
+  }
+  progress.finish();
+
+  if (world.rank() == 0) {
+    const core::Json report = reportJson(o, *comm, results);
+    if (!o.outDir.empty()) {
+      std::filesystem::create_directories(o.outDir);
+      core::writeFileAtomic((std::filesystem::path(o.outDir) / "comm.json").string(),
+                            report.dump(2) + "\n");
+      writeCommandConfig(o.outDir, "bench comm", *parsed, own);
+    }
+    std::cout << (o.json ? report.dump(2) + "\n" : reportTable(*comm, results));
+  }
+  std::string wrong;
+  for (const auto& r : results) {
     if (!r.correct)
       wrong += core::strCat(wrong.empty() ? "" : ", ", dist::collectiveName(r.collective), " ",
                             r.bytes, " B");
   }
-  core::Json report = {{"ranks", comm->size()},
-                       {"backend", dist::backendName(comm->backend())},
-                       {"comm_thread", distOptions.commThread},
-                       {"iters", iters},
-                       {"results", table}};
-  if (world.rank() == 0) {
-    if (!outDir.empty()) {
-      std::filesystem::create_directories(outDir);
-      core::writeFileAtomic((std::filesystem::path(outDir) / "comm.json").string(),
-                            report.dump(2) + "\n");
-    }
-    if (json) {
-      std::cout << report.dump(2) << "\n";
-    } else {
-      std::cout << "# lddpm bench comm: " << comm->size() << " ranks, backend "
-                << dist::backendName(comm->backend()) << "; busbw by the nccl-tests formulas\n"
-                << std::left << std::setw(16) << "collective" << std::right << std::setw(12)
-                << "bytes" << std::setw(14) << "time_us" << std::setw(13) << "algbw_GB/s"
-                << std::setw(13) << "busbw_GB/s"
-                << "  check\n";
-      for (const auto& r : results) {
-        std::cout << std::left << std::setw(16) << dist::collectiveName(r.collective) << std::right
-                  << std::setw(12) << r.bytes << std::setw(14) << std::fixed << std::setprecision(1)
-                  << r.seconds * 1e6 << std::setw(13) << std::setprecision(3) << r.algbwGBs
-                  << std::setw(13) << r.busbwGBs << "  " << (r.correct ? "ok" : "WRONG") << "\n";
-      }
-    }
-  }
-  if (!outDir.empty() && world.rank() == 0) writeCommandConfig(outDir, "bench comm", *parsed, own);
   LDDPM_CHECK(wrong.empty(), "bench comm: wrong collective results for ", wrong);
   return 0;
 }
 
-struct Bench {
-  const char* name;
-  const char* summary;
-  int (*run)(const CommandArgs& args);
-};
-
-const Bench kBenches[] = {
-    {"comm", "allreduce / reduce-scatter / allgather bandwidth, 1 KiB..256 MiB (nccl-tests style)",
-     &runBenchComm},
-};
-
 }  // namespace
 
-int runBench(const CommandArgs& args) {
-  const std::string what = args.empty() ? "" : args[0];
-  for (const Bench& b : kBenches) {
-    if (what == b.name) return b.run(CommandArgs(args.begin() + 1, args.end()));
-  }
-  if (what.empty() || what == "--help" || what == "-h") {
-    if (dist::World::get().rank() == 0) {
-      std::cout << "Usage: lddpm bench <what> [options]   (lddpm bench <what> --help)\n\n";
-      for (const Bench& b : kBenches)
-        std::cout << "  " << std::left << std::setw(10) << b.name << b.summary << "\n";
-    }
-    return what.empty() ? core::kExitUsage : 0;
-  }
-  std::string names;
-  for (const Bench& b : kBenches) names += core::strCat(names.empty() ? "" : ", ", b.name);
-  LDDPM_THROW(core::UsageError, "lddpm bench: '", what, "' is not a benchmark (one of: ", names,
-              ")");
+int runBench(const CommandContext& context) {
+  static const std::vector<ModeSpec> modes = {
+      {"comm",
+       "allreduce / reduce-scatter / allgather bandwidth, 1 KiB..256 MiB (nccl-tests style)",
+       &runBenchComm}};
+  return runMode(context, "bench", modes);
 }
 
 }  // namespace lddpm::launch

@@ -13,7 +13,7 @@
 
 namespace lddpm::launch {
 
-int runExport(const CommandArgs& args) {
+int runExport(const CommandContext& context) {
   std::string run, checkpoint, out, weights = "ema";
   po::options_description own("export options");
   own.add_options()("run", po::value(&run)->value_name("DIR"),
@@ -21,13 +21,13 @@ int runExport(const CommandArgs& args) {
       "checkpoint", po::value(&checkpoint)->value_name("DIR"), "a checkpoint folder")(
       "out", po::value(&out)->required()->value_name("FILE"), "output .pt file")(
       "weights", po::value(&weights)->default_value(weights), "ema | model");
-  if (!parseCommand("export", "--run DIR | --checkpoint DIR --out FILE [--weights ema|model]", args,
-                    own)) {
+  if (!parseCommand(context, "export",
+                    "--run DIR | --checkpoint DIR --out FILE [--weights ema|model]", own)) {
     return 0;
   }
   checkpoint = checkpointFromOptions("export", run, checkpoint, weights);
   core::readCheckpointMeta(checkpoint);  // format check, names the file on failure
-  if (dist::World::get().rank() != 0) return 0;
+  if (context.world.rank() != 0) return 0;
   const core::TensorDict tensors = readWeights(CheckpointLayout(checkpoint), weights);
   core::saveTensorDict(out, tensors);
   std::cout << "wrote " << out << ": " << tensors.size() << " tensors (" << weights

@@ -11,13 +11,13 @@
 
 namespace lddpm::launch {
 
-int runInfo(const CommandArgs& args) {
+int runInfo(const CommandContext& context) {
   bool json = false;
   po::options_description own("info options");
   own.add_options()("json", po::bool_switch(&json), "print JSON instead of text");
-  if (!parseCommand("info", "[--json]", args, own)) return 0;
+  if (!parseCommand(context, "info", "[--json]", own)) return 0;
 
-  dist::World& world = dist::World::get();
+  dist::World& world = context.world;
   const auto ranks = world.allgatherRankInfo(
       dist::RankInfo{world.rank(), world.localRank(), world.threads(), world.host(), "cpu"});
   if (world.rank() != 0) return 0;

@@ -1,6 +1,7 @@
-// `lddpm inspect PATH [--json] [--check]`: what a NIfTI file or an MSLesSeg dataset folder holds.
+// `lddpm inspect PATH [--json] [--check]`: what a NIfTI file, an MSLesSeg dataset folder or a
+// store (data/StoreInspection.h: summary and every shard verified) holds.
 // Dispatch is by what PATH is, so each kind of input is one branch: a store (a folder with
-// manifest.json) would be the first branch, a dataset folder the second, a file the last.
+// manifest.json) is the first branch, a dataset folder the second, a file the last.
 #include <filesystem>
 #include <iomanip>
 #include <iostream>
@@ -14,17 +15,28 @@
 #include "core/Progress.h"
 #include "data/MsLesSeg.h"
 #include "data/NiftiIo.h"
+#include "data/StoreInspection.h"
 #include "distributed/World.h"
 #include "launch/Command.h"
 
 namespace lddpm::launch {
 namespace fs = std::filesystem;
 
-// InspectStore.cpp: a folder with manifest.json or shard files, and its summary + verification.
-bool looksLikeStore(const std::string& dir);
-int inspectStore(const std::string& dir, bool json);
-
 namespace {
+
+// Prints the store's summary (or JSON), then fails naming every bad shard.
+int inspectStore(const std::string& dir, bool json) {
+  const data::StoreInspection inspection = data::inspectStore(dir);
+  std::cout << (json ? inspection.toJson().dump(2) + "\n" : inspection.toText());
+  const std::vector<std::string> problems = inspection.problems();
+  if (!problems.empty()) {
+    std::ostringstream msg;
+    msg << dir << ": " << problems.size() << " bad shard(s):";
+    for (const auto& p : problems) msg << "\n" << p;
+    throw core::Error(msg.str());
+  }
+  return 0;
+}
 
 struct VoxelStats {
   double min = 0, max = 0, mean = 0;
@@ -179,7 +191,7 @@ int inspectDataset(const std::string& dir, bool json, bool fullCheck) {
 
 }  // namespace
 
-int runInspect(const CommandArgs& args) {
+int runInspect(const CommandContext& context) {
   std::string path;
   bool json = false;
   bool fullCheck = false;
@@ -191,13 +203,13 @@ int runInspect(const CommandArgs& args) {
       "dataset: read every voxel (NaN/Inf, binary masks, empty brains), not only the headers");
   po::positional_options_description positional;
   positional.add("path", 1);
-  if (!parseCommand("inspect", "PATH [--json] [--check]", args, own, positional)) return 0;
+  if (!parseCommand(context, "inspect", "PATH [--json] [--check]", own, positional)) return 0;
   // Inspection is read-only and cheap to repeat: rank 0 does it, the others have nothing to add.
-  if (dist::World::get().rank() != 0) return 0;
+  if (context.world.rank() != 0) return 0;
 
   std::error_code ec;
   if (!fs::exists(path, ec)) throw core::IoError(path, "no such file or directory");
-  if (fs::is_directory(path, ec) && looksLikeStore(path)) return inspectStore(path, json);
+  if (fs::is_directory(path, ec) && data::looksLikeStore(path)) return inspectStore(path, json);
   if (fs::is_directory(path, ec)) return inspectDataset(path, json, fullCheck);
   return inspectFile(path, json);
 }

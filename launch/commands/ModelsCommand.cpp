@@ -10,13 +10,13 @@
 
 namespace lddpm::launch {
 
-int runModels(const CommandArgs& args) {
+int runModels(const CommandContext& context) {
   bool json = false;
   models::ModelConfig config;
   po::options_description own = config.describe();
   own.add_options()("json", po::bool_switch(&json), "print JSON instead of text");
-  if (!parseCommand("models", "[model options] [--json]", args, own)) return 0;
-  if (dist::World::get().rank() != 0) return 0;
+  if (!parseCommand(context, "models", "[model options] [--json]", own)) return 0;
+  if (context.world.rank() != 0) return 0;
 
   core::Json table = core::Json::array();
   for (const auto& entry : models::registeredModels()) {

@@ -25,27 +25,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::vector<std::string> splitList(const std::string& text) {
-  std::vector<std::string> out;
-  std::stringstream in(text);
-  for (std::string item; std::getline(in, item, ',');) {
-    if (!item.empty()) out.push_back(item);
-  }
-  return out;
-}
-
-std::array<std::int64_t, 3> parseGrid(const std::string& text) {
-  if (text == "auto") return {0, 0, 0};
-  std::array<std::int64_t, 3> g{};
-  char x1 = 0, x2 = 0;
-  std::istringstream in(text);
-  if (!(in >> g[0] >> x1 >> g[1] >> x2 >> g[2]) || x1 != 'x' || x2 != 'x' || !in.eof()) {
-    LDDPM_THROW(core::UsageError, "--grid: expected DxHxW (e.g. 160x192x160) or auto, got '", text,
-                "'");
-  }
-  return g;
-}
-
 // Removes what an interrupted earlier run may have left: temporaries, and the manifest (the
 // shards are about to change, so an old manifest must not describe them).
 void clearUnfinished(const std::string& out) {
@@ -57,12 +36,6 @@ void clearUnfinished(const std::string& out) {
   fs::remove(data::manifestPath(out));
 }
 
-// The options that describe preprocessing itself: a store built from samples takes them from its
-// source store, so giving one is a usage error rather than silently ignored.
-constexpr const char* kPreprocessingOptions[] = {"channels",    "downsample",   "grid",
-                                                 "zmax",        "index-stride", "index-window",
-                                                 "compression", "chunk"};
-
 // --samples: the subjects and parameters of a store of synthetic scans (usage checks first).
 std::vector<data::SubjectSource> planFromSamples(const po::variables_map& values,
                                                  const data::SampledStoreRequest& request,
@@ -72,7 +45,7 @@ std::vector<data::SubjectSource> planFromSamples(const po::variables_map& values
                 "lddpm preprocess: option '--samples' needs '--source-store' (the store the "
                 "samples' masks came from)");
   }
-  for (const char* name : kPreprocessingOptions) {
+  for (const std::string& name : data::PreprocessArguments::names()) {
     if (values.count(name) && !values[name].defaulted()) {
       LDDPM_THROW(core::UsageError, "lddpm preprocess: option '--", name,
                   "' cannot be combined with '--samples' (a store built from samples keeps the "
@@ -95,72 +68,68 @@ void removeStaleShards(const std::string& out, const std::vector<std::string>& k
   }
 }
 
-}  // namespace
-
-int runPreprocess(const CommandArgs& args) {
-  std::string dataDir, out, channels = "FLAIR", grid = "auto", compression = "none", split = "all";
-  data::PreprocessOptions options;
+// The command's own options beside data::PreprocessArguments.
+struct PreprocessCommandOptions {
+  std::string data, out, split = "all";
   data::SampledStoreRequest sampled;
-  po::options_description own("preprocess options");
-  own.add_options()("data", po::value(&dataDir)->value_name("DIR"),
-                    "MSLesSeg folder (or lddpm phantom output)")(
-      "samples", po::value(&sampled.samples)->value_name("DIR"),
-      "instead of --data: a lddpm sample output; stores its synthetic scans as <id>_syn on the "
-      "masks of --source-store")("source-store",
-                                 po::value(&sampled.sourceStore)->value_name("STORE"),
-                                 "with --samples: the store lddpm sample read the masks from")(
-      "with-real", po::bool_switch(&sampled.withReal),
-      "with --samples: also copy each sampled case's real scan (a real + synthetic store)")(
-      "out", po::value(&out)->required()->value_name("STORE"), "store folder to create or finish")(
-      "split", po::value(&split)->default_value(split), "scans to include: train, test or all")(
-      "channels", po::value(&channels)->default_value(channels),
-      "image channels, comma-separated from FLAIR,T1,T2")(
-      "downsample", po::value(&options.downsample)->default_value(1),
-      "integer downsampling factor (mean for images, majority/any for masks)")(
-      "grid", po::value(&grid)->default_value(grid),
-      "canonical grid DxHxW (multiples of 16) centred on the brain, or auto (input rounded up to "
-      "16)")("zmax", po::value(&options.zmax)->default_value(3.0),
-             "z-scores are clipped to [-zmax, zmax] and divided by zmax, giving [-1, 1]")(
-      "index-stride", po::value(&options.indexStride)->default_value(8), "patch-index grid step")(
-      "index-window", po::value(&options.indexWindow)->default_value(32),
-      "cube edge over which patch-index rows count lesion voxels")(
-      "compression", po::value(&compression)->default_value(compression),
-      "none, deflate, lz4 or zstd")("chunk", po::value(&options.storage.chunk)->default_value(32),
-                                    "HDF5 chunk edge (voxels)");
-  const auto parsed = parseCommand(
-      "preprocess", "--data DIR | --samples DIR --source-store STORE --out STORE [options]", args,
-      own);
-  if (!parsed) return 0;
-  if (dataDir.empty() == sampled.samples.empty()) {
-    LDDPM_THROW(core::UsageError, "lddpm preprocess: give exactly one of '--data' and '--samples'");
-  }
-  if (sampled.samples.empty() && (!sampled.sourceStore.empty() || sampled.withReal)) {
-    LDDPM_THROW(core::UsageError, "lddpm preprocess: option '--",
-                sampled.withReal ? "with-real" : "source-store", "' needs '--samples'");
-  }
-  options.channels = splitList(channels);
-  options.grid = parseGrid(grid);
-  options.storage.compression = data::parseCompression(compression);
-  options.validate();
-  data::parseSplit(split);
+  data::PreprocessArguments preprocessing;
 
-  dist::World& world = dist::World::get();
-  core::Stopwatch watch;
+  po::options_description describe() {
+    po::options_description d("preprocess options");
+    d.add_options()("data", po::value(&data)->value_name("DIR"),
+                    "MSLesSeg folder (or lddpm phantom output)")(
+        "samples", po::value(&sampled.samples)->value_name("DIR"),
+        "instead of --data: a lddpm sample output; stores its synthetic scans as <id>_syn on the "
+        "masks of --source-store")("source-store",
+                                   po::value(&sampled.sourceStore)->value_name("STORE"),
+                                   "with --samples: the store lddpm sample read the masks from")(
+        "with-real", po::bool_switch(&sampled.withReal),
+        "with --samples: also copy each sampled case's real scan (a real + synthetic store)")(
+        "out", po::value(&out)->required()->value_name("STORE"),
+        "store folder to create or finish")("split", po::value(&split)->default_value(split),
+                                            "scans to include: train, test or all");
+    d.add(preprocessing.describe());
+    return d;
+  }
+
+  void validate() const {
+    if (data.empty() == sampled.samples.empty()) {
+      LDDPM_THROW(core::UsageError,
+                  "lddpm preprocess: give exactly one of '--data' and '--samples'");
+    }
+    if (sampled.samples.empty() && (!sampled.sourceStore.empty() || sampled.withReal)) {
+      LDDPM_THROW(core::UsageError, "lddpm preprocess: option '--",
+                  sampled.withReal ? "with-real" : "source-store", "' needs '--samples'");
+    }
+    data::parseSplit(split);
+  }
+};
+
+// The scans to preprocess, sorted by id, and the options they are preprocessed with (a store
+// built from samples takes its source store's).
+std::vector<data::SubjectSource> planSubjects(const PreprocessCommandOptions& o,
+                                              const po::variables_map& values,
+                                              data::PreprocessOptions& options) {
   std::vector<data::SubjectSource> subjects;
-  if (!sampled.samples.empty()) {
-    sampled.split = split;
-    subjects = planFromSamples(parsed->values, sampled, options);
+  if (!o.sampled.samples.empty()) {
+    data::SampledStoreRequest request = o.sampled;
+    request.split = o.split;
+    subjects = planFromSamples(values, request, options);
   } else {
-    data::DatasetIndex index = data::discoverMsLesSeg(dataDir);
+    data::DatasetIndex index = data::discoverMsLesSeg(o.data);
     for (const auto& scan : index.scans) {
-      if (split == "all" || scan.split == split) subjects.push_back(data::scanSource(scan));
+      if (o.split == "all" || scan.split == o.split) subjects.push_back(data::scanSource(scan));
     }
   }
-  if (subjects.empty()) throw core::Error(dataDir + ": no " + split + " scans to preprocess");
+  if (subjects.empty()) throw core::Error(o.data + ": no " + o.split + " scans to preprocess");
   std::sort(subjects.begin(), subjects.end(),
             [](const auto& a, const auto& b) { return a.id < b.id; });
+  return subjects;
+}
 
-  // Every rank reads the earlier manifest (if any) before rank 0 removes it.
+// Every rank reads the earlier manifest (if any: its shards may be reused) before rank 0 clears
+// what an interrupted run left.
+std::optional<data::Manifest> prepareStoreFolder(const std::string& out, dist::World& world) {
   std::error_code ec;
   fs::create_directories(out, ec);
   if (ec) throw core::IoError(out, "cannot create the store folder: " + ec.message());
@@ -175,11 +144,29 @@ int runPreprocess(const CommandArgs& args) {
   world.barrier();
   if (world.rank() == 0) clearUnfinished(out);
   world.barrier();
+  return previous;
+}
 
+}  // namespace
+
+int runPreprocess(const CommandContext& context) {
+  PreprocessCommandOptions o;
+  const po::options_description own = o.describe();
+  const auto parsed =
+      parseCommand(context, "preprocess",
+                   "--data DIR | --samples DIR --source-store STORE --out STORE [options]", own);
+  if (!parsed) return 0;
+  o.validate();
+  data::PreprocessOptions options = o.preprocessing.resolve();
+
+  dist::World& world = context.world;
+  core::Stopwatch watch;
+  const std::vector<data::SubjectSource> subjects = planSubjects(o, parsed->values, options);
+  const std::optional<data::Manifest> previous = prepareStoreFolder(o.out, world);
   LDDPM_LOG(Info) << "preprocessing " << subjects.size() << " scans on " << world.size()
-                  << " rank(s) into " << out;
+                  << " rank(s) into " << o.out;
   const data::ShardResult mine =
-      data::preprocessShard(options, out, subjects, world.rank(), world.size(), previous);
+      data::preprocessShard(options, o.out, subjects, world.rank(), world.size(), previous);
   if (mine.reused) {
     LDDPM_LOG_EVERY_RANK(Info) << "kept complete " << mine.file << " (" << mine.subjects
                                << " scans)";
@@ -188,14 +175,14 @@ int runPreprocess(const CommandArgs& args) {
   if (world.rank() != 0) return 0;
 
   const std::vector<std::string> shards = data::expectedShards(subjects.size(), world.size());
-  removeStaleShards(out, shards);
-  const data::Manifest manifest = data::buildManifest(out, shards);
-  writeCommandConfig(out, "preprocess", *parsed, own);
-  data::writeManifest(out, manifest);  // last: its presence marks the store complete
+  removeStaleShards(o.out, shards);
+  const data::Manifest manifest = data::buildManifest(o.out, shards);
+  writeCommandConfig(o.out, "preprocess", *parsed, own);
+  data::writeManifest(o.out, manifest);  // last: its presence marks the store complete
   std::int64_t bytes = 0;
   for (const auto& s : manifest.shards) bytes += s.bytes;
   const double seconds = watch.seconds();
-  std::cout << "store " << out << ": " << manifest.subjects.size() << " scans in "
+  std::cout << "store " << o.out << ": " << manifest.subjects.size() << " scans in "
             << manifest.shards.size() << " shard(s), grid " << manifest.grid[0] << "x"
             << manifest.grid[1] << "x" << manifest.grid[2] << ", " << bytes / 1e6 << " MB, "
             << seconds << " s (" << static_cast<double>(manifest.subjects.size()) / seconds

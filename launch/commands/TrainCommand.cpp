@@ -13,19 +13,19 @@
 namespace lddpm::launch {
 namespace fs = std::filesystem;
 
-int runTrain(const CommandArgs& args) {
+int runTrain(const CommandContext& context) {
   TrainConfig config;
   models::ModelConfig modelConfig;
   po::options_description own;
   own.add(config.describe());
   own.add(modelConfig.describe());
-  const auto parsed = parseCommand("train", "--store DIR --run DIR [options]", args, own);
+  const auto parsed = parseCommand(context, "train", "--store DIR --run DIR [options]", own);
   if (!parsed) return 0;
 
-  dist::World& world = dist::World::get();
+  dist::World& world = context.world;
   config.validate(world.size());
-  if (!fs::exists(fs::path(config.store) / "manifest.json")) {
-    LDDPM_THROW(core::UsageError, "lddpm train: option '--store': '", config.store,
+  if (!fs::exists(fs::path(config.data.store) / "manifest.json")) {
+    LDDPM_THROW(core::UsageError, "lddpm train: option '--store': '", config.data.store,
                 "' is not a complete store (no manifest.json; run lddpm preprocess)");
   }
   const torch::Device device = deviceOption(config.device, "lddpm train", world.localRank());
@@ -36,8 +36,8 @@ int runTrain(const CommandArgs& args) {
   const std::string resolved = core::renderConfig(parsed->values, own, "lddpm train (resolved)");
 
   StoreBatchSource source(config, world.rank(), world.size());
-  LDDPM_LOG(Info) << "train " << modelConfig.model << " on " << config.store << " (" << config.split
-                  << "), " << world.size() << " rank(s) x " << world.threads()
+  LDDPM_LOG(Info) << "train " << modelConfig.model << " on " << config.data.store << " ("
+                  << config.data.split << "), " << world.size() << " rank(s) x " << world.threads()
                   << " threads, global batch " << config.batch << ", " << config.steps
                   << " steps -> " << config.run;
   Trainer trainer(config, modelConfig, source, *comm, resolved, device);

@@ -12,27 +12,22 @@ torch::Tensor tissueOneHot(const torch::Tensor& tissue) {
 }
 
 StoreBatchSource::StoreBatchSource(const TrainConfig& config, int rank, int worldSize)
-    : accumulate_(config.accumulate), microBatch_(config.batch / config.accumulate) {
-  options_.store = config.store;
-  options_.split = config.split;
-  options_.patch = config.patch;
+    : options_(config.data),
+      accumulate_(config.accumulate),
+      microBatch_(config.batch / config.accumulate) {
   options_.sampler.seed = config.seed;
-  options_.sampler.batchSize = config.batch / config.accumulate;  // one global micro-batch
-  options_.sampler.lesionFraction = config.lesionFraction;
-  options_.sampler.flip = config.flips;
+  options_.sampler.batchSize = microBatch_;  // one global micro-batch
   options_.rank = rank;
   options_.worldSize = worldSize;
-  options_.threads = config.prefetch;
-  const data::Manifest manifest = data::readManifest(config.store);
-  std::size_t subjects = 0;
-  for (const auto& s : manifest.subjects) subjects += (s.split == config.split) ? 1 : 0;
+  const data::Manifest manifest = data::readManifest(options_.store);
+  const std::size_t subjects = manifest.subjectsOf(data::parseSplit(options_.split)).size();
   if (subjects == 0) {
-    throw core::IoError(config.store,
-                        core::strCat("has no '", config.split, "' subjects (option --split)"));
+    throw core::IoError(options_.store,
+                        core::strCat("has no '", options_.split, "' subjects (option --split)"));
   }
   batchesPerEpoch_ = data::PatchSampler(subjects, options_.sampler).batchesPerEpoch();
   voxels_ = 1;
-  for (int a = 0; a < 3; ++a) voxels_ *= config.patch > 0 ? config.patch : manifest.grid[a];
+  for (int a = 0; a < 3; ++a) voxels_ *= options_.patch > 0 ? options_.patch : manifest.grid[a];
 }
 
 data::Cursor StoreBatchSource::cursorOfMicroBatch(std::int64_t micro) const {

@@ -4,20 +4,20 @@
 
 namespace lddpm::launch {
 
+TrainConfig::TrainConfig() {
+  data.split = "train";
+  data.patch = 48;
+  data.sampler.lesionFraction = 0.33;
+  data.sampler.flip = true;
+  data.threads = 2;
+}
+
 core::po::options_description TrainConfig::describe() {
   namespace po = core::po;
   po::options_description d("Training options");
-  d.add_options()("store", po::value(&store)->required()->value_name("DIR"),
-                  "preprocessed HDF5 store (lddpm preprocess)")(
-      "run", po::value(&run)->required()->value_name("DIR"),
-      "run directory: config.ini, metrics.jsonl, checkpoints/, status.json")(
-      "split", po::value(&split)->default_value(split), "store split to train on")(
-      "patch", po::value(&patch)->default_value(patch),
-      "patch edge P (P³ patches); 0 = whole volumes")(
-      "lesion-fraction", po::value(&lesionFraction)->default_value(lesionFraction),
-      "share of patches centred on a lesion voxel")(
-      "flips", po::value(&flips)->default_value(flips), "random left-right flips")(
-      "prefetch", po::value(&prefetch)->default_value(prefetch), "loader threads per rank")(
+  d.add(data.describe());
+  d.add_options()("run", po::value(&run)->required()->value_name("DIR"),
+                  "run directory: config.ini, metrics.jsonl, checkpoints/, status.json")(
       "steps", po::value(&steps)->default_value(steps), "optimiser steps")(
       "batch", po::value(&batch)->default_value(batch),
       "GLOBAL batch per step (split over ranks and micro-batches: results do not depend on the "
@@ -64,9 +64,11 @@ void TrainConfig::validate(int worldSize) const {
     fail("batch", core::strCat(batch, " is not divisible by ranks × micro-batches = ", worldSize,
                                " × ", accumulate, " (the global batch is split evenly)"));
   }
-  if (patch < 0) fail("patch", "must be >= 0");
-  if (lesionFraction < 0 || lesionFraction > 1) fail("lesion-fraction", "must be in [0, 1]");
-  if (prefetch < 0) fail("prefetch", "must be >= 0");
+  try {
+    data.validateOptions();
+  } catch (const core::UsageError& e) {
+    LDDPM_THROW(core::UsageError, "lddpm train: ", e.what());
+  }
   if (lr <= 0) fail("lr", "must be > 0");
   if (minLr < 0 || minLr > lr) fail("min-lr", "must be in [0, --lr]");
   if (warmup < 0) fail("warmup", "must be >= 0");

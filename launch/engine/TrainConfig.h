@@ -6,19 +6,18 @@
 #include <string>
 
 #include "core/Options.h"
+#include "data/Loader.h"
 #include "distributed/DistributedOptions.h"
 
 namespace lddpm::launch {
 
 struct TrainConfig {
-  // data
-  std::string store;
+  TrainConfig();
+  // data: --store, --split, --patch, --lesion-fraction, --flips, --prefetch are the loader's own
+  // options (data::LoaderOptions::describe), with training's defaults: 48³ patches, flips on.
+  // The engine sets their seed, batch, rank and start.
+  data::LoaderOptions data;
   std::string run;
-  std::string split = "train";
-  std::int64_t patch = 48;       // P³ patches; 0 = whole volumes
-  double lesionFraction = 0.33;  // share of patches centred on a lesion voxel
-  bool flips = true;             // random left-right flips (MNI x axis)
-  int prefetch = 2;              // loader threads per rank
   // schedule
   std::int64_t steps = 1000;
   std::int64_t batch = 2;  // GLOBAL batch per optimiser step, split over ranks × micro-batches

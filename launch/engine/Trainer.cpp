@@ -269,6 +269,70 @@ Trainer::GroupStep Trainer::trainGroup(GroupOptimizer& group, std::size_t groupI
   return result;
 }
 
+void Trainer::enableOnly(const GroupOptimizer* active) {
+  if (groups_.size() < 2) return;
+  for (auto& g : groups_) {
+    for (auto& p : g->parameters().values()) {
+      p.set_requires_grad(active == nullptr || g.get() == active);
+    }
+  }
+}
+
+Trainer::StepOutcome Trainer::trainStep(double lr) {
+  StepOutcome out;
+  out.row = {{"step", step_ + 1}};
+  bool anySkipped = false;
+  for (std::size_t g = 0; g < groups_.size(); ++g) {
+    GroupOptimizer& group = *groups_[g];
+    enableOnly(&group);
+    const GroupStep done = trainGroup(group, g, lr, core::StopSignal::requested());
+    out.dataWait += done.dataWait;
+    out.gradNorm = done.gradNorm;
+    out.loss = done.loss;
+    anySkipped = anySkipped || done.skipped;
+    out.stop = out.stop || done.stopRequested;
+    const std::string prefix = groups_.size() > 1 ? group.name() + "_" : "";
+    out.row[prefix + "loss"] = done.loss;
+    for (const auto& [name, value] : done.parts) out.row[name] = value;
+    if (groups_.size() > 1) out.row[prefix + "grad_norm"] = done.gradNorm;
+  }
+  enableOnly(nullptr);
+  if (anySkipped) {
+    ++skipped_;
+    if (++consecutiveNonfinite_ >= config_.maxNonfinite) {
+      writeStatus("failed");
+      LDDPM_THROW(core::Error, "step ", step_ + 1, ": the loss or a gradient was NaN/Inf for ",
+                  consecutiveNonfinite_, " consecutive steps (", skipped_,
+                  " skipped in total); lower --lr, check the store (lddpm inspect), or raise "
+                  "--max-nonfinite");
+    }
+    LDDPM_LOG(Warn) << "step " << step_ + 1 << ": non-finite loss or gradient, step skipped";
+  } else {
+    consecutiveNonfinite_ = 0;
+    ema_->update(*model_);
+  }
+  ++step_;
+  // Every group, replicated or sharded: ranks that drifted apart stop the run here, naming
+  // the parameter, instead of training on silently (docs/distributed.md).
+  if (config_.parallel.desyncCheckEvery > 0 && step_ % config_.parallel.desyncCheckEvery == 0) {
+    for (auto& group : groups_) group->checkInSync(step_);
+  }
+  return out;
+}
+
+void Trainer::logStep(core::MetricsLog& metrics, StepOutcome& outcome, double lr, double seconds) {
+  if (step_ % config_.logEvery != 0 && step_ != config_.steps) return;
+  core::Json& row = outcome.row;
+  row["lr"] = lr;
+  if (groups_.size() == 1) row["grad_norm"] = outcome.gradNorm;
+  row["samples_per_s"] = static_cast<double>(config_.batch) / seconds;
+  row["voxels_per_s"] = static_cast<double>(config_.batch * source_.voxelsPerSample()) / seconds;
+  row["data_wait"] = outcome.dataWait / seconds;
+  row["step_seconds"] = seconds;
+  row["skipped_steps"] = skipped_;
+  metrics.append(row);
+}
+
 TrainResult Trainer::run() {
   fs::create_directories(config_.run);
   core::StopSignal::install();
@@ -285,78 +349,19 @@ TrainResult Trainer::run() {
   source_.prefetch(
       localIndices(step_, 0, config_.batch, config_.accumulate, comm_.rank(), comm_.size()));
 
-  // Only while >1 group: a group's backward must not leave gradients on the other groups.
-  auto enableOnly = [&](const GroupOptimizer* active) {
-    if (groups_.size() < 2) return;
-    for (auto& g : groups_) {
-      for (auto& p : g->parameters().values()) {
-        p.set_requires_grad(active == nullptr || g.get() == active);
-      }
-    }
-  };
-
   while (step_ < config_.steps) {
     comm_.setStep(step_);
     core::Stopwatch stepWatch;
     const double lr = schedule_.at(step_);
-    double dataWait = 0.0;
-    double gradNorm = 0.0;
-    bool anySkipped = false;
-    bool stop = false;
-    core::Json row = {{"step", step_ + 1}};
-    for (std::size_t g = 0; g < groups_.size(); ++g) {
-      GroupOptimizer& group = *groups_[g];
-      enableOnly(&group);
-      const GroupStep done = trainGroup(group, g, lr, core::StopSignal::requested());
-      dataWait += done.dataWait;
-      gradNorm = done.gradNorm;
-      anySkipped = anySkipped || done.skipped;
-      stop = stop || done.stopRequested;
-      const std::string prefix = groups_.size() > 1 ? group.name() + "_" : "";
-      row[prefix + "loss"] = done.loss;
-      for (const auto& [name, value] : done.parts) row[name] = value;
-      result.lastLoss = done.loss;
-      if (groups_.size() > 1) row[prefix + "grad_norm"] = gradNorm;
-    }
-    enableOnly(nullptr);
-    if (anySkipped) {
-      ++skipped_;
-      if (++consecutiveNonfinite_ >= config_.maxNonfinite) {
-        writeStatus("failed");
-        LDDPM_THROW(core::Error, "step ", step_ + 1, ": the loss or a gradient was NaN/Inf for ",
-                    consecutiveNonfinite_, " consecutive steps (", skipped_,
-                    " skipped in total); lower --lr, check the store (lddpm inspect), or raise "
-                    "--max-nonfinite");
-      }
-      LDDPM_LOG(Warn) << "step " << step_ + 1 << ": non-finite loss or gradient, step skipped";
-    } else {
-      consecutiveNonfinite_ = 0;
-      ema_->update(*model_);
-    }
-    ++step_;
+    StepOutcome outcome = trainStep(lr);
+    result.lastLoss = outcome.loss;
     result.finalStep = step_;
-
-    // Every group, replicated or sharded: ranks that drifted apart stop the run here, naming
-    // the parameter, instead of training on silently (docs/distributed.md).
-    if (config_.parallel.desyncCheckEvery > 0 && step_ % config_.parallel.desyncCheckEvery == 0) {
-      for (auto& group : groups_) group->checkInSync(step_);
-    }
-    const double seconds = stepWatch.seconds();
-    if (comm_.rank() == 0 && (step_ % config_.logEvery == 0 || step_ == config_.steps)) {
-      row["lr"] = lr;
-      if (groups_.size() == 1) row["grad_norm"] = gradNorm;
-      row["samples_per_s"] = static_cast<double>(config_.batch) / seconds;
-      row["voxels_per_s"] =
-          static_cast<double>(config_.batch * source_.voxelsPerSample()) / seconds;
-      row["data_wait"] = dataWait / seconds;
-      row["step_seconds"] = seconds;
-      row["skipped_steps"] = skipped_;
-      metrics->append(row);
-    }
+    if (metrics) logStep(*metrics, outcome, lr, stepWatch.seconds());
     char detail[96];
     std::snprintf(detail, sizeof detail, "loss %.4g lr %.3g", result.lastLoss, lr);
     progress.update(step_ - firstStep, detail);
 
+    const bool stop = outcome.stop;
     if (stop || step_ % config_.checkpointEvery == 0 || step_ == config_.steps) saveCheckpoint();
     if (stop && step_ < config_.steps) {
       writeStatus("stopped");

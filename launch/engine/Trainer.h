@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "core/Json.h"
+#include "core/MetricsLog.h"
 #include "distributed/Communicator.h"
 #include "launch/engine/BatchSource.h"
 #include "launch/engine/Ema.h"
@@ -62,6 +63,23 @@ class Trainer {
     double dataWait = 0;         // seconds this rank waited for batches
   };
   GroupStep trainGroup(GroupOptimizer& group, std::size_t groupIndex, double lr, bool stopLocal);
+  // What one optimiser step did over every group: the metrics row (losses, parts, per-group grad
+  // norms), and whether a rank asked to stop.
+  struct StepOutcome {
+    core::Json row;
+    double loss = 0;      // the last group's
+    double gradNorm = 0;  // the last group's
+    double dataWait = 0;
+    bool stop = false;
+  };
+  // One optimiser step: every group in order, then the non-finite bookkeeping (skip, or stop the
+  // run after --max-nonfinite in a row), the EMA update and, when due, the desync check.
+  StepOutcome trainStep(double lr);
+  // Rank 0: one metrics.jsonl row when due (--log-every, and the last step).
+  void logStep(core::MetricsLog& metrics, StepOutcome& outcome, double lr, double seconds);
+  // Only while >1 group: a group's backward must not leave gradients on the other groups
+  // (nullptr: every group trainable again).
+  void enableOnly(const GroupOptimizer* active);
 
   TrainConfig config_;
   models::ModelConfig modelConfig_;

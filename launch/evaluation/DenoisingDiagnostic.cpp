@@ -87,6 +87,59 @@ void DenoisingOptions::validate() const {
   if (maxCases < 0) LDDPM_THROW(core::UsageError, kCommand, ": option '--cases': must be >= 0");
 }
 
+namespace {
+
+// Per timestep and measure, the values over cases.
+enum Measure { kBackground, kBrain, kLesion, kSsim, kTexture, kTrivial, kMeasures };
+using CaseValues = std::vector<std::array<std::vector<double>, kMeasures>>;
+
+// One case noised at every t of `ts` (noise from (seed, case, t)) and denoised in one step; the
+// measures of x̂0 against the real scan appended to `values`. Returns the real scan's WM texture.
+double diagnoseCase(models::DiffusionModelImpl& model, const data::SubjectData& subject,
+                    const std::string& id, const std::vector<std::int64_t>& ts, std::uint64_t seed,
+                    CaseValues& values) {
+  const torch::Tensor x0 = subject.image.narrow(0, 0, 1).unsqueeze(0);  // [1, 1, D, H, W]
+  const models::Batch condition{x0, tissueOneHot(subject.tissue.unsqueeze(0).unsqueeze(0)),
+                                subject.lesion.unsqueeze(0).unsqueeze(0).to(torch::kFloat32)};
+  for (int a = 2; a < 5; ++a) {
+    if (x0.size(a) % model.sizeDivisor() != 0) {
+      LDDPM_THROW(core::Error, "evaluate denoising: ", id, ": grid ", x0.sizes().slice(2),
+                  " is not divisible by the model's ", model.sizeDivisor());
+    }
+  }
+  const auto& schedule = model.schedule();
+  const torch::Tensor mask = condition.condition(x0);
+  const torch::Tensor real = subject.image[0];
+  const torch::Tensor brain = subject.tissue.gt(0) | subject.lesion.gt(0);
+  const torch::Tensor nawm = subject.tissue.eq(models::kWhiteMatterLabel) & subject.lesion.eq(0);
+  const auto regionMae = [&](const torch::Tensor& estimate, const torch::Tensor& region) {
+    return models::regionMeanAbsoluteError(real, estimate, region).item<double>();
+  };
+  for (std::size_t k = 0; k < ts.size(); ++k) {
+    const std::int64_t t = ts[k];
+    models::Generators gens{core::makeCpuGenerator(core::deriveSeed(
+        seed, core::RngStream::Diagnostic, {core::nameKey(id), static_cast<std::uint64_t>(t)}))};
+    const torch::Tensor noise = models::randnFrom(gens, x0.sizes(), x0.options());
+    const torch::Tensor tt = torch::full({1}, t, torch::kInt64);
+    const torch::Tensor xt = models::qSample(schedule, x0, tt, noise);
+    const torch::Tensor output = model.denoise(xt, tt, mask);
+    const torch::Tensor x0Hat =
+        models::predictX0(schedule, model.options().prediction(), xt, tt, output)
+            .clamp(-1, 1)[0][0];
+    const torch::Tensor trivial = (xt / std::sqrt(schedule.alphaBar(t))).clamp(-1, 1)[0][0];
+    auto& v = values[k];
+    v[kBackground].push_back(regionMae(x0Hat, ~brain));
+    v[kBrain].push_back(regionMae(x0Hat, brain));
+    v[kLesion].push_back(regionMae(x0Hat, subject.lesion));
+    v[kSsim].push_back(models::regionSsim(real, x0Hat, brain).item<double>());
+    v[kTexture].push_back(models::highPassStd(x0Hat, nawm).item<double>());
+    v[kTrivial].push_back(regionMae(trivial, brain));
+  }
+  return models::highPassStd(real, nawm).item<double>();
+}
+
+}  // namespace
+
 DenoisingReport diagnoseDenoising(const DenoisingOptions& o) {
   const std::string checkpoint =
       checkpointFromOptions("evaluate denoising", o.run, o.checkpoint, o.weights);
@@ -96,8 +149,7 @@ DenoisingReport diagnoseDenoising(const DenoisingOptions& o) {
     LDDPM_THROW(core::UsageError, kCommand, ": '", checkpoint, "' holds a ", trained.config.model,
                 " model, not a diffusion model (lesion-ddpm, cond-ddpm)");
   }
-  const data::Manifest manifest = data::readManifest(o.store);
-  auto cases = manifest.subjectsOf(data::parseSplit(o.split));
+  auto cases = data::readManifest(o.store).subjectsOf(data::parseSplit(o.split));
   if (cases.empty())
     throw core::IoError(o.store, "has no '" + o.split + "' cases (option --split)");
   if (o.maxCases > 0 && static_cast<std::int64_t>(cases.size()) > o.maxCases)
@@ -105,14 +157,9 @@ DenoisingReport diagnoseDenoising(const DenoisingOptions& o) {
   const std::vector<std::int64_t> ts = chooseTimesteps(o.timesteps, *model);
   const auto& schedule = model->schedule();
 
-  DenoisingReport report;
-  report.checkpoint = checkpoint;
-  report.model = trained.config.model;
-  report.prediction = trained.config.prediction;
-  report.timestepsTotal = schedule.timesteps();
-  // [t][measure] over cases.
-  enum { kBackground, kBrain, kLesion, kSsim, kTexture, kTrivial, kMeasures };
-  std::vector<std::array<std::vector<double>, kMeasures>> values(ts.size());
+  DenoisingReport report{checkpoint, trained.config.model, trained.config.prediction,
+                         schedule.timesteps()};
+  CaseValues values(ts.size());
   std::vector<double> realTexture;
   std::map<std::string, std::unique_ptr<data::ShardReader>> readers;
   core::Progress progress("evaluate denoising", static_cast<std::int64_t>(cases.size()));
@@ -122,48 +169,9 @@ DenoisingReport diagnoseDenoising(const DenoisingOptions& o) {
     auto& reader = readers[entry.shard];
     if (!reader)
       reader = std::make_unique<data::ShardReader>((fs::path(o.store) / entry.shard).string());
-    const data::SubjectData subject = reader->readSubject(entry.id);
     report.cases.push_back(entry.id);
-    const torch::Tensor x0 = subject.image.narrow(0, 0, 1).unsqueeze(0);  // [1, 1, D, H, W]
-    const models::Batch condition{x0, tissueOneHot(subject.tissue.unsqueeze(0).unsqueeze(0)),
-                                  subject.lesion.unsqueeze(0).unsqueeze(0).to(torch::kFloat32)};
-    for (int a = 2; a < 5; ++a) {
-      if (x0.size(a) % model->sizeDivisor() != 0) {
-        LDDPM_THROW(core::Error, "evaluate denoising: ", entry.id, ": grid ", x0.sizes().slice(2),
-                    " is not divisible by the model's ", model->sizeDivisor());
-      }
-    }
-    const torch::Tensor mask = condition.condition(x0);
-    const torch::Tensor real = subject.image[0];
-    const torch::Tensor lesion = subject.lesion;
-    const torch::Tensor brain = subject.tissue.gt(0) | subject.lesion.gt(0);
-    const torch::Tensor background = ~brain;
-    const torch::Tensor nawm = subject.tissue.eq(models::kWhiteMatterLabel) & subject.lesion.eq(0);
-    realTexture.push_back(models::highPassStd(real, nawm).item<double>());
-    const auto regionMae = [&](const torch::Tensor& estimate, const torch::Tensor& region) {
-      return models::regionMeanAbsoluteError(real, estimate, region).item<double>();
-    };
-    for (std::size_t k = 0; k < ts.size(); ++k) {
-      const std::int64_t t = ts[k];
-      models::Generators gens{core::makeCpuGenerator(
-          core::deriveSeed(o.seed, core::RngStream::Diagnostic,
-                           {core::nameKey(entry.id), static_cast<std::uint64_t>(t)}))};
-      const torch::Tensor noise = models::randnFrom(gens, x0.sizes(), x0.options());
-      const torch::Tensor tt = torch::full({1}, t, torch::kInt64);
-      const torch::Tensor xt = models::qSample(schedule, x0, tt, noise);
-      const torch::Tensor output = model->denoise(xt, tt, mask);
-      const auto prediction = model->options().prediction();
-      const torch::Tensor x0Hat =
-          models::predictX0(schedule, prediction, xt, tt, output).clamp(-1, 1)[0][0];
-      const torch::Tensor trivial = (xt / std::sqrt(schedule.alphaBar(t))).clamp(-1, 1)[0][0];
-      auto& v = values[k];
-      v[kBackground].push_back(regionMae(x0Hat, background));
-      v[kBrain].push_back(regionMae(x0Hat, brain));
-      v[kLesion].push_back(regionMae(x0Hat, lesion));
-      v[kSsim].push_back(models::regionSsim(real, x0Hat, brain).item<double>());
-      v[kTexture].push_back(models::highPassStd(x0Hat, nawm).item<double>());
-      v[kTrivial].push_back(regionMae(trivial, brain));
-    }
+    realTexture.push_back(
+        diagnoseCase(*model, reader->readSubject(entry.id), entry.id, ts, o.seed, values));
     progress.update(static_cast<std::int64_t>(c + 1), entry.id);
   }
   progress.finish();

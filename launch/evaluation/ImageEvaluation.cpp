@@ -317,52 +317,124 @@ torch::Tensor classMeanReference(const torch::Tensor& tissue, const torch::Tenso
   return out.to(torch::kFloat32);
 }
 
-ImageEvaluation evaluateImages(const ImageEvaluationOptions& o) {
-  const data::Split split = data::parseSplit(o.split);
-  VolumeSet real(o.real, split);
-  if (real.ids().empty()) {
-    LDDPM_THROW(core::Error, "evaluate: no ",
-                real.kind() == VolumeSet::Kind::Store ? "'" + o.split + "' subjects"
-                                                      : "NIfTI files (.nii, .nii.gz)",
-                " in --real '", o.real, "'");
+namespace {
+
+// The volume sets an evaluation reads: the real scans, each generator, the optional masks; every
+// set checked to hold the real scans' cases.
+struct Inputs {
+  Inputs(const ImageEvaluationOptions& o, data::Split split) : real(o.real, split) {
+    if (real.ids().empty()) {
+      LDDPM_THROW(core::Error, "evaluate: no ",
+                  real.kind() == VolumeSet::Kind::Store ? "'" + o.split + "' subjects"
+                                                        : "NIfTI files (.nii, .nii.gz)",
+                  " in --real '", o.real, "'");
+    }
+    for (const auto& g : o.synthetic) {
+      names.push_back(parseGenerator(g));
+      generators.emplace_back(names.back().path, split);
+      checkSameCases(real, generators.back(), "--synthetic");
+    }
+    const auto maskSet = [&](const std::string& path, const char* option) {
+      if (path.empty()) return std::unique_ptr<VolumeSet>();
+      auto set = std::make_unique<VolumeSet>(path, split);
+      checkSameCases(real, *set, option);
+      return set;
+    };
+    lesion = maskSet(o.lesion, "--mask");
+    brain = maskSet(o.brain, "--brain-mask");
+    tissue = maskSet(o.tissue, "--tissue");
   }
+
+  VolumeSet real;
   std::vector<NamedSource> names;
   std::vector<VolumeSet> generators;
-  for (const auto& g : o.synthetic) {
-    names.push_back(parseGenerator(g));
-    generators.emplace_back(names.back().path, split);
-    checkSameCases(real, generators.back(), "--synthetic");
-  }
   std::unique_ptr<VolumeSet> lesion, brain, tissue;
-  const auto maskSet = [&](const std::string& path, const char* option) {
-    if (path.empty()) return std::unique_ptr<VolumeSet>();
-    auto set = std::make_unique<VolumeSet>(path, split);
-    checkSameCases(real, *set, option);
-    return set;
-  };
-  lesion = maskSet(o.lesion, "--mask");
-  brain = maskSet(o.brain, "--brain-mask");
-  tissue = maskSet(o.tissue, "--tissue");
+};
 
-  ImageEvaluation out;
-  out.cases = real.ids();
-  if (real.kind() == VolumeSet::Kind::File) {
-    out.cases = {fs::path(parseGenerator(o.synthetic.front()).path).filename().string()};
+// The real scan of case `id`, checked to have an SSIM window and an intensity range, with its
+// regions (from the store, or from the mask sets).
+CaseVolumes readRealCase(Inputs& in, const std::string& id, const ImageEvaluationOptions& o,
+                         models::CaseRegions& regions) {
+  CaseVolumes r = in.real.read(id);
+  const auto& size = r.image.sizes();
+  if (*std::min_element(size.begin(), size.end()) < o.ssimWindow) {
+    LDDPM_THROW(core::Error, "evaluate: '", r.where, "' (", shapeText(r.image),
+                ") is smaller than the SSIM window on some side (--ssim-window ", o.ssimWindow,
+                ")");
   }
-  const bool storeReal = real.kind() == VolumeSet::Kind::Store;
-  const bool haveTissue = storeReal || tissue;
+  if (o.dataRange == 0 && (r.image.max() - r.image.min()).item<double>() <= 0) {
+    LDDPM_THROW(core::Error, "evaluate: '", r.where,
+                "' is constant, so it has no intensity range for PSNR/SSIM: give --data-range");
+  }
+  regions = {r.lesion, {}, r.tissue};
+  const auto mask = [&](std::unique_ptr<VolumeSet>& set) {
+    if (!set) return torch::Tensor();
+    CaseVolumes v = set->read(id);
+    checkShape(v, r);
+    return v.image;
+  };
+  if (in.lesion) regions.lesion = mask(in.lesion);
+  if (in.brain) regions.brain = mask(in.brain);
+  if (in.tissue) regions.tissue = mask(in.tissue).round();
+  return r;
+}
+
+// Scores case `id` for every generator, then the references; appends to `out`.
+void scoreCase(Inputs& in, const std::string& id, const ImageEvaluationOptions& o,
+               const ClassMeans& means, ImageEvaluation& out) {
+  models::CaseRegions regions;
+  const CaseVolumes r = readRealCase(in, id, o, regions);
+  out.real.push_back(
+      regions.tissue.defined()
+          ? models::tissueStatistics(r.image, regions.tissue, regions.lesion)
+          : models::TissueStatistics{std::nan(""), std::nan(""), std::nan(""), std::nan("")});
+  const auto ssim = models::SsimOptions().windowSize(o.ssimWindow).dataRange(o.dataRange);
+  const auto score = [&](const torch::Tensor& synthetic, const std::string& where) {
+    try {
+      return models::imageMetrics(r.image, synthetic, regions, ssim);
+    } catch (const c10::Error& e) {  // a precondition we did not foresee: keep it short
+      LDDPM_THROW(core::Error, "evaluate: case '", id, "' (", where,
+                  "): ", e.what_without_backtrace());
+    }
+  };
+  const std::size_t n = in.generators.size();
+  for (std::size_t g = 0; g < n; ++g) {
+    const CaseVolumes s = in.generators[g].read(id);
+    checkShape(s, r);
+    out.generators[g].cases.push_back(score(s.image, s.where));
+  }
+  if (!out.referenceStore.empty()) {
+    const torch::Tensor lesionOrNone =
+        regions.lesion.defined() ? regions.lesion : torch::zeros_like(regions.tissue);
+    out.generators[n].cases.push_back(
+        score(constantReference(regions.tissue, lesionOrNone, means), "constant"));
+    out.generators[n + 1].cases.push_back(
+        score(classMeanReference(regions.tissue, lesionOrNone, means), "class mean"));
+  }
+}
+
+}  // namespace
+
+ImageEvaluation evaluateImages(const ImageEvaluationOptions& o) {
+  Inputs in(o, data::parseSplit(o.split));
+  ImageEvaluation out;
+  out.cases = in.real.ids();
+  if (in.real.kind() == VolumeSet::Kind::File) {
+    out.cases = {fs::path(in.names.front().path).filename().string()};
+  }
+  const bool storeReal = in.real.kind() == VolumeSet::Kind::Store;
   out.referenceStore = o.referenceStore == "none"
                            ? ""
                            : (o.referenceStore.empty() && storeReal ? o.real : o.referenceStore);
-  if (!out.referenceStore.empty() && !haveTissue) {
+  if (!out.referenceStore.empty() && !(storeReal || in.tissue)) {
     LDDPM_LOG(Warn) << "evaluate: no tissue labels (--tissue): no reference rows";
     out.referenceStore.clear();
   }
   ClassMeans means;
   if (!out.referenceStore.empty()) means = classMeans(out.referenceStore);
 
-  for (std::size_t g = 0; g < generators.size(); ++g) {
-    out.generators.push_back({names[g].name, names[g].path, false, {}});
+  for (std::size_t g = 0; g < in.generators.size(); ++g) {
+    out.generators.push_back({in.names[g].name, in.names[g].path, false, {}});
   }
   if (!out.referenceStore.empty()) {
     out.generators.push_back(
@@ -370,58 +442,11 @@ ImageEvaluation evaluateImages(const ImageEvaluationOptions& o) {
     out.generators.push_back(
         {"class mean", "tissue-class means of " + out.referenceStore + " (train)", true, {}});
   }
-
-  const auto ssim = models::SsimOptions().windowSize(o.ssimWindow).dataRange(o.dataRange);
-  core::Progress progress("evaluate images", static_cast<std::int64_t>(real.ids().size()));
+  core::Progress progress("evaluate images", static_cast<std::int64_t>(in.real.ids().size()));
   std::int64_t done = 0;
-  for (const std::string& id : real.ids()) {
+  for (const std::string& id : in.real.ids()) {
     progress.update(done, id);  // names the case at work
-    const CaseVolumes r = real.read(id);
-    const auto& size = r.image.sizes();
-    if (*std::min_element(size.begin(), size.end()) < o.ssimWindow) {
-      LDDPM_THROW(core::Error, "evaluate: '", r.where, "' (", shapeText(r.image),
-                  ") is smaller than the SSIM window on some side (--ssim-window ", o.ssimWindow,
-                  ")");
-    }
-    if (o.dataRange == 0 && (r.image.max() - r.image.min()).item<double>() <= 0) {
-      LDDPM_THROW(core::Error, "evaluate: '", r.where,
-                  "' is constant, so it has no intensity range for PSNR/SSIM: give --data-range");
-    }
-    models::CaseRegions regions{r.lesion, {}, r.tissue};
-    const auto mask = [&](std::unique_ptr<VolumeSet>& set) {
-      if (!set) return torch::Tensor();
-      CaseVolumes v = set->read(id);
-      checkShape(v, r);
-      return v.image;
-    };
-    if (lesion) regions.lesion = mask(lesion);
-    if (brain) regions.brain = mask(brain);
-    if (tissue) regions.tissue = mask(tissue).round();
-    out.real.push_back(
-        regions.tissue.defined()
-            ? models::tissueStatistics(r.image, regions.tissue, regions.lesion)
-            : models::TissueStatistics{std::nan(""), std::nan(""), std::nan(""), std::nan("")});
-    const auto score = [&](const torch::Tensor& synthetic, const std::string& where) {
-      try {
-        return models::imageMetrics(r.image, synthetic, regions, ssim);
-      } catch (const c10::Error& e) {  // a precondition we did not foresee: keep it short
-        LDDPM_THROW(core::Error, "evaluate: case '", id, "' (", where,
-                    "): ", e.what_without_backtrace());
-      }
-    };
-    for (std::size_t g = 0; g < generators.size(); ++g) {
-      const CaseVolumes s = generators[g].read(id);
-      checkShape(s, r);
-      out.generators[g].cases.push_back(score(s.image, s.where));
-    }
-    if (!out.referenceStore.empty()) {
-      const torch::Tensor lesionOrNone =
-          regions.lesion.defined() ? regions.lesion : torch::zeros_like(regions.tissue);
-      out.generators[generators.size()].cases.push_back(
-          score(constantReference(regions.tissue, lesionOrNone, means), "constant"));
-      out.generators[generators.size() + 1].cases.push_back(
-          score(classMeanReference(regions.tissue, lesionOrNone, means), "class mean"));
-    }
+    scoreCase(in, id, o, means, out);
     ++done;
   }
   progress.finish();

@@ -148,9 +148,9 @@ std::string TaskConfigResolver::resolve(const SweepTask& task, const std::string
     LDDPM_THROW(core::UsageError, where, "the model does not build: ", e.what_without_backtrace());
   }
   // A task starts wherever SLURM starts it: the store is named by its absolute path.
-  const std::string store = fs::absolute(o.train.store).lexically_normal().string();
+  const std::string store = fs::absolute(o.train.data.store).lexically_normal().string();
   if (!fs::exists(fs::path(store) / "manifest.json")) {
-    LDDPM_THROW(core::UsageError, where, "option 'store': '", o.train.store,
+    LDDPM_THROW(core::UsageError, where, "option 'store': '", o.train.data.store,
                 "' is not a complete store (no manifest.json; run lddpm preprocess)");
   }
   o.values.find("store")->second.value() = store;

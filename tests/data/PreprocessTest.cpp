@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <functional>
 
 #include "core/Error.h"
 #include "data/Preprocess.h"
@@ -288,3 +289,56 @@ TEST(PreprocessShard, RerunReusesMatchingShardAndRedoesTheRest) {
 }
 
 }  // namespace
+
+namespace {
+data::PreprocessOptions parsePreprocess(const std::vector<std::string>& args) {
+  data::PreprocessArguments arguments;
+  core::po::options_description desc = arguments.describe();
+  core::parseOptions("preprocess", args, desc);
+  return arguments.resolve();
+}
+// The message of the UsageError (exit 2) a call throws; "<no usage error>" otherwise.
+std::string usageErrorOf(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const core::UsageError& e) {
+    return e.what();
+  }
+  return "<no usage error>";
+}
+}  // namespace
+
+// The command line of preprocessing: the defaults are PreprocessOptions' own (no second copy),
+// the text options parse to the values a user means, and bad ones name the option.
+TEST(PreprocessArguments, DefaultsParsingAndErrors) {
+  const data::PreprocessOptions defaults;
+  const data::PreprocessOptions none = parsePreprocess({});
+  EXPECT_EQ(none.toJson(), defaults.toJson());
+
+  const data::PreprocessOptions o =
+      parsePreprocess({"--channels", "FLAIR,T1", "--grid", "160x192x176", "--downsample", "2",
+                       "--compression", "zstd", "--chunk", "16", "--zmax", "2.5"});
+  EXPECT_EQ(o.channels, (std::vector<std::string>{"FLAIR", "T1"}));
+  EXPECT_EQ(o.grid, (std::array<std::int64_t, 3>{160, 192, 176}));
+  EXPECT_EQ(o.downsample, 2);
+  EXPECT_EQ(o.storage.compression, data::Compression::Zstd);
+  EXPECT_EQ(o.storage.chunk, 16);
+  EXPECT_DOUBLE_EQ(o.zmax, 2.5);
+
+  EXPECT_NE(usageErrorOf([] {
+              parsePreprocess({"--grid", "160x192"});
+            }).find("option '--grid'"),
+            std::string::npos);
+  EXPECT_NE(usageErrorOf([] {
+              parsePreprocess({"--grid", "100x192x160"});
+            }).find("option '--grid'"),
+            std::string::npos);
+  EXPECT_NE(usageErrorOf([] {
+              parsePreprocess({"--channels", "FLAIR,DWI"});
+            }).find("option '--channels': unknown modality 'DWI'"),
+            std::string::npos);
+  EXPECT_NE(usageErrorOf([] {
+              parsePreprocess({"--compression", "bz2"});
+            }).find("option '--compression'"),
+            std::string::npos);
+}

@@ -8,6 +8,8 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "tests/common/Shell.h"
 
@@ -140,4 +142,32 @@ TEST(Cli, BadSplitIsOneUsageErrorEverywhere) {
     EXPECT_NE(r.out.find("'--split': 'bogus' is not a split"), std::string::npos)
         << command << ": " << r.out;
   }
+}
+
+// The commands with modes share one dispatcher (launch/Command.h runMode): no mode or an unknown
+// one is the same one-line usage error naming the modes, --help lists them.
+TEST(Cli, CommandsWithModesBehaveAlike) {
+  const std::vector<std::pair<std::string, std::string>> commands = {
+      {"evaluate", "images, denoising, segmentation"},
+      {"sweep", "submit, status, collect"},
+      {"bench", "comm"}};
+  for (const auto& [command, modes] : commands) {
+    const Result none = run(command);
+    EXPECT_EQ(none.code, 2) << command << ": " << none.out;
+    EXPECT_EQ(lines(none.out), 1) << command << ": " << none.out;
+    EXPECT_NE(none.out.find("expected a mode (one of: " + modes + ";"), std::string::npos)
+        << command << ": " << none.out;
+    const Result bogus = run(command + " bogus");
+    EXPECT_EQ(bogus.code, 2) << command << ": " << bogus.out;
+    EXPECT_EQ(lines(bogus.out), 1) << command << ": " << bogus.out;
+    EXPECT_NE(bogus.out.find("'bogus' is not a mode (one of: " + modes + ";"), std::string::npos)
+        << command << ": " << bogus.out;
+    const Result help = run(command + " --help");
+    EXPECT_EQ(help.code, 0) << command << ": " << help.out;
+    EXPECT_NE(help.out.find("Modes:"), std::string::npos) << command << ": " << help.out;
+  }
+  // sweep's default mode: options first are submit's options.
+  const Result submit = run("sweep --grid /nonexistent/grid.ini --template /nonexistent --out /x");
+  EXPECT_EQ(submit.code, 2) << submit.out;
+  EXPECT_NE(submit.out.find("grid"), std::string::npos) << submit.out;
 }

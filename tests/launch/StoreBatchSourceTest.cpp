@@ -41,12 +41,12 @@ struct StoreFixture : ::testing::Test {
   // Global batch 4 in 2 micro-batches; 8³ patches, a third on lesions, flips.
   launch::TrainConfig config(std::int64_t patch = 8) const {
     launch::TrainConfig c;
-    c.store = dir.str();
-    c.patch = patch;
+    c.data.store = dir.str();
+    c.data.patch = patch;
     c.batch = 4;
     c.accumulate = 2;
     c.seed = 9;
-    c.prefetch = 1;
+    c.data.threads = 1;
     return c;
   }
 };

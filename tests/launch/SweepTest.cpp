@@ -242,7 +242,7 @@ TEST_F(TaskFixture, TaskIniIsWhatTrainReads) {
   EXPECT_EQ(model.baseChannels, 8);
   EXPECT_EQ(model.channelMultipliers, "1,2");
   EXPECT_EQ(train.run, (dir / "run1").string());
-  EXPECT_EQ(train.store, (dir / "store").string());
+  EXPECT_EQ(train.data.store, (dir / "store").string());
 }
 
 // ---- the command, with a fake sbatch and squeue --------------------------------------------
