@@ -80,8 +80,11 @@ t1=$(date +%s)
 "$lddpm" evaluate images --real "$dir/store" --split test \
   --synthetic "$name=$dir/samples/$name/synthetic" --synthetic "twin=$dir/twins-store" \
   --out "$dir/eval/$name" --log-level warn > /dev/null
-"$lddpm" evaluate denoising --run "$run" --store "$dir/store" --split test \
-  --out "$dir/eval/$name" --log-level warn > /dev/null
+# The one-step x̂0 diagnostic exists for diffusion models only (pix2pix has no noise levels).
+if ! grep -q "^model = pix2pix" "$run/config.ini"; then
+  "$lddpm" evaluate denoising --run "$run" --store "$dir/store" --split test \
+    --out "$dir/eval/$name" --log-level warn > /dev/null
+fi
 "$py" - "$name" "${from:+[run of $from] }$*" "$run" "$dir/samples/$name/sampling.json" "$dir/eval/$name/images.json" \
   "$((t1 - t0))" "$sample_options" >> "$dir/rows.jsonl" <<'PY'
 import json, sys
@@ -97,7 +100,7 @@ print(json.dumps({
     "name": name, "options": options + (" | sample " + sample_options if sample_options else ""),
     "steps": rows[-1]["step"], "train_seconds": int(train_s),
     "step_seconds": sum(r["step_seconds"] for r in rows[-5:]) / min(5, len(rows)),
-    "last_loss": rows[-1]["loss"], "seconds_per_volume": sampling["seconds_per_volume"],
+    "last_loss": rows[-1].get("loss", rows[-1].get("generator_loss")), "seconds_per_volume": sampling["seconds_per_volume"],
     "sampler": sampling["sampler"], "sampler_steps": sampling["steps"],
     "metrics": pick(gens[name]),
     "references": {k: pick(gens[k]) for k in ("twin", "constant", "class mean")},
