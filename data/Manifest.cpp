@@ -42,6 +42,16 @@ std::vector<SubjectEntry> Manifest::subjectsOf(Split split) const {
   return out;
 }
 
+std::vector<SubjectEntry> Manifest::casesOf(const std::string& split, std::int64_t limit,
+                                            const std::string& storeDir) const {
+  std::vector<SubjectEntry> out = subjectsOf(parseSplit(split));
+  if (out.empty()) throw core::IoError(storeDir, "has no '" + split + "' cases (option --split)");
+  if (limit > 0 && static_cast<std::int64_t>(out.size()) > limit) {
+    out.resize(static_cast<std::size_t>(limit));
+  }
+  return out;
+}
+
 core::Json Manifest::toJson() const {
   core::Json j;
   j["format"] = kStoreFormat;

@@ -44,6 +44,10 @@ struct Manifest {
 
   // The subjects of `split`, in id order (may be empty).
   std::vector<SubjectEntry> subjectsOf(Split split) const;
+  // The cases a command works on: the subjects of `split` (its --split text), the first `limit`
+  // of them (0 = all). IoError naming `storeDir` and --split when there are none.
+  std::vector<SubjectEntry> casesOf(const std::string& split, std::int64_t limit,
+                                    const std::string& storeDir) const;
 
   core::Json toJson() const;
   // Parses and checks format and version; IoError naming `path` and the bad key otherwise.

@@ -109,11 +109,7 @@ struct Plan {
 
 Plan makePlan(const SampleOptions& o, const torch::Device& device) {
   Plan p{data::readManifest(o.store), {}, loadTrainedModel(o.checkpoint, o.weights), {}, 0};
-  p.cases = p.manifest.subjectsOf(data::parseSplit(o.split));
-  if (p.cases.empty())
-    throw core::IoError(o.store, "has no '" + o.split + "' cases (option --split)");
-  if (o.cases > 0 && static_cast<std::int64_t>(p.cases.size()) > o.cases)
-    p.cases.resize(static_cast<size_t>(o.cases));
+  p.cases = p.manifest.casesOf(o.split, o.cases, o.store);
   p.trained.model->to(device);
   const models::ModelConfig& config = p.trained.config;
   const std::int64_t k = o.steps > 0 ? o.steps : (config.trainSteps > 0 ? config.trainSteps : 50);

@@ -149,16 +149,15 @@ DenoisingReport diagnoseDenoising(const DenoisingOptions& o) {
     LDDPM_THROW(core::UsageError, kCommand, ": '", checkpoint, "' holds a ", trained.config.model,
                 " model, not a diffusion model (lesion-ddpm, cond-ddpm)");
   }
-  auto cases = data::readManifest(o.store).subjectsOf(data::parseSplit(o.split));
-  if (cases.empty())
-    throw core::IoError(o.store, "has no '" + o.split + "' cases (option --split)");
-  if (o.maxCases > 0 && static_cast<std::int64_t>(cases.size()) > o.maxCases)
-    cases.resize(static_cast<size_t>(o.maxCases));
+  const auto cases = data::readManifest(o.store).casesOf(o.split, o.maxCases, o.store);
   const std::vector<std::int64_t> ts = chooseTimesteps(o.timesteps, *model);
   const auto& schedule = model->schedule();
 
-  DenoisingReport report{checkpoint, trained.config.model, trained.config.prediction,
-                         schedule.timesteps()};
+  DenoisingReport report;
+  report.checkpoint = checkpoint;
+  report.model = trained.config.model;
+  report.prediction = trained.config.prediction;
+  report.timestepsTotal = schedule.timesteps();
   CaseValues values(ts.size());
   std::vector<double> realTexture;
   std::map<std::string, std::unique_ptr<data::ShardReader>> readers;

@@ -218,12 +218,7 @@ SegmentationEvaluation evaluateSegmentation(const SegmentationOptions& o,
                                             dist::Communicator& comm) {
   const std::vector<NamedRun> runs = parseRuns(o.runs);
   SegmentationEvaluation evaluation;
-  evaluation.cases = data::readManifest(o.store).subjectsOf(data::parseSplit(o.split));
-  if (evaluation.cases.empty())
-    throw core::IoError(o.store, "has no '" + o.split + "' cases (option --split)");
-  if (o.maxCases > 0 && static_cast<std::int64_t>(evaluation.cases.size()) > o.maxCases) {
-    evaluation.cases.resize(static_cast<size_t>(o.maxCases));
-  }
+  evaluation.cases = data::readManifest(o.store).casesOf(o.split, o.maxCases, o.store);
   for (const NamedRun& run : runs)
     evaluation.runs.push_back(scoreRun(run, o, evaluation.cases, comm));
   return evaluation;
