@@ -15,15 +15,8 @@
 namespace {
 namespace fs = std::filesystem;
 
-struct Result {
-  int code;
-  std::string out;
-};
-
-Result shell(const std::string& cmd) {
-  const auto r = lddpm::testutil::runShell(cmd);
-  return {r.code, r.out};
-}
+using Result = lddpm::testutil::ShellResult;
+const auto shell = lddpm::testutil::runShell;
 
 std::string mpi(int n) { return lddpm::testutil::mpiexecPrefix(LDDPM_MPIEXEC, n); }
 

@@ -19,15 +19,8 @@ namespace {
 using namespace lddpm;
 namespace fs = std::filesystem;
 
-struct Result {
-  int code;
-  std::string out;
-};
-
-Result shell(const std::string& cmd) {
-  const auto r = lddpm::testutil::runShell(cmd);
-  return {r.code, r.out};
-}
+using Result = lddpm::testutil::ShellResult;
+const auto shell = lddpm::testutil::runShell;
 Result lddpm(const std::string& args, bool withStderr = true) {
   return shell(std::string(LDDPM_BINARY) + " " + args + (withStderr ? " 2>&1" : " 2>/dev/null"));
 }

@@ -20,15 +20,8 @@ namespace {
 namespace fs = std::filesystem;
 using namespace lddpm;
 
-struct Result {
-  int code;
-  std::string out;
-};
-
-Result run(const std::string& cmd) {
-  const auto r = lddpm::testutil::runShell(cmd + " 2>&1");
-  return {r.code, r.out};
-}
+using Result = lddpm::testutil::ShellResult;
+Result run(const std::string& cmd) { return lddpm::testutil::runShell(cmd + " 2>&1"); }
 
 std::string lddpm(const std::string& args) { return std::string(LDDPM_BINARY) + " " + args; }
 
