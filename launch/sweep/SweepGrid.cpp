@@ -221,6 +221,49 @@ std::vector<std::string> GridSpec::sweptKeys() const {
   return keys;
 }
 
+namespace {
+
+// Values end up in INI files and (the name) on an sbatch command line: control characters (a NUL
+// would cut the command short, an escape sequence would rewrite the terminal) are refused, with
+// the byte named, instead of being quoted.
+void refuseControlCharacters(const std::string& raw, const Where& at) {
+  for (const char c : raw) {
+    const auto b = static_cast<unsigned char>(c);
+    if ((b < 0x20 && c != '\t' && c != '\r') || b == 0x7f) {
+      char hex[8];
+      std::snprintf(hex, sizeof hex, "0x%02x", b);
+      fail(at, "control character ", hex, " in the line");
+    }
+  }
+}
+
+// What only the whole file can show: [random] keys and `random = N` come together, the task count
+// stays bounded, and the sweep has a name (the file's stem by default).
+void finishGrid(GridSpec& spec, const std::string& name) {
+  if (!spec.random.empty() && spec.settings.samples == 0) {
+    fail(Where{name, spec.random.front().line},
+         "[random] keys need `random = N` in [sweep] (how many draws per grid point)");
+  }
+  if (spec.random.empty() && spec.settings.samples > 0) {
+    LDDPM_THROW(core::UsageError, name, ": [sweep] random = ", spec.settings.samples,
+                " but there is no [random] section with keys to draw");
+  }
+  constexpr std::size_t kMaxTasks = 100000;
+  std::size_t count = spec.random.empty() ? 1 : static_cast<std::size_t>(spec.settings.samples);
+  for (const auto& axis : spec.grid) {
+    if (count > kMaxTasks / axis.values.size()) {
+      LDDPM_THROW(core::UsageError, name, ": the grid has more than ", kMaxTasks, " tasks");
+    }
+    count *= axis.values.size();
+  }
+  if (spec.settings.name.empty()) {
+    spec.settings.name = std::filesystem::path(name).stem().string();
+    if (spec.settings.name.empty()) spec.settings.name = "sweep";
+  }
+}
+
+}  // namespace
+
 GridSpec parseGrid(std::istream& in, const std::string& name) {
   GridSpec spec;
   spec.path = name;
@@ -231,17 +274,7 @@ GridSpec parseGrid(std::istream& in, const std::string& name) {
   for (std::string raw; std::getline(in, raw);) {
     ++lineNo;
     const Where at{name, lineNo};
-    // Values end up in INI files and (the name) on an sbatch command line: control characters
-    // (a NUL would cut the command short, an escape sequence would rewrite the terminal) are
-    // refused here, with the byte named, instead of being quoted.
-    for (const char c : raw) {
-      const auto b = static_cast<unsigned char>(c);
-      if ((b < 0x20 && c != '\t' && c != '\r') || b == 0x7f) {
-        char hex[8];
-        std::snprintf(hex, sizeof hex, "0x%02x", b);
-        fail(at, "control character ", hex, " in the line");
-      }
-    }
+    refuseControlCharacters(raw, at);
     const std::string line = stripComment(raw);
     if (line.empty()) continue;
     if (line.front() == '[') {
@@ -280,26 +313,7 @@ GridSpec parseGrid(std::istream& in, const std::string& name) {
       spec.random.push_back(parseRandom(key, value, at));
     }
   }
-  if (!spec.random.empty() && spec.settings.samples == 0) {
-    fail(Where{name, spec.random.front().line},
-         "[random] keys need `random = N` in [sweep] (how many draws per grid point)");
-  }
-  if (spec.random.empty() && spec.settings.samples > 0) {
-    LDDPM_THROW(core::UsageError, name, ": [sweep] random = ", spec.settings.samples,
-                " but there is no [random] section with keys to draw");
-  }
-  constexpr std::size_t kMaxTasks = 100000;
-  std::size_t count = spec.random.empty() ? 1 : static_cast<std::size_t>(spec.settings.samples);
-  for (const auto& axis : spec.grid) {
-    if (count > kMaxTasks / axis.values.size()) {
-      LDDPM_THROW(core::UsageError, name, ": the grid has more than ", kMaxTasks, " tasks");
-    }
-    count *= axis.values.size();
-  }
-  if (spec.settings.name.empty()) {
-    spec.settings.name = std::filesystem::path(name).stem().string();
-    if (spec.settings.name.empty()) spec.settings.name = "sweep";
-  }
+  finishGrid(spec, name);
   return spec;
 }
 
