@@ -10,14 +10,9 @@ namespace lddpm::data {
 namespace fs = std::filesystem;
 
 struct Loader::Reader {
-  std::map<std::string, std::unique_ptr<ShardReader>> shards;
+  explicit Reader(const std::string& storeDir) : store(storeDir) {}
+  StoreReader store;
   std::map<std::string, std::pair<torch::Tensor, torch::Tensor>> index;  // small: KBs per subject
-
-  ShardReader& shard(const std::string& storeDir, const std::string& file) {
-    auto& r = shards[file];
-    if (!r) r = std::make_unique<ShardReader>((fs::path(storeDir) / file).string());
-    return *r;
-  }
 };
 
 namespace {
@@ -78,7 +73,7 @@ Loader::Loader(LoaderOptions options)
                   "x", manifest_.grid[2]);
     }
   }
-  if (options_.threads == 0) callerReader_ = std::make_unique<Reader>();
+  if (options_.threads == 0) callerReader_ = std::make_unique<Reader>(options_.store);
   for (int t = 0; t < options_.threads; ++t) workers_.emplace_back([this] { work(); });
 }
 
@@ -97,7 +92,7 @@ Cursor Loader::cursor() const {
 }
 
 void Loader::work() {
-  Reader reader;
+  Reader reader(options_.store);
   for (;;) {
     std::int64_t seq;
     Cursor cursor;
@@ -160,7 +155,7 @@ Batch Loader::read(const Cursor& cursor, Reader& reader) const {
   std::vector<torch::Tensor> images, tissues, lesions;
   for (const SamplePlan& plan : b.plans) {
     const SubjectEntry& subject = subjects_[plan.subject];
-    ShardReader& shard = reader.shard(options_.store, subject.shard);
+    ShardReader& shard = reader.store.shard(subject.shard);
     auto it = reader.index.find(subject.id);
     if (it == reader.index.end())
       it = reader.index.emplace(subject.id, shard.readIndex(subject.id)).first;

@@ -2,6 +2,7 @@
 #include "data/ShardReader.h"
 
 #include <algorithm>
+#include <filesystem>
 #include <sstream>
 
 namespace lddpm::data {
@@ -193,6 +194,13 @@ PatchData ShardReader::readPatch(const std::string& id, const std::array<std::in
   p.lesion =
       readBox(o.lesion.get(), torch::kUInt8, H5T_NATIVE_UINT8, start, size, where + "/lesion");
   return p;
+}
+
+ShardReader& StoreReader::shard(const std::string& file) {
+  auto& reader = shards_[file];
+  if (!reader)
+    reader = std::make_unique<ShardReader>((std::filesystem::path(dir_) / file).string());
+  return *reader;
 }
 
 }  // namespace lddpm::data

@@ -4,10 +4,13 @@
 // the object inside it. Not shared between threads: each loader worker opens its own reader.
 #include <array>
 #include <cstdint>
+#include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "data/Hdf5.h"
+#include "data/Manifest.h"
 #include "data/ShardWriter.h"
 #include "data/StoreSchema.h"
 
@@ -55,6 +58,22 @@ class ShardReader {
   ShardHeader header_;
   std::vector<std::string> subjects_;
   OpenSubject current_;  // datasets of the last subject read stay open: patches come in runs
+};
+
+// The shards of one store, each opened on first use and kept open, so a pass over a store's
+// subjects opens every shard once. Not shared between threads, like ShardReader.
+class StoreReader {
+ public:
+  explicit StoreReader(std::string storeDir) : dir_(std::move(storeDir)) {}
+
+  ShardReader& shard(const std::string& file);  // relative to the store folder
+  SubjectData readSubject(const SubjectEntry& entry) {
+    return shard(entry.shard).readSubject(entry.id);
+  }
+
+ private:
+  std::string dir_;
+  std::map<std::string, std::unique_ptr<ShardReader>> shards_;
 };
 
 }  // namespace lddpm::data

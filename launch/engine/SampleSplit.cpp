@@ -172,17 +172,13 @@ void writeCase(const fs::path& out, const std::string& id, const data::SubjectDa
 // Samples one group of consecutive cases [first, last) in one forward batch and writes them;
 // returns the seconds per case.
 double sampleGroup(const SampleOptions& o, Plan& p, const torch::Device& device, size_t first,
-                   size_t last,
-                   std::map<std::string, std::unique_ptr<data::ShardReader>>& readers) {
+                   size_t last, data::StoreReader& store) {
   std::vector<data::SubjectData> subjects;
   std::vector<torch::Tensor> images, anatomy, lesions;
   models::Generators gens;  // one per case: its draws do not depend on its batch neighbours
   for (size_t i = first; i < last; ++i) {
     const data::SubjectEntry& c = p.cases[i];
-    auto& reader = readers[c.shard];
-    if (!reader)
-      reader = std::make_unique<data::ShardReader>((fs::path(o.store) / c.shard).string());
-    subjects.push_back(reader->readSubject(c.id));
+    subjects.push_back(store.readSubject(c));
     const data::SubjectData& subject = subjects.back();
     images.push_back(subject.image.narrow(0, 0, 1));
     anatomy.push_back(tissueOneHot(subject.tissue.unsqueeze(0).unsqueeze(0))[0]);
@@ -262,7 +258,7 @@ SampleSummary sampleSplit(const SampleOptions& o, dist::Communicator& comm,
                   << " rank(s), weights " << o.weights << " of " << o.checkpoint;
   core::Progress progress("sample", mine);
   std::vector<double> seconds(plan.cases.size(), 0.0);
-  std::map<std::string, std::unique_ptr<data::ShardReader>> readers;
+  data::StoreReader store(o.store);
   const std::string key = resumeKey(o, plan, device);
   SampleSummary summary;
   std::int64_t done = 0;
@@ -274,7 +270,7 @@ SampleSummary sampleSplit(const SampleOptions& o, dist::Communicator& comm,
       before.push_back(finishedCase(o.out, plan.cases[i].id, key));
     const bool finished =
         std::all_of(before.begin(), before.end(), [](const auto& b) { return b.has_value(); });
-    const double each = finished ? 0.0 : sampleGroup(o, plan, device, first, last, readers);
+    const double each = finished ? 0.0 : sampleGroup(o, plan, device, first, last, store);
     for (size_t i = first; i < last; ++i) {
       seconds[i] = finished ? *before[i - first] : each;
       if (!finished) recordFinishedCase(o.out, plan.cases[i].id, key, seconds[i]);

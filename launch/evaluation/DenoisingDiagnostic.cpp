@@ -160,17 +160,14 @@ DenoisingReport diagnoseDenoising(const DenoisingOptions& o) {
   report.timestepsTotal = schedule.timesteps();
   CaseValues values(ts.size());
   std::vector<double> realTexture;
-  std::map<std::string, std::unique_ptr<data::ShardReader>> readers;
+  data::StoreReader store(o.store);
   core::Progress progress("evaluate denoising", static_cast<std::int64_t>(cases.size()));
   torch::NoGradGuard noGrad;
   for (std::size_t c = 0; c < cases.size(); ++c) {
     const auto& entry = cases[c];
-    auto& reader = readers[entry.shard];
-    if (!reader)
-      reader = std::make_unique<data::ShardReader>((fs::path(o.store) / entry.shard).string());
     report.cases.push_back(entry.id);
     realTexture.push_back(
-        diagnoseCase(*model, reader->readSubject(entry.id), entry.id, ts, o.seed, values));
+        diagnoseCase(*model, store.readSubject(entry), entry.id, ts, o.seed, values));
     progress.update(static_cast<std::int64_t>(c + 1), entry.id);
   }
   progress.finish();

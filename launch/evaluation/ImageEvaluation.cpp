@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <sstream>
 
@@ -76,6 +77,7 @@ class VolumeSet {
   VolumeSet(std::string path, const data::Split split) : path_(std::move(path)) {
     if (isStore(path_)) {
       kind_ = Kind::Store;
+      store_.emplace(path_);
       for (const auto& s : data::readManifest(path_).subjectsOf(split)) {
         ids_.push_back(s.id);
         shardOf_[s.id] = s.shard;
@@ -115,11 +117,7 @@ class VolumeSet {
       out.where = files_.at(id);
       out.image = readFinite(out.where);
     } else {
-      auto& reader = readers_[shardOf_.at(id)];
-      if (!reader) {
-        reader = std::make_unique<data::ShardReader>((fs::path(path_) / shardOf_.at(id)).string());
-      }
-      const data::SubjectData subject = reader->readSubject(id);
+      const data::SubjectData subject = store_->shard(shardOf_.at(id)).readSubject(id);
       out.where = core::strCat(path_, " (subject ", id, ")");
       out.image = subject.image[0].contiguous();
       out.tissue = subject.tissue;
@@ -134,7 +132,7 @@ class VolumeSet {
   std::vector<std::string> ids_;
   std::map<std::string, std::string> files_;    // folder: id -> file
   std::map<std::string, std::string> shardOf_;  // store: id -> shard file
-  std::map<std::string, std::unique_ptr<data::ShardReader>> readers_;
+  std::optional<data::StoreReader> store_;      // store: its shards, opened on first use
 };
 
 void checkShape(const CaseVolumes& v, const CaseVolumes& real) {
@@ -270,11 +268,9 @@ ClassMeans classMeans(const std::string& store) {
   const auto subjects = manifest.subjectsOf(data::Split::Train);
   if (subjects.empty()) throw core::IoError(store, "has no train subjects for the reference rows");
   std::array<double, 6> sum{}, count{};  // background, CSF, GM, WM, lesion, brain
-  std::map<std::string, std::unique_ptr<data::ShardReader>> readers;
+  data::StoreReader reader(store);
   for (const auto& s : subjects) {
-    auto& reader = readers[s.shard];
-    if (!reader) reader = std::make_unique<data::ShardReader>((fs::path(store) / s.shard).string());
-    const data::SubjectData subject = reader->readSubject(s.id);
+    const data::SubjectData subject = reader.readSubject(s);
     const torch::Tensor image = subject.image[0].to(torch::kFloat64);
     const torch::Tensor lesion = subject.lesion != 0;
     const torch::Tensor tissue = subject.tissue.to(torch::kInt64);

@@ -160,7 +160,7 @@ RunScores scoreRun(const NamedRun& run, const SegmentationOptions& o,
 
   torch::Tensor rows =
       torch::zeros({static_cast<std::int64_t>(cases.size()), kFieldCount}, torch::kFloat64);
-  std::map<std::string, std::unique_ptr<data::ShardReader>> readers;
+  data::StoreReader store(o.store);
   std::int64_t mine = 0;
   for (size_t i = static_cast<size_t>(comm.rank()); i < cases.size(); i += comm.size()) ++mine;
   core::Progress progress("evaluate segmentation " + run.name, mine);
@@ -168,10 +168,7 @@ RunScores scoreRun(const NamedRun& run, const SegmentationOptions& o,
   torch::NoGradGuard noGrad;
   for (size_t i = static_cast<size_t>(comm.rank()); i < cases.size(); i += comm.size()) {
     const data::SubjectEntry& c = cases[i];
-    auto& reader = readers[c.shard];
-    if (!reader)
-      reader = std::make_unique<data::ShardReader>((fs::path(o.store) / c.shard).string());
-    const data::SubjectData subject = reader->readSubject(c.id);
+    const data::SubjectData subject = store.readSubject(c);
     const auto& grid = subject.lesion.sizes();
     std::vector<std::int64_t> window(3, out.window);
     if (out.window == 0) {  // whole volumes: the grid, rounded up to what the U-Net divides
