@@ -1,6 +1,7 @@
 #include "models/Blocks.h"
 
 #include <cmath>
+#include <vector>
 
 #include "core/Error.h"
 
@@ -42,6 +43,11 @@ torch::Tensor TimestepEmbeddingImpl::forward(const torch::Tensor& t, const torch
   return fc2_(torch::silu(fc1_(sinusoidalEmbedding(t, dim_, like))));
 }
 
+torch::Tensor modulate(const torch::Tensor& h, const torch::Tensor& gammaBeta) {
+  const auto gb = gammaBeta.chunk(2, /*dim=*/1);
+  return h * (1 + gb[0]) + gb[1];
+}
+
 MaskModulationImpl::MaskModulationImpl(std::int64_t channels, std::int64_t maskChannels,
                                        std::int64_t hidden) {
   shared_ = register_module("shared", conv3(maskChannels, hidden));
@@ -50,8 +56,16 @@ MaskModulationImpl::MaskModulationImpl(std::int64_t channels, std::int64_t maskC
 }
 
 torch::Tensor MaskModulationImpl::forward(const torch::Tensor& h, const torch::Tensor& mask) {
-  const auto gb = gammaBeta_(torch::silu(shared_(mask))).chunk(2, /*dim=*/1);
-  return h * (1 + gb[0]) + gb[1];
+  return modulate(h, gammaBeta_(torch::silu(shared_(mask))));
+}
+
+MaskEmbeddingImpl::MaskEmbeddingImpl(std::int64_t maskChannels, std::int64_t hidden) {
+  conv1_ = register_module("conv1", conv3(maskChannels, hidden));
+  conv2_ = register_module("conv2", conv3(hidden, hidden));
+}
+
+torch::Tensor MaskEmbeddingImpl::forward(const torch::Tensor& mask) {
+  return torch::silu(conv2_(torch::silu(conv1_(mask))));
 }
 
 ResBlock3DImpl::ResBlock3DImpl(const ResBlock3DOptions& options) : options_(options) {
@@ -64,7 +78,14 @@ ResBlock3DImpl::ResBlock3DImpl(const ResBlock3DOptions& options) : options_(opti
   if (in != out) skip_ = register_module("skip", nn::Conv3d(nn::Conv3dOptions(in, out, 1)));
   if (options.embedDim() > 0)
     embProj_ = register_module("emb_proj", nn::Linear(options.embedDim(), out));
-  if (options.maskChannels() > 0) {
+  if (options.maskChannels() > 0 && options.sharedMaskEmbedding()) {
+    // One consumer of the shared embedding per block: activation checkpointing then sums its
+    // gradient in the same order as the plain network (ResBlock3DImpl::branch).
+    modGammaBeta_ = register_module(
+        "mod_gamma_beta",
+        nn::Conv3d(nn::Conv3dOptions(options.modulationHidden(), 2 * (in + out), 1)));
+    detail::zeroParameters(*modGammaBeta_);
+  } else if (options.maskChannels() > 0) {
     mod1_ = register_module("mod1",
                             MaskModulation(in, options.maskChannels(), options.modulationHidden()));
     mod2_ = register_module(
@@ -83,20 +104,29 @@ torch::Tensor ResBlock3DImpl::shortcut(const torch::Tensor& x) {
 
 torch::Tensor ResBlock3DImpl::branch(const torch::Tensor& x, const torch::Tensor& emb,
                                      const torch::Tensor& mask) {
-  const bool modulate = !mod1_.is_empty();
-  LDDPM_CHECK(!modulate || mask.defined(),
+  const bool perBlock = !mod1_.is_empty(), shared = !modGammaBeta_.is_empty();
+  LDDPM_CHECK(!(perBlock || shared) || mask.defined(),
               "ResBlock3D: built with mask modulation but no mask given");
   LDDPM_CHECK(embProj_.is_empty() || emb.defined(),
               "ResBlock3D: built with a timestep embedding but none given");
+  std::vector<torch::Tensor> gammaBeta;  // shared embedding: {[γ1, β1], [γ2, β2]}
+  if (shared) {
+    LDDPM_CHECK(mask.size(1) == options_.modulationHidden(), "ResBlock3D: expected the level's ",
+                options_.modulationHidden(), "-channel mask embedding, got ", mask.sizes());
+    gammaBeta = modGammaBeta_(mask).split({2 * options_.inChannels(), 2 * options_.outChannels()},
+                                          /*dim=*/1);
+  }
   auto h = norm1_(x);
-  if (modulate) h = mod1_(h, mask);
+  if (perBlock) h = mod1_(h, mask);
+  if (shared) h = modulate(h, gammaBeta[0]);
   h = conv1_(torch::silu(h));
   if (!embProj_.is_empty()) {
     const auto e = embProj_(torch::silu(emb));  // [B, Cout]
     h = h + e.view({e.size(0), e.size(1), 1, 1, 1});
   }
   h = norm2_(h);
-  if (modulate) h = mod2_(h, mask);
+  if (perBlock) h = mod2_(h, mask);
+  if (shared) h = modulate(h, gammaBeta[1]);
   h = torch::silu(h);
   if (options_.dropout() > 0) h = torch::dropout(h, options_.dropout(), is_training());
   return conv2_(h);

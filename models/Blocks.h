@@ -27,9 +27,13 @@ class TimestepEmbeddingImpl : public torch::nn::Module {
 };
 TORCH_MODULE(TimestepEmbedding);
 
-// Spatially-adaptive modulation: h [B, C, D, H, W] normalised, mask [B, Cm, D, H, W] on the same
-// grid -> h * (1 + γ(mask)) + β(mask). The γ, β convolution starts at zero, so an untrained
-// modulation is the identity and the block starts as its unconditioned self.
+// h [B, C, D, H, W] -> h * (1 + γ) + β, where gammaBeta = [γ, β] along channels ([B, 2C, ...]).
+torch::Tensor modulate(const torch::Tensor& h, const torch::Tensor& gammaBeta);
+
+// Spatially-adaptive modulation (SPADE): h [B, C, D, H, W] normalised, mask [B, Cm, D, H, W] on
+// the same grid -> h * (1 + γ(mask)) + β(mask), with γ, β from two 3x3x3 convolutions of the mask
+// of its own. The γ, β convolution starts at zero, so an untrained modulation is the identity and
+// the block starts as its unconditioned self.
 class MaskModulationImpl : public torch::nn::Module {
  public:
   MaskModulationImpl(std::int64_t channels, std::int64_t maskChannels, std::int64_t hidden);
@@ -40,6 +44,21 @@ class MaskModulationImpl : public torch::nn::Module {
 };
 TORCH_MODULE(MaskModulation);
 
+// The mask features that all modulations of one U-Net level share (UNetOptions
+// sharedMaskEmbedding): mask [B, Cm, D, H, W] -> SiLU(conv3(SiLU(conv3(mask)))) [B, hidden, ...],
+// the same 5x5x5 receptive field on the mask as a MaskModulation's two convolutions. Each block
+// then needs only a 1x1x1 convolution hidden -> (γ, β): the per-block 3x3x3 convolutions at full
+// resolution were about half the FLOPs of the demo network (docs/models.md).
+class MaskEmbeddingImpl : public torch::nn::Module {
+ public:
+  MaskEmbeddingImpl(std::int64_t maskChannels, std::int64_t hidden);
+  torch::Tensor forward(const torch::Tensor& mask);
+
+ private:
+  torch::nn::Conv3d conv1_{nullptr}, conv2_{nullptr};
+};
+TORCH_MODULE(MaskEmbedding);
+
 struct ResBlock3DOptions {
   ResBlock3DOptions(std::int64_t inChannels, std::int64_t outChannels)
       : inChannels_(inChannels), outChannels_(outChannels) {}
@@ -48,6 +67,10 @@ struct ResBlock3DOptions {
   TORCH_ARG(std::int64_t, embedDim) = 0;      // 0: no timestep embedding
   TORCH_ARG(std::int64_t, maskChannels) = 0;  // 0: no mask modulation
   TORCH_ARG(std::int64_t, modulationHidden) = 32;
+  // false: `mask` is the mask itself and each of the two modulations has its own
+  // MaskModulation; true: `mask` is the level's MaskEmbedding output (modulationHidden channels)
+  // and one zero-initialised 1x1x1 convolution gives both modulations' (γ, β).
+  TORCH_ARG(bool, sharedMaskEmbedding) = false;
   TORCH_ARG(std::int64_t, groups) = 8;
   TORCH_ARG(double, dropout) = 0.0;
 };
@@ -55,7 +78,8 @@ struct ResBlock3DOptions {
 // GroupNorm -> [modulate] -> SiLU -> conv3 -> + proj(emb) -> GroupNorm -> [modulate] -> SiLU ->
 // dropout -> conv3 (zero-initialised, so each block starts as the identity), plus a residual
 // (1x1 conv when the width changes). x [B, Cin, D, H, W] -> [B, Cout, D, H, W]; emb [B, E] and
-// mask [B, Cm, D, H, W] are undefined tensors when the block has no such input.
+// mask [B, Cm, D, H, W] (or the level's mask embedding [B, hidden, D, H, W] when
+// sharedMaskEmbedding) are undefined tensors when the block has no such input.
 class ResBlock3DImpl : public torch::nn::Module {
  public:
   explicit ResBlock3DImpl(const ResBlock3DOptions& options);
@@ -73,7 +97,8 @@ class ResBlock3DImpl : public torch::nn::Module {
   torch::nn::GroupNorm norm1_{nullptr}, norm2_{nullptr};
   torch::nn::Conv3d conv1_{nullptr}, conv2_{nullptr}, skip_{nullptr};
   torch::nn::Linear embProj_{nullptr};
-  MaskModulation mod1_{nullptr}, mod2_{nullptr};
+  MaskModulation mod1_{nullptr}, mod2_{nullptr};  // per-block modulation
+  torch::nn::Conv3d modGammaBeta_{nullptr};       // shared embedding: [γ1, β1, γ2, β2]
 };
 TORCH_MODULE(ResBlock3D);
 

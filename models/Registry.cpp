@@ -54,6 +54,9 @@ core::po::options_description ModelConfig::describe() {
       "lesion-ddpm: where the mask enters, any of input,encoder,bottleneck,decoder")(
       "modulation-hidden", po::value(&modulationHidden)->default_value(modulationHidden),
       "lesion-ddpm: hidden channels of each mask -> (gamma, beta) convolution")(
+      "mask-embedding", po::value(&maskEmbedding)->default_value(maskEmbedding),
+      "lesion-ddpm: block (each modulation convolves the mask itself, SPADE) | level (one mask "
+      "embedding per level shared by its blocks: about half the FLOPs of the demo network)")(
       "timesteps", po::value(&timesteps)->default_value(timesteps), "diffusion steps T")(
       "prediction", po::value(&prediction)->default_value(prediction),
       "denoiser target: eps | v | x0 | edm (Karras et al.'s preconditioned x0)")(
@@ -89,6 +92,10 @@ UNetOptions ModelConfig::unetOptions(std::int64_t inChannels, std::int64_t outCh
   positive(modulationHidden, "modulation-hidden");
   if (dropout < 0 || dropout >= 1)
     LDDPM_THROW(core::UsageError, "option '--dropout': must be in [0, 1), got ", dropout);
+  if (maskEmbedding != "block" && maskEmbedding != "level") {
+    LDDPM_THROW(core::UsageError, "option '--mask-embedding': unknown value '", maskEmbedding,
+                "' (expected block or level)");
+  }
   UNetOptions o(inChannels, outChannels);
   o.baseChannels(baseChannels)
       .channelMultipliers(parseIntList(channelMultipliers, "channel-mult"))
@@ -98,6 +105,7 @@ UNetOptions ModelConfig::unetOptions(std::int64_t inChannels, std::int64_t outCh
       .groups(groups)
       .dropout(dropout)
       .modulationHidden(modulationHidden)
+      .sharedMaskEmbedding(maskEmbedding == "level")
       .checkpointLevels(parseIntList(checkpointLevels, "checkpoint-levels"));
   if (o.levels() < 1)
     LDDPM_THROW(core::UsageError, "option '--channel-mult': needs at least one level");

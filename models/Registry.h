@@ -26,7 +26,8 @@ struct ModelConfig {
   double dropout = 0.0;
   std::string checkpointLevels;                                // empty: keep every activation
   std::string maskSites = "input,encoder,bottleneck,decoder";  // lesion-ddpm ablations
-  std::int64_t modulationHidden = 32;  // channels of the mask -> (γ, β) convolution
+  std::int64_t modulationHidden = 32;   // channels of the mask -> (γ, β) convolution
+  std::string maskEmbedding = "block";  // block | level (UNetOptions::sharedMaskEmbedding)
   std::int64_t timesteps = 1000;
   std::string prediction = "eps";
   double sigmaData = 0.5;  // σ_data of --prediction edm

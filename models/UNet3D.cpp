@@ -30,9 +30,20 @@ UNet3DImpl::UNet3DImpl(const UNetOptions& options) : options_(options) {
                           .embedDim(embedDim)
                           .maskChannels(hasMask && modulated ? o.maskChannels() : 0)
                           .modulationHidden(o.modulationHidden())
+                          .sharedMaskEmbedding(o.sharedMaskEmbedding())
                           .groups(o.groups())
                           .dropout(o.dropout()));
   };
+
+  // A level's embedding exists only where a block uses it: a parameter without gradient would
+  // stall data parallelism's gradient buckets.
+  maskEmbed_.resize(static_cast<std::size_t>(o.levels()), MaskEmbedding(nullptr));
+  for (std::int64_t l = 0; hasMask && o.sharedMaskEmbedding() && l < o.levels(); ++l) {
+    if (o.maskInEncoder() || o.maskInDecoder() || (o.maskInBottleneck() && l == o.levels() - 1)) {
+      maskEmbed_[static_cast<std::size_t>(l)] = register_module(
+          "mod_embed" + std::to_string(l), MaskEmbedding(o.maskChannels(), o.modulationHidden()));
+    }
+  }
 
   const std::int64_t inputChannels =
       o.inChannels() + (hasMask && o.maskAtInput() ? o.maskChannels() : 0);
@@ -142,11 +153,17 @@ torch::Tensor UNet3DImpl::forward(const torch::Tensor& x, const torch::Tensor& t
   const torch::Tensor emb = o.useTimestep() ? timeEmbed_(t, x) : torch::Tensor();
   // The mask on every level's grid, by average pooling: a lesion smaller than a coarse voxel
   // survives as a fraction instead of vanishing as it would under nearest-neighbour resizing.
+  // With shared embeddings, what the level's blocks receive is the embedding of that mask.
   std::vector<torch::Tensor> masks(static_cast<std::size_t>(o.levels()));
   torch::Tensor m = hasMask ? mask.to(x.scalar_type()) : torch::Tensor();
   if (hasMask && o.anyModulation()) {
     for (std::int64_t l = 0; l < o.levels(); ++l) {
-      masks[static_cast<std::size_t>(l)] = l == 0 ? m : torch::avg_pool3d(m, std::int64_t{1} << l);
+      auto& level = masks[static_cast<std::size_t>(l)];
+      level = l == 0 ? m : torch::avg_pool3d(m, std::int64_t{1} << l);
+      if (o.sharedMaskEmbedding()) {
+        auto& embed = maskEmbed_[static_cast<std::size_t>(l)];
+        level = embed.is_empty() ? torch::Tensor() : embed(level);
+      }
     }
   }
   const auto maskAt = [&](std::int64_t level, bool site) {

@@ -33,6 +33,8 @@ class UNet3DImpl : public torch::nn::Module {
 
   UNetOptions options_;
   TimestepEmbedding timeEmbed_{nullptr};
+  // sharedMaskEmbedding: one per level (index = level), null at levels no modulated block uses.
+  std::vector<MaskEmbedding> maskEmbed_;
   torch::nn::Conv3d inConv_{nullptr}, outConv_{nullptr};
   torch::nn::GroupNorm outNorm_{nullptr};
   std::vector<Level> encoder_, decoder_;  // index = level (decoder_[l] runs after decoder_[l+1])

@@ -41,6 +41,9 @@ struct UNetOptions {
   TORCH_ARG(bool, maskInBottleneck) = false;
   TORCH_ARG(bool, maskInDecoder) = false;
   TORCH_ARG(std::int64_t, modulationHidden) = 32;  // channels of the mask -> (γ, β) convolution
+  // false: every modulation convolves the mask itself (SPADE, two 3x3x3 convolutions each);
+  // true: one MaskEmbedding per level shared by that level's blocks, a 1x1x1 (γ, β) per block.
+  TORCH_ARG(bool, sharedMaskEmbedding) = false;
 
   // Levels whose blocks recompute their activations in backward instead of keeping them
   // (ActivationCheckpoint.h); the bottleneck counts as the coarsest level.

@@ -9,7 +9,7 @@
 namespace {
 using namespace lddpm::models;
 
-UNetOptions smallUNet(std::vector<std::int64_t> checkpointLevels) {
+UNetOptions smallUNet(std::vector<std::int64_t> checkpointLevels, bool sharedMaskEmbedding) {
   return UNetOptions(1, 1)
       .baseChannels(8)
       .channelMultipliers({1, 2})
@@ -22,6 +22,7 @@ UNetOptions smallUNet(std::vector<std::int64_t> checkpointLevels) {
       .maskInBottleneck(true)
       .maskInDecoder(true)
       .modulationHidden(8)
+      .sharedMaskEmbedding(sharedMaskEmbedding)
       .checkpointLevels(std::move(checkpointLevels));
 }
 
@@ -47,10 +48,14 @@ StepResult trainStep(UNet3D& net, const torch::Tensor& x, const torch::Tensor& t
   return run;
 }
 
-TEST(ActivationCheckpoint, GradientsAreBitwiseEqualWithDropout) {
+// Both mask modulations: per block, and one embedding per level shared by the level's blocks,
+// whose gradient sums over the blocks (checkpointed or not) in the same order.
+class CheckpointedUNet : public ::testing::TestWithParam<bool> {};
+
+TEST_P(CheckpointedUNet, GradientsAreBitwiseEqualWithDropout) {
   torch::manual_seed(0);
-  UNet3D plain(smallUNet({}));
-  UNet3D checkpointed(smallUNet({0, 1}));
+  UNet3D plain(smallUNet({}, GetParam()));
+  UNet3D checkpointed(smallUNet({0, 1}, GetParam()));
   // Same weights; the zero-initialised layers get random values so every path carries gradient.
   {
     torch::NoGradGuard noGrad;
@@ -84,6 +89,9 @@ TEST(ActivationCheckpoint, GradientsAreBitwiseEqualWithDropout) {
   (out * out).sum().backward();
   EXPECT_FALSE(torch::equal(checkpointed->parameters().front().grad(), a.grads.front()));
 }
+
+INSTANTIATE_TEST_SUITE_P(MaskEmbedding, CheckpointedUNet, ::testing::Values(false, true),
+                         [](const auto& info) { return info.param ? "PerLevel" : "PerBlock"; });
 
 TEST(ActivationCheckpoint, InputsWithoutGradStillReachTheParameters) {
   torch::manual_seed(0);

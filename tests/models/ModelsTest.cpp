@@ -11,6 +11,7 @@
 #include "models/Pix2Pix.h"
 #include "models/Registry.h"
 #include "models/Segmenter.h"
+#include "models/UNet3D.h"
 #include "tests/models/TinyModel.h"
 
 namespace {
@@ -94,6 +95,64 @@ TEST(Registry, MaskSitesControlTheModulation) {
   EXPECT_EQ(lesion->parameterCount() - cond->parameterCount(), modulation);
 }
 
+// --mask-embedding level: one embedding (3x3x3 Cm -> h, 3x3x3 h -> h) per level and one 1x1x1
+// h -> 2 (in + out) convolution per block, counted by hand from the tiny U-Net's block widths.
+TEST(Registry, SharedMaskEmbeddingHasTheParametersOfItsFormula) {
+  auto shared = tinyConfig("lesion-ddpm");
+  shared.maskEmbedding = "level";
+  shared.modulationHidden = 6;
+  const auto model = createModel(shared);
+  const auto cond = createModel(tinyConfig("cond-ddpm"));
+  const std::int64_t cm = 4, h = 6;  // mask channels: 3 tissue classes + lesion
+  // (in, out) of the 8 blocks of base 8, multipliers 1,2: encoder, bottleneck, decoder with skips.
+  const std::int64_t widths[][2] = {{8, 8},   {8, 16},  {16, 16}, {16, 16},
+                                    {32, 16}, {24, 16}, {24, 8},  {16, 8}};
+  std::int64_t expected = 2 * (cm * h * 27 + h + h * h * 27 + h);  // two levels' embeddings
+  for (const auto& w : widths) expected += (h + 1) * 2 * (w[0] + w[1]);
+  std::int64_t modulation = 0;
+  for (const auto& item : model->named_parameters()) {
+    if (item.key().find("mod") != std::string::npos) modulation += item.value().numel();
+  }
+  EXPECT_EQ(modulation, expected);
+  EXPECT_EQ(model->parameterCount() - cond->parameterCount(), expected);
+}
+
+// The (γ, β) convolutions start at zero: an untrained shared modulation is the identity, so the
+// network computes what the same weights compute with the mask at the input only; once γ, β are
+// non-zero the mask changes the output through them.
+TEST(UNet3D, SharedMaskEmbeddingStartsAsTheIdentity) {
+  const auto options = [](bool modulated) {
+    return UNetOptions(1, 1)
+        .baseChannels(8)
+        .channelMultipliers({1, 2})
+        .attentionLevels({})
+        .groups(4)
+        .maskChannels(2)
+        .maskInEncoder(modulated)
+        .maskInBottleneck(modulated)
+        .maskInDecoder(modulated)
+        .modulationHidden(4)
+        .sharedMaskEmbedding(true);
+  };
+  torch::manual_seed(3);
+  UNet3D modulated(options(true)), plain(options(false));
+  torch::NoGradGuard noGrad;
+  for (auto& item : plain->named_parameters()) {
+    item.value().normal_(0, 0.2);
+    modulated->named_parameters()[item.key()].copy_(item.value());
+  }
+  const auto x = torch::randn({2, 1, 8, 8, 8});
+  const auto mask = torch::rand({2, 2, 8, 8, 8});
+  const auto t = torch::tensor({5, 50});
+  EXPECT_TRUE(torch::equal(modulated(x, t, mask), plain(x, t, mask)));
+  for (auto& item : modulated->named_parameters()) {
+    if (item.key().find("mod_gamma_beta") != std::string::npos) item.value().normal_(0, 0.2);
+  }
+  const auto out = modulated(x, t, mask);
+  EXPECT_GT((out - plain(x, t, mask)).abs().max().item<double>(), 1e-3);
+  EXPECT_GT((out - modulated(x, t, torch::rand({2, 2, 8, 8, 8}))).abs().max().item<double>(), 1e-3);
+}
+
 TEST(Registry, BadOptionsAreUsageErrorsNamingTheOption) {
   auto expectUsage = [](ModelConfig c, const std::string& option) {
     try {
@@ -132,6 +191,9 @@ TEST(Registry, BadOptionsAreUsageErrorsNamingTheOption) {
     c.anatomyChannels = 2;  // no store holds a 2-channel anatomy: refused, not built
     expectUsage(c, "--anatomy-channels");
   }
+  c = tinyConfig("lesion-ddpm");
+  c.maskEmbedding = "voxel";
+  expectUsage(c, "--mask-embedding");
   c = tinyConfig("lesion-ddpm");
   c.checkpointLevels = "5";
   expectUsage(c, "--checkpoint-levels");

@@ -2,6 +2,7 @@
 //   --mode flops       training-step FLOP rate vs one large conv3d, interleaved in this process
 //   --mode checkpoint  peak activation memory and step time, plain vs checkpointed, interleaved
 //   --mode step        median training-step time only (unet_reference.py calls this to compare)
+//   --mode profile     one warm step under the autograd profiler: a Chrome trace (profile_ops.py)
 // FLOPs are counted from the conv shapes: 2·Cin·Cout·k³ per output voxel forward, x3 for
 // forward + backward. Memory is counted exactly by a wrapper around LibTorch's CPU allocator
 // (live bytes of every CPU tensor; oneDNN scratch buffers outside it are not seen).
@@ -10,6 +11,7 @@
 // caching allocator's statistics.
 #include <ATen/ATen.h>
 #include <c10/core/CPUAllocator.h>
+#include <torch/csrc/autograd/profiler_legacy.h>
 #include <torch/torch.h>
 #include <torch/version.h>
 
@@ -114,7 +116,11 @@ CountingAllocator* installCountingAllocator() {
 struct Settings {
   std::int64_t side = 48, batch = 2, base = 16, threads = 2, steps = 3, warmup = 1;
   std::string checkpointLevels = "0,1,2,3";
+  std::int64_t modulationHidden = 32;
+  std::string maskEmbedding = "block";  // block | level (ModelConfig)
   std::string device = "cpu";
+  std::string trace = "step-trace.json";  // --mode profile
+  bool channelsLast = false;              // 5-D weights and inputs in channels_last_3d
   bool bf16 = false;
   bool json = false;
   torch::Device where() const {
@@ -147,7 +153,7 @@ double cudaPeakMib(const Settings& s) {
 // lives on (read from the module name: encL/decL/midL at level L, downL -> L+1, upL -> L-1).
 double convForwardFlops(DiffusionModelImpl& model, const Settings& s) {
   const std::int64_t levels = model.unet()->options().levels();
-  const std::regex levelName(R"((enc|dec|down|up)(\d+))");
+  const std::regex levelName(R"((enc|dec|down|up|mod_embed)(\d+))");
   double flops = 0;
   for (const auto& item : model.named_parameters()) {
     const auto& w = item.value();
@@ -173,9 +179,17 @@ std::shared_ptr<DiffusionModelImpl> makeModel(const Settings& s,
                                               const std::string& checkpointLevels) {
   ModelConfig c;
   c.baseChannels = s.base;
+  c.modulationHidden = s.modulationHidden;
+  c.maskEmbedding = s.maskEmbedding;
   c.checkpointLevels = checkpointLevels;
   auto model = std::dynamic_pointer_cast<DiffusionModelImpl>(createModel(c));
   model->to(s.where());
+  if (s.channelsLast) {
+    torch::NoGradGuard noGrad;
+    for (auto& p : model->parameters()) {
+      if (p.dim() == 5) p.set_data(p.contiguous(torch::MemoryFormat::ChannelsLast3d));
+    }
+  }
   return model;
 }
 
@@ -186,6 +200,10 @@ Batch makeBatch(const Settings& s) {
       (torch::rand({s.batch, 3, s.side, s.side, s.side}) > 0.5).to(s.where(), torch::kFloat32);
   b.lesion =
       (torch::rand({s.batch, 1, s.side, s.side, s.side}) > 0.9).to(s.where(), torch::kFloat32);
+  if (s.channelsLast) {
+    for (auto* t : {&b.image, &b.anatomy, &b.lesion})
+      *t = t->contiguous(torch::MemoryFormat::ChannelsLast3d);
+  }
   return b;
 }
 
@@ -232,6 +250,24 @@ int runStep(const Settings& s) {
     if (i >= s.warmup) times.push_back(t);
   }
   core::Json out{{"step_s", median(times)}, {"params", model->parameterCount()}};
+  std::cout << (s.json ? out.dump() : out.dump(2)) << "\n";
+  return 0;
+}
+
+// One warm training step under LibTorch's legacy autograd profiler: a Chrome trace (forward and
+// backward ops with their durations) that tests/bench/models/profile_ops.py turns into the
+// top ops by self time.
+int runProfile(const Settings& s) {
+  auto model = makeModel(s, "");
+  torch::optim::AdamW opt(model->parameters(), torch::optim::AdamWOptions(1e-4));
+  const Batch batch = makeBatch(s);
+  for (std::int64_t i = 0; i < s.warmup; ++i) trainStep(s, *model, opt, batch, i);
+  double seconds = 0;
+  {
+    torch::autograd::profiler::RecordProfile profile(s.trace);
+    seconds = trainStep(s, *model, opt, batch, s.warmup);
+  }
+  core::Json out{{"step_s", seconds}, {"params", model->parameterCount()}, {"trace", s.trace}};
   std::cout << (s.json ? out.dump() : out.dump(2)) << "\n";
   return 0;
 }
@@ -342,7 +378,7 @@ int main(int argc, char** argv) {
   std::string mode = "flops";
   core::po::options_description desc("ModelsBench");
   desc.add_options()("mode", core::po::value(&mode)->default_value(mode),
-                     "flops | checkpoint | step")(
+                     "flops | checkpoint | step | profile")(
       "side", core::po::value(&s.side)->default_value(s.side), "cube side of the training patch")(
       "batch", core::po::value(&s.batch)->default_value(s.batch), "batch size")(
       "base", core::po::value(&s.base)->default_value(s.base), "U-Net base channels")(
@@ -352,9 +388,17 @@ int main(int argc, char** argv) {
       "untimed steps first (--mode step)")(
       "checkpoint-levels", core::po::value(&s.checkpointLevels)->default_value(s.checkpointLevels),
       "levels to checkpoint (--mode checkpoint)")(
+      "modulation-hidden", core::po::value(&s.modulationHidden)->default_value(s.modulationHidden),
+      "hidden channels of the mask modulation")(
+      "mask-embedding", core::po::value(&s.maskEmbedding)->default_value(s.maskEmbedding),
+      "block | level: per-block mask convolutions or one shared embedding per level")(
       "device", core::po::value(&s.device)->default_value(s.device), "cpu | cuda (GPU 0)")(
+      "channels-last", core::po::bool_switch(&s.channelsLast),
+      "weights and batch in channels_last_3d (the layout oneDNN computes in)")(
       "bf16", core::po::bool_switch(&s.bf16), "bf16 autocast for the model step (cuda)")(
-      "json", core::po::bool_switch(&s.json), "one-line JSON");
+      "trace", core::po::value(&s.trace)->default_value(s.trace),
+      "Chrome trace of one step (--mode profile)")("json", core::po::bool_switch(&s.json),
+                                                   "one-line JSON");
   try {
     const auto parsed =
         core::parseOptions("bench", std::vector<std::string>(argv + 1, argv + argc), desc);
@@ -374,6 +418,7 @@ int main(int argc, char** argv) {
     if (mode == "flops") return runFlops(s);
     if (mode == "checkpoint") return runCheckpoint(s);
     if (mode == "step") return runStep(s);
+    if (mode == "profile") return runProfile(s);
     std::cerr << "ModelsBench: unknown --mode " << mode << "\n";
     return 2;
   } catch (const std::exception& e) {
