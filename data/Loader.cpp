@@ -1,13 +1,10 @@
 // Prefetching loader: see Loader.h and docs/store.md "Loader".
 #include "data/Loader.h"
 
-#include <filesystem>
-
 #include "core/Error.h"
 #include "data/ShardReader.h"
 
 namespace lddpm::data {
-namespace fs = std::filesystem;
 
 struct Loader::Reader {
   explicit Reader(const std::string& storeDir) : store(storeDir) {}

@@ -3,8 +3,6 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
-#include <map>
-#include <memory>
 #include <sstream>
 
 #include "core/Error.h"

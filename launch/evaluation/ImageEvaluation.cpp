@@ -80,7 +80,7 @@ class VolumeSet {
       store_.emplace(path_);
       for (const auto& s : data::readManifest(path_).subjectsOf(split)) {
         ids_.push_back(s.id);
-        shardOf_[s.id] = s.shard;
+        entryOf_[s.id] = s;
       }
     } else if (fs::is_directory(path_)) {
       kind_ = Kind::Folder;
@@ -117,7 +117,7 @@ class VolumeSet {
       out.where = files_.at(id);
       out.image = readFinite(out.where);
     } else {
-      const data::SubjectData subject = store_->shard(shardOf_.at(id)).readSubject(id);
+      const data::SubjectData subject = store_->readSubject(entryOf_.at(id));
       out.where = core::strCat(path_, " (subject ", id, ")");
       out.image = subject.image[0].contiguous();
       out.tissue = subject.tissue;
@@ -130,9 +130,9 @@ class VolumeSet {
   std::string path_;
   Kind kind_ = Kind::File;
   std::vector<std::string> ids_;
-  std::map<std::string, std::string> files_;    // folder: id -> file
-  std::map<std::string, std::string> shardOf_;  // store: id -> shard file
-  std::optional<data::StoreReader> store_;      // store: its shards, opened on first use
+  std::map<std::string, std::string> files_;           // folder: id -> file
+  std::map<std::string, data::SubjectEntry> entryOf_;  // store: id -> its manifest entry
+  std::optional<data::StoreReader> store_;             // store: its shards, opened on first use
 };
 
 void checkShape(const CaseVolumes& v, const CaseVolumes& real) {

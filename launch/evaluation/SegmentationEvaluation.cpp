@@ -1,8 +1,6 @@
 #include "launch/evaluation/SegmentationEvaluation.h"
 
 #include <filesystem>
-#include <map>
-#include <memory>
 #include <set>
 #include <sstream>
 
