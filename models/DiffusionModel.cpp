@@ -22,6 +22,7 @@ DiffusionModelImpl::DiffusionModelImpl(const std::string& name, const UNetOption
               unet.maskChannels(), " mask channels but anatomy + lesion is ",
               diffusion.anatomyChannels() + 1);
   unet_ = register_module("unet", UNet3D(unet));
+  if (diffusion.classMeanPrior()) addClassMeanPrior(diffusion.anatomyChannels());
 }
 
 torch::Tensor DiffusionModelImpl::denoise(const torch::Tensor& xt, const torch::Tensor& t,
@@ -33,15 +34,16 @@ LossTerms DiffusionModelImpl::loss(const Batch& batch, Generators& gens, const s
   LDDPM_CHECK(group == "model", name(), " has one parameter group, 'model'; asked for '", group,
               "'");
   detail::checkBatch(batch, options_.anatomyChannels(), name(), /*needImage=*/true);
-  const auto& x0 = batch.image;
   const auto& o = options_;
+  const auto mask = batch.condition(batch.image);
+  const auto x0 = o.classMeanPrior() ? batch.image - intensityPrior(mask) : batch.image;
   const auto index = randintFrom(gens, static_cast<std::int64_t>(trainingTimesteps_.size()),
                                  x0.size(0), torch::kCPU);
   const auto t =
       torch::tensor(trainingTimesteps_, torch::kInt64).index_select(0, index).to(x0.device());
   const auto noise = randnFrom(gens, x0.sizes(), x0.options());
   const auto xt = qSample(schedule_, x0, t, noise);
-  const auto output = denoise(xt, t, batch.condition(x0));
+  const auto output = denoise(xt, t, mask);
 
   const auto target = predictionTarget(schedule_, o.prediction(), x0, t, noise);
   const auto error = lesionWeightedL1PerSample(output, target, batch.lesion, o.lesionWeight());
@@ -91,7 +93,9 @@ torch::Tensor DiffusionModelImpl::synthesize(const Batch& condition, const Sampl
   const Denoiser denoiser = [&](const torch::Tensor& xt, const torch::Tensor& t) {
     return denoise(xt, t, mask);
   };
-  return sample(schedule_, options_.prediction(), denoiser, shape, mask.options(), sampler, gens);
+  const auto x =
+      sample(schedule_, options_.prediction(), denoiser, shape, mask.options(), sampler, gens);
+  return options_.classMeanPrior() ? (x + intensityPrior(mask)).clamp(-1, 1) : x;
 }
 
 }  // namespace lddpm::models

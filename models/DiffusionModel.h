@@ -22,6 +22,9 @@ struct DiffusionOptions {
   TORCH_ARG(double, lesionWeight) = 4.0;  // λ: weight 1 + λ on lesion voxels of the error
   TORCH_ARG(double, x0Weight) = 0.0;      // weight of the lesion-weighted x̂0 L1 term (0: off)
   TORCH_ARG(std::int64_t, anatomyChannels) = 3;
+  // Diffuse the residual x0 − μ(mask) around the class-mean image μ (the mean training intensity
+  // of each voxel's class, ModelImpl::intensityPrior) instead of x0 itself; samples add μ back.
+  TORCH_ARG(bool, classMeanPrior) = false;
 };
 
 class DiffusionModelImpl : public ModelImpl {
@@ -31,10 +34,11 @@ class DiffusionModelImpl : public ModelImpl {
                      const DiffusionOptions& diffusion);
 
   // Draws t (uniform over the T steps, or over the K training steps) and ε ~ N(0, I) per sample
-  // from gens, in that order. total = mean_b w(t_b) · L1_b + x0Weight · mean_b w0(t_b) · X0_b with
-  // L1_b = mean((1 + λ·lesion)|f(x_t, t, mask) - target|) of sample b, X0_b the same on x̂0 vs x0,
-  // w the loss weighting in the prediction's space and w0 in x0 space (both 1 when uniform).
-  // Parts: "target_l1" = mean_b L1_b, and "x0_l1" = mean_b X0_b when x0Weight > 0.
+  // from gens, in that order. With the class-mean prior, x0 below is the residual x0 − μ(mask).
+  // total = mean_b w(t_b) · L1_b + x0Weight · mean_b w0(t_b) · X0_b with L1_b = mean((1 +
+  // λ·lesion)|f(x_t, t, mask) - target|) of sample b, X0_b the same on x̂0 vs x0, w the loss
+  // weighting in the prediction's space and w0 in x0 space (both 1 when uniform). Parts:
+  // "target_l1" = mean_b L1_b, and "x0_l1" = mean_b X0_b when x0Weight > 0.
   LossTerms loss(const Batch& batch, Generators& gens, const std::string& group = "model") override;
   torch::Tensor synthesize(const Batch& condition, const SamplerOptions& sampler,
                            Generators& gens) override;

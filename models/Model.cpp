@@ -8,6 +8,34 @@ torch::Tensor ModelImpl::synthesize(const Batch&, const SamplerOptions&, Generat
   LDDPM_THROW(core::Error, "model '", name(), "' does not synthesise images");
 }
 
+void ModelImpl::addClassMeanPrior(std::int64_t anatomyChannels) {
+  LDDPM_CHECK(anatomyChannels == 3, name(),
+              ": the class-mean prior needs the 3 one-hot tissue channels (CSF, GM, WM)");
+  classMeans_ = register_buffer("class_means", torch::zeros({5}, torch::kFloat32));
+}
+
+void ModelImpl::setClassIntensities(const ClassIntensities& m) {
+  LDDPM_CHECK(classMeans_.defined(), "model '", name(),
+              "' was built without an intensity prior (--intensity-prior class-mean)");
+  torch::NoGradGuard noGrad;
+  classMeans_.copy_(
+      torch::tensor({m.background, m.csf, m.greyMatter, m.whiteMatter, m.lesion}, torch::kFloat64));
+}
+
+torch::Tensor ModelImpl::intensityPrior(const torch::Tensor& condition) const {
+  auto shape = condition.sizes().vec();
+  shape[1] = 1;
+  if (!classMeans_.defined()) return torch::zeros(shape, condition.options());
+  const auto means = classMeans_.to(condition.options());
+  // Background plus each tissue's offset from it (the one-hot channels are 0 on background),
+  // then the lesion's mean on lesion voxels.
+  const auto anatomy = condition.narrow(1, 0, 3);
+  const auto lesion = condition.narrow(1, 3, 1);
+  const auto offsets = (means.narrow(0, 1, 3) - means[0]).view({1, 3, 1, 1, 1});
+  const auto tissue = means[0] + (anatomy * offsets).sum(1, /*keepdim=*/true);
+  return tissue + (means[4] - tissue) * lesion;
+}
+
 std::int64_t ModelImpl::parameterCount() const {
   std::int64_t count = 0;
   for (const auto& p : parameters()) count += p.numel();

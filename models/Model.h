@@ -25,6 +25,12 @@ struct Batch {
   }
 };
 
+// Mean training intensity of each voxel class, in image units: what a model with a class-mean
+// intensity prior takes from its data before its first step (launch/ computes it from the store).
+struct ClassIntensities {
+  double background = 0, csf = 0, greyMatter = 0, whiteMatter = 0, lesion = 0;
+};
+
 // `total` is what backward runs on; `parts` are detached scalars for logging ("noise_l1", ...).
 struct LossTerms {
   torch::Tensor total;
@@ -59,10 +65,28 @@ class ModelImpl : public torch::nn::Module {
   virtual torch::Tensor synthesize(const Batch& condition, const SamplerOptions& sampler,
                                    Generators& gens);
 
+  // A model built with the class-mean intensity prior (`--intensity-prior class-mean`) wants the
+  // training split's class intensities before the first step of a fresh run. It keeps them in the
+  // buffer "class_means" (background, CSF, GM, WM, lesion), so a checkpoint carries them and a
+  // resumed or loaded model is not asked again.
+  bool wantsClassIntensities() const { return classMeans_.defined(); }
+  void setClassIntensities(const ClassIntensities& means);
+  // The prior μ(condition) [B, 1, ...] for a condition [B, Cm + 1, ...] (one-hot CSF, GM, WM, then
+  // lesion): each voxel's class mean, a lesion voxel taking the lesion's whatever its tissue.
+  // Zeros for a model without the prior.
+  torch::Tensor intensityPrior(const torch::Tensor& condition) const;
+
   // Side lengths of D, H, W must be multiples of this.
   virtual std::int64_t sizeDivisor() const = 0;
 
   std::int64_t parameterCount() const;
+
+ protected:
+  // Gives the model the class-mean prior (its subclass decides what it adds μ to).
+  void addClassMeanPrior(std::int64_t anatomyChannels);
+
+ private:
+  torch::Tensor classMeans_;  // [5] with the class-mean prior, else undefined
 };
 
 namespace detail {

@@ -19,6 +19,7 @@ Pix2PixImpl::Pix2PixImpl(const UNetOptions& generator, const Pix2PixOptions& opt
                                       .layers(options.discriminatorLayers())
                                       .groups(std::min<std::int64_t>(
                                           generator.groups(), options.discriminatorChannels()))));
+  if (options.classMeanPrior()) addClassMeanPrior(options.anatomyChannels());
 }
 
 std::vector<ParameterGroup> Pix2PixImpl::parameterGroups() {
@@ -34,7 +35,8 @@ std::int64_t Pix2PixImpl::sizeDivisor() const {
 }
 
 torch::Tensor Pix2PixImpl::generate(const torch::Tensor& condition) {
-  return torch::tanh(generator_(condition));
+  const auto residual = torch::tanh(generator_(condition));
+  return options_.classMeanPrior() ? residual + intensityPrior(condition) : residual;
 }
 
 torch::Tensor Pix2PixImpl::discriminate(const torch::Tensor& condition,
@@ -71,7 +73,7 @@ torch::Tensor Pix2PixImpl::synthesize(const Batch& condition, const SamplerOptio
   torch::NoGradGuard noGrad;
   const auto like =
       torch::empty({0}, condition.lesion.options().dtype(parameters().front().scalar_type()));
-  return generate(condition.condition(like));
+  return generate(condition.condition(like)).clamp(-1, 1);
 }
 
 }  // namespace lddpm::models

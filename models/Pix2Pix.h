@@ -14,6 +14,9 @@ struct Pix2PixOptions {
   TORCH_ARG(double, l1Weight) = 100.0;  // pix2pix's λ_L1
   TORCH_ARG(std::int64_t, discriminatorChannels) = 16;
   TORCH_ARG(std::int64_t, discriminatorLayers) = 3;
+  // The generator draws the residual tanh(U(m)) around the class-mean image μ(m)
+  // (ModelImpl::intensityPrior) instead of the image tanh(U(m)) itself.
+  TORCH_ARG(bool, classMeanPrior) = false;
 };
 
 class Pix2PixImpl : public ModelImpl {
@@ -29,7 +32,8 @@ class Pix2PixImpl : public ModelImpl {
                            Generators& gens) override;
   std::int64_t sizeDivisor() const override;
 
-  // G(m) in [-1, 1] (tanh) for a condition [B, Cm + 1, D, H, W].
+  // G(m) = tanh(U(m)) in [-1, 1], or μ(m) + tanh(U(m)) with the class-mean prior (clamped to
+  // [-1, 1] by synthesize only), for a condition [B, Cm + 1, D, H, W].
   torch::Tensor generate(const torch::Tensor& condition);
   torch::Tensor discriminate(const torch::Tensor& condition, const torch::Tensor& image);
 

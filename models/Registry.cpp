@@ -73,6 +73,9 @@ core::po::options_description ModelConfig::describe() {
       "lesion-ddpm: λ in the per-voxel loss weight 1 + λ·lesion")(
       "x0-weight", po::value(&x0Weight)->default_value(x0Weight),
       "lesion-ddpm: weight of the lesion-weighted x̂0 L1 term (0: off)")(
+      "intensity-prior", po::value(&intensityPrior)->default_value(intensityPrior),
+      "generators: none | class-mean (diffuse, or for pix2pix generate, the residual around each "
+      "voxel's class-mean training intensity, taken from the store at the start of training)")(
       "l1-weight", po::value(&l1Weight)->default_value(l1Weight), "pix2pix: weight of the L1 term")(
       "disc-channels", po::value(&discriminatorChannels)->default_value(discriminatorChannels),
       "pix2pix: discriminator width")(
@@ -132,6 +135,14 @@ UNetOptions ModelConfig::unetOptions(std::int64_t inChannels, std::int64_t outCh
 
 namespace {
 
+bool parseIntensityPrior(const std::string& value) {
+  if (value != "none" && value != "class-mean") {
+    LDDPM_THROW(core::UsageError, "option '--intensity-prior': unknown value '", value,
+                "' (expected none or class-mean)");
+  }
+  return value == "class-mean";
+}
+
 std::shared_ptr<ModelImpl> makeDiffusion(const ModelConfig& c, bool lesionDdpm) {
   UNetOptions unet = c.unetOptions(/*inChannels=*/1, /*outChannels=*/1);
   unet.maskChannels(c.anatomyChannels + 1);
@@ -162,7 +173,8 @@ std::shared_ptr<ModelImpl> makeDiffusion(const ModelConfig& c, bool lesionDdpm) 
       .snrGamma(c.snrGamma)
       .trainSteps(c.trainSteps)
       .spacing(named("timestep-spacing", parseSpacing, c.timestepSpacing))
-      .anatomyChannels(c.anatomyChannels);
+      .anatomyChannels(c.anatomyChannels)
+      .classMeanPrior(parseIntensityPrior(c.intensityPrior));
   if (lesionDdpm) {
     std::set<std::string> sites;
     std::stringstream in(c.maskSites);
@@ -190,6 +202,13 @@ std::shared_ptr<ModelImpl> makeDiffusion(const ModelConfig& c, bool lesionDdpm) 
                                               diffusion);
 }
 
+void noIntensityPrior(const ModelConfig& c) {
+  if (c.intensityPrior != "none") {
+    LDDPM_THROW(core::UsageError, "option '--intensity-prior': ", c.model,
+                " has none; only the generators (lesion-ddpm, cond-ddpm, pix2pix) take one");
+  }
+}
+
 std::shared_ptr<ModelImpl> makePix2Pix(const ModelConfig& c) {
   UNetOptions generator = c.unetOptions(/*inChannels=*/c.anatomyChannels + 1, /*outChannels=*/1);
   generator.useTimestep(false).maskChannels(0);
@@ -204,11 +223,13 @@ std::shared_ptr<ModelImpl> makePix2Pix(const ModelConfig& c) {
   options.anatomyChannels(c.anatomyChannels)
       .l1Weight(c.l1Weight)
       .discriminatorChannels(c.discriminatorChannels)
-      .discriminatorLayers(c.discriminatorLayers);
+      .discriminatorLayers(c.discriminatorLayers)
+      .classMeanPrior(parseIntensityPrior(c.intensityPrior));
   return std::make_shared<Pix2PixImpl>(generator, options);
 }
 
 std::shared_ptr<ModelImpl> makeSeg(const ModelConfig& c) {
+  noIntensityPrior(c);
   UNetOptions unet = c.unetOptions(/*inChannels=*/1, /*outChannels=*/1);
   unet.useTimestep(false).maskChannels(0);
   return std::make_shared<SegmenterImpl>(unet);

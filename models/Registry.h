@@ -37,6 +37,7 @@ struct ModelConfig {
   std::string timestepSpacing = "uniform";
   double lesionWeight = 4.0;
   double x0Weight = 0.0;
+  std::string intensityPrior = "none";  // none | class-mean (DiffusionOptions::classMeanPrior)
   double l1Weight = 100.0;
   std::int64_t discriminatorChannels = 16;
   std::int64_t discriminatorLayers = 3;

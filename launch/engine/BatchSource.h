@@ -4,6 +4,7 @@
 // a function of (seed, g) only. Rank r of W asks for its own slice of each step's indices, so the
 // union over ranks is the same global batch whatever W is (world-size invariance).
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include "models/Model.h"
@@ -22,6 +23,9 @@ class BatchSource {
   virtual void prefetch(const std::vector<std::int64_t>& globalIndices) {}
   // Voxels of one sample (for the voxels/s figure).
   virtual std::int64_t voxelsPerSample() const = 0;
+  // The mean intensity of each voxel class over the samples' split, for a model that wants it
+  // (ModelImpl::wantsClassIntensities); nullopt from a source that cannot tell.
+  virtual std::optional<models::ClassIntensities> classIntensities() { return std::nullopt; }
 };
 
 // The global indices rank `rank` of `worldSize` trains on in micro-batch `micro` of `step`:

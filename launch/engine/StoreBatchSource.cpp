@@ -1,6 +1,7 @@
 #include "launch/engine/StoreBatchSource.h"
 
 #include "core/Error.h"
+#include "data/ClassMeans.h"
 #include "data/Manifest.h"
 #include "data/PatchSampler.h"
 
@@ -57,6 +58,11 @@ void StoreBatchSource::moveTo(const data::Cursor& cursor) {
 }
 
 void StoreBatchSource::start(std::int64_t step) { moveTo(cursorAt(step)); }
+
+std::optional<models::ClassIntensities> StoreBatchSource::classIntensities() {
+  const data::ClassMeans m = data::classMeans(options_.store, data::parseSplit(options_.split));
+  return models::ClassIntensities{m.background, m.csf, m.greyMatter, m.whiteMatter, m.lesion};
+}
 
 void StoreBatchSource::prefetch(const std::vector<std::int64_t>& globalIndices) {
   moveTo(locate(globalIndices));

@@ -21,6 +21,8 @@ class StoreBatchSource : public BatchSource {
   models::Batch get(const std::vector<std::int64_t>& globalIndices) override;
   void prefetch(const std::vector<std::int64_t>& globalIndices) override;
   std::int64_t voxelsPerSample() const override;
+  // data::classMeans of the store's --split (reads the split once).
+  std::optional<models::ClassIntensities> classIntensities() override;
 
   // The loader position of global micro-batch `micro` (= step · accumulate + micro-batch).
   data::Cursor cursorOfMicroBatch(std::int64_t micro) const;

@@ -131,6 +131,7 @@ void Trainer::resumeIfAsked() {
   const std::string from = config_.resume == "never" ? "" : verifiedResumeFolder();
   ema_ = std::make_unique<Ema>(*model_, config_.emaDecay);
   if (from.empty()) {
+    takeClassIntensities();
     buildOptimisers();
     return;
   }
@@ -144,6 +145,22 @@ void Trainer::resumeIfAsked() {
   step_ = meta.at("step").get<std::int64_t>();
   skipped_ = meta.value("skipped_steps", std::int64_t{0});
   LDDPM_LOG(Info) << "resumed from " << from << " at step " << step_;
+}
+
+// A fresh run of a model with a class-mean prior: every rank reads the same split, so the buffers
+// agree before the optimisers broadcast them (a resumed run loads them from model.pt instead).
+void Trainer::takeClassIntensities() {
+  if (!model_->wantsClassIntensities()) return;
+  const std::optional<models::ClassIntensities> means = source_.classIntensities();
+  if (!means) {
+    LDDPM_THROW(core::UsageError, "option '--intensity-prior': ", modelConfig_.model,
+                " wants the class intensities of its training data, which this data source "
+                "cannot give (train from a store)");
+  }
+  model_->setClassIntensities(*means);
+  LDDPM_LOG(Info) << "class-mean prior from the training split: background " << means->background
+                  << ", CSF " << means->csf << ", GM " << means->greyMatter << ", WM "
+                  << means->whiteMatter << ", lesion " << means->lesion;
 }
 
 void Trainer::loadCheckpoint(const std::string& dir) {

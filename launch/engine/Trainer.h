@@ -49,6 +49,7 @@ class Trainer {
  private:
   void buildOptimisers();
   void resumeIfAsked();
+  void takeClassIntensities();
   std::string verifiedResumeFolder();
   void saveCheckpoint();
   void loadCheckpoint(const std::string& dir);

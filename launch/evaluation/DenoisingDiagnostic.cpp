@@ -107,6 +107,7 @@ double diagnoseCase(models::DiffusionModelImpl& model, const data::SubjectData& 
   }
   const auto& schedule = model.schedule();
   const torch::Tensor mask = condition.condition(x0);
+  const torch::Tensor prior = model.intensityPrior(mask);
   const torch::Tensor real = subject.image[0];
   const torch::Tensor brain = subject.tissue.gt(0) | subject.lesion.gt(0);
   const torch::Tensor nawm = subject.tissue.eq(models::kWhiteMatterLabel) & subject.lesion.eq(0);
@@ -119,12 +120,13 @@ double diagnoseCase(models::DiffusionModelImpl& model, const data::SubjectData& 
         seed, core::RngStream::Diagnostic, {core::nameKey(id), static_cast<std::uint64_t>(t)}))};
     const torch::Tensor noise = models::randnFrom(gens, x0.sizes(), x0.options());
     const torch::Tensor tt = torch::full({1}, t, torch::kInt64);
-    const torch::Tensor xt = models::qSample(schedule, x0, tt, noise);
+    // With a class-mean prior the model diffuses the residual around it (zero without one).
+    const torch::Tensor xt = models::qSample(schedule, x0 - prior, tt, noise);
     const torch::Tensor output = model.denoise(xt, tt, mask);
     const torch::Tensor x0Hat =
-        models::predictX0(schedule, model.options().prediction(), xt, tt, output)
+        (models::predictX0(schedule, model.options().prediction(), xt, tt, output) + prior)
             .clamp(-1, 1)[0][0];
-    const torch::Tensor trivial = (xt / std::sqrt(schedule.alphaBar(t))).clamp(-1, 1)[0][0];
+    const torch::Tensor trivial = (xt / std::sqrt(schedule.alphaBar(t)) + prior).clamp(-1, 1)[0][0];
     auto& v = values[k];
     v[kBackground].push_back(regionMae(x0Hat, ~brain));
     v[kBrain].push_back(regionMae(x0Hat, brain));

@@ -263,37 +263,6 @@ void ImageEvaluationOptions::validate() const {
   }
 }
 
-ClassMeans classMeans(const std::string& store) {
-  const data::Manifest manifest = data::readManifest(store);
-  const auto subjects = manifest.subjectsOf(data::Split::Train);
-  if (subjects.empty()) throw core::IoError(store, "has no train subjects for the reference rows");
-  std::array<double, 6> sum{}, count{};  // background, CSF, GM, WM, lesion, brain
-  data::StoreReader reader(store);
-  for (const auto& s : subjects) {
-    const data::SubjectData subject = reader.readSubject(s);
-    const torch::Tensor image = subject.image[0].to(torch::kFloat64);
-    const torch::Tensor lesion = subject.lesion != 0;
-    const torch::Tensor tissue = subject.tissue.to(torch::kInt64);
-    const torch::Tensor regions[6] = {(tissue == 0) & ~lesion,
-                                      (tissue == 1) & ~lesion,
-                                      (tissue == 2) & ~lesion,
-                                      (tissue == 3) & ~lesion,
-                                      lesion,
-                                      (tissue > 0) | lesion};
-    for (int c = 0; c < 6; ++c) {
-      sum[c] += image.masked_select(regions[c]).sum().item<double>();
-      count[c] += static_cast<double>(regions[c].sum().item<std::int64_t>());
-    }
-  }
-  const auto mean = [&](int c) { return count[c] > 0 ? sum[c] / count[c] : std::nan(""); };
-  ClassMeans m{mean(0), mean(1), mean(2), mean(3), mean(4), mean(5)};
-  // A class absent from the training scans (no lesions at all) takes the brain mean.
-  for (double* v : {&m.csf, &m.greyMatter, &m.whiteMatter, &m.lesion}) {
-    if (std::isnan(*v)) *v = m.brain;
-  }
-  return m;
-}
-
 torch::Tensor constantReference(const torch::Tensor& tissue, const torch::Tensor& lesion,
                                 const ClassMeans& means) {
   const torch::Tensor brain = (tissue != 0) | (lesion != 0);
@@ -427,7 +396,7 @@ ImageEvaluation evaluateImages(const ImageEvaluationOptions& o) {
     out.referenceStore.clear();
   }
   ClassMeans means;
-  if (!out.referenceStore.empty()) means = classMeans(out.referenceStore);
+  if (!out.referenceStore.empty()) means = data::classMeans(out.referenceStore, data::Split::Train);
 
   for (std::size_t g = 0; g < in.generators.size(); ++g) {
     out.generators.push_back({in.names[g].name, in.names[g].path, false, {}});

@@ -9,6 +9,7 @@
 
 #include "core/Json.h"
 #include "core/Options.h"
+#include "data/ClassMeans.h"
 #include "models/Metrics.h"
 
 namespace lddpm::launch::evaluation {
@@ -62,13 +63,8 @@ core::Json toJson(const ImageEvaluationOptions& options, const ImageEvaluation& 
 // A summary table (mean ± sd per generator, the real scans' statistics first), then every case.
 std::string toMarkdown(const ImageEvaluation& evaluation);
 
-// Mean image intensity (store channel 0) per voxel class over a store's train split: the
-// references' values. Classes: background (tissue 0, not lesion), CSF, GM, WM (not lesion),
-// lesion; `brain` is the mean over tissue > 0 or lesion.
-struct ClassMeans {
-  double background = 0, csf = 0, greyMatter = 0, whiteMatter = 0, lesion = 0, brain = 0;
-};
-ClassMeans classMeans(const std::string& store);
+// The class means of the references: data::classMeans of the reference store's train split.
+using data::ClassMeans;
 // The reference volumes for one case's tissue labels and lesion mask [D, H, W].
 torch::Tensor constantReference(const torch::Tensor& tissue, const torch::Tensor& lesion,
                                 const ClassMeans& means);

@@ -3,7 +3,9 @@
 // samples (pix2pix's two groups in one step), a source started at step s (a resumed run) gives
 // what an uninterrupted one gives there, the ranks' slices together are the one-rank batch, any
 // order of access gives the same content, and indices that are not a rank's slice are refused.
-// At the engine level, pix2pix's discriminator and generator see one batch per step.
+// At the engine level, pix2pix's discriminator and generator see one batch per step, and a
+// class-mean prior takes the store's class intensities on a fresh run and its checkpoint's on
+// resume.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -161,6 +163,82 @@ TEST_F(StoreFixture, Pix2PixGroupsSeeOneBatchPerStep) {
       EXPECT_FALSE(torch::equal(dBatch.image, recording.calls[2 * s - 2].second.image))
           << "step " << s << " repeats the previous step's batch";
     }
+  }
+}
+
+// Mean FLAIR per class over the fixture's five subjects, regenerated (not read back from the
+// store): background, CSF, GM, WM outside lesions, then lesion.
+std::array<double, 5> fixtureClassMeans() {
+  std::array<double, 5> sum{}, count{};
+  for (int i = 0; i < 5; ++i) {
+    const data::SubjectData s =
+        syntheticSubject("P" + std::to_string(i) + "_T1", kGrid, 40 + i, i == 2 ? 0 : 3);
+    const torch::Tensor image = s.image[0].to(torch::kFloat64);
+    for (int c = 0; c < 5; ++c) {
+      const torch::Tensor region =
+          c < 4 ? (s.tissue == c).logical_and(s.lesion == 0) : (s.lesion != 0);
+      sum[c] += (image * region).sum().item<double>();
+      count[c] += region.sum().item<double>();
+    }
+  }
+  std::array<double, 5> mean{};
+  for (int c = 0; c < 5; ++c) mean[c] = sum[c] / count[c];
+  return mean;
+}
+
+torch::Tensor classMeansBuffer(launch::Trainer& trainer) {
+  for (const auto& b : trainer.model().named_buffers()) {
+    if (b.key() == "class_means") return b.value().to(torch::kFloat64);
+  }
+  return {};
+}
+
+TEST_F(StoreFixture, AClassMeanPriorStartsFromTheStoreAndResumesFromItsCheckpoint) {
+  core::StopSignal::reset();
+  TempDir run("batch-source-prior");
+  const std::map<std::string, std::string> options = {{"--store", dir.str()},
+                                                      {"--run", run.str()},
+                                                      {"--model", "lesion-ddpm"},
+                                                      {"--prediction", "x0"},
+                                                      {"--intensity-prior", "class-mean"},
+                                                      {"--steps", "2"},
+                                                      {"--batch", "2"},
+                                                      {"--patch", "0"},
+                                                      {"--warmup", "1"},
+                                                      {"--modulation-hidden", "4"},
+                                                      {"--checkpoint-every", "1"}};
+  const std::array<double, 5> expected = fixtureClassMeans();
+  const torch::Tensor want =
+      torch::tensor(std::vector<double>(expected.begin(), expected.end())).to(torch::kFloat64);
+  testutil::RunSetup setup = testutil::makeRunSetup(options, {});
+  dist::LocalCommunicator comm;
+  {
+    launch::StoreBatchSource store(setup.train, 0, 1);
+    launch::Trainer trainer(setup.train, setup.model, store, comm, "");
+    EXPECT_TRUE(torch::allclose(classMeansBuffer(trainer), want, 0, 1e-6))
+        << classMeansBuffer(trainer) << " vs " << want;
+    trainer.run();
+  }
+  // A resumed run takes them from model.pt: a source that cannot give class intensities (the
+  // recording wrapper does not forward them) is not asked.
+  setup.train.steps = 3;
+  {
+    launch::StoreBatchSource store(setup.train, 0, 1);
+    Recording recording(store);
+    launch::Trainer trainer(setup.train, setup.model, recording, comm, "");
+    EXPECT_EQ(trainer.step(), 2);
+    EXPECT_TRUE(torch::allclose(classMeansBuffer(trainer), want, 0, 1e-6));
+  }
+  // A fresh run from such a source is refused, naming the option.
+  TempDir fresh("batch-source-prior-fresh");
+  setup.train.run = fresh.str();
+  launch::StoreBatchSource store(setup.train, 0, 1);
+  Recording recording(store);
+  try {
+    launch::Trainer trainer(setup.train, setup.model, recording, comm, "");
+    ADD_FAILURE() << "a class-mean prior trained without class intensities";
+  } catch (const core::UsageError& e) {
+    EXPECT_NE(std::string(e.what()).find("--intensity-prior"), std::string::npos) << e.what();
   }
 }
 

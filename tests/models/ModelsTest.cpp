@@ -197,6 +197,12 @@ TEST(Registry, BadOptionsAreUsageErrorsNamingTheOption) {
   c = tinyConfig("lesion-ddpm");
   c.checkpointLevels = "5";
   expectUsage(c, "--checkpoint-levels");
+  c = tinyConfig("cond-ddpm");
+  c.intensityPrior = "atlas";
+  expectUsage(c, "--intensity-prior");
+  c = tinyConfig("seg");
+  c.intensityPrior = "class-mean";  // only the generators have one
+  expectUsage(c, "--intensity-prior");
 }
 
 TEST(DiffusionModel, LossIsTheLesionWeightedL1OfTheDenoiser) {
@@ -277,6 +283,86 @@ TEST(DiffusionModel, MinSnrWeightedX0LossOnTheTrainingSubset) {
   EXPECT_THROW(model->samplerFor(SamplerOptions().kind(SamplerKind::Ddpm)),
                lddpm::core::UsageError);
   EXPECT_EQ(model->samplerFor(SamplerOptions().steps(4)).spacing(), Spacing::Quadratic);
+}
+
+// Independent of the model's arithmetic: each voxel's class value by masked fill (a lesion voxel
+// takes the lesion's value whatever its tissue), as the class-mean reference of `evaluate` does.
+torch::Tensor classMeanImage(const Batch& batch, const ClassIntensities& m) {
+  torch::Tensor out = torch::full(batch.lesion.sizes(), m.background, torch::kFloat64);
+  const double tissueMeans[3] = {m.csf, m.greyMatter, m.whiteMatter};
+  for (int c = 0; c < 3; ++c) out.masked_fill_(batch.anatomy.narrow(1, c, 1) != 0, tissueMeans[c]);
+  return out.masked_fill_(batch.lesion != 0, m.lesion).to(torch::kFloat32);
+}
+
+std::shared_ptr<DiffusionModelImpl> priorModel(const std::string& prior) {
+  auto c = tinyConfig("lesion-ddpm");
+  c.prediction = "x0";
+  c.intensityPrior = prior;
+  return std::dynamic_pointer_cast<DiffusionModelImpl>(createModel(c));
+}
+
+const ClassIntensities kMeans{-1.0, -0.45, 0.1, -0.05, 0.6};
+
+TEST(IntensityPrior, AFreshNetworkSamplesTheClassMeanImage) {
+  auto model = priorModel("class-mean");
+  ASSERT_TRUE(model && model->wantsClassIntensities());
+  model->setClassIntensities(kMeans);
+  // The output layer starts at zero, so x̂0 of the residual is 0 at every step and the sample is
+  // the prior itself, with ancestral noise (η = 1) or without.
+  const Batch batch = tinyBatch();
+  for (double eta : {0.0, 1.0}) {
+    Generators gens{makeCpuGenerator(3)};
+    const auto sample = model->synthesize(batch, SamplerOptions().steps(4).eta(eta), gens);
+    EXPECT_TRUE(torch::allclose(sample, classMeanImage(batch, kMeans), 0, 1e-6)) << "eta " << eta;
+  }
+  EXPECT_TRUE(torch::allclose(model->intensityPrior(batch.condition(batch.image)),
+                              classMeanImage(batch, kMeans), 0, 1e-6));
+  // The values travel in the state (model.pt), as the buffer "class_means".
+  bool found = false;
+  for (const auto& b : model->named_buffers()) {
+    if (b.key() == "class_means") {
+      found = true;
+      EXPECT_TRUE(torch::allclose(b.value(), torch::tensor({-1.0, -0.45, 0.1, -0.05, 0.6})));
+    }
+  }
+  EXPECT_TRUE(found);
+  // pix2pix's generator: μ + tanh(U(m)), U's output layer at zero as well.
+  auto c = tinyConfig("pix2pix");
+  c.intensityPrior = "class-mean";
+  auto pix2pix = createModel(c);
+  ASSERT_TRUE(pix2pix->wantsClassIntensities());
+  pix2pix->setClassIntensities(kMeans);
+  Generators gens{makeCpuGenerator(3)};
+  EXPECT_TRUE(torch::allclose(pix2pix->synthesize(batch, SamplerOptions(), gens),
+                              classMeanImage(batch, kMeans), 0, 1e-6));
+}
+
+TEST(IntensityPrior, TheLossIsTheLossOfTheResidual) {
+  auto with = priorModel("class-mean");
+  auto without = priorModel("none");
+  EXPECT_FALSE(without->wantsClassIntensities());
+  EXPECT_THROW(without->setClassIntensities(kMeans), lddpm::core::Error);
+  EXPECT_TRUE(torch::equal(without->intensityPrior(tinyBatch().condition(tinyBatch().image)),
+                           torch::zeros({2, 1, 8, 8, 8})));
+  with->setClassIntensities(kMeans);
+  {
+    torch::NoGradGuard noGrad;  // one set of weights in both, non-zero output layer
+    torch::manual_seed(5);
+    for (auto& p : without->parameters()) p.normal_(0, 0.1);
+    const auto source = without->named_parameters();
+    for (auto& p : with->named_parameters()) p.value().copy_(source[p.key()]);
+  }
+  const Batch batch = tinyBatch();
+  Batch residual = batch;
+  residual.image = batch.image - classMeanImage(batch, kMeans);
+  Generators a{makeCpuGenerator(8), makeCpuGenerator(9)};
+  Generators b{makeCpuGenerator(8), makeCpuGenerator(9)};
+  const double lossWith = with->loss(batch, a).total.item<double>();
+  const double lossWithout = without->loss(residual, b).total.item<double>();
+  EXPECT_NEAR(lossWith, lossWithout, 1e-6 * lossWithout);
+  // ... and not the loss of the image itself.
+  Generators c{makeCpuGenerator(8), makeCpuGenerator(9)};
+  EXPECT_GT(std::abs(without->loss(batch, c).total.item<double>() - lossWith), 1e-3);
 }
 
 TEST(DiffusionModel, RunsInTheDtypeOfItsParametersAndInputs) {
