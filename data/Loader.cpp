@@ -12,17 +12,6 @@ struct Loader::Reader {
   std::map<std::string, std::pair<torch::Tensor, torch::Tensor>> index;  // small: KBs per subject
 };
 
-namespace {
-
-std::vector<SubjectEntry> selectSubjects(const Manifest& m, const std::string& split,
-                                         const std::string& store) {
-  std::vector<SubjectEntry> out = m.subjectsOf(parseSplit(split));
-  if (out.empty()) throw core::IoError(store, "no " + split + " subjects in this store");
-  return out;
-}
-
-}  // namespace
-
 core::po::options_description LoaderOptions::describe() {
   namespace po = core::po;
   po::options_description d("Data options");
@@ -54,7 +43,7 @@ void LoaderOptions::validateOptions() const {
 Loader::Loader(LoaderOptions options)
     : options_(std::move(options)),
       manifest_(readManifest(options_.store)),
-      subjects_(selectSubjects(manifest_, options_.split, options_.store)),
+      subjects_(manifest_.casesOf(options_.split, /*limit=*/0, options_.store)),
       sampler_(subjects_.size(), options_.sampler),
       produceCursor_(options_.start),
       deliverCursor_(options_.start) {

@@ -45,7 +45,8 @@ std::vector<SubjectEntry> Manifest::subjectsOf(Split split) const {
 std::vector<SubjectEntry> Manifest::casesOf(const std::string& split, std::int64_t limit,
                                             const std::string& storeDir) const {
   std::vector<SubjectEntry> out = subjectsOf(parseSplit(split));
-  if (out.empty()) throw core::IoError(storeDir, "has no '" + split + "' cases (option --split)");
+  if (out.empty())
+    throw core::IoError(storeDir, "has no '" + split + "' subjects (option --split)");
   if (limit > 0 && static_cast<std::int64_t>(out.size()) > limit) {
     out.resize(static_cast<std::size_t>(limit));
   }

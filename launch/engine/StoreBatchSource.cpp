@@ -21,11 +21,7 @@ StoreBatchSource::StoreBatchSource(const TrainConfig& config, int rank, int worl
   options_.rank = rank;
   options_.worldSize = worldSize;
   const data::Manifest manifest = data::readManifest(options_.store);
-  const std::size_t subjects = manifest.subjectsOf(data::parseSplit(options_.split)).size();
-  if (subjects == 0) {
-    throw core::IoError(options_.store,
-                        core::strCat("has no '", options_.split, "' subjects (option --split)"));
-  }
+  const std::size_t subjects = manifest.casesOf(options_.split, /*limit=*/0, options_.store).size();
   batchesPerEpoch_ = data::PatchSampler(subjects, options_.sampler).batchesPerEpoch();
   voxels_ = 1;
   for (int a = 0; a < 3; ++a) voxels_ *= options_.patch > 0 ? options_.patch : manifest.grid[a];
