@@ -44,7 +44,9 @@ class DiffusionModelImpl : public ModelImpl {
                            Generators& gens) override;
   std::int64_t sizeDivisor() const override { return unet_->options().sizeDivisor(); }
 
-  // The raw network output (ε̂ or v̂) at (x_t [B, 1, ...], t [B], condition [B, Cm + 1, ...]).
+  // The raw network output (ε̂, v̂, x̂0 or edm's F) at (x_t [B, 1, ...], t [B], condition
+  // [B, Cm + 1, ...]). With the class-mean prior x_t and x̂0 are of the residual x0 − μ(condition)
+  // (intensityPrior); add μ to an x̂0 to compare it with an image.
   torch::Tensor denoise(const torch::Tensor& xt, const torch::Tensor& t,
                         const torch::Tensor& condition);
   const NoiseSchedule& schedule() const { return schedule_; }
