@@ -2,7 +2,7 @@
 # The downstream-segmentation experiment of the Lesion-DDPM paper on any store (docs/downstream.md):
 # for each generator run, synthesise one FLAIR per training mask (lddpm sample --split train) and
 # store them on the real masks (lddpm preprocess --samples); train the `seg` model on (a) the real
-# training scans, (b) each synthetic set, (c) real + the --mix generator's synthetic set, all with
+# training scans, (b) each synthetic set, (c) real + the --mix generators' synthetic sets, all with
 # the same options; score every segmenter on the real test split (lddpm evaluate segmentation);
 # write one Dice table, OUT/downstream.md and OUT/downstream.json. Reruns reuse every finished stage
 # (OUT/.done-<stage>; delete one to redo that stage). Each step runs plain, or under mpirun with
@@ -10,8 +10,9 @@
 # launcher prefix given with --launcher (e.g. --launcher "srun --mpi=pmix" inside an allocation).
 #
 #   bash launch/downstream.sh --store STORE --out DIR --generator lesion-ddpm=RUN_A \
-#       [--generator pix2pix=RUN_B ...] [--mix NAME] [--ranks N | --launcher CMD] [--seg-config FILE]
-#       [--sample-steps K] [--seed S] [--lddpm BINARY] [-- extra lddpm train options for seg]
+#       [--generator pix2pix=RUN_B ...] [--mix NAME[,NAME...] | --mix all] [--ranks N | --launcher CMD]
+#       [--seg-config FILE] [--sample-steps K] [--eta E] [--seed S] [--device cpu|cuda] [--lddpm BINARY]
+#       [-- extra lddpm train options for seg]
 #
 # Exit codes: 0 done, 1 a step failed (its message names it), 2 usage error naming the option,
 # 75 a training step stopped on a signal after checkpointing: rerun the same command to resume.
@@ -19,17 +20,17 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 
 usage() { echo "downstream.sh: $*" >&2; echo "usage: bash launch/downstream.sh --store STORE --out DIR --generator NAME=RUN [...] (see the script's header)" >&2; exit 2; }
-store="" out="" mix="" ranks=1 launcher="" seg_config="$root/launch/configs/seg.ini" sample_steps=50 seed=0
+store="" out="" mix="" ranks=1 launcher="" seg_config="$root/launch/configs/seg.ini" sample_steps=0 eta=0 seed=0 device=cpu
 lddpm=${LDDPM_BINARY:-$root/build/launch/lddpm}
 names=() runs=() extra=()
 while [ $# -gt 0 ]; do
   case $1 in
-    --store|--out|--generator|--mix|--ranks|--launcher|--seg-config|--sample-steps|--seed|--lddpm)
+    --store|--out|--generator|--mix|--ranks|--launcher|--seg-config|--sample-steps|--eta|--seed|--device|--lddpm)
       [ $# -ge 2 ] || usage "option '$1' needs a value"
       case $1 in
         --store) store=$2 ;; --out) out=$2 ;; --mix) mix=$2 ;; --ranks) ranks=$2 ;; --launcher) launcher=$2 ;;
-        --seg-config) seg_config=$2 ;; --sample-steps) sample_steps=$2 ;; --seed) seed=$2 ;;
-        --lddpm) lddpm=$2 ;;
+        --seg-config) seg_config=$2 ;; --sample-steps) sample_steps=$2 ;; --eta) eta=$2 ;; --seed) seed=$2 ;;
+        --device) device=$2 ;; --lddpm) lddpm=$2 ;;
         --generator)
           [[ $2 == ?*=?* ]] || usage "option '--generator': '$2' is not NAME=RUN"
           name=${2%%=*}
@@ -56,7 +57,15 @@ if [ -z "$mix" ]; then
   mix=${names[0]}
   for n in "${names[@]}"; do [ "$n" != lesion-ddpm ] || mix=lesion-ddpm; done
 fi
-printf '%s\n' "${names[@]}" | grep -qx -- "$mix" || usage "option '--mix': '$mix' is not a --generator name"
+mixes=()
+if [ "$mix" = all ]; then
+  mixes=("${names[@]}")
+else
+  IFS=, read -r -a mixes <<< "$mix"
+  for m in "${mixes[@]}"; do
+    printf '%s\n' "${names[@]}" | grep -qx -- "$m" || usage "option '--mix': '$m' is not a --generator name"
+  done
+fi
 
 launch=("$lddpm")
 if [ -n "$launcher" ]; then
@@ -82,20 +91,23 @@ train_seg() {  # train_seg SET STORE
 for i in "${!names[@]}"; do
   n=${names[$i]}
   stage "sample-$n" "${launch[@]}" sample --run "${runs[$i]}" --store "$store" --split train \
-    --out "$out/samples/$n" --steps "$sample_steps" --seed "$seed"
+    --out "$out/samples/$n" --steps "$sample_steps" --eta "$eta" --seed "$seed" \
+    --device "$device"
   stage "store-$n" "${launch[@]}" preprocess --samples "$out/samples/$n" --source-store "$store" \
     --out "$out/stores/$n"
 done
-stage "store-real+$mix" "${launch[@]}" preprocess --samples "$out/samples/$mix" \
-  --source-store "$store" --with-real --out "$out/stores/real+$mix"
+for m in "${mixes[@]}"; do
+  stage "store-real+$m" "${launch[@]}" preprocess --samples "$out/samples/$m" \
+    --source-store "$store" --with-real --out "$out/stores/real+$m"
+done
 
 train_seg real "$store"
 for n in "${names[@]}"; do train_seg "$n" "$out/stores/$n"; done
-train_seg "real+$mix" "$out/stores/real+$mix"
+for m in "${mixes[@]}"; do train_seg "real+$m" "$out/stores/real+$m"; done
 
 evaluated=(--run "real=$out/seg/real")
 for n in "${names[@]}"; do evaluated+=(--run "$n=$out/seg/$n"); done
-evaluated+=(--run "real+$mix=$out/seg/real+$mix")
+for m in "${mixes[@]}"; do evaluated+=(--run "real+$m=$out/seg/real+$m"); done
 stage evaluate "${launch[@]}" evaluate segmentation --store "$store" --split test \
   "${evaluated[@]}" --save-predictions --out "$out/evaluation" --log-level warn
 
