@@ -109,12 +109,20 @@ lddpm_srun() {
 #       or a preemption that requeues on its own), and a requeue would undo a user's scancel.
 #   other: the failure propagates as the job's exit code.
 lddpm_run_requeueable() {
+  lddpm_requeueable "lddpm $1" lddpm_srun "$@"
+}
+
+# The same for any command whose resumable steps exit 75 after checkpointing (launch/reproduce.sh
+# in slurm/reproduce.sbatch): `lddpm_requeueable WHAT COMMAND...`, WHAT naming it in the log.
+lddpm_requeueable() {
+  local what=$1
+  shift
   # A SIGTERM to the whole job must not kill this shell before the step has checkpointed: with a
   # trap, bash waits for srun and then goes on here.
   local terminated=0
   trap 'terminated=1; lddpm_log "SIGTERM: SLURM is ending this job; waiting for the step to checkpoint"' TERM
   local rc=0
-  lddpm_srun "$@" || rc=$?
+  "$@" || rc=$?
   local restarts=${SLURM_RESTART_COUNT:-0} max=${LDDPM_MAX_REQUEUES:-3} id
   id=$(lddpm_job_id)
   case "$rc" in
@@ -143,7 +151,7 @@ lddpm_run_requeueable() {
       exit 0
       ;;
     *)
-      lddpm_log "error: lddpm $1 failed with exit code $rc"
+      lddpm_log "error: $what failed with exit code $rc"
       exit "$rc"
       ;;
   esac
