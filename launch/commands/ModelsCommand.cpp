@@ -1,5 +1,6 @@
 // `lddpm models`: the model registry with parameter counts for the given model options, so a user
-// sees what --base-channels or --channel-mult cost before training (docs/models.md "Registry").
+// sees what --base-channels or --channel-mult cost before training (docs/models.md "Registry");
+// with an explicit --model, that model alone.
 #include <iomanip>
 #include <iostream>
 
@@ -15,11 +16,16 @@ int runModels(const CommandContext& context) {
   models::ModelConfig config;
   po::options_description own = config.describe();
   own.add_options()("json", po::bool_switch(&json), "print JSON instead of text");
-  if (!parseCommand(context, "models", "[model options] [--json]", own)) return 0;
+  const auto parsed = parseCommand(context, "models", "[model options] [--json]", own);
+  if (!parsed) return 0;
   if (context.world.rank() != 0) return 0;
+  // An explicit --model counts that model alone: options one model takes may not suit another
+  // (cond-ddpm at --groups 5 next to pix2pix's default --disc-channels 16).
+  const bool oneModel = !parsed->values["model"].defaulted();
 
   core::Json table = core::Json::array();
   for (const auto& entry : models::registeredModels()) {
+    if (oneModel && entry.name != config.model) continue;
     models::ModelConfig c = config;
     c.model = entry.name;
     const auto model = entry.create(c);

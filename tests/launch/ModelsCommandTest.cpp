@@ -39,6 +39,24 @@ TEST(ModelsCommand, OptionsChangeTheCounts) {
   EXPECT_LT(lddpm::core::Json::parse(out)[0]["parameters"].get<std::int64_t>(), 5834001);
 }
 
+TEST(ModelsCommand, AnExplicitModelIsCountedAlone) {
+  // --groups 5 suits cond-ddpm at base 10, but not pix2pix's default --disc-channels 16: the full
+  // list refuses these options, the one model is counted as in a list that accepts them.
+  const std::string widths = "--json --base-channels 10 --groups 5 --attention-heads 5";
+  const auto [code, out] = run(widths + " --model cond-ddpm");
+  ASSERT_EQ(code, 0) << out;
+  const auto one = lddpm::core::Json::parse(out);
+  ASSERT_EQ(one.size(), 1u);
+  EXPECT_EQ(one[0]["name"], "cond-ddpm");
+  EXPECT_EQ(run(widths).first, 2);
+  const auto [allCode, allOut] = run(widths + " --disc-channels 10");
+  ASSERT_EQ(allCode, 0) << allOut;
+  const auto all = lddpm::core::Json::parse(allOut);
+  ASSERT_EQ(all.size(), 4u);
+  EXPECT_EQ(all[1]["name"], "cond-ddpm");
+  EXPECT_EQ(one[0]["parameters"], all[1]["parameters"]);
+}
+
 TEST(ModelsCommand, BadOptionIsAUsageErrorNamingIt) {
   const auto [code, out] = run("--groups 5");
   EXPECT_EQ(code, 2);
