@@ -67,20 +67,12 @@ else
   done
 fi
 
-launch=("$lddpm")
-if [ -n "$launcher" ]; then
-  read -r -a launch <<< "$launcher"
-  launch+=("$lddpm")
-elif [ "$ranks" -gt 1 ]; then
-  launch=(mpirun -n "$ranks" --oversubscribe)
-  [ "$(id -u)" -ne 0 ] || launch+=(--allow-run-as-root)
-  launch+=("$lddpm")
-fi
 mkdir -p "$out"
 start=$(date +%s)
 
 stage_dir=$out
 source "$root/launch/stage.sh"  # stage NAME COMMAND...: skipped when $out/.done-NAME exists
+launch_prefix "$lddpm" "$ranks" "$launcher"  # the array `launch`: plain, mpirun or --launcher
 
 train_seg() {  # train_seg SET STORE
   stage "seg-$1" "${launch[@]}" train --config "$seg_config" --model seg --store "$2" \

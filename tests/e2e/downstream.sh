@@ -10,18 +10,8 @@
 set -euo pipefail
 lddpm=$1 mpiexec=$2 python=$3
 root=$(cd "$(dirname "$0")/../.." && pwd)
-work=$(mktemp -d /tmp/lddpm-downstream.XXXXXX)
-trap 'rm -rf "$work"' EXIT
-cd "$work"
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-export PATH="$(dirname "$mpiexec"):$PATH"
-fail() { echo "e2e downstream: FAIL: $*" >&2; exit 1; }
-expect_usage() {  # expect_usage OPTION COMMAND...: exit 2 and a message naming OPTION
-  local code=0
-  "${@:2}" > out.txt 2>&1 || code=$?
-  [ "$code" -eq 2 ] || { cat out.txt >&2; fail "exit $code (not 2) for: ${*:2}"; }
-  grep -q -- "$1" out.txt || { cat out.txt >&2; fail "message does not name $1"; }
-}
+e2e_name=downstream
+source "$root/tests/e2e/common.sh"  # scratch folder, fail, expect_usage
 
 "$lddpm" phantom --out cohort --train-subjects 2 --test-subjects 2 --timepoints 1 --voxel-size 2 \
   --seed 5 --log-level warn
