@@ -102,8 +102,13 @@ extra = {"lesion-ddpm": [], "cond-ddpm": ["--model", "cond-ddpm", "--base-channe
          "--attention-heads", "5"], "pix2pix": ["--model", "pix2pix", "--base-channels", "10", "--groups", "5",
          "--attention-heads", "5", "--disc-channels", "10"], "ablation-mask-input": ["--mask-sites", "input"],
          "ablation-lesion-weight-0": ["--lesion-weight", "0"]}
+def merged(*lists):  # as reproduce.sh merges them: a later --key value replaces an earlier one
+    values = {}
+    for words in lists:
+        values.update(zip(words[::2], words[1::2]))
+    return [w for kv in values.items() for w in kv]
 for n, options in extra.items():
-    table = json.loads(subprocess.run([lddpm, "models", "--json", *options, *tiny],
+    table = json.loads(subprocess.run([lddpm, "models", "--json", *merged(options, tiny)],
                                       capture_output=True, text=True, check=True).stdout)
     model = options[1] if options[:1] == ["--model"] else "lesion-ddpm"
     entry = next(e for e in table if e["name"] == model)
@@ -125,7 +130,8 @@ PY
 # A rerun reuses every stage and rewrites the same numbers.
 cp rep/results.json first.json
 run_reproduce > second.log 2>&1 || { cat second.log >&2; fail "rerun failed"; }
-grep -q '^== train\|^== sample\|^== seg' second.log && { cat second.log >&2; fail "rerun redid a stage"; }
+awk '/^== (train|sample|seg)/ && !/done before/ { redone = 1 } END { exit !redone }' second.log &&
+  { cat second.log >&2; fail "rerun redid a stage"; }
 "$python" - <<'PY' || fail "rerun changed the numbers"
 import json
 a, b = json.load(open("first.json")), json.load(open("rep/results.json"))
@@ -185,4 +191,4 @@ expect_usage "--options" bash "$root/launch/reproduce.sh" --lddpm "$lddpm" --out
 expect_usage "--device" bash "$root/launch/reproduce.sh" --lddpm "$lddpm" --out x --device tpu
 expect_usage "--data" bash "$root/launch/reproduce.sh" --lddpm "$lddpm" --out x --data /nonexistent
 expect_usage "--bogus" bash "$root/launch/reproduce.sh" --lddpm "$lddpm" --bogus
-echo "e2e reproduce: ok ($(grep -o 'finished in [0-9]* s' first.log))"
+echo "e2e reproduce: ok ($(grep -o 'reproduce finished in [0-9]* s' first.log))"
