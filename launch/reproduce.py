@@ -76,14 +76,21 @@ def pooled_lesion_f1(cases):
     return 0.0 if sensitivity + precision == 0 else 2 * sensitivity * precision / (sensitivity + precision)
 
 
-def parameter_count(lddpm, run):
-    """The generator's parameters as trained: `lddpm models` given the model options of the run's
-    resolved config.ini (pix2pix: its generator group, without the discriminator)."""
+def shaping_options(lddpm):
+    """The options `lddpm models` takes that shape a model (from its --help)."""
     usage = subprocess.run([lddpm, "models", "--help"], capture_output=True, text=True, check=True)
-    model_keys = set(re.findall(r"^\s+--([a-z0-9-]+)", usage.stdout, re.M)) - {
+    return set(re.findall(r"^\s+--([a-z0-9-]+)", usage.stdout, re.M)) - {
         "json", "config", "help", "log-level", "log-all-ranks", "threads",
         # a buffer, not parameters; and `lddpm models` also lists seg, which refuses it
         "intensity-prior"}
+
+
+def parameter_count(lddpm, run, model_keys=None):
+    """The generator's parameters as trained: `lddpm models` given the model options of the run's
+    resolved config.ini (pix2pix: its generator group, without the discriminator). MODEL_KEYS:
+    shaping_options(lddpm), read once by a caller that counts several runs."""
+    if model_keys is None:
+        model_keys = shaping_options(lddpm)
     settings, model = [], None
     for line in open(os.path.join(run, "config.ini")):
         key, sep, value = line.partition("=")
@@ -190,7 +197,8 @@ def main():
     names = list(setup["generators"])
     seeds = setup["seeds"]
 
-    parameters = {n: parameter_count(a.lddpm, os.path.join(out, f"seed-{seeds[0]}", "runs", n))
+    keys = shaping_options(a.lddpm)
+    parameters = {n: parameter_count(a.lddpm, os.path.join(out, f"seed-{seeds[0]}", "runs", n), keys)
                   for n in names}
 
     per_seed_images, per_seed_seg, real_stats = {}, {}, {}
@@ -240,12 +248,13 @@ def main():
 
     seconds = stage_seconds(out)
     total = sum(seconds.values())
+    host = machine()
     md = io.StringIO()
     p = lambda *x: print(*x, file=md)
     p("# The Lesion-DDPM paper's table, reproduced")
     p()
     p(f"Command: `{setup['command']}`  ")
-    p(f"Machine: {machine()}; {setup['ranks']} rank(s), device {setup['device']}"
+    p(f"Machine: {host}; {setup['ranks']} rank(s), device {setup['device']}"
       + (f", launcher `{setup['launcher']}`" if setup["launcher"] else "") + "  ")
     p(f"Data: {setup['data']} (`--downsample {setup['downsample']}`); generators "
       f"{setup['steps']} steps of `{os.path.basename(setup['config'])}`; seeds {seeds}; "
@@ -294,7 +303,7 @@ def main():
     p()
     p("Stage times (s): " + ", ".join(f"{k} {v}" for k, v in seconds.items()) + ".")
 
-    results = {"setup": setup, "machine": machine(), "stage_seconds": seconds,
+    results = {"setup": setup, "machine": host, "stage_seconds": seconds,
                "invocation_seconds": a.seconds, "parameters": parameters,
                "images": {"per_seed": {str(s): per_seed_images[s] for s in seeds},
                           "real_statistics": {str(s): real_stats[s] for s in seeds},
