@@ -1,0 +1,286 @@
+"""The 3-D U-Net of lesion-ddpm in PyTorch, module for module as models/Blocks.cpp and
+models/UNet3D.cpp: the same submodule names (so `lddpm export`'s state dict loads without
+renaming), the same operations in the same order (so outputs agree with the C++ model to float
+rounding; docs/python.md gives the measured agreement)."""
+import math
+from typing import List, Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def conv3(cin: int, cout: int, stride: int = 1) -> nn.Conv3d:
+    return nn.Conv3d(cin, cout, 3, stride=stride, padding=1)
+
+
+def sinusoidal_embedding(t: torch.Tensor, dim: int, like: torch.Tensor) -> torch.Tensor:
+    """t [B] -> [B, dim]: cos then sin of t times geometric frequencies, computed in float32."""
+    half = dim // 2
+    freqs = torch.exp(torch.arange(half, dtype=torch.float32, device=like.device)
+                      * (-math.log(10000.0) / half))
+    args = t.to(torch.float32).unsqueeze(1) * freqs.unsqueeze(0)
+    return torch.cat([torch.cos(args), torch.sin(args)], 1).to(like.dtype)
+
+
+class TimestepEmbedding(nn.Module):
+    def __init__(self, dim: int):
+        super().__init__()
+        self.dim = dim
+        self.fc1 = nn.Linear(dim, 4 * dim)
+        self.fc2 = nn.Linear(4 * dim, 4 * dim)
+
+    def forward(self, t, like):
+        return self.fc2(F.silu(self.fc1(sinusoidal_embedding(t, self.dim, like))))
+
+
+def modulate(h: torch.Tensor, gamma_beta: torch.Tensor) -> torch.Tensor:
+    gamma, beta = gamma_beta.chunk(2, dim=1)
+    return h * (1 + gamma) + beta
+
+
+class MaskModulation(nn.Module):
+    """SPADE: h * (1 + γ(mask)) + β(mask) from two 3x3x3 convolutions of the mask."""
+
+    def __init__(self, channels: int, mask_channels: int, hidden: int):
+        super().__init__()
+        self.shared = conv3(mask_channels, hidden)
+        self.gamma_beta = conv3(hidden, 2 * channels)
+
+    def forward(self, h, mask):
+        return modulate(h, self.gamma_beta(F.silu(self.shared(mask))))
+
+
+class MaskEmbedding(nn.Module):
+    """One level's mask features shared by its blocks (--mask-embedding level)."""
+
+    def __init__(self, mask_channels: int, hidden: int):
+        super().__init__()
+        self.conv1 = conv3(mask_channels, hidden)
+        self.conv2 = conv3(hidden, hidden)
+
+    def forward(self, mask):
+        return F.silu(self.conv2(F.silu(self.conv1(mask))))
+
+
+class ResBlock3D(nn.Module):
+    """GroupNorm -> [modulate] -> SiLU -> conv -> + emb -> GroupNorm -> [modulate] -> SiLU -> conv,
+    plus the shortcut (1x1x1 convolution when the width changes)."""
+
+    def __init__(self, cin: int, cout: int, embed_dim: int, mask_channels: int, hidden: int,
+                 shared_embedding: bool, groups: int):
+        super().__init__()
+        self.cin, self.cout = cin, cout
+        self.norm1 = nn.GroupNorm(groups, cin)
+        self.conv1 = conv3(cin, cout)
+        self.norm2 = nn.GroupNorm(groups, cout)
+        self.conv2 = conv3(cout, cout)
+        self.skip = nn.Conv3d(cin, cout, 1) if cin != cout else None
+        self.emb_proj = nn.Linear(embed_dim, cout) if embed_dim > 0 else None
+        self.mod1 = self.mod2 = self.mod_gamma_beta = None
+        if mask_channels > 0 and shared_embedding:
+            self.mod_gamma_beta = nn.Conv3d(hidden, 2 * (cin + cout), 1)
+        elif mask_channels > 0:
+            self.mod1 = MaskModulation(cin, mask_channels, hidden)
+            self.mod2 = MaskModulation(cout, mask_channels, hidden)
+
+    def forward(self, x, emb: Optional[torch.Tensor], mask: Optional[torch.Tensor]):
+        shortcut = x if self.skip is None else self.skip(x)
+        return shortcut + self.branch(x, emb, mask)
+
+    def branch(self, x, emb, mask):
+        gamma_beta = None
+        if self.mod_gamma_beta is not None:
+            gamma_beta = self.mod_gamma_beta(mask).split([2 * self.cin, 2 * self.cout], dim=1)
+        h = self.norm1(x)
+        if self.mod1 is not None:
+            h = self.mod1(h, mask)
+        if gamma_beta is not None:
+            h = modulate(h, gamma_beta[0])
+        h = self.conv1(F.silu(h))
+        if self.emb_proj is not None:
+            e = self.emb_proj(F.silu(emb))
+            h = h + e.view(e.size(0), e.size(1), 1, 1, 1)
+        h = self.norm2(h)
+        if self.mod2 is not None:
+            h = self.mod2(h, mask)
+        if gamma_beta is not None:
+            h = modulate(h, gamma_beta[1])
+        return self.conv2(F.silu(h))
+
+
+class Downsample3D(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = conv3(channels, channels, stride=2)
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+class Upsample3D(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = conv3(channels, channels)
+
+    def forward(self, x):
+        size = (x.size(2) * 2, x.size(3) * 2, x.size(4) * 2)
+        return self.conv(F.interpolate(x, size=size, mode="nearest"))
+
+
+class AttentionBlock3D(nn.Module):
+    """Multi-head self-attention over all voxels of a level, residual."""
+
+    def __init__(self, channels: int, heads: int, groups: int):
+        super().__init__()
+        self.heads = heads
+        self.norm = nn.GroupNorm(groups, channels)
+        self.qkv = nn.Conv3d(channels, 3 * channels, 1)
+        self.proj = nn.Conv3d(channels, channels, 1)
+
+    def forward(self, x):
+        b, c = x.size(0), x.size(1)
+        n = x.size(2) * x.size(3) * x.size(4)
+        head_dim = c // self.heads
+        q, k, v = self.qkv(self.norm(x)).reshape(b * self.heads, 3 * head_dim, n).chunk(3, dim=1)
+        scale = 1.0 / math.sqrt(head_dim)
+        weights = torch.softmax(torch.bmm(q.transpose(1, 2), k) * scale, -1)
+        out = torch.bmm(v, weights.transpose(1, 2))
+        return x + self.proj(out.reshape(x.shape))
+
+
+class UNet3D(nn.Module):
+    """[B, in, D, H, W] (+ timesteps [B], + mask [B, Cm, D, H, W]) -> [B, out, D, H, W]."""
+
+    def __init__(self, in_channels: int, out_channels: int, base_channels: int,
+                 channel_mult: List[int], blocks_per_level: int = 1,
+                 attention_levels: List[int] = (), attention_heads: int = 4, groups: int = 8,
+                 use_timestep: bool = True, mask_channels: int = 0, mask_at_input: bool = True,
+                 mask_in_encoder: bool = False, mask_in_bottleneck: bool = False,
+                 mask_in_decoder: bool = False, modulation_hidden: int = 32,
+                 shared_mask_embedding: bool = False):
+        super().__init__()
+        self.levels = len(channel_mult)
+        self.in_channels = in_channels
+        self.mask_channels = mask_channels
+        self.use_timestep = use_timestep
+        self.mask_at_input = mask_at_input
+        self.sites = {"encoder": mask_in_encoder, "bottleneck": mask_in_bottleneck,
+                      "decoder": mask_in_decoder}
+        self.shared_mask_embedding = shared_mask_embedding
+        has_mask = mask_channels > 0
+        width = [base_channels * m for m in channel_mult]
+        embed_dim = 4 * base_channels if use_timestep else 0
+        if use_timestep:
+            self.time_embed = TimestepEmbedding(base_channels)
+
+        def block(cin, cout, modulated):
+            return ResBlock3D(cin, cout, embed_dim, mask_channels if has_mask and modulated else 0,
+                              modulation_hidden, shared_mask_embedding, groups)
+
+        self.mask_embed = [None] * self.levels
+        if has_mask and shared_mask_embedding:
+            for level in range(self.levels):
+                if mask_in_encoder or mask_in_decoder or (
+                        mask_in_bottleneck and level == self.levels - 1):
+                    self.mask_embed[level] = MaskEmbedding(mask_channels, modulation_hidden)
+                    setattr(self, f"mod_embed{level}", self.mask_embed[level])
+
+        inputs = in_channels + (mask_channels if has_mask and mask_at_input else 0)
+        self.in_conv = conv3(inputs, base_channels)
+        skips, ch = [base_channels], base_channels
+        self.encoder, self.down = [], []
+        for level in range(self.levels):
+            blocks, attention = [], []
+            for i in range(blocks_per_level):
+                blocks.append(block(ch, width[level], mask_in_encoder))
+                setattr(self, f"enc{level}_block{i}", blocks[-1])
+                ch = width[level]
+                if level in attention_levels:
+                    attention.append(AttentionBlock3D(ch, attention_heads, groups))
+                    setattr(self, f"enc{level}_attn{i}", attention[-1])
+                skips.append(ch)
+            self.encoder.append((blocks, attention))
+            if level + 1 < self.levels:
+                self.down.append(Downsample3D(ch))
+                setattr(self, f"down{level}", self.down[-1])
+                skips.append(ch)
+
+        self.mid_block1 = block(ch, ch, mask_in_bottleneck)
+        self.mid_attn = AttentionBlock3D(ch, attention_heads, groups) if attention_levels else None
+        self.mid_block2 = block(ch, ch, mask_in_bottleneck)
+
+        self.decoder = [None] * self.levels
+        self.up = [None] * (self.levels - 1)
+        for level in reversed(range(self.levels)):
+            blocks, attention = [], []
+            for i in range(blocks_per_level + 1):
+                skip = skips.pop()
+                blocks.append(block(ch + skip, width[level], mask_in_decoder))
+                setattr(self, f"dec{level}_block{i}", blocks[-1])
+                ch = width[level]
+                if level in attention_levels:
+                    attention.append(AttentionBlock3D(ch, attention_heads, groups))
+                    setattr(self, f"dec{level}_attn{i}", attention[-1])
+            self.decoder[level] = (blocks, attention)
+            if level > 0:
+                self.up[level - 1] = Upsample3D(ch)
+                setattr(self, f"up{level}", self.up[level - 1])
+
+        self.out_norm = nn.GroupNorm(groups, ch)
+        self.out_conv = conv3(ch, out_channels)
+
+    def forward(self, x: torch.Tensor, t: Optional[torch.Tensor] = None,
+                mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        divisor = 1 << (self.levels - 1)
+        if x.dim() != 5 or x.size(1) != self.in_channels:
+            raise ValueError(f"UNet3D: input must be [B, {self.in_channels}, D, H, W], got "
+                             f"{list(x.shape)}")
+        if any(s % divisor for s in x.shape[2:]):
+            raise ValueError(f"UNet3D: volume {list(x.shape[2:])} not divisible by {divisor}")
+        has_mask = self.mask_channels > 0
+        if has_mask and (mask is None or mask.shape[1] != self.mask_channels
+                         or mask.shape[2:] != x.shape[2:]):
+            raise ValueError(f"UNet3D: needs a [B, {self.mask_channels}, D, H, W] mask on the "
+                             f"grid of x")
+        if self.use_timestep and (t is None or t.dim() != 1 or t.size(0) != x.size(0)):
+            raise ValueError("UNet3D: timesteps must be [B]")
+        emb = self.time_embed(t, x) if self.use_timestep else None
+        m = mask.to(x.dtype) if has_mask else None
+        masks = [None] * self.levels
+        if has_mask and any(self.sites.values()):
+            for level in range(self.levels):
+                masks[level] = m if level == 0 else F.avg_pool3d(m, 1 << level)
+                if self.shared_mask_embedding:
+                    embed = self.mask_embed[level]
+                    masks[level] = None if embed is None else embed(masks[level])
+
+        def mask_at(level, site):
+            return masks[level] if self.sites[site] else None
+
+        h = self.in_conv(torch.cat([x, m], 1) if has_mask and self.mask_at_input else x)
+        skips = [h]
+        for level, (blocks, attention) in enumerate(self.encoder):
+            for i, blk in enumerate(blocks):
+                h = blk(h, emb, mask_at(level, "encoder"))
+                if attention:
+                    h = attention[i](h)
+                skips.append(h)
+            if level + 1 < self.levels:
+                h = self.down[level](h)
+                skips.append(h)
+        coarsest = self.levels - 1
+        h = self.mid_block1(h, emb, mask_at(coarsest, "bottleneck"))
+        if self.mid_attn is not None:
+            h = self.mid_attn(h)
+        h = self.mid_block2(h, emb, mask_at(coarsest, "bottleneck"))
+        for level in reversed(range(self.levels)):
+            blocks, attention = self.decoder[level]
+            for i, blk in enumerate(blocks):
+                h = torch.cat([h, skips.pop()], 1)
+                h = blk(h, emb, mask_at(level, "decoder"))
+                if attention:
+                    h = attention[i](h)
+            if level > 0:
+                h = self.up[level - 1](h)
+        return self.out_conv(F.silu(self.out_norm(h)))
