@@ -1,8 +1,9 @@
 #!/usr/bin/python3
-"""Write synthetic (or mixed real + synthetic) scans as an nnU-Net raw dataset (docs/export.md).
+"""Write synthetic (or mixed real + synthetic) scans as an nnU-Net raw dataset or in the MSLesSeg
+layout (docs/downstream.md).
 
 Reads folders written by `lddpm sample` (synthetic/, real/ and lesion/ NIfTIs per case, on the
-store's grid) and writes nnU-Net v2's raw layout:
+store's grid) and writes, with --layout nnunet (the default), nnU-Net v2's raw layout:
 
   OUT/dataset.json           channel_names {"0": "FLAIR"}, labels {"background": 0, "lesion": 1},
                              numTraining, file_ending ".nii.gz", and where every case came from
@@ -10,6 +11,12 @@ store's grid) and writes nnU-Net v2's raw layout:
   OUT/labelsTr/CASE.nii.gz        the lesion mask the scan was generated from (uint8 0/1)
 
 CASE is NAME_<case> for each --samples NAME=DIR and real_<case> for the real scans (--with-real).
+
+With --layout mslesseg, the MSLesSeg training layout, one patient per case, numbered in the same
+order, FLAIR and MASK only (the generators synthesise FLAIR; MSLesSeg's T1 and T2 do not exist):
+
+  OUT/train/P<n>/T1/P<n>_T1_FLAIR.nii.gz, OUT/train/P<n>/T1/P<n>_T1_MASK.nii.gz
+  OUT/lesion_ddpm_cases.json   P<n>_T1 -> the case name above and the files it came from
 Every written file carries the real scan's affine, shape and voxel size (sform and qform), so an
 image and its label, and a synthetic scan and the real scan of the same mask, overlay exactly.
 OUT is written in a temporary folder beside it and renamed when complete: a failed export leaves
@@ -17,6 +24,7 @@ nothing that looks like a dataset. OUT must not exist.
 
   /usr/bin/python3 launch/export_dataset.py --out nnUNet_raw/Dataset501_LesionDDPM \\
       --samples lesion-ddpm=downstream/samples/lesion-ddpm [--samples NAME=DIR ...] [--with-real]
+      [--layout nnunet|mslesseg]
 
 Exit codes: 0 written, 1 bad input (the message names the file), 2 usage error.
 """
@@ -77,6 +85,25 @@ def write_like(path, data, reference, dtype):
     nib.save(image, path)
 
 
+def write_nnunet(out, case_id, number, image, mask, reference):
+    """imagesTr/CASE_0000.nii.gz and labelsTr/CASE.nii.gz; returns the case name (CASE)."""
+    for folder in ("imagesTr", "labelsTr"):
+        os.makedirs(os.path.join(out, folder), exist_ok=True)
+    write_like(os.path.join(out, "imagesTr", f"{case_id}_0000.nii.gz"), image, reference, np.float32)
+    write_like(os.path.join(out, "labelsTr", f"{case_id}.nii.gz"), mask, reference, np.uint8)
+    return case_id
+
+
+def write_mslesseg(out, case_id, number, image, mask, reference):
+    """train/P<n>/T1/P<n>_T1_{FLAIR,MASK}.nii.gz; returns the scan id P<n>_T1."""
+    scan = f"P{number}_T1"
+    folder = os.path.join(out, "train", f"P{number}", "T1")
+    os.makedirs(folder, exist_ok=True)
+    write_like(os.path.join(folder, f"{scan}_FLAIR.nii.gz"), image, reference, np.float32)
+    write_like(os.path.join(folder, f"{scan}_MASK.nii.gz"), mask, reference, np.uint8)
+    return scan
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True, help="the dataset folder, e.g. Dataset501_LesionDDPM")
@@ -84,6 +111,8 @@ def main():
                         help="a `lddpm sample` output folder; NAME prefixes its cases")
     parser.add_argument("--with-real", action="store_true",
                         help="add each case's real scan once (a mixed real + synthetic dataset)")
+    parser.add_argument("--layout", choices=("nnunet", "mslesseg"), default="nnunet",
+                        help="nnU-Net v2 raw dataset (default) or the MSLesSeg training layout")
     a = parser.parse_args()
     sources = []
     for spec in a.samples:
@@ -98,14 +127,15 @@ def main():
     out = os.path.abspath(a.out)
     if os.path.exists(out):
         parser.error(f"option '--out': {out} exists; give a new folder")
-    if not re.fullmatch(r"Dataset\d{3}_[A-Za-z0-9_-]+", os.path.basename(out)):
+    if a.layout == "nnunet" and not re.fullmatch(r"Dataset\d{3}_[A-Za-z0-9_-]+",
+                                                 os.path.basename(out)):
         print(f"export_dataset: note: nnU-Net looks for folders named DatasetXXX_NAME under "
               f"nnUNet_raw; '{os.path.basename(out)}' is not one", file=sys.stderr)
 
     tmp = os.path.join(os.path.dirname(out), f".{os.path.basename(out)}.tmp-{os.getpid()}")
     try:
-        os.makedirs(os.path.join(tmp, "imagesTr"))
-        os.makedirs(os.path.join(tmp, "labelsTr"))
+        write = write_nnunet if a.layout == "nnunet" else write_mslesseg
+        os.makedirs(tmp)
         provenance, real_written = {}, set()
         for name, folder in sources:
             synthetic = case_files(os.path.join(folder, "synthetic"))
@@ -128,12 +158,15 @@ def main():
                     entries.append((f"real_{case}", ref, ref[0]))
                     real_written.add(case)
                 for case_id, (_, data, _), source in entries:
-                    write_like(os.path.join(tmp, "imagesTr", f"{case_id}_0000.nii.gz"), data,
-                               ref[2], np.float32)
-                    write_like(os.path.join(tmp, "labelsTr", f"{case_id}.nii.gz"), mask[1],
-                               ref[2], np.uint8)
-                    provenance[case_id] = {"image": os.path.abspath(source),
-                                           "label": os.path.abspath(mask[0])}
+                    name_written = write(tmp, case_id, len(provenance) + 1, data, mask[1], ref[2])
+                    provenance[name_written] = {"case": case_id, "image": os.path.abspath(source),
+                                                "label": os.path.abspath(mask[0])}
+        if a.layout == "mslesseg":
+            with open(os.path.join(tmp, "lesion_ddpm_cases.json"), "w") as f:
+                json.dump(provenance, f, indent=1)
+            os.rename(tmp, out)
+            print(f"export_dataset: {len(provenance)} scans in the MSLesSeg layout in {out}")
+            return 0
         dataset = {
             "channel_names": {"0": "FLAIR"},
             "labels": {"background": 0, "lesion": 1},

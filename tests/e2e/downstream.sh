@@ -98,6 +98,19 @@ for r in json.load(open("one-rank.json"))["runs"]:
     assert r["cases"] == two[r["name"]], (r["name"], r["cases"], two[r["name"]])
 PY
 
+# The synthetic + real training scans in the MSLesSeg layout (launch/export_dataset.py): checked
+# by an independent reader, and by lddpm's own MSLesSeg discovery, which must miss only the T1
+# and T2 scans that no generator makes.
+"$python" "$root/launch/export_dataset.py" --layout mslesseg --out mslesseg \
+  --samples lesion-ddpm=ds/samples/lesion-ddpm --samples pix2pix=ds/samples/pix2pix --with-real \
+  > export.log 2>&1 || { cat export.log >&2; fail "MSLesSeg export failed"; }
+"$python" "$root/tests/e2e/mslesseg_check.py" mslesseg 6 || fail "the MSLesSeg export is not valid"
+code=0
+"$lddpm" inspect mslesseg > inspect.txt 2>&1 || code=$?
+[ "$code" -eq 1 ] && grep -q "incomplete (12 problems)" inspect.txt &&
+  [ "$(grep -c 'missing T[12] (expected P[0-9]*_T1_T[12].nii.gz)' inspect.txt)" -eq 12 ] ||
+  { cat inspect.txt >&2; fail "lddpm inspect does not read the export as MSLesSeg missing T1/T2"; }
+
 # A rerun reuses every stage and rewrites the same table.
 cp ds/downstream.json first.json
 run_downstream > second.log 2>&1 || { cat second.log >&2; fail "rerun failed"; }
