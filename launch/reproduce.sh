@@ -26,7 +26,10 @@
 # 75 a training step stopped on a signal after checkpointing: rerun the same command to resume.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-command_line="bash launch/reproduce.sh${*:+ $(printf '%q ' "$@")}"
+# The command as typed, for the results: words that need no quoting (seed lists, paths) as they are.
+quote() { if [[ $1 =~ ^[A-Za-z0-9_./=,:+@%-]+$ ]]; then printf '%s' "$1"; else printf '%q' "$1"; fi; }
+command_line="bash launch/reproduce.sh"
+for word in "$@"; do command_line+=" $(quote "$word")"; done
 
 usage() {
   echo "reproduce.sh: $*" >&2
