@@ -161,25 +161,23 @@ def main():
                     name_written = write(tmp, case_id, len(provenance) + 1, data, mask[1], ref[2])
                     provenance[name_written] = {"case": case_id, "image": os.path.abspath(source),
                                                 "label": os.path.abspath(mask[0])}
-        if a.layout == "mslesseg":
-            with open(os.path.join(tmp, "lesion_ddpm_cases.json"), "w") as f:
-                json.dump(provenance, f, indent=1)
-            os.rename(tmp, out)
-            print(f"export_dataset: {len(provenance)} scans in the MSLesSeg layout in {out}")
-            return 0
-        dataset = {
-            "channel_names": {"0": "FLAIR"},
-            "labels": {"background": 0, "lesion": 1},
-            "numTraining": len(provenance),
-            "file_ending": ".nii.gz",
-            "name": os.path.basename(out),
-            "description": "MS lesion FLAIR written by lesion-ddpm's launch/export_dataset.py from "
-                           + ", ".join(f"{n}={os.path.abspath(f)}" for n, f in sources)
-                           + (" with the real scans" if a.with_real else ""),
-            "lesion_ddpm_cases": provenance,
-        }
-        with open(os.path.join(tmp, "dataset.json"), "w") as f:
-            json.dump(dataset, f, indent=1)
+        if a.layout == "nnunet":
+            metadata, what = "dataset.json", "training cases"
+            content = {
+                "channel_names": {"0": "FLAIR"},
+                "labels": {"background": 0, "lesion": 1},
+                "numTraining": len(provenance),
+                "file_ending": ".nii.gz",
+                "name": os.path.basename(out),
+                "description": "MS lesion FLAIR written by lesion-ddpm's launch/export_dataset.py "
+                               "from " + ", ".join(f"{n}={os.path.abspath(f)}" for n, f in sources)
+                               + (" with the real scans" if a.with_real else ""),
+                "lesion_ddpm_cases": provenance,
+            }
+        else:
+            metadata, what, content = "lesion_ddpm_cases.json", "scans in the MSLesSeg layout", provenance
+        with open(os.path.join(tmp, metadata), "w") as f:
+            json.dump(content, f, indent=1)
         os.rename(tmp, out)
     except InputError as e:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -188,7 +186,7 @@ def main():
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    print(f"export_dataset: {len(provenance)} training cases in {out}")
+    print(f"export_dataset: {len(provenance)} {what} in {out}")
     return 0
 
 
