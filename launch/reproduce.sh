@@ -115,8 +115,9 @@ IFS=, read -r -a seed_list <<< "$seeds"
 [ -f "$seg_config" ] || usage "option '--seg-config': no such file '$seg_config'"
 [ -z "$data" ] || [ -d "$data" ] || usage "option '--data': no such folder '$data'"
 [ -x "$lddpm" ] || usage "option '--lddpm': '$lddpm' is not an executable (build first, or give --lddpm)"
-images_suffix=""
-[ "$ablations" = 1 ] || { names=("${generators[@]}"); images_suffix=-no-ablations; }
+images_suffix="" other_images_suffix=-no-ablations
+[ "$ablations" = 1 ] ||
+  { names=("${generators[@]}"); images_suffix=-no-ablations; other_images_suffix=""; }
 
 for n in "${names[@]}"; do export "LDDPM_OPTIONS_${n//-/_}=${options[$n]}"; done
 read -r -a extra_train <<< "$train_options"
@@ -172,9 +173,11 @@ for seed in "${seed_list[@]}"; do
       --device "$device" --log-level warn
     evaluated+=(--synthetic "$n=$dir/samples/$n/synthetic")
   done
-  # The marker names the generator set, so adding the ablations later rescores the samples.
+  # The marker names the generator set, so adding the ablations later rescores the samples; the
+  # other set's marker goes once images.json holds this set (and its time is no longer the run's).
   stage "images-$seed${images_suffix}" "$lddpm" evaluate images --real "$out/store" --split test \
     "${evaluated[@]}" "${twins[@]}" --out "$dir/images" --log-level warn
+  rm -f "$out/.done-images-$seed${other_images_suffix}"
 
   merge --seed "$seed" --device "$device" "${extra_seg[@]}"
   downstream=()
