@@ -38,11 +38,12 @@ def read_settings(path: str) -> dict:
 
 @dataclass
 class ModelConfig:
-    """The model options of `lddpm train` (models/Registry.cpp ModelConfig), typed."""
+    """The model options of `lddpm train` (models/Registry.h ModelConfig), typed, with its
+    defaults."""
     model: str = "lesion-ddpm"
     anatomy_channels: int = 3
-    base_channels: int = 32
-    channel_mult: List[int] = field(default_factory=lambda: [1, 2, 2, 4])
+    base_channels: int = 16
+    channel_mult: List[int] = field(default_factory=lambda: [1, 2, 4, 4])
     blocks_per_level: int = 1
     attention_levels: List[int] = field(default_factory=lambda: [3])
     attention_heads: int = 4
