@@ -15,6 +15,7 @@
 #include "core/Error.h"
 #include "core/Rng.h"
 #include "launch/engine/RunLayout.h"
+#include "launch/engine/StoreBatchSource.h"
 #include "launch/engine/TrainedModel.h"
 #include "models/DiffusionModel.h"
 #include "models/Pix2Pix.h"
@@ -44,9 +45,9 @@ int main(int argc, char** argv) {
     const auto tissue = torch::randint(4, {b, 1, grid[0], grid[1], grid[2]}, gen, f32);
     const auto lesion =
         torch::rand({b, 1, grid[0], grid[1], grid[2]}, gen, f32).lt(0.1).to(torch::kFloat32);
-    const auto condition =
-        torch::cat({tissue.eq(1), tissue.eq(2), tissue.eq(3), lesion.gt(0)}, 1).to(torch::kFloat32);
     const auto x = torch::randn({b, 1, grid[0], grid[1], grid[2]}, gen, f32);
+    // The conditioning mask as the engine makes it from a store's tissue labels and lesion mask.
+    const auto condition = models::Batch{x, launch::tissueOneHot(tissue), lesion}.condition(x);
     core::TensorDict out{{"condition", condition}, {"x", x}};
     if (auto* diffusion = dynamic_cast<models::DiffusionModelImpl*>(&model)) {
       const std::int64_t T = diffusion->schedule().timesteps();
