@@ -7,7 +7,6 @@
 
 #include <array>
 #include <cstdint>
-#include <utility>
 #include <vector>
 
 namespace lddpm::models {
@@ -101,11 +100,6 @@ TissueStatistics tissueStatistics(const torch::Tensor& image, const torch::Tenso
 // 2|A∩B| / (|A| + |B|) with A = prediction > 0.5, B = target > 0.5. Both empty gives 1: the
 // prediction agrees perfectly that there is nothing to find (docs/metrics.md).
 torch::Tensor dice(const torch::Tensor& prediction, const torch::Tensor& target);
-
-// 26-connected components of a binary volume [D, H, W] (nonzero = foreground), as
-// scipy.ndimage.label with a full 3×3×3 structure: int32 labels on the CPU, 0 background, 1..n
-// in raster order of each component's first voxel. Returns (labels, n).
-std::pair<torch::Tensor, std::int64_t> connectedComponents(const torch::Tensor& mask);
 
 // One segmented scan against its true lesion mask, as `lddpm evaluate segmentation` reports it
 // (docs/downstream.md). Predicted lesion = probability > 0.5, true lesion = target > 0.5.
