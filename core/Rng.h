@@ -23,6 +23,7 @@ enum class RngStream : std::uint64_t {
   Phantom = 8,
   Dropout = 9,
   Diagnostic = 10,  // lddpm evaluate denoising
+  LesionTransplant = 11,
 };
 
 // SplitMix64 finaliser: a bijective 64-bit mix with good avalanche.

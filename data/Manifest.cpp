@@ -2,6 +2,7 @@
 #include "data/Manifest.h"
 
 #include <algorithm>
+#include <cctype>
 #include <filesystem>
 #include <set>
 
@@ -21,6 +22,17 @@ Split parseSplit(const std::string& name, const std::string& option) {
   if (name == "all") return Split::All;
   LDDPM_THROW(core::UsageError, "option '--", option, "': '", name,
               "' is not a split (expected train, test or all)");
+}
+
+void checkIdSuffix(const std::string& suffix, const std::string& option) {
+  const bool usable =
+      !suffix.empty() && std::all_of(suffix.begin(), suffix.end(), [](unsigned char c) {
+        return std::isalnum(c) || c == '_' || c == '-' || c == '.';
+      });
+  if (!usable) {
+    LDDPM_THROW(core::UsageError, "option '--", option, "': '", suffix,
+                "' is not a usable id suffix (non-empty; letters, digits, _ - . only)");
+  }
 }
 
 std::string splitName(Split split) {

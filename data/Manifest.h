@@ -34,6 +34,10 @@ enum class Split { Train, Test, All };
 Split parseSplit(const std::string& name, const std::string& option = "split");
 std::string splitName(Split split);
 
+// UsageError naming `option` unless `suffix` (appended to subject ids of derived stores) is
+// non-empty and made of letters, digits, '_', '-' and '.' only.
+void checkIdSuffix(const std::string& suffix, const std::string& option);
+
 struct Manifest {
   std::int64_t formatVersion = 0;
   core::Json parameters = core::Json::object();

@@ -164,6 +164,7 @@ core::Json PreprocessOptions::toJson() const {
                      {"compression", compressionName(storage.compression)},
                      {"chunk", storage.chunk}};
   if (!synthetic.is_null()) json["synthetic"] = synthetic;
+  if (!derivedFrom.is_null()) json["derived_from"] = derivedFrom;
   return json;
 }
 
@@ -178,6 +179,7 @@ PreprocessOptions PreprocessOptions::fromJson(const core::Json& json) {
   o.storage.compression = parseCompression(json.value("compression", std::string("none")));
   o.storage.chunk = json.value("chunk", o.storage.chunk);
   o.synthetic = json.value("synthetic", core::Json(nullptr));
+  o.derivedFrom = json.value("derived_from", core::Json(nullptr));
   return o;
 }
 
@@ -414,16 +416,6 @@ SubjectData preprocessSubject(const SubjectVolumes& in, const PreprocessOptions&
   out.tissue = placeOnGrid(tissue, offset, grid, 0);
   out.lesion = placeOnGrid(lesionU8, offset, grid, 0);
 
-  // Patch index: stride-s grid points inside the brain, with lesion voxels in the window.
-  const std::int64_t s = options.indexStride;
-  const torch::Tensor brainGrid = out.tissue.gt(0) | out.lesion.gt(0);
-  const torch::Tensor sub =
-      brainGrid.index({Slice(s / 2, None, s), Slice(s / 2, None, s), Slice(s / 2, None, s)});
-  torch::Tensor centres = sub.nonzero() * s + s / 2;
-  const torch::Tensor counts = detail::boxCounts(out.lesion, centres, options.indexWindow);
-  out.patchIndex = torch::cat({centres, counts.unsqueeze(1)}, 1).to(torch::kInt32);
-  out.lesionVoxels = out.lesion.nonzero().to(torch::kInt32);
-
   out.id = in.id;
   out.split = in.split;
   out.patient = in.patient;
@@ -436,7 +428,20 @@ SubjectData preprocessSubject(const SubjectVolumes& in, const PreprocessOptions&
   out.downsample = f;
   out.indexStride = options.indexStride;
   out.indexWindow = options.indexWindow;
+  indexLesions(out);
   return out;
+}
+
+void indexLesions(SubjectData& subject) {
+  const std::int64_t s = subject.indexStride;
+  const torch::Tensor brainGrid = subject.tissue.gt(0) | subject.lesion.gt(0);
+  const torch::Tensor sub =
+      brainGrid.index({Slice(s / 2, None, s), Slice(s / 2, None, s), Slice(s / 2, None, s)});
+  const torch::Tensor centres = sub.nonzero() * s + s / 2;
+  const torch::Tensor counts =
+      detail::boxCounts(subject.lesion, centres, static_cast<int>(subject.indexWindow));
+  subject.patchIndex = torch::cat({centres, counts.unsqueeze(1)}, 1).to(torch::kInt32);
+  subject.lesionVoxels = subject.lesion.nonzero().to(torch::kInt32);
 }
 
 SubjectSource scanSource(const ScanRecord& scan) {

@@ -31,6 +31,10 @@ struct PreprocessOptions {
   // scans came from. Part of toJson() under "synthetic" when not null, so a rerun on other samples
   // redoes the shards.
   core::Json synthetic = nullptr;
+  // Set for stores made from other stores (`lddpm preprocess --merge`, `--transplant`): which
+  // stores, with their manifests' checksums, and how. Part of toJson() under "derived_from" when
+  // not null, so a rerun on changed inputs redoes the shards.
+  core::Json derivedFrom = nullptr;
 
   // Every parameter that changes the stored voxels, as canonical JSON: stored in each shard and
   // the manifest; a rerun reuses a shard only when this matches exactly.
@@ -78,6 +82,18 @@ struct SubjectSource {
   std::function<SubjectVolumes()> load;
   std::function<SubjectData()> prepared = {};
 };
+
+// What a store built from other stores (samples, a merge, a transplant) is written from: the
+// parameters its manifest records and its subjects, sorted by id, every one `prepared`.
+struct StorePlan {
+  PreprocessOptions options;
+  std::vector<SubjectSource> sources;
+};
+
+// Fills subject.patchIndex and subject.lesionVoxels from its tissue and lesion masks with its
+// indexStride and indexWindow (docs/store.md "Preprocessing": stride-s grid points inside the
+// brain, each with the lesion voxels of the window around it).
+void indexLesions(SubjectData& subject);
 
 // A scan of an MSLesSeg folder as a source: loading reads its four NIfTI files and runs
 // checkScanConsistency on them (shape/affine agreement, NaN/Inf, binary mask, empty brain).

@@ -44,7 +44,7 @@ SubjectData readFirstChannel(const std::string& shard, const std::string& id) {
 }
 
 SubjectData syntheticSubject(const std::string& shard, const std::string& id,
-                             const std::string& file) {
+                             const std::string& file, const std::string& suffix) {
   SubjectData s = readFirstChannel(shard, id);
   const Volume v = readNifti(file);
   if (!v.data.sizes().equals(s.lesion.sizes())) {
@@ -56,13 +56,14 @@ SubjectData syntheticSubject(const std::string& shard, const std::string& id,
     throw core::IoError(file, "holds NaN or infinite voxels");
   }
   s.image = v.data.to(torch::kFloat32).unsqueeze(0).contiguous();
-  s.id = id + kSyntheticSuffix;
+  s.id = id + suffix;
   return s;
 }
 
 }  // namespace
 
-SampledStorePlan planSampledStore(const SampledStoreRequest& request) {
+StorePlan planSampledStore(const SampledStoreRequest& request) {
+  checkIdSuffix(request.idSuffix, "id-suffix");
   const fs::path samples(request.samples);
   if (!fs::is_regular_file(samples / "sampling.json")) {
     throw core::IoError(request.samples,
@@ -75,12 +76,17 @@ SampledStorePlan planSampledStore(const SampledStoreRequest& request) {
   std::map<std::string, const SubjectEntry*> byId;
   for (const auto& s : manifest.subjects) byId[s.id] = &s;
 
-  SampledStorePlan plan;
+  StorePlan plan;
   plan.options = PreprocessOptions::fromJson(manifest.parameters);
   if (!plan.options.synthetic.is_null()) {
     throw core::IoError(request.sourceStore,
                         "is itself a store of synthetic scans; give the store the samples' masks "
                         "came from");
+  }
+  if (request.withReal && plan.options.derivedFrom.contains("transplant")) {
+    throw core::IoError(request.sourceStore,
+                        "holds transplanted lesion masks, whose images do not show them: "
+                        "'--with-real' would store those images as real scans");
   }
   plan.options.channels = {manifest.channels.at(0)};
   plan.options.synthetic = {
@@ -90,7 +96,8 @@ SampledStorePlan planSampledStore(const SampledStoreRequest& request) {
       {"source_store", fs::absolute(request.sourceStore).lexically_normal().string()},
       {"source_manifest_xxh3_64",
        core::checksumHex(core::checksumFile(manifestPath(request.sourceStore)))},
-      {"with_real", request.withReal}};
+      {"with_real", request.withReal},
+      {"id_suffix", request.idSuffix}};
 
   for (const std::string& id : ids) {
     const auto it = byId.find(id);
@@ -101,9 +108,10 @@ SampledStorePlan planSampledStore(const SampledStoreRequest& request) {
     if (request.split != "all" && it->second->split != request.split) continue;
     const std::string shard = (fs::path(request.sourceStore) / it->second->shard).string();
     const std::string file = (samples / "synthetic" / (id + kNiftiSuffix)).string();
-    plan.sources.push_back({id + kSyntheticSuffix, {}, [shard, id, file] {
-                              return syntheticSubject(shard, id, file);
-                            }});
+    plan.sources.push_back(
+        {id + request.idSuffix, {}, [shard, id, file, suffix = request.idSuffix] {
+           return syntheticSubject(shard, id, file, suffix);
+         }});
     if (request.withReal) {
       plan.sources.push_back({id, {}, [shard, id] { return readFirstChannel(shard, id); }});
     }

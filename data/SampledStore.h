@@ -19,18 +19,15 @@ struct SampledStoreRequest {
   std::string sourceStore;    // the store `lddpm sample --store` read the masks from
   std::string split = "all";  // keep only cases whose source subject has this split (or all)
   bool withReal = false;      // also copy each sampled case's real subject (real + synthetic)
+  std::string idSuffix = kSyntheticSuffix;  // synthetic case "P1_T1" is stored as "P1_T1<suffix>"
 };
 
-struct SampledStorePlan {
-  PreprocessOptions options;           // the source store's parameters + "synthetic" provenance
-  std::vector<SubjectSource> sources;  // sorted by id, every one `prepared`
-};
-
-// Checks the request (IoError naming the folder or case: no sampling.json, a case the source store
-// does not hold, no case left after the split filter) and lists the subjects to write. Voxels are
-// read later, by whichever rank writes the subject: the synthetic volume must have the source
-// grid's shape and finite values (else IoError naming the file). Only the first image channel of
-// the source is kept (the generators synthesise FLAIR, the source's first channel).
-SampledStorePlan planSampledStore(const SampledStoreRequest& request);
+// The plan: the source store's parameters + "synthetic" provenance. Checks the request (IoError
+// naming the folder or case: no sampling.json, a case the source store does not hold, no case left
+// after the split filter) and lists the subjects to write. Voxels are read later, by whichever rank
+// writes the subject: the synthetic volume must have the source grid's shape and finite values
+// (else IoError naming the file). Only the first image channel of the source is kept (the
+// generators synthesise FLAIR, the source's first channel).
+StorePlan planSampledStore(const SampledStoreRequest& request);
 
 }  // namespace lddpm::data

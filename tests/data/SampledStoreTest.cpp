@@ -54,7 +54,7 @@ struct SampledStoreFixture : ::testing::Test {
   }
   // Writes the planned store as one rank would and returns its manifest.
   Manifest build(const SampledStoreRequest& request) {
-    const SampledStorePlan plan = planSampledStore(request);
+    const StorePlan plan = planSampledStore(request);
     const std::string out = (dir.path / "out").string();
     fs::remove_all(out);
     fs::create_directories(out);
