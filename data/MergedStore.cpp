@@ -14,10 +14,12 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// The parameters that change stored voxels' meaning: what every merged store must share.
-core::Json voxelParameters(const PreprocessOptions& o) {
+// The parameters that change stored voxels' meaning, with the grid the store has (a --grid of
+// auto and the grid it gave are the same store): what every merged store must share.
+core::Json voxelParameters(const PreprocessOptions& o, const Manifest& manifest) {
   core::Json json = o.toJson();
   for (const char* key : {"synthetic", "derived_from", "compression", "chunk"}) json.erase(key);
+  json["grid"] = manifest.grid;
   return json;
 }
 
@@ -30,7 +32,7 @@ StorePlan planMergedStore(const MergeRequest& request) {
   }
   const Split split = parseSplit(request.split);
   StorePlan plan;
-  core::Json inputs = core::Json::array(), synthetic = core::Json::array();
+  core::Json inputs = core::Json::array(), synthetic = core::Json::array(), first;
   std::map<std::string, std::string> owner;  // subject id -> the store it came from
   for (std::size_t i = 0; i < request.stores.size(); ++i) {
     const std::string& store = request.stores[i];
@@ -38,10 +40,11 @@ StorePlan planMergedStore(const MergeRequest& request) {
     const PreprocessOptions options = PreprocessOptions::fromJson(manifest.parameters);
     if (i == 0) {
       plan.options = options;
-    } else if (voxelParameters(options) != voxelParameters(plan.options)) {
-      throw core::IoError(store, "was preprocessed with other parameters than " +
-                                     request.stores[0] + ": " + voxelParameters(options).dump() +
-                                     " against " + voxelParameters(plan.options).dump());
+      first = voxelParameters(options, manifest);
+    } else if (voxelParameters(options, manifest) != first) {
+      throw core::IoError(
+          store, "was preprocessed with other parameters than " + request.stores[0] + ": " +
+                     voxelParameters(options, manifest).dump() + " against " + first.dump());
     }
     inputs.push_back(
         {{"store", fs::absolute(store).lexically_normal().string()},

@@ -258,6 +258,9 @@ TEST_F(DerivedStoreFixture, MergeRefusesDuplicatesOtherGridsAndOneStore) {
   e = errorOf([&] { planMergedStore({{real, other}, "all"}); });
   EXPECT_NE(e.find(other), std::string::npos) << e;
   EXPECT_NE(e.find("other parameters"), std::string::npos) << e;
+  const std::string narrow = writeStore("narrow", {syntheticSubject("P8_T1", {20, 24, 16}, 8)});
+  e = errorOf([&] { planMergedStore({{real, narrow}, "all"}); });
+  EXPECT_NE(e.find("[20,24,16]"), std::string::npos) << e;
   EXPECT_THROW(planMergedStore({{real}, "all"}), core::UsageError);
   e = errorOf([&] { planMergedStore({{real, twin}, "test"}); });
   EXPECT_NE(e.find("no 'test' subjects"), std::string::npos) << e;
