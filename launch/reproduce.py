@@ -3,7 +3,8 @@
 
 Reads OUT/setup.json, each generator's config.ini (parameter counts through `lddpm models`), and per seed OUT/seed-S/images/images.json
 (`lddpm evaluate images`) and OUT/seed-S/downstream/downstream.json (`lddpm evaluate
-segmentation` through launch/downstream.sh). Writes, each whole or not at all:
+segmentation` through launch/downstream.sh), and for the --beyond seeds OUT/seed-S/beyond/beyond.json
+(launch/beyond.sh). Writes, each whole or not at all:
   results.md    mean ± sample sd over seeds: image metrics, downstream Dice and lesion-wise F1,
                 the paper's three claims checked, the command, machine and stage times
   results.json  every number (per seed and the summaries)
@@ -185,6 +186,64 @@ def montage(out, setup, names, path):
     return True
 
 
+def beyond_tables(out, seeds):
+    """The experiment beyond the training masks (launch/beyond.sh) for the seeds that ran it:
+    per seed each training set's Dice, lesion-wise F1 and per-case Dice, plus its stage seconds
+    (the seed's beyond/ markers and the shared ones). None when no seed ran it."""
+    done = [s for s in seeds if os.path.exists(os.path.join(out, f"seed-{s}", "beyond", "beyond.json"))]
+    if not done:
+        return None
+    per_seed, seconds = {}, {}
+    for s in done:
+        folder = os.path.join(out, f"seed-{s}", "beyond")
+        runs = json.load(open(os.path.join(folder, "beyond.json")))["runs"]
+        per_seed[s] = {r["name"]: {"dice": r["mean"]["dice"], "dice_sd_cases": r["sd"]["dice"],
+                                   "lesion_f1": pooled_lesion_f1(r["cases"]),
+                                   "training_scans": r["training_scans"],
+                                   "cases": {c["case"]: c["dice"] for c in r["cases"]}}
+                       for r in runs}
+        seconds[s] = sum(stage_seconds(folder).values())
+    seconds["shared"] = sum(stage_seconds(os.path.join(out, "beyond-shared")).values())
+    rows = list(per_seed[done[0]])
+    summary_ = {n: {k: summary([per_seed[s][n][k] for s in done if n in per_seed[s]])
+                    for k in ("dice", "lesion_f1")} for n in rows}
+    return {"seeds": done, "rows": rows, "per_seed": per_seed, "summary": summary_,
+            "stage_seconds": seconds}
+
+
+def print_beyond(p, beyond):
+    seeds = beyond["seeds"]
+    one = len(seeds) == 1
+    p("## Beyond the training masks: seg trained on real + k synthetic sets of Lesion-DDPM")
+    p()
+    p("Each set holds one synthetic scan per real training scan; `real+KIND-kx` trains on the real "
+      "scans and k sets of KIND: `resynth` = the training masks sampled again (other noise), "
+      "`transplant` = each training anatomy with another patient's lesions moved into its white "
+      "matter, `extra` = the masks of new phantom subjects. Every segmenter has the same options "
+      "and steps (docs/reproduce.md). Dice on the real test scans, "
+      + (f"seed {seeds[0]}: mean ± sd over the test scans; lesion-wise F1 pooled over them."
+         if one else f"mean ± sd over seeds {seeds}."))
+    p()
+    p("| training set | scans | Dice | lesion F1 | Dice − real |")
+    p("|---|---:|---:|---:|---:|")
+    first = beyond["per_seed"][seeds[0]]
+    real = beyond["summary"].get("real", {}).get("dice", {}).get("mean")
+    for n in beyond["rows"]:
+        if one:
+            r = first[n]
+            dice = f"{r['dice']:.3f} ± {r['dice_sd_cases']:.3f}"
+            f1 = "n/a" if r["lesion_f1"] is None else f"{r['lesion_f1']:.3f}"
+        else:
+            dice, f1 = cell(beyond["summary"][n]["dice"]), cell(beyond["summary"][n]["lesion_f1"])
+        gain = beyond["summary"][n]["dice"]["mean"]
+        delta = "" if real is None or n == "real" else f"{gain - real:+.3f}"
+        p(f"| {n} | {first[n]['training_scans']} | {dice} | {f1} | {delta} |")
+    p()
+    p("Stage times (s): " + ", ".join(f"seed {k} {v}" if k != "shared" else f"shared {v}"
+                                      for k, v in beyond["stage_seconds"].items()) + ".")
+    p()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True)
@@ -246,6 +305,7 @@ def main():
         "figures": f"Dice real {cell(seg_summary['real']['dice'])}, real+lesion-ddpm "
                    f"{cell(seg_summary['real+lesion-ddpm']['dice'])}"})
 
+    beyond = beyond_tables(out, setup.get("beyond") or [])
     seconds = stage_seconds(out)
     total = sum(seconds.values())
     host = machine()
@@ -296,6 +356,8 @@ def main():
         p(f"| {n} | {scans if scans is not None else 'n/a'} | "
           + " | ".join(cell(seg_summary[n][k]) for k, _ in SEG_METRICS) + " |")
     p()
+    if beyond:
+        print_beyond(p, beyond)
     p("## The paper's claims here")
     p()
     for c in claims:
@@ -311,6 +373,9 @@ def main():
                "downstream": {"per_seed": {str(s): per_seed_seg[s] for s in seeds},
                               "summary": seg_summary},
                "claims": claims}
+    if beyond:
+        results["beyond"] = {k: v for k, v in beyond.items() if k != "per_seed"}
+        results["beyond"]["per_seed"] = {str(s): v for s, v in beyond["per_seed"].items()}
     rows = io.StringIO()
     w = csv.writer(rows, lineterminator="\n")
     w.writerow(["table", "row", "metric", "seed", "value"])
@@ -323,6 +388,10 @@ def main():
         for n in seg_rows:
             for k, _ in SEG_METRICS:
                 w.writerow(["downstream", n, k, s, per_seed_seg[s][n].get(k)])
+    for s in (beyond["seeds"] if beyond else []):
+        for n, r in beyond["per_seed"][s].items():
+            for k in ("dice", "lesion_f1"):
+                w.writerow(["beyond", n, k, s, r[k]])
 
     have_montage = montage(out, setup, names, os.path.join(out, "montage.png"))
     if have_montage:

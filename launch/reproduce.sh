@@ -8,12 +8,16 @@
 # sample every training mask, train the `seg` U-Net on real / each synthetic set / real + each,
 # Dice and lesion-wise F1 on the real test scans). launch/reproduce.py then writes OUT/results.md
 # (mean ± sd over seeds, the paper's three claims checked), results.json, results.csv and
-# montage.png (real | each generator | mask, the same slices).
+# montage.png (real | each generator | mask, the same slices). With --beyond SEEDS, those seeds also
+# run launch/beyond.sh: segmenters trained on real + 1, 2, 4 synthetic sets of Lesion-DDPM made
+# from the training masks again, from transplanted lesions and from new phantom subjects' masks
+# (a table of its own in results.md).
 #
 #   bash launch/reproduce.sh [--out DIR] [--data MSLESSEG_DIR] [--seeds 0,1,2] [--steps N]
 #       [--downsample F] [--train-subjects N] [--test-subjects N] [--ranks N | --launcher CMD]
 #       [--device cpu|cuda] [--config FILE] [--seg-config FILE] [--options NAME=OPTIONS ...]
 #       [--train-options OPTIONS] [--seg-options OPTIONS] [--no-ablations] [--lddpm BINARY]
+#       [--beyond SEEDS] [--beyond-sizes 1,2,4] [--beyond-kinds resynth,transplant,extra]
 #
 # Every stage is a real `lddpm` command, run plain, under `mpirun -n N` (--ranks) or behind any
 # launcher (--launcher "srun --mpi=pmix" inside an allocation; slurm/reproduce.sbatch). Reruns
@@ -41,6 +45,7 @@ out=$root/reproduce data="" seeds=0,1,2 steps=200 downsample=3 train_subjects=4 
 ranks=1 launcher="" device=cpu config=$root/launch/configs/demo.ini
 seg_config=$root/launch/configs/seg.ini train_options="" seg_options="" ablations=1
 lddpm=${LDDPM_BINARY:-$root/build/launch/lddpm}
+beyond="" beyond_sizes=1,2,4 beyond_kinds=resynth,transplant,extra
 
 # The generators and ablations: NAME and the `lddpm train` options added to --config for it. The
 # baselines are widened to Lesion-DDPM's parameter count under demo.ini (within 4 %: cond-DDPM
@@ -61,7 +66,8 @@ while [ $# -gt 0 ]; do
     --no-ablations) ablations=0; shift; continue ;;
     -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     --out|--data|--seeds|--steps|--downsample|--train-subjects|--test-subjects|--ranks|--launcher|\
---device|--config|--seg-config|--options|--train-options|--seg-options|--lddpm) ;;
+--device|--config|--seg-config|--options|--train-options|--seg-options|--lddpm|--beyond|\
+--beyond-sizes|--beyond-kinds) ;;
     *) usage "unknown option '$1'" ;;
   esac
   [ $# -ge 2 ] || usage "option '$1' needs a value"
@@ -71,6 +77,7 @@ while [ $# -gt 0 ]; do
     --test-subjects) test_subjects=$2 ;; --ranks) ranks=$2 ;; --launcher) launcher=$2 ;;
     --device) device=$2 ;; --config) config=$2 ;; --seg-config) seg_config=$2 ;;
     --train-options) train_options=$2 ;; --seg-options) seg_options=$2 ;; --lddpm) lddpm=$2 ;;
+    --beyond) beyond=$2 ;; --beyond-sizes) beyond_sizes=$2 ;; --beyond-kinds) beyond_kinds=$2 ;;
     --options)
       [[ $2 == ?*=* ]] || usage "option '--options': '$2' is not NAME=OPTIONS"
       [ -n "${options[${2%%=*}]+set}" ] ||
@@ -110,6 +117,13 @@ positive --test-subjects "$test_subjects"
 positive --ranks "$ranks"
 [[ $seeds =~ ^[0-9]+(,[0-9]+)*$ ]] || usage "option '--seeds': '$seeds' is not a comma-separated list of seeds"
 IFS=, read -r -a seed_list <<< "$seeds"
+if [ -n "$beyond" ]; then  # beyond.sh checks sizes and kinds itself
+  [[ $beyond =~ ^[0-9]+(,[0-9]+)*$ ]] || usage "option '--beyond': '$beyond' is not a comma-separated list of seeds"
+  IFS=, read -r -a beyond_list <<< "$beyond"
+  for s in "${beyond_list[@]}"; do
+    [[ ,$seeds, == *,$s,* ]] || usage "option '--beyond': seed $s is not one of --seeds $seeds"
+  done
+fi
 [[ $device == cpu || $device == cuda ]] || usage "option '--device': '$device' is not cpu or cuda"
 [ -f "$config" ] || usage "option '--config': no such file '$config'"
 [ -f "$seg_config" ] || usage "option '--seg-config': no such file '$seg_config'"
@@ -132,15 +146,16 @@ launch_prefix "$lddpm" "$ranks" "$launcher"  # the array `launch`: plain, mpirun
 # What this run is, for the results' provenance (launch/reproduce.py copies it into results.json).
 LDDPM_SETUP_OUT=$out/setup.json /usr/bin/python3 - "$command_line" "$seeds" "$steps" "$downsample" \
   "${data:-phantom}" "$ranks" "$launcher" "$device" "$config" "$seg_config" "$train_options" \
-  "$seg_options" "${names[@]}" <<'PY'
+  "$seg_options" "$beyond" "$beyond_sizes" "$beyond_kinds" "${names[@]}" <<'PY'
 import json, os, sys
 keys = ["command", "seeds", "steps", "downsample", "data", "ranks", "launcher", "device", "config",
-        "seg_config", "train_options", "seg_options"]
-setup = dict(zip(keys, sys.argv[1:13]))
+        "seg_config", "train_options", "seg_options", "beyond", "beyond_sizes", "beyond_kinds"]
+setup = dict(zip(keys, sys.argv[1:16]))
 setup["seeds"] = [int(s) for s in setup["seeds"].split(",")]
+setup["beyond"] = [int(s) for s in setup["beyond"].split(",")] if setup["beyond"] else []
 for k in ("steps", "downsample", "ranks"):
     setup[k] = int(setup[k])
-setup["generators"] = {n: os.environ.get("LDDPM_OPTIONS_" + n.replace("-", "_"), "") for n in sys.argv[13:]}
+setup["generators"] = {n: os.environ.get("LDDPM_OPTIONS_" + n.replace("-", "_"), "") for n in sys.argv[16:]}
 path = os.environ["LDDPM_SETUP_OUT"]
 with open(path + ".tmp", "w") as f:
     json.dump(setup, f, indent=1)
@@ -148,10 +163,12 @@ os.replace(path + ".tmp", path)
 PY
 
 # The cohort: the phantom (and its test subjects scanned again: the twin reference), or a folder.
-twins=()
+twins=() phantom_options=""
 if [ -z "$data" ]; then
-  stage cohort "$lddpm" phantom --out "$out/cohort" --train-subjects "$train_subjects" \
-    --timepoints 2 --test-subjects "$test_subjects" --voxel-size 2 --seed 0 --twins --log-level warn
+  phantom_options="--train-subjects $train_subjects --timepoints 2 --voxel-size 2"  # beyond.sh's too
+  read -r -a phantom_words <<< "$phantom_options"
+  stage cohort "$lddpm" phantom --out "$out/cohort" "${phantom_words[@]}" \
+    --test-subjects "$test_subjects" --seed 0 --twins --log-level warn
   data=$out/cohort
   stage twins "$lddpm" preprocess --data "$out/cohort/twins" --out "$out/twins" \
     --downsample "$downsample" --log-level warn
@@ -187,6 +204,17 @@ for seed in "${seed_list[@]}"; do
     --out "$dir/downstream" "${downstream[@]}" --mix all --eta 1 --seed "$seed" \
     ${launcher:+--launcher "$launcher"} --ranks "$ranks" --seg-config "$seg_config" --device "$device" \
     -- "${merged[@]}"
+
+  # Beyond the training masks: its marker (with its seconds) in the seed's folder, so the paper
+  # table's stage sum stays that table's.
+  if [[ ,$beyond, == *,$seed,* ]]; then
+    stage_dir=$dir stage beyond bash "$root/launch/beyond.sh" --lddpm "$lddpm" --store "$out/store" \
+      --run "$dir/runs/lesion-ddpm" --out "$dir/beyond" --shared "$out/beyond-shared" \
+      --real-seg "$dir/downstream/seg/real" --resynth-1 "$dir/downstream/stores/lesion-ddpm" \
+      --sizes "$beyond_sizes" --kinds "$beyond_kinds" ${phantom_options:+--phantom "$phantom_options"} \
+      --seed "$seed" --eta 1 ${launcher:+--launcher "$launcher"} --ranks "$ranks" \
+      --seg-config "$seg_config" --device "$device" -- "${merged[@]}"
+  fi
 done
 
 /usr/bin/python3 "$root/launch/reproduce.py" --out "$out" --lddpm "$lddpm" --seconds "$(( $(date +%s) - start ))"

@@ -2,11 +2,14 @@
 # End-to-end test of the paper's table (launch/reproduce.sh) at a tiny size: phantom (2 training
 # subjects x 2 timepoints, 2 test subjects, 4 mm grid) -> 2 seeds x (3 generators + 2 ablations,
 # 2 steps each) under mpirun -n 2 -> image metrics -> downstream segmentation (3-step segmenters)
-# -> results.md/json/csv and montage.png. Recomputes every mean and sd over seeds with numpy from
+# -> results.md/json/csv and montage.png, and seed 1 beyond the training masks (launch/beyond.sh
+# at k = 1, 2 sets of each kind). Recomputes every mean and sd over seeds with numpy from
 # the per-seed files the stages wrote, each lesion-wise F1 from the per-case lesion counts, and the
 # verdict of each of the paper's claims from those numbers; checks the parameter counts against
 # `lddpm models`, the montage's size, that a rerun reuses every stage and rewrites the same table,
-# and usage errors (exit 2 naming the option).
+# and usage errors (exit 2 naming the option). The transplanted masks are checked with h5py and
+# scipy: each subject's lesion components are some other patient's, in the host's brain and at
+# least half in its white matter; the extra cohort sits on the real store's grid.
 #   reproduce.sh LDDPM_BINARY MPIEXEC PYTHON
 set -euo pipefail
 lddpm=$1 mpiexec=$2 python=$3
@@ -21,7 +24,8 @@ seg_tiny="--steps 3 --checkpoint-every 3 --log-every 1 --base-channels 4 --chann
 seg_tiny+=" --groups 2 --patch 16 --batch 2 --warmup 1 --log-level warn"
 run_reproduce() {
   bash "$root/launch/reproduce.sh" --lddpm "$lddpm" --out rep --train-subjects 2 --test-subjects 2 \
-    --downsample 4 --seeds 0,1 --steps 2 --ranks 2 --train-options "$tiny" --seg-options "$seg_tiny"
+    --downsample 4 --seeds 0,1 --steps 2 --ranks 2 --train-options "$tiny" --seg-options "$seg_tiny" \
+    --beyond 1 --beyond-sizes 1,2
 }
 run_reproduce > first.log 2>&1 || { cat first.log >&2; fail "reproduce.sh failed"; }
 for f in results.md results.json results.csv montage.png setup.json; do
@@ -120,11 +124,69 @@ assert res["parameters"]["ablation-mask-input"] < res["parameters"]["lesion-ddpm
 # CSV: every per-seed number once.
 with open("rep/results.csv") as f:
     csv_rows = list(csv.DictReader(f))
-assert len(csv_rows) == len(seeds) * (8 * 10 + 4 + 7 * 4), len(csv_rows)
+beyond_rows = ["real"] + [f"real+{k}-{n}x" for k in ("resynth", "transplant", "extra") for n in (1, 2)]
+assert len(csv_rows) == len(seeds) * (8 * 10 + 4 + 7 * 4) + len(beyond_rows) * 2, len(csv_rows)
 # Montage: one row per test case, real + 5 generators + mask as columns (wider than tall).
 image = mpimg.imread("rep/montage.png")
 assert image.ndim == 3 and image.shape[1] > image.shape[0], image.shape
 print("checked", len(names), "generators x", len(seeds), "seeds,", len(rows), "segmenters")
+
+# Beyond the training masks (seed 1): the table from beyond.json, set sizes, the stores.
+b = res["beyond"]
+assert b["seeds"] == [1] and b["rows"] == beyond_rows, (b["seeds"], b["rows"])
+runs = {r["name"]: r for r in json.load(open("rep/seed-1/beyond/beyond.json"))["runs"]}
+assert list(runs) == beyond_rows, list(runs)
+for n in beyond_rows:
+    assert runs[n]["training_scans"] == {"real": 4}.get(n, 4 + 4 * int(n[-2])), (n, runs[n]["training_scans"])
+    dice = float(np.mean([c["dice"] for c in runs[n]["cases"]]))
+    assert close(b["summary"][n]["dice"]["mean"], dice), (n, dice)
+assert runs["real"]["cases"] == seg[1]["real"]["cases"]  # the downstream's real segmenter
+assert "## Beyond the training masks" in md and "| real+extra-2x | 12 |" in md
+PY
+
+"$python" - <<'PY' || fail "beyond: the derived stores are wrong"
+import glob, json
+import h5py, numpy as np
+from scipy import ndimage as nd
+
+def subjects(store):
+    out = {}
+    for shard in sorted(glob.glob(f"{store}/shard-*.h5")):
+        with h5py.File(shard, "r") as f:
+            for sid, g in f["subjects"].items():
+                patient = g.attrs["patient"]
+                out[sid] = {"tissue": g["tissue"][()], "lesion": g["lesion"][()],
+                            "patient": patient.decode() if isinstance(patient, bytes) else str(patient)}
+    return out
+
+def sizes(mask):
+    labels, n = nd.label(mask, structure=np.ones((3, 3, 3)))
+    return sorted(np.bincount(labels.ravel())[1:].tolist()), labels, n
+
+real = {k: v for k, v in subjects("rep/store").items() if "_" in k}  # train ids: P1_T1 ...
+for j in (1, 2):
+    tp = subjects(f"rep/beyond-shared/transplant-{j}")
+    assert sorted(tp) == sorted(f"{k}_tp{j}" for k in real), sorted(tp)
+    for sid, s in tp.items():
+        host = real[sid[: -len(f"_tp{j}")]]
+        assert (s["tissue"] == host["tissue"]).all(), sid
+        got, labels, n = sizes(s["lesion"])
+        donors = [k for k, d in real.items() if d["patient"] != host["patient"] and sizes(d["lesion"])[0] == got]
+        assert donors, (sid, got)
+        brain = (host["tissue"] > 0) | (host["lesion"] > 0)
+        wm = (host["tissue"] == 3) | (host["lesion"] > 0)
+        assert brain[s["lesion"] > 0].all(), sid
+        for c in range(1, n + 1):
+            assert 2 * wm[labels == c].sum() >= (labels == c).sum(), (sid, c)
+grid = json.load(open("rep/store/manifest.json"))["grid"]
+for j in (1, 2):
+    extra = json.load(open(f"rep/beyond-shared/extra-store-{j}/manifest.json"))
+    assert extra["grid"] == grid, (extra["grid"], grid)
+merged = json.load(open("rep/seed-1/beyond/stores/real+extra-2x/manifest.json"))
+ids = sorted(s["id"] for s in merged["subjects"])
+assert len(ids) == 12 and sum(i.endswith("_extra1_syn") for i in ids) == 4, ids
+assert sum(i.endswith("_extra2_syn") for i in ids) == 4, ids
+print("beyond: transplant, extra and merged stores checked")
 PY
 
 # A rerun reuses every stage and rewrites the same numbers.
@@ -190,5 +252,8 @@ expect_usage "--steps" bash "$root/launch/reproduce.sh" --lddpm "$lddpm" --out x
 expect_usage "--options" bash "$root/launch/reproduce.sh" --lddpm "$lddpm" --out x --options gan=--x
 expect_usage "--device" bash "$root/launch/reproduce.sh" --lddpm "$lddpm" --out x --device tpu
 expect_usage "--data" bash "$root/launch/reproduce.sh" --lddpm "$lddpm" --out x --data /nonexistent
+expect_usage "--beyond" bash "$root/launch/reproduce.sh" --lddpm "$lddpm" --out x --seeds 0 --beyond 1
+expect_usage "--sizes" bash "$root/launch/beyond.sh" --lddpm "$lddpm" --store rep/store \
+  --run rep/seed-0/runs/lesion-ddpm --out x --sizes 0
 expect_usage "--bogus" bash "$root/launch/reproduce.sh" --lddpm "$lddpm" --bogus
 echo "e2e reproduce: ok ($(grep -o 'reproduce finished in [0-9]* s' first.log))"
