@@ -1,8 +1,13 @@
 # Sourced by the end-to-end scripts after they set e2e_name and mpiexec: a scratch folder
-# (removed on exit) as the working directory, Open MPI allowed to run as root (the CI runs as
+# (removed on exit unless LDDPM_E2E_KEEP=1) as the working directory, Open MPI allowed to run as root (the CI runs as
 # root), that mpiexec first on PATH, and the helpers fail and expect_usage.
 work=$(mktemp -d "/tmp/lddpm-$e2e_name.XXXXXX")
-trap 'rm -rf "$work"' EXIT
+# LDDPM_E2E_KEEP=1 keeps it (its path is printed) to look into a failure.
+if [ "${LDDPM_E2E_KEEP:-0}" = 1 ]; then
+  echo "e2e $e2e_name: scratch folder $work (kept)" >&2
+else
+  trap 'rm -rf "$work"' EXIT
+fi
 cd "$work"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export PATH="$(dirname "$mpiexec"):$PATH"
