@@ -14,7 +14,6 @@
 #include "data/Manifest.h"
 #include "data/MergedStore.h"
 #include "data/ShardReader.h"
-#include "data/ShardWriter.h"
 #include "tests/common/Errors.h"
 #include "tests/data/StoreTestUtil.h"
 
@@ -24,6 +23,8 @@ using namespace lddpm;
 using namespace lddpm::data;
 using data::testing::syntheticSubject;
 using data::testing::TempDir;
+using data::testing::writeOneShardStore;
+using data::testing::writePlannedStore;
 namespace fs = std::filesystem;
 
 constexpr std::array<std::int64_t, 3> kGrid = {20, 24, 24};
@@ -138,29 +139,16 @@ TEST(LesionTransplant, GridsMustAgree) {
             std::string::npos);
 }
 
-// Stores written with ShardWriter, one shard each.
+// Stores written with ShardWriter (StoreTestUtil.h), one shard each.
 struct DerivedStoreFixture : ::testing::Test {
   TempDir dir{"derived"};
 
   std::string writeStore(const std::string& name, const std::vector<SubjectData>& subjects,
                          const PreprocessOptions& options = PreprocessOptions()) {
-    const std::string store = (dir.path / name).string();
-    fs::create_directories(store);
-    const auto grid = std::array<std::int64_t, 3>{
-        subjects[0].lesion.size(0), subjects[0].lesion.size(1), subjects[0].lesion.size(2)};
-    ShardWriter writer((fs::path(store) / shardFileName(0)).string(),
-                       ShardHeader{0, options.toJson().dump(), {"FLAIR"}, grid}, {});
-    for (const auto& s : subjects) writer.add(s);
-    writer.commit();
-    writeManifest(store, buildManifest(store, {shardFileName(0)}));
-    return store;
+    return writeOneShardStore((dir.path / name).string(), subjects, options);
   }
   Manifest build(const StorePlan& plan, const std::string& name) {
-    const std::string out = (dir.path / name).string();
-    fs::create_directories(out);
-    preprocessShard(plan.options, out, plan.sources, 0, 1);
-    writeManifest(out, buildManifest(out, {shardFileName(0)}));
-    return readManifest(out);
+    return writePlannedStore(plan, (dir.path / name).string());
   }
   static SubjectData testSubject(const std::string& id) {
     SubjectData s = syntheticSubject(id, kGrid, 5);

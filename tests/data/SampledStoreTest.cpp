@@ -1,6 +1,6 @@
 // Stores built from `lddpm sample` output (data/SampledStore.h): the synthetic volume replaces the
 // image, everything else comes from the source subject; --with-real adds the real subject; every
-// bad input is an error naming the file. Source stores are written here with ShardWriter.
+// bad input is an error naming the file. Source stores are written with ShardWriter (StoreTestUtil.h).
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -11,7 +11,6 @@
 #include "data/NiftiIo.h"
 #include "data/SampledStore.h"
 #include "data/ShardReader.h"
-#include "data/ShardWriter.h"
 #include "tests/common/Errors.h"
 #include "tests/data/StoreTestUtil.h"
 
@@ -21,6 +20,8 @@ using namespace lddpm;
 using namespace lddpm::data;
 using data::testing::syntheticSubject;
 using data::testing::TempDir;
+using data::testing::writeOneShardStore;
+using data::testing::writePlannedStore;
 namespace fs = std::filesystem;
 
 constexpr std::array<std::int64_t, 3> kGrid = {12, 20, 16};
@@ -31,17 +32,10 @@ struct SampledStoreFixture : ::testing::Test {
   std::string samples = (dir.path / "samples").string();
 
   void SetUp() override {
-    fs::create_directories(source);
     SubjectData test = syntheticSubject("P3", kGrid, 3);
     test.split = "test";
-    ShardWriter writer((fs::path(source) / shardFileName(0)).string(),
-                       ShardHeader{0, PreprocessOptions().toJson().dump(), {"FLAIR"}, kGrid}, {});
-    for (const auto& s :
-         {syntheticSubject("P1_T1", kGrid, 1), syntheticSubject("P2_T1", kGrid, 2), test}) {
-      writer.add(s);
-    }
-    writer.commit();
-    writeManifest(source, buildManifest(source, {shardFileName(0)}));
+    writeOneShardStore(
+        source, {syntheticSubject("P1_T1", kGrid, 1), syntheticSubject("P2_T1", kGrid, 2), test});
     fs::create_directories(fs::path(samples) / "synthetic");
     std::ofstream(fs::path(samples) / "sampling.json") << R"({"cases": 2})";
     writeSample("P1_T1", 0.25f);
@@ -54,13 +48,7 @@ struct SampledStoreFixture : ::testing::Test {
   }
   // Writes the planned store as one rank would and returns its manifest.
   Manifest build(const SampledStoreRequest& request) {
-    const StorePlan plan = planSampledStore(request);
-    const std::string out = (dir.path / "out").string();
-    fs::remove_all(out);
-    fs::create_directories(out);
-    preprocessShard(plan.options, out, plan.sources, /*rank=*/0, /*worldSize=*/1);
-    writeManifest(out, buildManifest(out, {shardFileName(0)}));
-    return readManifest(out);
+    return writePlannedStore(planSampledStore(request), (dir.path / "out").string());
   }
   SubjectData read(const std::string& store, const std::string& id) {
     return ShardReader((fs::path(store) / shardFileName(0)).string()).readSubject(id);

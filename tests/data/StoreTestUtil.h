@@ -6,7 +6,11 @@
 
 #include <filesystem>
 #include <string>
+#include <vector>
 
+#include "data/Manifest.h"
+#include "data/Preprocess.h"
+#include "data/ShardWriter.h"
 #include "data/StoreSchema.h"
 
 namespace lddpm::data::testing {
@@ -74,6 +78,32 @@ inline SubjectData syntheticSubject(const std::string& id, std::array<std::int64
   s.normStd = {17.25};
   s.tissueMeans = {10, 20, 30};
   return s;
+}
+
+// A complete one-shard store at `store` holding `subjects` (FLAIR, the first subject's grid),
+// written with ShardWriter under `options`' parameters; returns `store`.
+inline std::string writeOneShardStore(const std::string& store,
+                                      const std::vector<SubjectData>& subjects,
+                                      const PreprocessOptions& options = PreprocessOptions()) {
+  std::filesystem::create_directories(store);
+  const std::array<std::int64_t, 3> grid = {subjects[0].lesion.size(0), subjects[0].lesion.size(1),
+                                            subjects[0].lesion.size(2)};
+  ShardWriter writer((std::filesystem::path(store) / shardFileName(0)).string(),
+                     ShardHeader{0, options.toJson().dump(), {"FLAIR"}, grid}, {});
+  for (const auto& s : subjects) writer.add(s);
+  writer.commit();
+  writeManifest(store, buildManifest(store, {shardFileName(0)}));
+  return store;
+}
+
+// Writes a planned store (samples, merge, transplant) into the fresh folder `out` as one rank
+// would, manifest last, and returns the manifest read back.
+inline Manifest writePlannedStore(const StorePlan& plan, const std::string& out) {
+  std::filesystem::remove_all(out);
+  std::filesystem::create_directories(out);
+  preprocessShard(plan.options, out, plan.sources, /*rank=*/0, /*worldSize=*/1);
+  writeManifest(out, buildManifest(out, {shardFileName(0)}));
+  return readManifest(out);
 }
 
 }  // namespace lddpm::data::testing
