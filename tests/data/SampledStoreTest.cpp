@@ -1,6 +1,7 @@
 // Stores built from `lddpm sample` output (data/SampledStore.h): the synthetic volume replaces the
 // image, everything else comes from the source subject; --with-real adds the real subject; every
-// bad input is an error naming the file. Source stores are written with ShardWriter (StoreTestUtil.h).
+// bad input is an error naming the file. Source stores are written with ShardWriter
+// (StoreTestUtil.h).
 #include <gtest/gtest.h>
 
 #include <filesystem>
