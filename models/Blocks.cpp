@@ -17,8 +17,8 @@ void zeroParameters(nn::Module& module) {
 }  // namespace detail
 
 namespace {
-nn::Conv3d conv3(std::int64_t in, std::int64_t out) {
-  return nn::Conv3d(nn::Conv3dOptions(in, out, 3).padding(1));
+Conv3d conv3(std::int64_t in, std::int64_t out) {
+  return Conv3d(nn::Conv3dOptions(in, out, 3).padding(1));
 }
 }  // namespace
 
@@ -75,7 +75,7 @@ ResBlock3DImpl::ResBlock3DImpl(const ResBlock3DOptions& options) : options_(opti
   norm2_ = register_module("norm2", nn::GroupNorm(options.groups(), out));
   conv2_ = register_module("conv2", conv3(out, out));
   detail::zeroParameters(*conv2_);
-  if (in != out) skip_ = register_module("skip", nn::Conv3d(nn::Conv3dOptions(in, out, 1)));
+  if (in != out) skip_ = register_module("skip", Conv3d(nn::Conv3dOptions(in, out, 1)));
   if (options.embedDim() > 0)
     embProj_ = register_module("emb_proj", nn::Linear(options.embedDim(), out));
   if (options.maskChannels() > 0 && options.sharedMaskEmbedding()) {
@@ -83,7 +83,7 @@ ResBlock3DImpl::ResBlock3DImpl(const ResBlock3DOptions& options) : options_(opti
     // gradient in the same order as the plain network (ResBlock3DImpl::branch).
     modGammaBeta_ = register_module(
         "mod_gamma_beta",
-        nn::Conv3d(nn::Conv3dOptions(options.modulationHidden(), 2 * (in + out), 1)));
+        Conv3d(nn::Conv3dOptions(options.modulationHidden(), 2 * (in + out), 1)));
     detail::zeroParameters(*modGammaBeta_);
   } else if (options.maskChannels() > 0) {
     mod1_ = register_module("mod1",
@@ -134,7 +134,7 @@ torch::Tensor ResBlock3DImpl::branch(const torch::Tensor& x, const torch::Tensor
 
 Downsample3DImpl::Downsample3DImpl(std::int64_t channels) {
   conv_ = register_module(
-      "conv", nn::Conv3d(nn::Conv3dOptions(channels, channels, 3).stride(2).padding(1)));
+      "conv", Conv3d(nn::Conv3dOptions(channels, channels, 3).stride(2).padding(1)));
 }
 
 torch::Tensor Downsample3DImpl::forward(const torch::Tensor& x) { return conv_(x); }
@@ -153,8 +153,8 @@ AttentionBlock3DImpl::AttentionBlock3DImpl(std::int64_t channels, std::int64_t h
   LDDPM_CHECK(channels % heads == 0, "AttentionBlock3D: ", channels, " channels not divisible by ",
               heads, " heads");
   norm_ = register_module("norm", nn::GroupNorm(groups, channels));
-  qkv_ = register_module("qkv", nn::Conv3d(nn::Conv3dOptions(channels, 3 * channels, 1)));
-  proj_ = register_module("proj", nn::Conv3d(nn::Conv3dOptions(channels, channels, 1)));
+  qkv_ = register_module("qkv", Conv3d(nn::Conv3dOptions(channels, 3 * channels, 1)));
+  proj_ = register_module("proj", Conv3d(nn::Conv3dOptions(channels, channels, 1)));
   detail::zeroParameters(*proj_);
 }
 

@@ -6,6 +6,8 @@
 
 #include <cstdint>
 
+#include "models/Conv3d.h"
+
 namespace lddpm::models {
 
 // Sinusoidal embedding of integer timesteps t [B] -> [B, dim] (Transformer / DDPM style), with
@@ -40,7 +42,7 @@ class MaskModulationImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& h, const torch::Tensor& mask);
 
  private:
-  torch::nn::Conv3d shared_{nullptr}, gammaBeta_{nullptr};
+  Conv3d shared_{nullptr}, gammaBeta_{nullptr};
 };
 TORCH_MODULE(MaskModulation);
 
@@ -55,7 +57,7 @@ class MaskEmbeddingImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& mask);
 
  private:
-  torch::nn::Conv3d conv1_{nullptr}, conv2_{nullptr};
+  Conv3d conv1_{nullptr}, conv2_{nullptr};
 };
 TORCH_MODULE(MaskEmbedding);
 
@@ -95,10 +97,10 @@ class ResBlock3DImpl : public torch::nn::Module {
  private:
   ResBlock3DOptions options_;
   torch::nn::GroupNorm norm1_{nullptr}, norm2_{nullptr};
-  torch::nn::Conv3d conv1_{nullptr}, conv2_{nullptr}, skip_{nullptr};
+  Conv3d conv1_{nullptr}, conv2_{nullptr}, skip_{nullptr};
   torch::nn::Linear embProj_{nullptr};
   MaskModulation mod1_{nullptr}, mod2_{nullptr};  // per-block modulation
-  torch::nn::Conv3d modGammaBeta_{nullptr};       // shared embedding: [γ1, β1, γ2, β2]
+  Conv3d modGammaBeta_{nullptr};                  // shared embedding: [γ1, β1, γ2, β2]
 };
 TORCH_MODULE(ResBlock3D);
 
@@ -109,7 +111,7 @@ class Downsample3DImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x);
 
  private:
-  torch::nn::Conv3d conv_{nullptr};
+  Conv3d conv_{nullptr};
 };
 TORCH_MODULE(Downsample3D);
 
@@ -121,7 +123,7 @@ class Upsample3DImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x);
 
  private:
-  torch::nn::Conv3d conv_{nullptr};
+  Conv3d conv_{nullptr};
 };
 TORCH_MODULE(Upsample3D);
 
@@ -135,7 +137,7 @@ class AttentionBlock3DImpl : public torch::nn::Module {
  private:
   std::int64_t heads_;
   torch::nn::GroupNorm norm_{nullptr};
-  torch::nn::Conv3d qkv_{nullptr}, proj_{nullptr};
+  Conv3d qkv_{nullptr}, proj_{nullptr};
 };
 TORCH_MODULE(AttentionBlock3D);
 

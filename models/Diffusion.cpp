@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "core/Error.h"
+#include "models/Conv3d.h"
 
 namespace lddpm::models {
 
@@ -311,7 +312,7 @@ std::vector<std::int64_t> timestepSubsequence(std::int64_t timesteps, std::int64
 torch::Tensor sample(const NoiseSchedule& schedule, Prediction prediction, const Denoiser& denoiser,
                      at::IntArrayRef shape, const torch::TensorOptions& options,
                      const SamplerOptions& sampler, Generators& gens) {
-  torch::NoGradGuard noGrad;
+  InferenceScope inference;
   torch::Tensor x = randnFrom(gens, shape, options);
   const auto ts =
       sampler.kind() == SamplerKind::Ddpm

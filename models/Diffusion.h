@@ -153,7 +153,8 @@ std::vector<std::int64_t> timestepSubsequence(std::int64_t timesteps, std::int64
                                               Spacing spacing);
 
 // Runs the sampler from x_T ~ N(0, I) of `shape` (drawn from gens first, then one noise draw per
-// stochastic step) and returns x_0 [shape], clamped to [-1, 1]. Runs under NoGradGuard.
+// stochastic step) and returns x_0 [shape], clamped to [-1, 1]. Runs in an InferenceScope
+// (models/Conv3d.h).
 torch::Tensor sample(const NoiseSchedule& schedule, Prediction prediction, const Denoiser& denoiser,
                      at::IntArrayRef shape, const torch::TensorOptions& options,
                      const SamplerOptions& sampler, Generators& gens);

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "core/Error.h"
+#include "models/Conv3d.h"
 
 namespace lddpm::models {
 
@@ -70,7 +71,7 @@ LossTerms Pix2PixImpl::loss(const Batch& batch, Generators&, const std::string& 
 
 torch::Tensor Pix2PixImpl::synthesize(const Batch& condition, const SamplerOptions&, Generators&) {
   detail::checkBatch(condition, options_.anatomyChannels(), name(), /*needImage=*/false);
-  torch::NoGradGuard noGrad;
+  InferenceScope inference;
   const auto like =
       torch::empty({0}, condition.lesion.options().dtype(parameters().front().scalar_type()));
   return generate(condition.condition(like)).clamp(-1, 1);

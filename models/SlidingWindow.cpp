@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "core/Error.h"
+#include "models/Conv3d.h"
 
 namespace lddpm::models {
 
@@ -49,7 +50,9 @@ torch::Tensor slidingWindowInference(
   LDDPM_CHECK(volume.dim() == 5, "slidingWindowInference: volume must be [B, C, D, H, W], got ",
               volume.sizes());
   LDDPM_CHECK(options.window().size() == 3, "slidingWindowInference: window must have 3 sides");
-  torch::NoGradGuard noGrad;
+  LDDPM_CHECK(options.windowBatch() >= 1, "sliding window: window batch must be >= 1, got ",
+              options.windowBatch());
+  InferenceScope inference;
   const auto& w = options.window();
   // Pad sides smaller than the window (at the end) so every window has the trained size.
   std::vector<std::int64_t> pad;  // F::pad order: last dim first, (before, after)
@@ -63,30 +66,41 @@ torch::Tensor slidingWindowInference(
   std::array<std::vector<std::int64_t>, 3> starts;
   for (int a = 0; a < 3; ++a) starts[a] = windowStarts(padded.size(a + 2), w[a], options.overlap());
 
+  std::vector<std::array<std::int64_t, 3>> corners;
+  for (auto z : starts[0])
+    for (auto y : starts[1])
+      for (auto x : starts[2]) corners.push_back({z, y, x});
+  const auto windowOf = [&](const torch::Tensor& t, int firstAxis,
+                            const std::array<std::int64_t, 3>& c) {
+    return t.slice(firstAxis, c[0], c[0] + w[0])
+        .slice(firstAxis + 1, c[1], c[1] + w[1])
+        .slice(firstAxis + 2, c[2], c[2] + w[2]);
+  };
+
   torch::Tensor sum, weight;
-  for (auto z : starts[0]) {
-    for (auto y : starts[1]) {
-      for (auto x : starts[2]) {
-        const auto crop = padded.slice(2, z, z + w[0]).slice(3, y, y + w[1]).slice(4, x, x + w[2]);
-        const auto pred = predictor(crop);
-        LDDPM_CHECK(pred.dim() == 5 && pred.sizes().slice(2) == crop.sizes().slice(2),
-                    "slidingWindowInference: predictor returned ", pred.sizes(), " for a window ",
-                    crop.sizes());
-        if (!sum.defined()) {
-          sum = torch::zeros(
-              {padded.size(0), pred.size(1), padded.size(2), padded.size(3), padded.size(4)},
-              pred.options());
-          weight = torch::zeros(padded.sizes().slice(2), pred.options());
-        }
-        sum.slice(2, z, z + w[0])
-            .slice(3, y, y + w[1])
-            .slice(4, x, x + w[2])
-            .add_(pred * importance.to(pred.options()));
-        weight.slice(0, z, z + w[0])
-            .slice(1, y, y + w[1])
-            .slice(2, x, x + w[2])
-            .add_(importance.to(pred.options()));
-      }
+  const auto perCall = static_cast<std::size_t>(options.windowBatch());
+  for (std::size_t first = 0; first < corners.size(); first += perCall) {
+    const std::size_t last = std::min(corners.size(), first + perCall);
+    std::vector<torch::Tensor> crops;
+    for (std::size_t i = first; i < last; ++i) crops.push_back(windowOf(padded, 2, corners[i]));
+    const auto input = crops.size() == 1 ? crops[0] : torch::cat(crops, 0);
+    const auto pred = predictor(input);
+    LDDPM_CHECK(pred.dim() == 5 && pred.size(0) == input.size(0) &&
+                    pred.sizes().slice(2) == input.sizes().slice(2),
+                "slidingWindowInference: predictor returned ", pred.sizes(), " for windows ",
+                input.sizes());
+    if (!sum.defined()) {
+      sum = torch::zeros(
+          {padded.size(0), pred.size(1), padded.size(2), padded.size(3), padded.size(4)},
+          pred.options());
+      weight = torch::zeros(padded.sizes().slice(2), pred.options());
+    }
+    const auto blend = importance.to(pred.options());
+    for (std::size_t i = first; i < last; ++i) {
+      const auto one =
+          pred.narrow(0, static_cast<std::int64_t>(i - first) * padded.size(0), padded.size(0));
+      windowOf(sum, 2, corners[i]).add_(one * blend);
+      windowOf(weight, 0, corners[i]).add_(blend);
     }
   }
   const auto blended = sum / weight;

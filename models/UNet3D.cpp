@@ -48,7 +48,7 @@ UNet3DImpl::UNet3DImpl(const UNetOptions& options) : options_(options) {
   const std::int64_t inputChannels =
       o.inChannels() + (hasMask && o.maskAtInput() ? o.maskChannels() : 0);
   inConv_ = register_module(
-      "in_conv", nn::Conv3d(nn::Conv3dOptions(inputChannels, o.baseChannels(), 3).padding(1)));
+      "in_conv", Conv3d(nn::Conv3dOptions(inputChannels, o.baseChannels(), 3).padding(1)));
 
   // Encoder; skipChannels records the width of every tensor the decoder will concatenate back.
   std::vector<std::int64_t> skipChannels{o.baseChannels()};
@@ -107,7 +107,7 @@ UNet3DImpl::UNet3DImpl(const UNetOptions& options) : options_(options) {
 
   outNorm_ = register_module("out_norm", nn::GroupNorm(o.groups(), ch));
   outConv_ =
-      register_module("out_conv", nn::Conv3d(nn::Conv3dOptions(ch, o.outChannels(), 3).padding(1)));
+      register_module("out_conv", Conv3d(nn::Conv3dOptions(ch, o.outChannels(), 3).padding(1)));
   // Zero output: a denoiser starts by predicting ε = 0, the mean of its target, which keeps the
   // first steps' loss (and gradients) well scaled.
   detail::zeroParameters(*outConv_);

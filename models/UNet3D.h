@@ -35,7 +35,7 @@ class UNet3DImpl : public torch::nn::Module {
   TimestepEmbedding timeEmbed_{nullptr};
   // sharedMaskEmbedding: one per level (index = level), null at levels no modulated block uses.
   std::vector<MaskEmbedding> maskEmbed_;
-  torch::nn::Conv3d inConv_{nullptr}, outConv_{nullptr};
+  Conv3d inConv_{nullptr}, outConv_{nullptr};
   torch::nn::GroupNorm outNorm_{nullptr};
   std::vector<Level> encoder_, decoder_;  // index = level (decoder_[l] runs after decoder_[l+1])
   std::vector<Downsample3D> down_;        // after encoder level l < levels - 1

@@ -46,9 +46,9 @@ po::options_description SampleOptions::describe() {
       "seed", po::value(&seed)->default_value(seed), "seed; each case draws from (seed, case id)")(
       "cases", po::value(&cases)->default_value(cases), "sample only the first N cases; 0 = all")(
       "batch", po::value(&batch)->default_value(batch),
-      "cases per forward pass: consecutive cases in groups of N, groups dealt to ranks. CPU conv3d "
-      "is ~5x faster per case at N >= 2, but its sums then depend on threads per rank: results "
-      "match across rank counts only at equal --threads (N = 1: always)")(
+      "cases per forward pass: consecutive cases in groups of N, groups dealt to ranks. On the "
+      "CPU a case comes out the same bits whatever N, --threads and the rank count, and N = 1 "
+      "is the fastest per case (docs/BENCHMARKS.md); N > 1 is for a GPU")(
       "weights", po::value(&weights)->default_value(weights), "ema | model")(
       "device", po::value(&device)->default_value(device),
       "cpu | cuda (one GPU per rank by local rank)");

@@ -28,6 +28,7 @@ struct SegmentationOptions {
   std::string out;          // the report folder (predictions/ under it)
   std::int64_t window = 0;  // 0: each run's training patch edge
   double overlap = 0.5;
+  std::int64_t windowBatch = 1;  // windows per forward pass
   std::int64_t maxCases = 0;
   bool savePredictions = false;
 

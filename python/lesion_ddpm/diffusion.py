@@ -6,6 +6,8 @@ from typing import Callable, List, Optional, Sequence
 
 import torch
 
+from .network import inference
+
 
 class NoiseSchedule:
     """ᾱ(t) = f(t)/f(0), f(t) = cos²(π/2 (t/T + s)/(1 + s)); β_t = min(1 - ᾱ_t/ᾱ_{t-1}, βmax); ᾱ as
@@ -147,7 +149,7 @@ def randn_from(generators: Sequence[torch.Generator], shape: Sequence[int], like
     return noise.to(like.dtype).to(like.device)
 
 
-@torch.no_grad()
+@inference()
 def sample(schedule: NoiseSchedule, prediction: str, sigma_data: float, denoiser: Denoiser,
            shape: Sequence[int], like: torch.Tensor, generators: Sequence[torch.Generator],
            sampler: str = "ddim", steps: int = 50, spacing: str = "uniform", eta: float = 0.0,

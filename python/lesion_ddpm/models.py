@@ -10,7 +10,7 @@ import torch.nn as nn
 
 from . import diffusion, rng
 from .config import ModelConfig
-from .network import UNet3D
+from .network import UNet3D, inference
 
 
 def condition_from_labels(tissue: torch.Tensor, lesion: torch.Tensor) -> torch.Tensor:
@@ -104,7 +104,7 @@ class Pix2PixGenerator(_ClassMeanPrior):
         residual = torch.tanh(self.generator(condition))
         return residual + self.intensity_prior(condition) if self.has_prior else residual
 
-    @torch.no_grad()
+    @inference()
     def synthesize(self, condition, generators=None, **_):
         """FLAIR [B, 1, D, H, W] in [-1, 1], as `lddpm sample` (the generator's image, clamped:
         the residual's tanh plus the prior can leave [-1, 1])."""

@@ -2,16 +2,50 @@
 models/UNet3D.cpp: the same submodule names (so `lddpm export`'s state dict loads without
 renaming), the same operations in the same order (so outputs agree with the C++ model to float
 rounding; docs/python.md gives the measured agreement)."""
+import contextlib
 import math
-from typing import List, Optional
+import threading
+from typing import Iterator, List, Optional
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 
-def conv3(cin: int, cout: int, stride: int = 1) -> nn.Conv3d:
-    return nn.Conv3d(cin, cout, 3, stride=stride, padding=1)
+_scope = threading.local()
+
+
+@contextlib.contextmanager
+def inference() -> Iterator[None]:
+    """A region of pure inference under torch.no_grad() (models/Conv3d.h InferenceScope): the
+    sampler and pix2pix's synthesize run in one, and Conv3d calls oneDNN directly only there."""
+    depth = getattr(_scope, "depth", 0)
+    _scope.depth = depth + 1
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        _scope.depth = depth
+
+
+class Conv3d(nn.Conv3d):
+    """nn.Conv3d whose inference on the CPU always runs oneDNN's kernel, as models/Conv3d.h does:
+    LibTorch 1.13 otherwise takes its slow im2col kernel for small batch-1 inputs (and, with one
+    thread, for 1x1x1 kernels), which is slower and sums differently. Outside `inference()` it is
+    nn.Conv3d unchanged."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (getattr(_scope, "depth", 0) == 0 or torch.is_grad_enabled()
+                or x.device.type != "cpu" or x.dtype != torch.float32
+                or not torch.backends.mkldnn.is_available() or not torch.backends.mkldnn.enabled
+                or self.padding_mode != "zeros" or isinstance(self.padding, str)):
+            return super().forward(x)
+        return torch.mkldnn_convolution(x, self.weight, self.bias, list(self.padding),
+                                        list(self.stride), list(self.dilation), self.groups)
+
+
+def conv3(cin: int, cout: int, stride: int = 1) -> Conv3d:
+    return Conv3d(cin, cout, 3, stride=stride, padding=1)
 
 
 def sinusoidal_embedding(t: torch.Tensor, dim: int, like: torch.Tensor) -> torch.Tensor:
@@ -75,11 +109,11 @@ class ResBlock3D(nn.Module):
         self.conv1 = conv3(cin, cout)
         self.norm2 = nn.GroupNorm(groups, cout)
         self.conv2 = conv3(cout, cout)
-        self.skip = nn.Conv3d(cin, cout, 1) if cin != cout else None
+        self.skip = Conv3d(cin, cout, 1) if cin != cout else None
         self.emb_proj = nn.Linear(embed_dim, cout) if embed_dim > 0 else None
         self.mod1 = self.mod2 = self.mod_gamma_beta = None
         if mask_channels > 0 and shared_embedding:
-            self.mod_gamma_beta = nn.Conv3d(hidden, 2 * (cin + cout), 1)
+            self.mod_gamma_beta = Conv3d(hidden, 2 * (cin + cout), 1)
         elif mask_channels > 0:
             self.mod1 = MaskModulation(cin, mask_channels, hidden)
             self.mod2 = MaskModulation(cout, mask_channels, hidden)
@@ -135,8 +169,8 @@ class AttentionBlock3D(nn.Module):
         super().__init__()
         self.heads = heads
         self.norm = nn.GroupNorm(groups, channels)
-        self.qkv = nn.Conv3d(channels, 3 * channels, 1)
-        self.proj = nn.Conv3d(channels, channels, 1)
+        self.qkv = Conv3d(channels, 3 * channels, 1)
+        self.proj = Conv3d(channels, channels, 1)
 
     def forward(self, x):
         b, c = x.size(0), x.size(1)

@@ -144,6 +144,13 @@ TEST(Cli, BadSplitIsOneUsageErrorEverywhere) {
   }
 }
 
+TEST(Cli, ABadWindowBatchIsAUsageErrorNamingTheOption) {
+  const Result r = run("evaluate segmentation --store / --run /nonexistent --window-batch 0");
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_EQ(lines(r.out), 1) << r.out;
+  EXPECT_NE(r.out.find("'--window-batch': must be >= 1"), std::string::npos) << r.out;
+}
+
 // The commands with modes share one dispatcher (launch/Command.h runMode): no mode or an unknown
 // one is the same one-line usage error naming the modes, --help lists them.
 TEST(Cli, CommandsWithModesBehaveAlike) {

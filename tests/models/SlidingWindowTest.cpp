@@ -3,6 +3,7 @@
 // (every voxel covered, weights normalised), and windows tile the volume with the asked overlap.
 #include <gtest/gtest.h>
 
+#include "models/Conv3d.h"
 #include "models/SlidingWindow.h"
 
 namespace {
@@ -34,6 +35,32 @@ TEST(SlidingWindow, EveryVoxelIsCoveredAndWeightsAreNormalised) {
   EXPECT_TRUE(torch::allclose(out, torch::ones_like(out), 1e-12, 1e-12));
   // Step 4 with the last window flush: 21 -> 5 starts, 16 -> 3, 35 -> 8.
   EXPECT_EQ(windows, 5 * 3 * 8);
+}
+
+// Windows stacked along the batch (windowBatch) through a network of the models' Conv3d: the same
+// bits as one window per call, whatever the count left for the last call; ⌈windows / k⌉ calls.
+TEST(SlidingWindow, BatchedWindowsGiveTheSameBits) {
+  torch::manual_seed(1);
+  Conv3d conv1(torch::nn::Conv3dOptions(1, 4, 3).padding(1));
+  Conv3d conv2(torch::nn::Conv3dOptions(4, 2, 3).padding(1));
+  std::int64_t calls = 0;
+  const auto predictor = [&](const torch::Tensor& x) {
+    ++calls;
+    return conv2(torch::silu(conv1(x)));
+  };
+  const auto volume = torch::randn({2, 1, 21, 16, 20});
+  const auto options = SlidingWindowOptions().window({8, 8, 8}).overlap(0.5);
+  const auto one = slidingWindowInference(volume, predictor, options);
+  const std::int64_t windows = calls;  // 5 x 3 x 4 = 60
+  ASSERT_EQ(windows, 5 * 3 * 4);
+  for (std::int64_t k : {4, 7}) {
+    calls = 0;
+    const auto batched =
+        slidingWindowInference(volume, predictor, SlidingWindowOptions(options).windowBatch(k));
+    EXPECT_EQ(calls, (windows + k - 1) / k) << "window batch " << k;
+    EXPECT_TRUE(torch::equal(batched, one))
+        << "window batch " << k << ": max |Δ| " << (batched - one).abs().max().item<double>();
+  }
 }
 
 TEST(SlidingWindow, SmallVolumesArePaddedAndCroppedBack) {

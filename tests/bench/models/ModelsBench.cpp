@@ -3,6 +3,8 @@
 //   --mode checkpoint  peak activation memory and step time, plain vs checkpointed, interleaved
 //   --mode step        median training-step time only (unet_reference.py calls this to compare)
 //   --mode profile     one warm step under the autograd profiler: a Chrome trace (profile_ops.py)
+//   --mode sample      DDIM seconds per volume, the models' direct oneDNN conv3d vs ATen's own
+//                      kernel choice (models/Conv3d.h), interleaved in this process
 // FLOPs are counted from the conv shapes: 2·Cin·Cout·k³ per output voxel forward, x3 for
 // forward + backward. Memory is counted exactly by a wrapper around LibTorch's CPU allocator
 // (live bytes of every CPU tensor; oneDNN scratch buffers outside it are not seen).
@@ -32,6 +34,8 @@
 #include "core/Rng.h"
 #include "core/Timer.h"
 #include "models/Autocast.h"
+#include "models/Conv3d.h"
+#include "models/Diffusion.h"
 #include "models/DiffusionModel.h"
 #include "models/Registry.h"
 
@@ -115,6 +119,8 @@ CountingAllocator* installCountingAllocator() {
 
 struct Settings {
   std::int64_t side = 48, batch = 2, base = 16, threads = 2, steps = 3, warmup = 1;
+  std::vector<std::int64_t> grid;  // D, H, W (--mode sample); empty: side³
+  std::int64_t sampleSteps = 10;   // DDIM K (--mode sample)
   std::string checkpointLevels = "0,1,2,3";
   std::int64_t modulationHidden = 32;
   std::string maskEmbedding = "block";  // block | level (ModelConfig)
@@ -194,12 +200,15 @@ std::shared_ptr<DiffusionModelImpl> makeModel(const Settings& s,
 }
 
 Batch makeBatch(const Settings& s) {
+  const std::vector<std::int64_t> grid =
+      s.grid.empty() ? std::vector<std::int64_t>{s.side, s.side, s.side} : s.grid;
+  const auto shape = [&](std::int64_t channels) {
+    return std::vector<std::int64_t>{s.batch, channels, grid[0], grid[1], grid[2]};
+  };
   Batch b;
-  b.image = (torch::rand({s.batch, 1, s.side, s.side, s.side}) * 2 - 1).to(s.where());
-  b.anatomy =
-      (torch::rand({s.batch, 3, s.side, s.side, s.side}) > 0.5).to(s.where(), torch::kFloat32);
-  b.lesion =
-      (torch::rand({s.batch, 1, s.side, s.side, s.side}) > 0.9).to(s.where(), torch::kFloat32);
+  b.image = (torch::rand(shape(1)) * 2 - 1).to(s.where());
+  b.anatomy = (torch::rand(shape(3)) > 0.5).to(s.where(), torch::kFloat32);
+  b.lesion = (torch::rand(shape(1)) > 0.9).to(s.where(), torch::kFloat32);
   if (s.channelsLast) {
     for (auto* t : {&b.image, &b.anatomy, &b.lesion})
       *t = t->contiguous(torch::MemoryFormat::ChannelsLast3d);
@@ -337,6 +346,65 @@ int runFlops(const Settings& s) {
   return 0;
 }
 
+// DDIM sampling (K = --sample-steps, η = 1) of one batch, in rounds that alternate ATen's own
+// conv3d kernel choice and the models' direct oneDNN path (setDirectOneDnn), after one untimed
+// round of each, with every weight moved by N(0, 0.05²) so that no layer is zero. Reports seconds
+// per volume of each, their ratio, and the largest difference between the two paths' volumes (the
+// same noise: a rounding-level figure).
+int runSample(const Settings& s) {
+  auto model = makeModel(s, "");
+  model->eval();
+  {  // the zero-initialised layers (output convs, γ/β) carry weight, as in a trained model
+    torch::NoGradGuard noGrad;
+    for (auto& p : model->parameters()) p.add_(torch::randn_like(p) * 0.05);
+  }
+  const Batch batch = makeBatch(s);
+  const auto sampler = SamplerOptions()
+                           .kind(SamplerKind::Ddim)
+                           .steps(s.sampleSteps)
+                           .eta(1.0)
+                           .spacing(Spacing::Quadratic);
+  const auto once = [&](bool direct, double* seconds) {
+    setDirectOneDnn(direct);
+    Generators gens;
+    for (std::int64_t i = 0; i < s.batch; ++i)
+      gens.push_back(core::makeCpuGenerator(static_cast<std::uint64_t>(i)));
+    sync(s);
+    core::Stopwatch watch;
+    torch::Tensor x = model->synthesize(batch, sampler, gens);
+    sync(s);
+    if (seconds) *seconds = watch.seconds() / static_cast<double>(s.batch);
+    return x.cpu();
+  };
+  const double maxDiff = (once(false, nullptr) - once(true, nullptr)).abs().max().item<double>();
+  std::vector<double> aten, direct;
+  for (std::int64_t r = 0; r < s.steps; ++r) {
+    aten.emplace_back();
+    once(false, &aten.back());
+    direct.emplace_back();
+    once(true, &direct.back());
+  }
+  setDirectOneDnn(true);
+  const double a = median(aten), d = median(direct);
+  core::Json out{
+      {"grid", s.grid.empty() ? std::vector<std::int64_t>{s.side, s.side, s.side} : s.grid},
+      {"batch", s.batch},
+      {"base", s.base},
+      {"modulation_hidden", s.modulationHidden},
+      {"threads", s.threads},
+      {"device", s.device},
+      {"params", model->parameterCount()},
+      {"ddim_steps", s.sampleSteps},
+      {"aten_s_per_volume", a},
+      {"direct_s_per_volume", d},
+      {"ratio", d / a},
+      {"best_aten_s_per_volume", best(aten, false)},
+      {"best_direct_s_per_volume", best(direct, false)},
+      {"max_abs_diff", maxDiff}};
+  std::cout << (s.json ? out.dump() : out.dump(2)) << "\n";
+  return 0;
+}
+
 int runCheckpoint(const Settings& s) {
   CountingAllocator* counter = installCountingAllocator();
   auto plain = makeModel(s, "");
@@ -375,10 +443,10 @@ int runCheckpoint(const Settings& s) {
 
 int main(int argc, char** argv) {
   Settings s;
-  std::string mode = "flops";
+  std::string mode = "flops", gridText;
   core::po::options_description desc("ModelsBench");
   desc.add_options()("mode", core::po::value(&mode)->default_value(mode),
-                     "flops | checkpoint | step | profile")(
+                     "flops | checkpoint | step | profile | sample")(
       "side", core::po::value(&s.side)->default_value(s.side), "cube side of the training patch")(
       "batch", core::po::value(&s.batch)->default_value(s.batch), "batch size")(
       "base", core::po::value(&s.base)->default_value(s.base), "U-Net base channels")(
@@ -396,9 +464,12 @@ int main(int argc, char** argv) {
       "channels-last", core::po::bool_switch(&s.channelsLast),
       "weights and batch in channels_last_3d (the layout oneDNN computes in)")(
       "bf16", core::po::bool_switch(&s.bf16), "bf16 autocast for the model step (cuda)")(
-      "trace", core::po::value(&s.trace)->default_value(s.trace),
-      "Chrome trace of one step (--mode profile)")("json", core::po::bool_switch(&s.json),
-                                                   "one-line JSON");
+      "grid", core::po::value(&gridText),
+      "D,H,W of the volume (--mode sample; default: --side cubed)")(
+      "sample-steps", core::po::value(&s.sampleSteps)->default_value(s.sampleSteps),
+      "DDIM steps K (--mode sample)")("trace", core::po::value(&s.trace)->default_value(s.trace),
+                                      "Chrome trace of one step (--mode profile)")(
+      "json", core::po::bool_switch(&s.json), "one-line JSON");
   try {
     const auto parsed =
         core::parseOptions("bench", std::vector<std::string>(argv + 1, argv + argc), desc);
@@ -413,12 +484,18 @@ int main(int argc, char** argv) {
       throw core::UsageError("--device must be cpu or cuda");
     if (s.device == "cuda" && !torch::cuda::is_available())
       throw core::UsageError("--device cuda: no CUDA device");
+    if (!gridText.empty()) {
+      if (mode != "sample") throw core::UsageError("--grid: for --mode sample only");
+      s.grid = parseIntList(gridText, "--grid");
+      if (s.grid.size() != 3) throw core::UsageError("--grid: want D,H,W, got " + gridText);
+    }
     if (mode == "checkpoint" && s.device != "cpu")
       throw core::UsageError("--mode checkpoint counts CPU memory only");
     if (mode == "flops") return runFlops(s);
     if (mode == "checkpoint") return runCheckpoint(s);
     if (mode == "step") return runStep(s);
     if (mode == "profile") return runProfile(s);
+    if (mode == "sample") return runSample(s);
     std::cerr << "ModelsBench: unknown --mode " << mode << "\n";
     return 2;
   } catch (const std::exception& e) {
