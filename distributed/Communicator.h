@@ -45,6 +45,10 @@ struct CommunicatorOptions {
   // MPI: run collectives on a dedicated thread (overlap with compute). Needs MPI_THREAD_MULTIPLE;
   // without it, or when false, collectives run synchronously in the calling thread.
   bool commThread = true;
+  // MPI with the thread: a collective of at most this many bytes that finds nothing queued or
+  // running runs in the calling thread instead (the hand-off's wake-ups cost more than a small
+  // collective). 0: every collective goes through the thread.
+  std::int64_t inlineBytes = std::int64_t{1} << 20;
 };
 
 // Every collective is issued by every rank in the same order, on contiguous tensors of one dtype

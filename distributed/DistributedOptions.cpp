@@ -18,7 +18,10 @@ po::options_description DistributedOptions::describe(bool training) {
       po::value(&commTimeoutSeconds)->default_value(commTimeoutSeconds)->value_name("SECONDS"),
       "abort the whole job when one collective takes longer than this (0 = never)")(
       "comm-thread", po::value(&commThread)->default_value(commThread)->value_name("BOOL"),
-      "MPI: run collectives on a communication thread so they overlap compute");
+      "MPI: run collectives on a communication thread so they overlap compute")(
+      "comm-inline-mib", po::value(&commInlineMiB)->default_value(commInlineMiB)->value_name("MIB"),
+      "MPI with the thread: a collective up to this size that finds the thread idle runs in the "
+      "caller (cheaper than the hand-off; 0 = never)");
   if (!training) return desc;
   desc.add_options()("bucket-first-mib",
                      po::value(&firstBucketMiB)->default_value(firstBucketMiB)->value_name("MIB"),
@@ -41,6 +44,10 @@ void DistributedOptions::validate() const {
     LDDPM_THROW(core::UsageError, "option '--comm-timeout' must be a number of seconds >= 0, got ",
                 commTimeoutSeconds);
   }
+  if (!(commInlineMiB >= 0 && commInlineMiB <= 1024 * 1024)) {
+    LDDPM_THROW(core::UsageError, "option '--comm-inline-mib' must be a size in MiB from 0 to ",
+                1024 * 1024, ", got ", commInlineMiB);
+  }
   if (!(firstBucketMiB > 0)) {
     LDDPM_THROW(core::UsageError, "option '--bucket-first-mib' must be > 0, got ", firstBucketMiB);
   }
@@ -51,6 +58,14 @@ void DistributedOptions::validate() const {
     LDDPM_THROW(core::UsageError, "option '--desync-check-every' must be >= 0, got ",
                 desyncCheckEvery);
   }
+}
+
+CommunicatorOptions DistributedOptions::communicatorOptions() const {
+  CommunicatorOptions o;
+  o.timeoutSeconds = commTimeoutSeconds;
+  o.commThread = commThread;
+  o.inlineBytes = static_cast<std::int64_t>(commInlineMiB * 1024.0 * 1024.0);
+  return o;
 }
 
 DataParallelOptions DistributedOptions::dataParallelOptions() const {

@@ -15,6 +15,7 @@ struct DistributedOptions {
   std::string backend = "auto";
   double commTimeoutSeconds = 600;
   bool commThread = true;
+  double commInlineMiB = 1;  // CommunicatorOptions::inlineBytes
   double firstBucketMiB = 1;
   double bucketCapMiB = 25;
   bool overlap = true;
@@ -27,7 +28,7 @@ struct DistributedOptions {
   void validate() const;
 
   Backend backendKind() const { return parseBackend(backend); }
-  CommunicatorOptions communicatorOptions() const { return {commTimeoutSeconds, commThread}; }
+  CommunicatorOptions communicatorOptions() const;
   DataParallelOptions dataParallelOptions() const;
 };
 

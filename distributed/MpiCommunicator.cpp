@@ -99,7 +99,8 @@ struct MpiCommunicator::Impl {
   int64_t nextSeq = 0;
   std::atomic<int64_t> step{-1};
 
-  // What the watchdog looks at: the op inside MPI right now, and since when.
+  // What the watchdog looks at: the op inside MPI right now (or handed to the comm thread, about to
+  // be), and since when. Set under `mutex` by whoever takes the op, so at most one op runs.
   std::shared_ptr<Op> running;
   Clock::time_point runningSince;
   // What this rank tells a peer whose collective timed out: the last collective it started and
@@ -115,12 +116,8 @@ struct MpiCommunicator::Impl {
   std::condition_variable watchdogWake;
   bool watchdogStop = false;
 
+  // Runs `op`, which the caller made `running` under `mutex` (take()).
   void execute(const std::shared_ptr<Op>& op) {
-    {
-      std::lock_guard<std::mutex> lock(mutex);
-      running = op;
-      runningSince = Clock::now();
-    }
     lastStarted = op->seq;
     inside = true;
     try {
@@ -141,15 +138,24 @@ struct MpiCommunicator::Impl {
     finished.notify_all();
   }
 
+  // With `mutex` held: `op` is the one op in MPI from now until execute() finishes it.
+  void take(const std::shared_ptr<Op>& op) {
+    running = op;
+    runningSince = Clock::now();
+  }
+
   void commLoop() {
     for (;;) {
       std::shared_ptr<Op> op;
       {
         std::unique_lock<std::mutex> lock(mutex);
-        queued.wait(lock, [&] { return stopping || !queue.empty(); });
+        // Not while a small collective runs in its caller (submit): one op in MPI at a time.
+        queued.wait(lock,
+                    [&] { return (stopping && queue.empty()) || (!queue.empty() && !running); });
         if (queue.empty()) return;  // stopping and drained
         op = queue.front();
         queue.pop_front();
+        take(op);
       }
       execute(op);
     }
@@ -298,15 +304,37 @@ WorkPtr MpiCommunicator::Impl::submit(const char* name, int64_t bytes, std::func
   op->name = name;
   op->bytes = bytes;
   op->run = std::move(run);
+  bool here = !threaded;
   {
     std::lock_guard<std::mutex> lock(mutex);
     op->seq = nextSeq++;
-    if (threaded) queue.push_back(op);
+    // A small collective with nothing queued or running ahead of it runs here, in the caller:
+    // handing it to the comm thread costs two thread wake-ups, more than the collective itself
+    // up to ~1 MiB (docs/BENCHMARKS.md "Collectives"). Issue order is kept: it is next anyway.
+    if (threaded && options.inlineBytes > 0 && bytes <= options.inlineBytes && queue.empty() &&
+        !running) {
+      here = true;
+    }
+    if (here) {
+      take(op);
+    } else {
+      queue.push_back(op);
+    }
   }
-  if (threaded) {
-    queued.notify_one();
-  } else {
+  if (here) {
     execute(op);
+    if (threaded) {
+      // Wake the thread only for an op another thread queued meanwhile: a needless wake-up of an
+      // idle thread costs, on a shared core, what running here saved.
+      bool pending = false;
+      {
+        std::lock_guard<std::mutex> lock(mutex);
+        pending = !queue.empty();
+      }
+      if (pending) queued.notify_one();
+    }
+  } else {
+    queued.notify_one();
   }
   return std::make_shared<MpiWork>(op, mutex, finished);
 }

@@ -114,6 +114,37 @@ TEST(CommunicatorMpi, CollectivesInCallingThread) {
   checkCollectives(comm);
 }
 
+// A small collective that finds the comm thread idle runs in the caller (inlineBytes); one issued
+// behind a large one queues, so issue order holds; with inlineBytes 0 every one takes the thread.
+TEST(CommunicatorMpi, SmallCollectivesRunInTheCallerOnlyWithNothingAhead) {
+  const World& world = World::get();
+  CommunicatorOptions options{/*timeoutSeconds=*/60, /*commThread=*/true};
+  {
+    options.inlineBytes = 0;
+    MpiCommunicator comm(world, options);
+    checkCollectives(comm);
+  }
+  options.inlineBytes = std::int64_t{1} << 20;
+  MpiCommunicator comm(world, options);
+  checkCollectives(comm);
+  const int n = comm.size();
+  const double r = comm.rank();
+  auto small = torch::full({16}, r + 1, torch::kDouble);
+  const WorkPtr first = comm.allreduce(small, ReduceOp::Sum);
+  EXPECT_TRUE(first->isCompleted()) << "the thread was idle: the caller should have run it";
+  first->wait();
+  auto large = torch::full({std::int64_t{4} << 20}, r + 1, torch::kFloat);  // 16 MiB: the thread
+  auto behind = torch::full({16}, r + 1, torch::kDouble);
+  const WorkPtr big = comm.allreduce(large, ReduceOp::Sum);
+  const WorkPtr next = comm.allreduce(behind, ReduceOp::Sum);
+  next->wait();
+  EXPECT_TRUE(big->isCompleted()) << "a small collective overtook the large one issued before it";
+  big->wait();
+  EXPECT_TRUE(torch::all(small == triangle(n)).item<bool>());
+  EXPECT_TRUE(torch::all(large == static_cast<float>(triangle(n))).item<bool>());
+  EXPECT_TRUE(torch::all(behind == triangle(n)).item<bool>());
+}
+
 TEST(CommunicatorMpi, LocalIsTheIdentity) {
   LocalCommunicator comm;
   checkCollectives(comm);  // the closed forms hold for n = 1

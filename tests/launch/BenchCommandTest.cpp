@@ -58,6 +58,10 @@ TEST(BenchCommand, UsageErrorsNameTheOption) {
   const Result timeout = shell(std::string(LDDPM_BINARY) + " bench comm --comm-timeout -1 2>&1");
   EXPECT_EQ(timeout.code, 2);
   EXPECT_NE(timeout.out.find("--comm-timeout"), std::string::npos) << timeout.out;
+  const Result inlined = shell(std::string(LDDPM_BINARY) + " bench comm --comm-inline-mib -1 2>&1");
+  EXPECT_EQ(inlined.code, 2);
+  EXPECT_NE(inlined.out.find("'--comm-inline-mib' must be a size in MiB"), std::string::npos)
+      << inlined.out;
 }
 
 }  // namespace
