@@ -82,8 +82,7 @@ ResBlock3DImpl::ResBlock3DImpl(const ResBlock3DOptions& options) : options_(opti
     // One consumer of the shared embedding per block: activation checkpointing then sums its
     // gradient in the same order as the plain network (ResBlock3DImpl::branch).
     modGammaBeta_ = register_module(
-        "mod_gamma_beta",
-        Conv3d(nn::Conv3dOptions(options.modulationHidden(), 2 * (in + out), 1)));
+        "mod_gamma_beta", Conv3d(nn::Conv3dOptions(options.modulationHidden(), 2 * (in + out), 1)));
     detail::zeroParameters(*modGammaBeta_);
   } else if (options.maskChannels() > 0) {
     mod1_ = register_module("mod1",
@@ -133,8 +132,8 @@ torch::Tensor ResBlock3DImpl::branch(const torch::Tensor& x, const torch::Tensor
 }
 
 Downsample3DImpl::Downsample3DImpl(std::int64_t channels) {
-  conv_ = register_module(
-      "conv", Conv3d(nn::Conv3dOptions(channels, channels, 3).stride(2).padding(1)));
+  conv_ = register_module("conv",
+                          Conv3d(nn::Conv3dOptions(channels, channels, 3).stride(2).padding(1)));
 }
 
 torch::Tensor Downsample3DImpl::forward(const torch::Tensor& x) { return conv_(x); }
