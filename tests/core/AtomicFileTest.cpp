@@ -10,6 +10,7 @@
 
 #include "core/AtomicFile.h"
 #include "core/Error.h"
+#include "tests/common/TempDir.h"
 
 namespace {
 using namespace lddpm::core;
@@ -23,9 +24,8 @@ std::string slurp(const fs::path& p) {
 }
 
 struct AtomicFile : ::testing::Test {
-  fs::path dir = fs::temp_directory_path() / ("lddpm-atomic-" + std::to_string(::getpid()));
-  void SetUp() override { fs::create_directories(dir); }
-  void TearDown() override { fs::remove_all(dir); }
+  lddpm::testing::TempDir tmp{"atomic"};
+  const fs::path dir = tmp.path;
   size_t entries() const {
     return static_cast<size_t>(
         std::distance(fs::directory_iterator(dir), fs::directory_iterator()));

@@ -16,15 +16,15 @@
 #include "core/Error.h"
 #include "core/MetricsLog.h"
 #include "core/StopSignal.h"
+#include "tests/common/TempDir.h"
 
 namespace {
 using namespace lddpm::core;
 namespace fs = std::filesystem;
 
 struct Dir : ::testing::Test {
-  fs::path dir = fs::temp_directory_path() / ("lddpm-ckpt-" + std::to_string(::getpid()));
-  void SetUp() override { fs::create_directories(dir); }
-  void TearDown() override { fs::remove_all(dir); }
+  lddpm::testing::TempDir tmp{"ckpt"};
+  const fs::path dir = tmp.path;
 };
 
 TEST_F(Dir, TensorDictRoundTripIsExact) {

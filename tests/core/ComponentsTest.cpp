@@ -10,6 +10,7 @@
 
 #include "core/Components.h"
 #include "tests/common/Shell.h"
+#include "tests/common/TempDir.h"
 
 TEST(ConnectedComponents, FaceEdgeAndCornerNeighboursJoin) {
   torch::Tensor m = torch::zeros({5, 5, 5}, torch::kUInt8);
@@ -31,8 +32,8 @@ TEST(ConnectedComponents, FaceEdgeAndCornerNeighboursJoin) {
 // labellings induce the same partition (a bijection between labels).
 TEST(ConnectedComponents, MatchScipyLabelOnRandomMasks) {
   namespace fs = std::filesystem;
-  const fs::path dir = fs::temp_directory_path() / ("lddpm-cc-" + std::to_string(::getpid()));
-  fs::create_directories(dir);
+  const lddpm::testing::TempDir tmp{"cc"};
+  const fs::path dir = tmp.path;
   for (double p : {0.1, 0.25, 0.4}) {
     torch::manual_seed(static_cast<std::uint64_t>(p * 100));
     const torch::Tensor mask = (torch::rand({13, 11, 17}) < p).to(torch::kUInt8).contiguous();
@@ -59,5 +60,4 @@ TEST(ConnectedComponents, MatchScipyLabelOnRandomMasks) {
     EXPECT_EQ(ours, n);
     EXPECT_EQ(theirs, n);
   }
-  fs::remove_all(dir);
 }

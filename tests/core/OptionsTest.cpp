@@ -9,13 +9,15 @@
 
 #include "core/Error.h"
 #include "core/Options.h"
+#include "tests/common/TempDir.h"
 
 namespace {
 using namespace lddpm::core;
 namespace fs = std::filesystem;
 
 struct Fixture : ::testing::Test {
-  fs::path dir = fs::temp_directory_path() / ("lddpm-options-" + std::to_string(::getpid()));
+  lddpm::testing::TempDir tmp{"options"};
+  const fs::path dir = tmp.path;
   int batch = 0;
   double lr = 0;
   std::string store;
@@ -23,13 +25,10 @@ struct Fixture : ::testing::Test {
   po::options_description desc{"test"};
 
   void SetUp() override {
-    fs::create_directories(dir);
     desc.add_options()("batch", po::value(&batch)->default_value(4), "batch")(
         "lr", po::value(&lr)->default_value(1e-4), "learning rate")(
         "store", po::value(&store)->required(), "store")("flag", po::bool_switch(&flag), "a flag");
   }
-  void TearDown() override { fs::remove_all(dir); }
-
   std::string writeIni(const std::string& text) {
     const fs::path p = dir / "c.ini";
     std::ofstream(p) << text;

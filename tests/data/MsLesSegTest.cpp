@@ -11,6 +11,7 @@
 #include "data/MsLesSeg.h"
 #include "data/NiftiIo.h"
 #include "tests/common/Errors.h"
+#include "tests/common/TempDir.h"
 
 namespace {
 using lddpm::testutil::errorOf;
@@ -20,10 +21,8 @@ using data::Volume;
 namespace fs = std::filesystem;
 
 struct MsLesSegTest : ::testing::Test {
-  fs::path dir = fs::temp_directory_path() / ("lddpm-mslesseg-" + std::to_string(::getpid()));
-
-  void SetUp() override { fs::create_directories(dir); }
-  void TearDown() override { fs::remove_all(dir); }
+  lddpm::testing::TempDir tmp{"mslesseg"};
+  const fs::path dir = tmp.path;
 
   static Volume volume(float value, std::array<std::int64_t, 3> shape = {4, 5, 6}) {
     Volume v;

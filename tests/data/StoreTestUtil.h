@@ -2,7 +2,6 @@
 // Synthetic subjects for store and loader tests: tiny grids, deterministic content, a lesion blob
 // inside a brain ellipsoid, so tests run in milliseconds and need no NIfTI input.
 #include <torch/torch.h>
-#include <unistd.h>
 
 #include <filesystem>
 #include <string>
@@ -12,25 +11,11 @@
 #include "data/Preprocess.h"
 #include "data/ShardWriter.h"
 #include "data/StoreSchema.h"
+#include "tests/common/TempDir.h"
 
 namespace lddpm::data::testing {
 
-// A fresh folder under /tmp removed by the destructor.
-struct TempDir {
-  std::filesystem::path path;
-  explicit TempDir(const std::string& tag) {
-    static int counter = 0;
-    path = std::filesystem::temp_directory_path() /
-           ("lddpm-" + tag + "-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
-    std::filesystem::remove_all(path);
-    std::filesystem::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path, ignored);
-  }
-  std::string str() const { return path.string(); }
-};
+using lddpm::testing::TempDir;
 
 // Grid [D, H, W]; brain = ellipsoid; tissue = 3 concentric shells; lesion = small cube at
 // `lesionAt` (none when lesionEdge == 0).

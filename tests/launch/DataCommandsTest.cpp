@@ -14,6 +14,7 @@
 #include "data/MsLesSeg.h"
 #include "data/NiftiIo.h"
 #include "tests/common/Shell.h"
+#include "tests/common/TempDir.h"
 
 namespace {
 using namespace lddpm;
@@ -26,9 +27,8 @@ Result lddpm(const std::string& args, bool withStderr = true) {
 }
 
 struct DataCommands : ::testing::Test {
-  fs::path dir = fs::temp_directory_path() / ("lddpm-datacli-" + std::to_string(::getpid()));
-  void SetUp() override { fs::create_directories(dir); }
-  void TearDown() override { fs::remove_all(dir); }
+  lddpm::testing::TempDir tmp{"datacli"};
+  const fs::path dir = tmp.path;
 };
 
 TEST_F(DataCommands, InspectFileJsonMatchesNibabel) {

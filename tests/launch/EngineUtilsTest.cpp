@@ -10,6 +10,7 @@
 #include "launch/engine/Ema.h"
 #include "launch/engine/LrSchedule.h"
 #include "launch/engine/RunLayout.h"
+#include "tests/common/TempDir.h"
 
 namespace {
 using lddpm::launch::Ema;
@@ -86,8 +87,8 @@ TEST(RunLayout, FileNamesAsDocumented) {
 TEST(RunLayout, WeightsReaderTakesEmaParametersAndModelBuffers) {
   namespace fs = std::filesystem;
   using namespace lddpm;
-  const fs::path dir = fs::temp_directory_path() / ("lddpm-layout-" + std::to_string(::getpid()));
-  fs::create_directories(dir);
+  const lddpm::testing::TempDir tmp{"layout"};
+  const fs::path dir = tmp.path;
   torch::nn::BatchNorm1d model(3);  // parameters weight, bias; buffers running_mean/var, ...
   {
     torch::NoGradGuard noGrad;
@@ -117,7 +118,6 @@ TEST(RunLayout, WeightsReaderTakesEmaParametersAndModelBuffers) {
   } catch (const core::IoError& e) {
     EXPECT_NE(std::string(e.what()).find(ckpt.ema()), std::string::npos) << e.what();
   }
-  fs::remove_all(dir);
 }
 
 }  // namespace

@@ -18,6 +18,7 @@
 #include "core/Json.h"
 #include "data/NiftiIo.h"
 #include "tests/common/Shell.h"
+#include "tests/common/TempDir.h"
 
 namespace {
 namespace fs = std::filesystem;
@@ -73,13 +74,9 @@ void write(const fs::path& path, const torch::Tensor& voxels) {
 }
 
 struct EvaluateTest : ::testing::Test {
-  fs::path dir = fs::temp_directory_path() / ("lddpm-evaluate-" + std::to_string(::getpid()));
+  lddpm::testing::TempDir tmp{"evaluate"};
+  const fs::path dir = tmp.path;
   Scans scans;
-  void SetUp() override {
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-  }
-  void TearDown() override { fs::remove_all(dir); }
   std::string path(const std::string& name) { return (dir / name).string(); }
 };
 

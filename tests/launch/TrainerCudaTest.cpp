@@ -9,6 +9,7 @@
 
 #include "distributed/LocalCommunicator.h"
 #include "launch/engine/Trainer.h"
+#include "tests/common/TempDir.h"
 #include "tests/launch/SyntheticSource.h"
 
 namespace {
@@ -16,12 +17,11 @@ using namespace lddpm;
 namespace fs = std::filesystem;
 
 struct TrainerCuda : ::testing::Test {
-  fs::path dir = fs::temp_directory_path() / ("lddpm-trainer-cuda-" + std::to_string(::getpid()));
+  lddpm::testing::TempDir tmp{"trainer-cuda"};
+  const fs::path dir = tmp.path;
   void SetUp() override {
     if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
-    fs::create_directories(dir);
   }
-  void TearDown() override { fs::remove_all(dir); }
 
   std::vector<torch::Tensor> initial;  // parameters before the first step (identical in every run)
 

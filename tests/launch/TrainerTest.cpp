@@ -14,6 +14,7 @@
 #include "core/StopSignal.h"
 #include "distributed/LocalCommunicator.h"
 #include "launch/engine/Trainer.h"
+#include "tests/common/TempDir.h"
 #include "tests/launch/SyntheticSource.h"
 
 namespace {
@@ -38,15 +39,10 @@ RunSetup makeSetup(const std::string& run, const std::string& modelName,
 }
 
 struct TrainerFixture : ::testing::Test {
-  fs::path dir = fs::temp_directory_path() / ("lddpm-trainer-" + std::to_string(::getpid()));
-  void SetUp() override {
-    fs::create_directories(dir);
-    core::StopSignal::reset();
-  }
-  void TearDown() override {
-    fs::remove_all(dir);
-    core::StopSignal::reset();
-  }
+  lddpm::testing::TempDir tmp{"trainer"};
+  const fs::path dir = tmp.path;
+  void SetUp() override { core::StopSignal::reset(); }
+  void TearDown() override { core::StopSignal::reset(); }
 };
 
 void expectIdentical(torch::nn::Module& a, torch::nn::Module& b) {

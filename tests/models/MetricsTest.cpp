@@ -17,6 +17,7 @@
 #include "core/Error.h"
 #include "models/Metrics.h"
 #include "tests/common/Shell.h"
+#include "tests/common/TempDir.h"
 
 namespace {
 using namespace lddpm::models;
@@ -377,8 +378,8 @@ struct PythonReference {
 
 PythonReference pythonReference(const Grid& x, const Grid& y, int window, double sigma) {
   namespace fs = std::filesystem;
-  const fs::path dir = fs::temp_directory_path() / ("lddpm-ssim-" + std::to_string(::getpid()));
-  fs::create_directories(dir);
+  const lddpm::testing::TempDir tmp{"ssim"};
+  const fs::path dir = tmp.path;
   const auto dump = [&](const Grid& g, const char* name) {
     std::ofstream(dir / name, std::ios::binary)
         .write(reinterpret_cast<const char*>(g.v.data()),
@@ -394,7 +395,6 @@ PythonReference pythonReference(const Grid& x, const Grid& y, int window, double
   char buf[256];
   while (size_t n = std::fread(buf, 1, sizeof buf, p)) out.append(buf, n);
   const int status = ::pclose(p);
-  fs::remove_all(dir);
   EXPECT_EQ(status, 0) << cmd.str() << "\n" << out;
   PythonReference r;
   std::istringstream in(out);
@@ -456,8 +456,8 @@ TEST(BrainMetrics, MatchScipyReferences) {
       torch::where(brain, 1.05 * real + 0.08 * torch::randn({d, h, w}, torch::kFloat64) - 0.02,
                    real + 0.01 * torch::randn({d, h, w}, torch::kFloat64));
 
-  const fs::path dir = fs::temp_directory_path() / ("lddpm-brain-" + std::to_string(::getpid()));
-  fs::create_directories(dir);
+  const lddpm::testing::TempDir tmp{"brain"};
+  const fs::path dir = tmp.path;
   const auto dump = [&](const torch::Tensor& t, const char* name) {
     const torch::Tensor c = t.contiguous();
     std::ofstream(dir / name, std::ios::binary)
@@ -469,7 +469,6 @@ TEST(BrainMetrics, MatchScipyReferences) {
       << dump(synthetic, "s.f64") << " " << dump(tissue, "t.u8") << " " << dump(lesion, "l.u8")
       << " " << d << " " << h << " " << w << " 7";
   const auto result = lddpm::testutil::runShell(cmd.str() + " 2>&1");
-  fs::remove_all(dir);
   ASSERT_EQ(result.code, 0) << cmd.str() << "\n" << result.out;
   std::map<std::string, double> ref;
   std::istringstream in(result.out);
