@@ -5,14 +5,15 @@
 // LibTorch 1.13 picks conv3d's CPU kernel per call (ATen's ConvParams::use_mkldnn): oneDNN when
 // the batch is > 1 or the input's N·C·D·H is > 20480, else the im2col `slow_conv3d`, and for
 // 1x1x1 kernels oneDNN only with more than one thread. A U-Net's coarse levels at batch 1 — one
-// sampled case, one sliding window — thus ran 10–50× slower than at batch 2 (docs/BENCHMARKS.md,
-// "Sampling"), and which kernel summed a layer depended on the batch and the thread count. Without
-// inference (sampling, sliding-window prediction: an InferenceScope) this module calls oneDNN
-// directly: the same kernel for every batch, size and thread count, and a case's output comes out
-// with the same bits whatever its batch neighbours and the threads (tests/models/Conv3dTest.cpp,
-// measured on AVX-512 and checked by the test suite on the machine it runs on). Elsewhere it is
-// torch::nn::Conv3d unchanged: training's backward re-dispatches through ATen's own choice, and an
-// activation checkpoint's no-grad forward must sum as its recompute with autograd will.
+// sampled case, one sliding window — thus ran up to 50× slower per case than at batch 2, a whole
+// DDIM sample 5–26× (docs/BENCHMARKS.md "Sampling speed"), and which kernel summed a layer
+// depended on the batch and the thread count. In inference (sampling, sliding-window prediction:
+// an InferenceScope) this module calls oneDNN directly: the same kernel for every batch, size and
+// thread count, and a case's output comes out with the same bits whatever its batch neighbours and
+// the threads (tests/models/Conv3dTest.cpp, measured on AVX-512 and checked by the test suite on
+// the machine it runs on). Elsewhere it is torch::nn::Conv3d unchanged: training's backward
+// re-dispatches through ATen's own choice, and an activation checkpoint's no-grad forward must sum
+// as its recompute with autograd will.
 #include <torch/torch.h>
 
 namespace lddpm::models {
