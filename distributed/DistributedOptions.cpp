@@ -8,6 +8,10 @@ namespace lddpm::dist {
 
 namespace po = core::po;
 
+namespace {
+constexpr double kMiB = 1024.0 * 1024.0;
+}
+
 po::options_description DistributedOptions::describe(bool training) {
   po::options_description desc("Distributed options");
   desc.add_options()(
@@ -64,12 +68,11 @@ CommunicatorOptions DistributedOptions::communicatorOptions() const {
   CommunicatorOptions o;
   o.timeoutSeconds = commTimeoutSeconds;
   o.commThread = commThread;
-  o.inlineBytes = static_cast<std::int64_t>(commInlineMiB * 1024.0 * 1024.0);
+  o.inlineBytes = static_cast<std::int64_t>(commInlineMiB * kMiB);
   return o;
 }
 
 DataParallelOptions DistributedOptions::dataParallelOptions() const {
-  constexpr double kMiB = 1024.0 * 1024.0;
   return DataParallelOptions()
       .firstBucketBytes(static_cast<int64_t>(firstBucketMiB * kMiB))
       .bucketCapBytes(static_cast<int64_t>(bucketCapMiB * kMiB))

@@ -129,6 +129,9 @@ struct Settings {
   bool channelsLast = false;              // 5-D weights and inputs in channels_last_3d
   bool bf16 = false;
   bool json = false;
+  std::vector<std::int64_t> volume() const {  // D, H, W of the batch
+    return grid.empty() ? std::vector<std::int64_t>{side, side, side} : grid;
+  }
   torch::Device where() const {
     return device == "cuda" ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
   }
@@ -200,8 +203,7 @@ std::shared_ptr<DiffusionModelImpl> makeModel(const Settings& s,
 }
 
 Batch makeBatch(const Settings& s) {
-  const std::vector<std::int64_t> grid =
-      s.grid.empty() ? std::vector<std::int64_t>{s.side, s.side, s.side} : s.grid;
+  const std::vector<std::int64_t> grid = s.volume();
   const auto shape = [&](std::int64_t channels) {
     return std::vector<std::int64_t>{s.batch, channels, grid[0], grid[1], grid[2]};
   };
@@ -386,21 +388,20 @@ int runSample(const Settings& s) {
   }
   setDirectOneDnn(true);
   const double a = median(aten), d = median(direct);
-  core::Json out{
-      {"grid", s.grid.empty() ? std::vector<std::int64_t>{s.side, s.side, s.side} : s.grid},
-      {"batch", s.batch},
-      {"base", s.base},
-      {"modulation_hidden", s.modulationHidden},
-      {"threads", s.threads},
-      {"device", s.device},
-      {"params", model->parameterCount()},
-      {"ddim_steps", s.sampleSteps},
-      {"aten_s_per_volume", a},
-      {"direct_s_per_volume", d},
-      {"ratio", d / a},
-      {"best_aten_s_per_volume", best(aten, false)},
-      {"best_direct_s_per_volume", best(direct, false)},
-      {"max_abs_diff", maxDiff}};
+  core::Json out{{"grid", s.volume()},
+                 {"batch", s.batch},
+                 {"base", s.base},
+                 {"modulation_hidden", s.modulationHidden},
+                 {"threads", s.threads},
+                 {"device", s.device},
+                 {"params", model->parameterCount()},
+                 {"ddim_steps", s.sampleSteps},
+                 {"aten_s_per_volume", a},
+                 {"direct_s_per_volume", d},
+                 {"ratio", d / a},
+                 {"best_aten_s_per_volume", best(aten, false)},
+                 {"best_direct_s_per_volume", best(direct, false)},
+                 {"max_abs_diff", maxDiff}};
   std::cout << (s.json ? out.dump() : out.dump(2)) << "\n";
   return 0;
 }
