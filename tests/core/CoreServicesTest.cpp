@@ -11,6 +11,7 @@
 #include "core/Log.h"
 #include "core/Progress.h"
 #include "core/Rng.h"
+#include "tests/common/TempDir.h"
 
 namespace {
 using namespace lddpm::core;
@@ -112,7 +113,8 @@ TEST(Rng, GeneratorIsReproducible) {
 
 TEST(Json, RoundTripAndErrorsNameFile) {
   namespace fs = std::filesystem;
-  const fs::path p = fs::temp_directory_path() / ("lddpm-json-" + std::to_string(::getpid()));
+  const lddpm::testing::TempDir tmp("json");
+  const fs::path p = tmp / "value.json";
   Json v = {{"b", 1}, {"a", {1.5, 2.5}}};
   writeJsonFile(p.string(), v);
   EXPECT_EQ(readJsonFile(p.string()), v);
@@ -123,7 +125,6 @@ TEST(Json, RoundTripAndErrorsNameFile) {
   } catch (const IoError& e) {
     EXPECT_EQ(e.path(), p.string());
   }
-  fs::remove(p);
 }
 
 }  // namespace

@@ -8,10 +8,12 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 
 #include "core/Error.h"
 #include "core/Json.h"
 #include "data/NiftiIo.h"
+#include "tests/common/TempDir.h"
 
 namespace {
 using namespace lddpm;
@@ -72,15 +74,15 @@ void expectAffine(const Affine& got, const Affine& want, const std::string& what
 class NiftiFixtures : public ::testing::Test {
  public:
   static void SetUpTestSuite() {
-    dir_ = fs::temp_directory_path() / ("lddpm-nifti-" + std::to_string(::getpid()));
-    fs::create_directories(dir_);
+    tmp_ = std::make_unique<lddpm::testing::TempDir>("nifti");
+    dir_ = tmp_->path;
     int code = 0;
     const std::string out = shell(
         std::string(LDDPM_PYTHON) + " " + kScript + " make " + dir_.string() + " 2>&1", &code);
     ASSERT_EQ(code, 0) << "fixture script failed (needs Debian's python3-nibabel):\n" << out;
     cases_ = core::readJsonFile((dir_ / "cases.json").string());
   }
-  static void TearDownTestSuite() { fs::remove_all(dir_); }
+  static void TearDownTestSuite() { tmp_.reset(); }
 
  protected:
   static std::string file(const std::string& name) { return cases_.at(name).at("file"); }
@@ -114,10 +116,10 @@ class NiftiFixtures : public ::testing::Test {
     expectAffine(header.affine, info.affine, name + " (header only)");
   }
 
-  static fs::path dir_;
+  static inline std::unique_ptr<lddpm::testing::TempDir> tmp_;  // the fixtures, made once
+  static inline fs::path dir_;
   static core::Json cases_;
 };
-fs::path NiftiFixtures::dir_;
 core::Json NiftiFixtures::cases_;
 
 TEST_F(NiftiFixtures, EveryDatatypeMatchesNibabel) {

@@ -13,6 +13,7 @@
 #include "distributed/DataParallel.h"
 #include "distributed/World.h"
 #include "distributed/ZeroAdamW.h"
+#include "tests/common/TempDir.h"
 #include "tests/distributed/TestModels.h"
 
 namespace {
@@ -102,9 +103,7 @@ TEST(ZeroAdamWMpi, StateSavedAndRestoredPerRank) {
   auto comm = makeCommunicator(Backend::Auto, World::get());
   const int n = comm->size();
   const int r = comm->rank();
-  const auto dir =
-      std::filesystem::temp_directory_path() / ("lddpm-zero-" + std::to_string(::getpid()));
-  std::filesystem::create_directories(dir);
+  const lddpm::testing::TempDir dir("zero");  // per rank: each has its own process id
   const std::string path = (dir / "optimizer.pt").string();
 
   auto a = makeNet(2);
@@ -155,7 +154,6 @@ TEST(ZeroAdamWMpi, StateSavedAndRestoredPerRank) {
     EXPECT_NE(std::string(e.what()).find("world_size"), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("ckpt/optimizer-rank0.pt"), std::string::npos);
   }
-  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 
 #include "core/Options.h"
 #include "launch/engine/TrainConfig.h"
+#include "tests/common/TempDir.h"
 #include "tests/fuzz/Fuzzer.h"
 
 namespace {
@@ -113,9 +114,7 @@ void mutateLines(Bytes& text, fuzz::Rng& rng) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const fs::path dir =
-      fs::temp_directory_path() / ("lddpm-fuzz-config-" + std::to_string(::getpid()));
-  fs::create_directories(dir);
+  const lddpm::testing::TempDir dir("fuzz-config");
   const std::string file = (dir / "in.ini").string();
   const std::string again = (dir / "resolved.ini").string();
 
@@ -147,6 +146,5 @@ int main(int argc, char** argv) {
     }
   };
   const int code = fuzz::fuzzMain(argc, argv, target);
-  fs::remove_all(dir);
   return code;
 }

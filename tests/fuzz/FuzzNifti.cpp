@@ -10,6 +10,7 @@
 #include <fstream>
 
 #include "data/NiftiIo.h"
+#include "tests/common/TempDir.h"
 #include "tests/fuzz/Fuzzer.h"
 
 namespace {
@@ -127,9 +128,7 @@ Bytes nifti2Seed() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const fs::path dir =
-      fs::temp_directory_path() / ("lddpm-fuzz-nifti-" + std::to_string(::getpid()));
-  fs::create_directories(dir);
+  const lddpm::testing::TempDir dir("fuzz-nifti");
   // Seeds: what our writer makes (float32, uint8, int16; odd sizes; one with affine rotation),
   // gunzipped so mutations see the header; a NIfTI-2 file. Tag bytes: storage, gzip damage.
   std::vector<Bytes> seeds;
@@ -195,6 +194,5 @@ int main(int argc, char** argv) {
     }
   };
   const int code = fuzz::fuzzMain(argc, argv, target);
-  fs::remove_all(dir);
   return code;
 }

@@ -11,6 +11,7 @@
 
 #include "core/Json.h"
 #include "tests/common/Shell.h"
+#include "tests/common/TempDir.h"
 
 namespace {
 namespace fs = std::filesystem;
@@ -32,14 +33,14 @@ void expectCheckedSweep(const std::string& json, int ranks) {
 
 TEST(BenchCommand, PlainAndUnderMpiexec) {
   const std::string args = " --max-bytes 4K --iters 2 --warmup 1 --json 2>/dev/null";
-  const fs::path dir = fs::temp_directory_path() / ("lddpm-bench-" + std::to_string(::getpid()));
+  const lddpm::testing::TempDir tmp("bench");
+  const fs::path dir = tmp / "out";
   const Result plain =
       shell(std::string(LDDPM_BINARY) + " bench comm --out " + dir.string() + args);
   ASSERT_EQ(plain.code, 0) << plain.out;
   expectCheckedSweep(plain.out, 1);
   EXPECT_TRUE(fs::exists(dir / "comm.json"));
   EXPECT_TRUE(fs::exists(dir / "config.ini"));
-  fs::remove_all(dir);
   const Result two = shell(mpi(2) + LDDPM_BINARY + " bench comm" + args);
   ASSERT_EQ(two.code, 0) << two.out;
   expectCheckedSweep(two.out, 2);

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "tests/common/Shell.h"
+#include "tests/common/TempDir.h"
 
 namespace {
 
@@ -87,8 +88,8 @@ TEST(Cli, BadLogLevelIsUsageError) {
 
 TEST(Cli, ConfigFileIsReadAndCommandLineWins) {
   namespace fs = std::filesystem;
-  const fs::path ini =
-      fs::temp_directory_path() / ("lddpm-cli-" + std::to_string(::getpid()) + ".ini");
+  const lddpm::testing::TempDir tmp("cli");
+  const fs::path ini = tmp / "config.ini";
   std::ofstream(ini) << "threads = 3\njson = true\n";
   const Result fromFile = run("info --config " + ini.string(), false);
   EXPECT_EQ(fromFile.code, 0) << fromFile.out;
@@ -99,7 +100,6 @@ TEST(Cli, ConfigFileIsReadAndCommandLineWins) {
   const Result typo = run("info --config " + ini.string());
   EXPECT_EQ(typo.code, 2);
   EXPECT_NE(typo.out.find("threds"), std::string::npos) << typo.out;
-  fs::remove(ini);
 }
 
 TEST(Cli, MpiWorldOfTwoReportedOnce) {

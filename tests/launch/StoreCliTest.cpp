@@ -9,12 +9,14 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <string>
 
 #include "core/Json.h"
 #include "data/Manifest.h"
 #include "data/ShardReader.h"
 #include "tests/common/Shell.h"
+#include "tests/common/TempDir.h"
 
 namespace {
 namespace fs = std::filesystem;
@@ -27,16 +29,17 @@ std::string lddpm(const std::string& args) { return std::string(LDDPM_BINARY) + 
 
 class StoreCli : public ::testing::Test {
  protected:
+  // One cohort for the whole suite (generating it is the slow part), removed after the last test.
+  static inline std::unique_ptr<lddpm::testing::TempDir> tmp;
   static inline fs::path dir;
   static void SetUpTestSuite() {
-    dir = fs::temp_directory_path() / ("lddpm-storecli-" + std::to_string(::getpid()));
-    fs::remove_all(dir);
-    fs::create_directories(dir);
+    tmp = std::make_unique<lddpm::testing::TempDir>("storecli");
+    dir = tmp->path;
     const Result r = run(std::string(LDDPM_PYTHON) + " " + LDDPM_TESTS_DATA_DIR +
                          "/tiny_mslesseg.py " + (dir / "data").string() + " 3 1 24x32x24");
     ASSERT_EQ(r.code, 0) << r.out;
   }
-  static void TearDownTestSuite() { fs::remove_all(dir); }
+  static void TearDownTestSuite() { tmp.reset(); }
   std::string data() const { return (dir / "data").string(); }
 };
 

@@ -24,6 +24,7 @@
 #include "models/Registry.h"
 #include "tests/common/Errors.h"
 #include "tests/common/Shell.h"
+#include "tests/common/TempDir.h"
 
 namespace {
 
@@ -155,12 +156,9 @@ TEST(SweepGrid, ArraySpecsAndFolderNames) {
 // ---- task options, checked as lddpm train reads them ---------------------------------------
 
 struct TaskFixture : ::testing::Test {
-  fs::path dir = fs::temp_directory_path() / ("lddpm-sweep-unit-" + std::to_string(::getpid()));
-  void SetUp() override {
-    fs::remove_all(dir);
-    write(dir / "store" / "manifest.json", "{}");
-  }
-  void TearDown() override { fs::remove_all(dir); }
+  lddpm::testing::TempDir tmp{"sweep-unit"};
+  fs::path dir = tmp.path;
+  void SetUp() override { write(dir / "store" / "manifest.json", "{}"); }
   // A grid over a tiny model so the model build in each check is quick.
   std::string grid(const std::string& extraBase, const std::string& gridSection) const {
     return "[base]\nstore = " + (dir / "store").string() +
