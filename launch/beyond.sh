@@ -76,15 +76,11 @@ fi
 sets=0
 for k in "${size_list[@]}"; do [ "$k" -le "$sets" ] || sets=$k; done
 
-mkdir -p "$out"
-out=$(cd "$out" && pwd)
+source "$root/launch/stage.sh"  # stage NAME COMMAND...: skipped when $stage_dir/.done-NAME exists
+stage_begin "$out" "$lddpm" "$ranks" "$launcher"  # absolute $out, $start, the array `launch`
 shared=${shared:-$out/shared}
 mkdir -p "$shared"
 shared=$(cd "$shared" && pwd)
-start=$(date +%s)
-stage_dir=$out
-source "$root/launch/stage.sh"  # stage NAME COMMAND...: skipped when $stage_dir/.done-NAME exists
-launch_prefix "$lddpm" "$ranks" "$launcher"  # the array `launch`: plain, mpirun or --launcher
 
 # The real store's preprocessing, as `lddpm preprocess` options (an extra cohort must match it).
 read -r -a store_options <<< "$(/usr/bin/python3 - "$store/manifest.json" <<'PY'

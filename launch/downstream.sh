@@ -67,12 +67,8 @@ else
   done
 fi
 
-mkdir -p "$out"
-start=$(date +%s)
-
-stage_dir=$out
 source "$root/launch/stage.sh"  # stage NAME COMMAND...: skipped when $out/.done-NAME exists
-launch_prefix "$lddpm" "$ranks" "$launcher"  # the array `launch`: plain, mpirun or --launcher
+stage_begin "$out" "$lddpm" "$ranks" "$launcher"  # absolute $out, $start, the array `launch`
 
 train_seg() {  # train_seg SET STORE
   stage "seg-$1" "${launch[@]}" train --config "$seg_config" --model seg --store "$2" \

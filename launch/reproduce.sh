@@ -136,12 +136,8 @@ images_suffix="" other_images_suffix=-no-ablations
 for n in "${names[@]}"; do export "LDDPM_OPTIONS_${n//-/_}=${options[$n]}"; done
 read -r -a extra_train <<< "$train_options"
 read -r -a extra_seg <<< "$seg_options"
-mkdir -p "$out"
-out=$(cd "$out" && pwd)
-start=$(date +%s)
-stage_dir=$out
 source "$root/launch/stage.sh"  # stage NAME COMMAND...: skipped when $out/.done-NAME exists
-launch_prefix "$lddpm" "$ranks" "$launcher"  # the array `launch`: plain, mpirun or --launcher
+stage_begin "$out" "$lddpm" "$ranks" "$launcher"  # absolute $out, $start, the array `launch`
 
 # What this run is, for the results' provenance (launch/reproduce.py copies it into results.json).
 LDDPM_SETUP_OUT=$out/setup.json /usr/bin/python3 - "$command_line" "$seeds" "$steps" "$downsample" \

@@ -1,4 +1,4 @@
-# Sourced by launch/demo.sh, downstream.sh and reproduce.sh. `stage NAME COMMAND...` runs
+# Sourced by launch/demo.sh, downstream.sh, reproduce.sh and beyond.sh. `stage NAME COMMAND...` runs
 # COMMAND unless $stage_dir/.done-NAME says it finished before; on success it writes the seconds
 # it took there. A failed or interrupted command leaves no marker, so the next run redoes it.
 stage() {
@@ -27,4 +27,15 @@ launch_prefix() {
     [ "$(id -u)" -ne 0 ] || launch+=(--allow-run-as-root)
     launch+=("$lddpm")
   fi
+}
+
+# stage_begin DIR LDDPM RANKS LAUNCHER: the set-up of a staged pipeline (reproduce.sh, beyond.sh,
+# downstream.sh): creates DIR and sets `out` to its absolute path, `stage_dir` to it, `start` to
+# now (for the closing "finished in N s") and the array `launch` as launch_prefix does.
+stage_begin() {
+  mkdir -p "$1"
+  out=$(cd "$1" && pwd)
+  stage_dir=$out
+  start=$(date +%s)
+  launch_prefix "$2" "$3" "$4"
 }
