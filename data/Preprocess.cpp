@@ -10,6 +10,7 @@
 #include "core/Error.h"
 #include "core/Log.h"
 #include "core/Progress.h"
+#include "core/Text.h"
 #include "data/NiftiIo.h"
 #include "data/ShardReader.h"
 #include "data/ShardWriter.h"
@@ -209,9 +210,9 @@ void PreprocessOptions::validate() const {
 }
 
 PreprocessArguments::PreprocessArguments()
-    : grid("auto"), compression(compressionName(options.storage.compression)) {
-  for (const auto& c : options.channels) channels += (channels.empty() ? "" : ",") + c;
-}
+    : channels(core::joinStrings(options.channels, ",")),
+      grid("auto"),
+      compression(compressionName(options.storage.compression)) {}
 
 core::po::options_description PreprocessArguments::describe() {
   namespace po = core::po;
@@ -238,11 +239,7 @@ core::po::options_description PreprocessArguments::describe() {
 
 PreprocessOptions PreprocessArguments::resolve() const {
   PreprocessOptions o = options;
-  o.channels.clear();
-  std::stringstream list(channels);
-  for (std::string item; std::getline(list, item, ',');) {
-    if (!item.empty()) o.channels.push_back(item);
-  }
+  o.channels = core::splitString(channels, ',', /*skipEmpty=*/true);
   o.grid = {0, 0, 0};
   if (grid != "auto") {
     char x1 = 0, x2 = 0;

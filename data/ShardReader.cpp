@@ -3,17 +3,11 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <sstream>
+
+#include "core/Text.h"
 
 namespace lddpm::data {
 namespace {
-
-std::vector<std::string> splitNames(const std::string& text) {
-  std::vector<std::string> out;
-  std::stringstream in(text);
-  for (std::string item; std::getline(in, item, ',');) out.push_back(item);
-  return out;
-}
 
 template <size_t N, typename T>
 std::array<T, N> toArray(const std::vector<T>& v, const std::string& context, const char* name) {
@@ -90,7 +84,7 @@ ShardReader::ShardReader(std::string path, std::size_t chunkCacheBytes)
   }
   header_.shardIndex = static_cast<int>(h5::readIntAttr(root, "shard_index", path_));
   header_.parameters = h5::readStringAttr(root, "parameters", path_);
-  header_.channels = splitNames(h5::readStringAttr(root, "channels", path_));
+  header_.channels = core::splitString(h5::readStringAttr(root, "channels", path_), ',');
   header_.grid = toArray<3>(h5::readIntsAttr(root, "grid", path_), path_, "grid");
   subjectsGroup_ = h5::openGroup(root, kSubjectsGroup, path_);
   subjects_ = h5::listGroup(subjectsGroup_.get(), path_ + ":/" + kSubjectsGroup);

@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "core/AtomicFile.h"
+#include "core/Text.h"
 
 namespace lddpm::data {
 namespace {
@@ -77,12 +78,6 @@ std::vector<hsize_t> chunkFor(const std::array<std::int64_t, 3>& grid, int edge)
   return c;
 }
 
-std::string joinNames(const std::vector<std::string>& names) {
-  std::string out;
-  for (const auto& n : names) out += (out.empty() ? "" : ",") + n;
-  return out;
-}
-
 }  // namespace
 
 ShardWriter::ShardWriter(std::string path, ShardHeader header, StorageOptions storage)
@@ -97,7 +92,7 @@ ShardWriter::ShardWriter(std::string path, ShardHeader header, StorageOptions st
   h5::writeAttr(root, "format_version", kStoreFormatVersion);
   h5::writeAttr(root, "shard_index", static_cast<std::int64_t>(header_.shardIndex));
   h5::writeAttr(root, "parameters", header_.parameters);
-  h5::writeAttr(root, "channels", joinNames(header_.channels));
+  h5::writeAttr(root, "channels", core::joinStrings(header_.channels, ","));
   h5::writeAttr(root, "grid", std::vector<std::int64_t>(header_.grid.begin(), header_.grid.end()));
   h5::writeAttr(root, "compression", compressionName(storage_.compression));
   subjectsGroup_ = h5::createGroup(root, kSubjectsGroup, path_);
@@ -120,8 +115,8 @@ void ShardWriter::add(const SubjectData& s) {
   LDDPM_CHECK(gridOk, context, ": volumes do not match the shard grid ", g[0], "x", g[1], "x",
               g[2]);
   LDDPM_CHECK(s.channels == header_.channels && s.image.size(0) == std::int64_t(s.channels.size()),
-              context, ": channels ", joinNames(s.channels), " differ from the shard's ",
-              joinNames(header_.channels));
+              context, ": channels ", core::joinStrings(s.channels, ","),
+              " differ from the shard's ", core::joinStrings(header_.channels, ","));
   LDDPM_CHECK(s.image.scalar_type() == torch::kFloat32 && s.tissue.scalar_type() == torch::kUInt8 &&
                   s.lesion.scalar_type() == torch::kUInt8,
               context, ": image must be float32 and masks uint8");

@@ -2,9 +2,9 @@
 
 #include <algorithm>
 #include <set>
-#include <sstream>
 
 #include "core/Error.h"
+#include "core/Text.h"
 #include "models/DiffusionModel.h"
 #include "models/Pix2Pix.h"
 #include "models/Segmenter.h"
@@ -13,9 +13,7 @@ namespace lddpm::models {
 
 std::vector<std::int64_t> parseIntList(const std::string& text, const std::string& option) {
   std::vector<std::int64_t> values;
-  std::stringstream in(text);
-  std::string item;
-  while (std::getline(in, item, ',')) {
+  for (const std::string& item : core::splitString(text, ',')) {
     try {
       std::size_t used = 0;
       const long long v = std::stoll(item, &used);
@@ -177,9 +175,7 @@ std::shared_ptr<ModelImpl> makeDiffusion(const ModelConfig& c, bool lesionDdpm) 
       .classMeanPrior(parseIntensityPrior(c.intensityPrior));
   if (lesionDdpm) {
     std::set<std::string> sites;
-    std::stringstream in(c.maskSites);
-    std::string item;
-    while (std::getline(in, item, ',')) {
+    for (const std::string& item : core::splitString(c.maskSites, ',')) {
       if (item != "input" && item != "encoder" && item != "bottleneck" && item != "decoder") {
         LDDPM_THROW(core::UsageError, "option '--mask-sites': unknown site '", item,
                     "' (expected input, encoder, bottleneck, decoder)");
@@ -260,13 +256,13 @@ std::shared_ptr<ModelImpl> createModel(const ModelConfig& config) {
     LDDPM_THROW(core::UsageError, "option '--anatomy-channels': must be 3 (one-hot CSF, GM, WM, ",
                 "the store's tissue classes), got ", config.anatomyChannels);
   }
-  std::string names;
+  std::vector<std::string> names;
   for (const auto& entry : registeredModels()) {
     if (entry.name == config.model) return entry.create(config);
-    names += (names.empty() ? "" : ", ") + entry.name;
+    names.push_back(entry.name);
   }
   LDDPM_THROW(core::UsageError, "option '--model': unknown model '", config.model,
-              "' (known: ", names, ")");
+              "' (known: ", core::joinStrings(names, ", "), ")");
 }
 
 }  // namespace lddpm::models

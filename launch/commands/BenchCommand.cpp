@@ -12,6 +12,7 @@
 #include "core/Json.h"
 #include "core/Log.h"
 #include "core/Progress.h"
+#include "core/Text.h"
 #include "distributed/CommBenchmark.h"
 #include "distributed/DistributedOptions.h"
 #include "distributed/World.h"
@@ -40,15 +41,6 @@ int64_t parseBytes(const std::string& text, const char* option) {
                 "' is not a size (examples: 4096, 4K, 256M, 1G)");
   }
   return static_cast<int64_t>(value * scale);
-}
-
-std::vector<std::string> splitComma(const std::string& text) {
-  std::vector<std::string> out;
-  std::stringstream in(text);
-  for (std::string item; std::getline(in, item, ',');) {
-    if (!item.empty()) out.push_back(item);
-  }
-  return out;
 }
 
 struct BenchCommOptions {
@@ -99,7 +91,7 @@ struct BenchCommOptions {
     if (factor < 2) LDDPM_THROW(core::UsageError, "option '--factor' must be >= 2, got ", factor);
     if (iters < 1) LDDPM_THROW(core::UsageError, "option '--iters' must be >= 1, got ", iters);
     if (warmup < 0) LDDPM_THROW(core::UsageError, "option '--warmup' must be >= 0, got ", warmup);
-    for (const auto& name : splitComma(ops))
+    for (const auto& name : core::splitString(ops, ',', /*skipEmpty=*/true))
       collectives.push_back(dist::parseCollective(name, "--ops"));
     if (collectives.empty()) LDDPM_THROW(core::UsageError, "option '--ops' names no collective");
   }

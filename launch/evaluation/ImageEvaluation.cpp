@@ -12,6 +12,7 @@
 #include "core/Error.h"
 #include "core/Log.h"
 #include "core/Progress.h"
+#include "core/Text.h"
 #include "data/Manifest.h"
 #include "data/NiftiIo.h"
 #include "data/ShardReader.h"
@@ -38,12 +39,6 @@ std::string niftiStem(const std::string& name) {
     }
   }
   return {};
-}
-
-std::string join(const std::vector<std::string>& items) {
-  std::string out;
-  for (const auto& s : items) out += (out.empty() ? "" : ", ") + s;
-  return out;
 }
 
 std::string shapeText(const torch::Tensor& t) {
@@ -178,8 +173,10 @@ void checkSameCases(const VolumeSet& real, const VolumeSet& set, const std::stri
   if (missing.empty() && extra.empty()) return;
   std::string message = "evaluate: cases present on one side only:";
   if (!missing.empty())
-    message += " not in " + option + " '" + set.path() + "': " + join(missing) + ";";
-  if (!extra.empty()) message += " only in '" + set.path() + "': " + join(extra) + ";";
+    message +=
+        " not in " + option + " '" + set.path() + "': " + core::joinStrings(missing, ", ") + ";";
+  if (!extra.empty())
+    message += " only in '" + set.path() + "': " + core::joinStrings(extra, ", ") + ";";
   throw core::Error(message);
 }
 

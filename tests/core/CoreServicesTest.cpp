@@ -11,6 +11,7 @@
 #include "core/Log.h"
 #include "core/Progress.h"
 #include "core/Rng.h"
+#include "core/Text.h"
 #include "tests/common/TempDir.h"
 
 namespace {
@@ -109,6 +110,22 @@ TEST(Rng, GeneratorIsReproducible) {
   auto a = at::randn({16}, g1);
   auto b = at::randn({16}, g2);
   EXPECT_TRUE(at::equal(a, b));
+}
+
+TEST(Text, SplitKeepsEmptyItemsUnlessAskedAndJoinInvertsIt) {
+  using V = std::vector<std::string>;
+  EXPECT_EQ(splitString(""), V{});
+  EXPECT_EQ(splitString("flair"), V{"flair"});
+  EXPECT_EQ(splitString("t1,t2,flair"), (V{"t1", "t2", "flair"}));
+  EXPECT_EQ(splitString("a,,b,"), (V{"a", "", "b", ""}));
+  EXPECT_EQ(splitString(",", ','), (V{"", ""}));
+  EXPECT_EQ(splitString("a,,b,", ',', /*skipEmpty=*/true), (V{"a", "b"}));
+  EXPECT_EQ(splitString("x;y,z", ';'), (V{"x", "y,z"}));
+  EXPECT_EQ(joinStrings({}, ", "), "");
+  EXPECT_EQ(joinStrings({"a"}, ", "), "a");
+  EXPECT_EQ(joinStrings({"a", "", "b"}, ","), "a,,b");
+  for (const std::string text : {"t1,t2,flair", "a,,b,", ",", "x"})
+    EXPECT_EQ(joinStrings(splitString(text), ","), text);
 }
 
 TEST(Json, RoundTripAndErrorsNameFile) {

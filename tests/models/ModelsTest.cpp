@@ -171,8 +171,12 @@ TEST(Registry, BadOptionsAreUsageErrorsNamingTheOption) {
   c = tinyConfig("seg");
   c.channelMultipliers = "1,two";
   expectUsage(c, "--channel-mult");
+  c.channelMultipliers = "1,2,";  // a stray comma is an empty item, not silently dropped
+  expectUsage(c, "--channel-mult");
   c = tinyConfig("lesion-ddpm");
   c.maskSites = "input,everywhere";
+  expectUsage(c, "--mask-sites");
+  c.maskSites = "input,,decoder";
   expectUsage(c, "--mask-sites");
   c = tinyConfig("cond-ddpm");
   c.prediction = "x_0";
