@@ -34,12 +34,9 @@ DataParallel::DataParallel(const torch::OrderedDict<std::string, torch::Tensor>&
                            const std::vector<torch::Tensor>& buffers, Communicator& comm,
                            DataParallelOptions options)
     : comm_(comm), options_(options) {
-  for (const auto& item : namedParameters) {
-    if (!item.value().requires_grad()) continue;
-    names_.push_back(item.key());
-    params_.push_back(item.value());
-  }
-  LDDPM_CHECK(!params_.empty(), "DataParallel: no parameter that requires grad");
+  TrainableParameters trainable = trainableParameters(namedParameters, "DataParallel");
+  names_ = std::move(trainable.names);
+  params_ = std::move(trainable.tensors);
 
   // Buckets in reverse registration order; a bucket closes when it reaches its cap or when the
   // dtype/device changes (one flat buffer holds one dtype).

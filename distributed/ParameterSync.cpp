@@ -4,6 +4,18 @@
 
 namespace lddpm::dist {
 
+TrainableParameters trainableParameters(const torch::OrderedDict<std::string, torch::Tensor>& named,
+                                        const char* who) {
+  TrainableParameters out;
+  for (const auto& item : named) {
+    if (!item.value().requires_grad()) continue;
+    out.names.push_back(item.key());
+    out.tensors.push_back(item.value());
+  }
+  LDDPM_CHECK(!out.tensors.empty(), who, ": no parameter that requires grad");
+  return out;
+}
+
 void broadcastFromRankZero(const std::vector<torch::Tensor>& tensors, Communicator& comm) {
   torch::NoGradGuard noGrad;
   std::vector<WorkPtr> works;

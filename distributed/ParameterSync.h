@@ -13,6 +13,15 @@
 
 namespace lddpm::dist {
 
+// The parameters an optimiser updates: those of `named` that require grad, in order, with their
+// names. core::Error naming `who` when there is none.
+struct TrainableParameters {
+  std::vector<std::string> names;
+  std::vector<torch::Tensor> tensors;
+};
+TrainableParameters trainableParameters(const torch::OrderedDict<std::string, torch::Tensor>& named,
+                                        const char* who);
+
 // Collective. Overwrites every defined, non-empty tensor with rank 0's values, all broadcasts in
 // flight at once.
 void broadcastFromRankZero(const std::vector<torch::Tensor>& tensors, Communicator& comm);

@@ -11,12 +11,9 @@ namespace lddpm::dist {
 ZeroAdamW::ZeroAdamW(const torch::OrderedDict<std::string, torch::Tensor>& namedParameters,
                      Communicator& comm, ZeroAdamWOptions options)
     : comm_(comm), options_(options) {
-  for (const auto& item : namedParameters) {
-    if (!item.value().requires_grad()) continue;
-    names_.push_back(item.key());
-    params_.push_back(item.value());
-  }
-  LDDPM_CHECK(!params_.empty(), "ZeroAdamW: no parameter requires grad");
+  TrainableParameters trainable = trainableParameters(namedParameters, "ZeroAdamW");
+  names_ = std::move(trainable.names);
+  params_ = std::move(trainable.tensors);
   const auto first = params_.front().options();
   int64_t total = 0;
   for (size_t k = 0; k < params_.size(); ++k) {

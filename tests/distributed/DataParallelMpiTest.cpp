@@ -7,6 +7,7 @@
 #include "core/Error.h"
 #include "distributed/DataParallel.h"
 #include "distributed/World.h"
+#include "distributed/ZeroAdamW.h"
 #include "tests/common/Errors.h"
 #include "tests/distributed/TestModels.h"
 
@@ -125,6 +126,18 @@ TEST(DataParallelMpi, ParameterWithoutGradientIsNamed) {
   EXPECT_NE(message.find("unused.weight"), std::string::npos) << message;
   EXPECT_NE(message.find("unused.bias"), std::string::npos) << message;
   EXPECT_EQ(message.find("conv1"), std::string::npos) << message;
+}
+
+TEST(DataParallelMpi, NothingToTrainIsRefusedByBothOptimisers) {
+  auto comm = makeCommunicator(Backend::Auto, World::get());
+  auto net = makeNet(1);
+  for (auto& p : net->parameters()) p.set_requires_grad(false);
+  const auto named = net->named_parameters();
+  const std::string replicated = errorOf([&] { DataParallel dp(*net, *comm); });
+  EXPECT_NE(replicated.find("DataParallel: no parameter that requires grad"), std::string::npos)
+      << replicated;
+  const std::string zero = errorOf([&] { ZeroAdamW opt(named, *comm); });
+  EXPECT_NE(zero.find("ZeroAdamW: no parameter that requires grad"), std::string::npos) << zero;
 }
 
 TEST(DataParallelMpi, InjectedDesyncIsDetected) {
