@@ -265,4 +265,22 @@ std::shared_ptr<ModelImpl> createModel(const ModelConfig& config) {
               "' (known: ", core::joinStrings(names, ", "), ")");
 }
 
+std::vector<ModelSummary> summarizeModels(const ModelConfig& config, bool onlyConfigured) {
+  std::vector<ModelSummary> out;
+  for (const auto& entry : registeredModels()) {
+    if (onlyConfigured && entry.name != config.model) continue;
+    ModelConfig c = config;
+    c.model = entry.name;
+    const auto model = entry.create(c);
+    ModelSummary s{entry.name, entry.summary, model->parameterCount(), {}, model->sizeDivisor()};
+    for (const auto& g : model->parameterGroups()) {
+      std::int64_t n = 0;
+      for (const auto& p : g.parameters) n += p.numel();
+      s.groups.emplace_back(g.name, n);
+    }
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
 }  // namespace lddpm::models

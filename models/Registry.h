@@ -61,6 +61,17 @@ const std::vector<RegisteredModel>& registeredModels();
 // Builds config.model; UsageError naming --model (and listing the names) when unknown.
 std::shared_ptr<ModelImpl> createModel(const ModelConfig& config);
 
+// What `lddpm models` lists: a model built with `config`'s options, its size in parameters, per
+// parameter group, and the multiple its grid sides must be.
+struct ModelSummary {
+  std::string name, summary;
+  std::int64_t parameters = 0;
+  std::vector<std::pair<std::string, std::int64_t>> groups;  // in the model's group order
+  std::int64_t sizeDivisor = 1;
+};
+// Every registered model (or, with `onlyConfigured`, config.model alone) built with `config`.
+std::vector<ModelSummary> summarizeModels(const ModelConfig& config, bool onlyConfigured);
+
 // "1,2,4" -> {1, 2, 4}; "" -> {}. UsageError naming `option` on anything else.
 std::vector<std::int64_t> parseIntList(const std::string& text, const std::string& option);
 

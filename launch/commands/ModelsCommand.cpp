@@ -24,22 +24,14 @@ int runModels(const CommandContext& context) {
   const bool oneModel = !parsed->values["model"].defaulted();
 
   core::Json table = core::Json::array();
-  for (const auto& entry : models::registeredModels()) {
-    if (oneModel && entry.name != config.model) continue;
-    models::ModelConfig c = config;
-    c.model = entry.name;
-    const auto model = entry.create(c);
+  for (const models::ModelSummary& m : models::summarizeModels(config, oneModel)) {
     core::Json groups = core::Json::object();
-    for (const auto& g : model->parameterGroups()) {
-      std::int64_t n = 0;
-      for (const auto& p : g.parameters) n += p.numel();
-      groups[g.name] = n;
-    }
-    table.push_back({{"name", entry.name},
-                     {"parameters", model->parameterCount()},
+    for (const auto& [name, count] : m.groups) groups[name] = count;
+    table.push_back({{"name", m.name},
+                     {"parameters", m.parameters},
                      {"groups", groups},
-                     {"size_divisor", model->sizeDivisor()},
-                     {"summary", entry.summary}});
+                     {"size_divisor", m.sizeDivisor},
+                     {"summary", m.summary}});
   }
   if (json) {
     std::cout << table.dump(2) << "\n";

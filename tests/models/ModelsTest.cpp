@@ -153,6 +153,28 @@ TEST(UNet3D, SharedMaskEmbeddingStartsAsTheIdentity) {
   EXPECT_GT((out - modulated(x, t, torch::rand({2, 2, 8, 8, 8}))).abs().max().item<double>(), 1e-3);
 }
 
+TEST(Registry, SummariesCountEveryParameterOnceInItsGroup) {
+  const auto all = summarizeModels(tinyConfig("lesion-ddpm"), /*onlyConfigured=*/false);
+  ASSERT_EQ(all.size(), registeredModels().size());
+  for (size_t i = 0; i < all.size(); ++i) {
+    const ModelSummary& s = all[i];
+    SCOPED_TRACE(s.name);
+    EXPECT_EQ(s.name, registeredModels()[i].name);
+    // Counted independently: the parameters of a model built by createModel with the same options.
+    std::int64_t count = 0;
+    for (const auto& p : createModel(tinyConfig(s.name))->parameters()) count += p.numel();
+    EXPECT_EQ(s.parameters, count);
+    std::int64_t grouped = 0;
+    for (const auto& group : s.groups) grouped += group.second;
+    EXPECT_EQ(grouped, count);
+    EXPECT_EQ(s.sizeDivisor, s.name == "pix2pix" ? 4 : 2);
+  }
+  const auto one = summarizeModels(tinyConfig("pix2pix"), /*onlyConfigured=*/true);
+  ASSERT_EQ(one.size(), 1u);
+  EXPECT_EQ(one[0].name, "pix2pix");
+  ASSERT_EQ(one[0].groups.size(), 2u);  // discriminator and generator, each counted
+}
+
 TEST(Registry, BadOptionsAreUsageErrorsNamingTheOption) {
   auto expectUsage = [](ModelConfig c, const std::string& option) {
     try {
