@@ -1,5 +1,7 @@
 #include "distributed/DataParallel.h"
 
+#include <torch/csrc/autograd/utils/lambda_post_hook.h>
+
 #include <cmath>
 
 #include "core/Error.h"
@@ -94,15 +96,27 @@ DataParallel::DataParallel(const torch::OrderedDict<std::string, torch::Tensor>&
   }
 
   for (size_t k = 0; k < params_.size(); ++k) {
-    hookIds_.push_back(
-        params_[k].register_hook([this, k](torch::Tensor grad) { onGradient(k, grad); }));
+    const Slot& s = slots_[k];
+    // detach(): the same memory without autograd view metadata, so that .grad can be zeroed or
+    // detached in place by anyone (an in-place detach of an autograd view is refused).
+    views_.push_back(
+        buffers_[s.bucket].narrow(0, s.offset, params_[k].numel()).view_as(params_[k]).detach());
+    accumulators_.push_back(torch::autograd::impl::grad_accumulator(params_[k]));
+    hookKeys_.push_back(
+        accumulators_[k]->add_post_hook(std::make_unique<torch::autograd::utils::LambdaPostHook>(
+            [this, k](const torch::autograd::variable_list& outputs,
+                      const torch::autograd::variable_list&) {
+              onAccumulated(k);
+              return outputs;
+            })));
   }
+  zeroGrad();
   LDDPM_LOG(Debug) << "DataParallel: " << params_.size() << " parameters in "
                    << bucketParams_.size() << " buckets, " << bytesPerStep() << " bytes per step";
 }
 
 DataParallel::~DataParallel() {
-  for (size_t k = 0; k < params_.size(); ++k) params_[k].remove_hook(hookIds_[k]);
+  for (size_t k = 0; k < params_.size(); ++k) accumulators_[k]->del_post_hook(hookKeys_[k]);
   // Collectives still in flight write into our buffers: let them land first.
   for (auto& w : works_) {
     if (!w) continue;
@@ -121,21 +135,36 @@ int64_t DataParallel::bytesPerStep() const {
 
 void DataParallel::setSync(bool sync) { sync_ = sync; }
 
-void DataParallel::onGradient(size_t k, const torch::Tensor& grad) {
-  if (!sync_) return;  // accumulate locally; .grad collects the micro-batches
+void DataParallel::zeroGrad() {
   std::lock_guard<std::mutex> lock(mutex_);
+  torch::NoGradGuard noGrad;
+  for (auto& b : buffers_) b.zero_();
+  for (size_t k = 0; k < params_.size(); ++k) params_[k].mutable_grad() = views_[k];
+}
+
+void DataParallel::onAccumulated(size_t k) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  // .grad is normally our view and autograd has just added this backward's gradient to it in
+  // place. If it was reset or replaced, it holds the whole local sum (micro-batches included)
+  // in storage of its own: move that into the bucket and restore the view.
+  torch::Tensor& grad = params_[k].mutable_grad();
+  const torch::Tensor& view = views_[k];
+  if (!grad.defined() || !grad.is_alias_of(view) || grad.data_ptr() != view.data_ptr()) {
+    torch::NoGradGuard noGrad;
+    if (grad.defined()) {
+      view.copy_(grad);
+      ++gradientCopies_;
+    } else {
+      view.zero_();
+    }
+    grad = view;
+  }
+  if (!sync_) return;  // accumulate locally: the bucket collects the micro-batches
   LDDPM_CHECK(!ready_[k], "DataParallel: parameter '", names_[k],
               "' received a second gradient before finish(); call finish() after every synced "
               "backward");
-  const Slot& s = slots_[k];
-  auto view = buffers_[s.bucket].narrow(0, s.offset, params_[k].numel()).view_as(params_[k]);
-  // The hook sees this backward's gradient before it is added to .grad, which already holds
-  // the micro-batches accumulated without sync: the bucket must carry their sum.
-  view.copy_(grad);
-  const torch::Tensor& accumulated = params_[k].grad();
-  if (accumulated.defined()) view.add_(accumulated);
   ready_[k] = true;
-  if (--pending_[s.bucket] == 0 && options_.overlap()) launchReadyBuckets();
+  if (--pending_[slots_[k].bucket] == 0 && options_.overlap()) launchReadyBuckets();
 }
 
 void DataParallel::launchReadyBuckets() {
@@ -173,18 +202,8 @@ void DataParallel::finish() {
                 ". Every parameter must take part in the loss (or set requires_grad(false))");
   }
   if (!options_.overlap()) launchReadyBuckets();
-  for (size_t b = 0; b < bucketParams_.size(); ++b) {
-    works_[b]->wait();
-    for (size_t k : bucketParams_[b]) {
-      auto view = buffers_[b].narrow(0, slots_[k].offset, params_[k].numel()).view_as(params_[k]);
-      torch::Tensor& g = params_[k].mutable_grad();
-      if (g.defined()) {
-        g.copy_(view);
-      } else {
-        g = view.clone();
-      }
-    }
-  }
+  // The buckets are averaged in place and every .grad is a view into them: nothing to copy.
+  for (auto& w : works_) w->wait();
   reset();
 }
 

@@ -39,6 +39,10 @@ class ReplicatedAdamW final : public GroupOptimizer {
     }
   }
 
+  // The gradients go back into the reducer's buckets (views), so backward accumulates there.
+  void beginStep() override {
+    if (reducer_) reducer_->zeroGrad();
+  }
   void beginMicroBatch(bool last) override {
     if (reducer_) reducer_->setSync(last);
   }

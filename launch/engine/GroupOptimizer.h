@@ -25,6 +25,8 @@ class GroupOptimizer {
   const std::string& name() const { return name_; }
   const torch::OrderedDict<std::string, torch::Tensor>& parameters() const { return params_; }
 
+  // Before a step's first forward, after the engine has reset every gradient of the model.
+  virtual void beginStep() {}
   // Before a micro-batch's forward: whether its backward is the step's last, the one whose
   // gradients are reduced across ranks (earlier micro-batches accumulate locally).
   virtual void beginMicroBatch(bool last) {}

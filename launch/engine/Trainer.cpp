@@ -227,6 +227,7 @@ Trainer::GroupStep Trainer::trainGroup(GroupOptimizer& group, std::size_t groupI
                                        bool stopLocal) {
   GroupStep result;
   for (auto& p : model_->parameters()) p.mutable_grad() = torch::Tensor();
+  group.beginStep();
   std::vector<std::string> partNames;
   std::vector<double> sums;
   for (std::int64_t micro = 0; micro < config_.accumulate; ++micro) {

@@ -4,6 +4,8 @@
 // with the failure modes (unused parameter, desync, mismatched models) reported by name.
 #include <gtest/gtest.h>
 
+#include <set>
+
 #include "core/Error.h"
 #include "distributed/DataParallel.h"
 #include "distributed/World.h"
@@ -113,6 +115,54 @@ TEST(DataParallelMpi, AccumulationOverMicroBatchesEqualsBigBatch) {
     const double scale = refParams[i].grad().abs().max().item<double>();
     EXPECT_LE((params[i].grad() - refParams[i].grad()).abs().max().item<double>(), 1e-9 * scale)
         << "parameter " << i;
+  }
+}
+
+// The gradients live in the buckets (no copy in or out, memory once): every .grad shares the
+// storage of one bucket, keeps its address from step to step, and holds the average over ranks.
+// A .grad reset to none before backward (as zero_grad(set_to_none) does) is moved back into the
+// bucket on its next accumulation, with the same result.
+TEST(DataParallelMpi, GradientsAreViewsIntoTheBuckets) {
+  auto comm = makeCommunicator(Backend::Auto, World::get());
+  const int n = comm->size();
+  const int r = comm->rank();
+  auto reference = makeNet(4);
+  auto net = makeNet(4);
+  DataParallel dp(*net, *comm, smallBuckets());
+  ASSERT_GT(dp.buckets().size(), 2u);
+  std::vector<const void*> addresses;
+  const int64_t nParams = static_cast<int64_t>(net->parameters().size());
+  for (int step = 0; step < 3; ++step) {
+    SCOPED_TRACE(step);
+    auto [x, y] = fullBatch(kLocalBatch * n, 40 + static_cast<uint64_t>(step));
+    for (auto& p : reference->parameters()) p.mutable_grad() = torch::Tensor();
+    torch::mse_loss(reference->forward(x), y).backward();
+    if (step == 1) {
+      for (auto& p : net->parameters()) p.mutable_grad() = torch::Tensor();  // reset, not zeroed
+    } else {
+      dp.zeroGrad();
+    }
+    torch::mse_loss(net->forward(x.narrow(0, kLocalBatch * r, kLocalBatch)),
+                    y.narrow(0, kLocalBatch * r, kLocalBatch))
+        .backward();
+    dp.finish();
+    // Copy-free after zeroGrad(); after the reset, each gradient was moved into its bucket once.
+    EXPECT_EQ(dp.gradientCopies(), step == 0 ? 0 : nParams);
+    std::set<const void*> storages;
+    std::vector<const void*> now;
+    auto params = net->parameters();
+    auto refParams = reference->parameters();
+    for (size_t i = 0; i < params.size(); ++i) {
+      const torch::Tensor& g = params[i].grad();
+      storages.insert(g.storage().data());
+      now.push_back(g.data_ptr());
+      const double scale = refParams[i].grad().abs().max().item<double>();
+      EXPECT_LE((g - refParams[i].grad()).abs().max().item<double>(), 1e-6 * scale)
+          << "parameter " << i;
+    }
+    EXPECT_EQ(storages.size(), dp.buckets().size()) << "each .grad is a view into its bucket";
+    if (addresses.empty()) addresses = now;
+    EXPECT_EQ(now, addresses) << "the gradients stay in place";
   }
 }
 
