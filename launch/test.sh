@@ -13,7 +13,6 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 build=${LDDPM_BUILD_DIR:-$root/build}
 jobs=${LDDPM_JOBS:-$(nproc)}
 
-bash "$root/launch/setup.sh"
 case "${LDDPM_SANITIZERS:-tsan}" in
   tsan) sanitizers=tsan ;;
   all | 1) sanitizers="asan;tsan" ;;
@@ -21,6 +20,7 @@ case "${LDDPM_SANITIZERS:-tsan}" in
   *) echo "launch/test.sh: LDDPM_SANITIZERS='$LDDPM_SANITIZERS': expected tsan, all or none" >&2
      exit 2 ;;
 esac
+bash "$root/launch/setup.sh"
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release "-DLDDPM_SANITIZER_TESTS=$sanitizers"
 cmake --build "$build" -j "$jobs"
 cd "$build"
