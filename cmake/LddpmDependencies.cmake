@@ -42,6 +42,15 @@ set_target_properties(lddpm::xxhash PROPERTIES
   INTERFACE_INCLUDE_DIRECTORIES "${XXHASH_INCLUDE_DIR}"
   INTERFACE_LINK_LIBRARIES "${XXHASH_LIBRARY}")
 
+# Blosc, to decode lz4/zstd chunks outside HDF5 in the loader's threads (data/DirectChunks.h): the
+# library behind the HDF5 blosc filter plugin that writes them (Debian libblosc-dev).
+find_path(BLOSC_INCLUDE_DIR blosc.h REQUIRED)
+find_library(BLOSC_LIBRARY blosc REQUIRED)
+add_library(lddpm::blosc INTERFACE IMPORTED)
+set_target_properties(lddpm::blosc PROPERTIES
+  INTERFACE_INCLUDE_DIRECTORIES "${BLOSC_INCLUDE_DIR}"
+  INTERFACE_LINK_LIBRARIES "${BLOSC_LIBRARY}")
+
 # CUDA is usable when the LibTorch we found was built with it (Debian's is CPU-only; a PyTorch
 # wheel's share/cmake/Torch is not). NCCL must then be the one copy in the process (docs/gpu.md).
 set(LDDPM_WITH_CUDA 0)

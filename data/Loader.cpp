@@ -7,7 +7,7 @@
 namespace lddpm::data {
 
 struct Loader::Reader {
-  explicit Reader(const std::string& storeDir) : store(storeDir) {}
+  Reader(const std::string& storeDir, bool directReads) : store(storeDir, directReads) {}
   StoreReader store;
   std::map<std::string, std::pair<torch::Tensor, torch::Tensor>> index;  // small: KBs per subject
 };
@@ -59,7 +59,8 @@ Loader::Loader(LoaderOptions options)
                   "x", manifest_.grid[2]);
     }
   }
-  if (options_.threads == 0) callerReader_ = std::make_unique<Reader>(options_.store);
+  if (options_.threads == 0)
+    callerReader_ = std::make_unique<Reader>(options_.store, options_.directReads);
   for (int t = 0; t < options_.threads; ++t) workers_.emplace_back([this] { work(); });
 }
 
@@ -78,7 +79,7 @@ Cursor Loader::cursor() const {
 }
 
 void Loader::work() {
-  Reader reader(options_.store);
+  Reader reader(options_.store, options_.directReads);
   for (;;) {
     std::int64_t seq;
     Cursor cursor;
@@ -138,8 +139,16 @@ Batch Loader::read(const Cursor& cursor, Reader& reader) const {
   b.cursor = cursor;
   b.next = sampler_.advance(cursor);
   b.plans = sampler_.rankBatch(cursor, options_.rank, options_.worldSize);
-  std::vector<torch::Tensor> images, tissues, lesions;
-  for (const SamplePlan& plan : b.plans) {
+  // Each patch is read straight into its slice of the batch tensors: no per-patch tensor, no
+  // stack. An empty share (a rank whose share of a batch smaller than the world is nothing) gives
+  // tensors with 0 samples.
+  const std::int64_t n = static_cast<std::int64_t>(b.plans.size());
+  const std::int64_t c = static_cast<std::int64_t>(manifest_.channels.size());
+  b.image = torch::empty({n, c, patch_[0], patch_[1], patch_[2]}, torch::kFloat32);
+  b.tissue = torch::empty({n, 1, patch_[0], patch_[1], patch_[2]}, torch::kUInt8);
+  b.lesion = torch::empty({n, 1, patch_[0], patch_[1], patch_[2]}, torch::kUInt8);
+  for (std::int64_t i = 0; i < n; ++i) {
+    const SamplePlan& plan = b.plans[static_cast<std::size_t>(i)];
     const SubjectEntry& subject = subjects_[plan.subject];
     ShardReader& shard = reader.store.shard(subject.shard);
     auto it = reader.index.find(subject.id);
@@ -152,32 +161,20 @@ Batch Loader::read(const Cursor& cursor, Reader& reader) const {
       start = PatchSampler::patchStart(plan, patchIndex, lesionVoxels, stride, manifest_.grid,
                                        options_.patch);
     }
-    PatchData p = shard.readPatch(subject.id, start, patch_);
+    PatchData p{b.image[i], b.tissue[i][0], b.lesion[i][0]};
+    shard.readPatchInto(subject.id, start, patch_, p);
     if (plan.gain != 1.0 || plan.bias != 0.0) {
       // Intensity augmentation inside the brain only: background stays exactly -1.
       const torch::Tensor brain = p.tissue.gt(0).unsqueeze(0).expand_as(p.image);
-      p.image = torch::where(brain, (p.image * plan.gain + plan.bias).clamp(-1, 1), p.image);
+      p.image.copy_(torch::where(brain, (p.image * plan.gain + plan.bias).clamp(-1, 1), p.image));
     }
     if (plan.flipX) {
-      p.image = p.image.flip({3});
-      p.tissue = p.tissue.flip({2});
-      p.lesion = p.lesion.flip({2});
+      p.image.copy_(p.image.flip({3}));
+      p.tissue.copy_(p.tissue.flip({2}));
+      p.lesion.copy_(p.lesion.flip({2}));
     }
-    images.push_back(p.image);
-    tissues.push_back(p.tissue.unsqueeze(0));
-    lesions.push_back(p.lesion.unsqueeze(0));
     b.subjects.push_back(subject.id);
     b.starts.push_back(start);
-  }
-  if (images.empty()) {  // a rank whose share of this batch is empty (batch < world size)
-    const std::int64_t c = static_cast<std::int64_t>(manifest_.channels.size());
-    b.image = torch::empty({0, c, patch_[0], patch_[1], patch_[2]});
-    b.tissue = torch::empty({0, 1, patch_[0], patch_[1], patch_[2]}, torch::kUInt8);
-    b.lesion = torch::empty({0, 1, patch_[0], patch_[1], patch_[2]}, torch::kUInt8);
-  } else {
-    b.image = torch::stack(images);
-    b.tissue = torch::stack(tissues);
-    b.lesion = torch::stack(lesions);
   }
   return b;
 }

@@ -27,9 +27,10 @@ struct LoaderOptions {
   SamplerOptions sampler;
   int rank = 0;
   int worldSize = 1;
-  int threads = 2;     // prefetch threads; 0 = read in next() on the caller's thread
-  int queueDepth = 4;  // batches read ahead at most
-  Cursor start;        // where the stream begins (a checkpoint's saved cursor)
+  int threads = 2;          // prefetch threads; 0 = read in next() on the caller's thread
+  int queueDepth = 4;       // batches read ahead at most
+  bool directReads = true;  // false: every patch through H5Dread (benchmark reference)
+  Cursor start;             // where the stream begins (a checkpoint's saved cursor)
 
   // The options a user sets (--store, --split, --patch, --lesion-fraction, --flips, --prefetch),
   // each with this struct's current value as its default: a command sets its own defaults on the

@@ -18,29 +18,34 @@ std::array<T, N> toArray(const std::vector<T>& v, const std::string& context, co
   return out;
 }
 
-// Reads a box of a 3-D or 4-D (channel-first, all channels) dataset into a new tensor.
-torch::Tensor readBox(hid_t dataset, torch::ScalarType dtype, hid_t memType,
-                      const std::array<std::int64_t, 3>& start,
-                      const std::array<std::int64_t, 3>& size, const std::string& where) {
-  std::vector<hsize_t> dims = h5::datasetShape(dataset, where);
+// The shape of a box of a 3-D or 4-D (channel-first, all channels) dataset; IoError naming
+// `where` when the box is not inside the grid.
+std::vector<std::int64_t> boxShape(const std::vector<hsize_t>& dims,
+                                   const std::array<std::int64_t, 3>& start,
+                                   const std::array<std::int64_t, 3>& size,
+                                   const std::string& where) {
   const size_t lead = dims.size() - 3;  // 1 for [C, D, H, W], 0 for [D, H, W]
-  std::vector<hsize_t> offset(dims.size(), 0), count(dims.size());
   std::vector<std::int64_t> shape;
-  if (lead) {
-    count[0] = dims[0];
-    shape.push_back(static_cast<std::int64_t>(dims[0]));
-  }
+  if (lead) shape.push_back(static_cast<std::int64_t>(dims[0]));
   for (size_t i = 0; i < 3; ++i) {
     if (start[i] < 0 || size[i] <= 0 || static_cast<hsize_t>(start[i] + size[i]) > dims[lead + i]) {
       throw core::IoError(
           where, core::strCat("box start ", start[i], " size ", size[i], " outside the grid (",
                               dims[lead + i], ") on axis ", i));
     }
-    offset[lead + i] = static_cast<hsize_t>(start[i]);
-    count[lead + i] = static_cast<hsize_t>(size[i]);
     shape.push_back(size[i]);
   }
-  torch::Tensor out = torch::empty(shape, torch::TensorOptions().dtype(dtype));
+  return shape;
+}
+
+// Reads a box through HDF5 (H5Dread of a hyperslab) into `out` (contiguous, boxShape's shape).
+void readBoxHdf5(hid_t dataset, hid_t memType, const std::array<std::int64_t, 3>& start,
+                 const std::array<std::int64_t, 3>& size, void* out, const std::string& where) {
+  std::vector<hsize_t> dims = h5::datasetShape(dataset, where);
+  const std::vector<std::int64_t> shape = boxShape(dims, start, size, where);
+  const size_t lead = dims.size() - 3;
+  std::vector<hsize_t> offset(dims.size(), 0), count(shape.begin(), shape.end());
+  for (size_t i = 0; i < 3; ++i) offset[lead + i] = static_cast<hsize_t>(start[i]);
   h5::Handle fileSpace = h5::check(H5Dget_space(dataset), &H5Sclose, where, "H5Dget_space");
   LDDPM_H5_CHECK(H5Sselect_hyperslab(fileSpace.get(), H5S_SELECT_SET, offset.data(), nullptr,
                                      count.data(), nullptr),
@@ -48,10 +53,8 @@ torch::Tensor readBox(hid_t dataset, torch::ScalarType dtype, hid_t memType,
   h5::Handle memSpace =
       h5::check(H5Screate_simple(static_cast<int>(count.size()), count.data(), nullptr), &H5Sclose,
                 where, "H5Screate_simple");
-  LDDPM_H5_CHECK(
-      H5Dread(dataset, memType, memSpace.get(), fileSpace.get(), H5P_DEFAULT, out.data_ptr()),
-      where);
-  return out;
+  LDDPM_H5_CHECK(H5Dread(dataset, memType, memSpace.get(), fileSpace.get(), H5P_DEFAULT, out),
+                 where);
 }
 
 torch::Tensor readWhole(hid_t group, const std::string& name, torch::ScalarType dtype,
@@ -69,8 +72,8 @@ torch::Tensor readWhole(hid_t group, const std::string& name, torch::ScalarType 
 
 }  // namespace
 
-ShardReader::ShardReader(std::string path, std::size_t chunkCacheBytes)
-    : path_(std::move(path)), chunkCacheBytes_(chunkCacheBytes) {
+ShardReader::ShardReader(std::string path, std::size_t chunkCacheBytes, bool directReads)
+    : path_(std::move(path)), chunkCacheBytes_(chunkCacheBytes), directReads_(directReads) {
   file_ = h5::openFile(path_);
   const hid_t root = file_.get();
   const std::string format = h5::readStringAttr(root, "format", path_);
@@ -94,6 +97,7 @@ ShardReader::ShardReader(std::string path, std::size_t chunkCacheBytes)
         path_, core::strCat("holds ", subjects_.size(), " subjects but its header says ", expected,
                             " (incomplete shard)"));
   }
+  if (directReads_) raw_ = std::make_unique<ShardFile>(path_);
 }
 
 bool ShardReader::contains(const std::string& id) const {
@@ -119,11 +123,42 @@ ShardReader::OpenSubject& ShardReader::open(const std::string& id) {
   // twice within one read (HDF5's default is 1 MiB).
   h5::Handle dapl = h5::check(H5Pcreate(H5P_DATASET_ACCESS), &H5Pclose, where, "H5Pcreate");
   LDDPM_H5_CHECK(H5Pset_chunk_cache(dapl.get(), 1021, chunkCacheBytes_, 1.0), where);
-  current_.image = h5::openDataset(current_.group.get(), "image", where, dapl.get());
-  current_.tissue = h5::openDataset(current_.group.get(), "tissue", where, dapl.get());
-  current_.lesion = h5::openDataset(current_.group.get(), "lesion", where, dapl.get());
+  current_.image = openDataset(id, "image", H5T_NATIVE_FLOAT, dapl.get());
+  current_.tissue = openDataset(id, "tissue", H5T_NATIVE_UINT8, dapl.get());
+  current_.lesion = openDataset(id, "lesion", H5T_NATIVE_UINT8, dapl.get());
   current_.id = id;
   return current_;
+}
+
+ShardReader::OpenDataset ShardReader::openDataset(const std::string& id, const char* name,
+                                                  hid_t memType, hid_t dapl) {
+  OpenDataset d;
+  d.where = context(id) + "/" + name;
+  d.handle = h5::openDataset(current_.group.get(), name, context(id), dapl);
+  d.dims = h5::datasetShape(d.handle.get(), d.where);
+  if (directReads_) {
+    auto layout = std::make_unique<ChunkedDataset>(file_.get(), d.handle.get(), memType, d.where);
+    if (layout->direct()) d.layout = std::move(layout);
+  }
+  return d;
+}
+
+void ShardReader::readBox(const OpenDataset& d, hid_t memType,
+                          const std::array<std::int64_t, 3>& start,
+                          const std::array<std::int64_t, 3>& size, const torch::Tensor& out) {
+  const std::vector<std::int64_t> shape = boxShape(d.dims, start, size, d.where);
+  LDDPM_CHECK(out.is_contiguous() && out.sizes().vec() == shape, d.where,
+              ": patch buffer of shape ", out.sizes(), ", expected ", torch::IntArrayRef(shape));
+  if (d.layout) {
+    d.layout->readBox(*raw_, start, size, out.data_ptr(), scratch_);
+  } else {
+    readBoxHdf5(d.handle.get(), memType, start, size, out.data_ptr(), d.where);
+  }
+}
+
+bool ShardReader::readsDirectly(const std::string& id) {
+  const OpenSubject& o = open(id);
+  return o.image.layout && o.tissue.layout && o.lesion.layout;
 }
 
 SubjectData ShardReader::readSubject(const std::string& id, bool withVoxels) {
@@ -178,22 +213,32 @@ std::pair<torch::Tensor, torch::Tensor> ShardReader::readIndex(const std::string
 
 PatchData ShardReader::readPatch(const std::string& id, const std::array<std::int64_t, 3>& start,
                                  const std::array<std::int64_t, 3>& size) {
-  OpenSubject& o = open(id);
-  const std::string where = context(id);
+  const std::int64_t channels = static_cast<std::int64_t>(header_.channels.size());
   PatchData p;
-  p.image =
-      readBox(o.image.get(), torch::kFloat32, H5T_NATIVE_FLOAT, start, size, where + "/image");
-  p.tissue =
-      readBox(o.tissue.get(), torch::kUInt8, H5T_NATIVE_UINT8, start, size, where + "/tissue");
-  p.lesion =
-      readBox(o.lesion.get(), torch::kUInt8, H5T_NATIVE_UINT8, start, size, where + "/lesion");
+  p.image = torch::empty({channels, size[0], size[1], size[2]}, torch::kFloat32);
+  p.tissue = torch::empty({size[0], size[1], size[2]}, torch::kUInt8);
+  p.lesion = torch::empty({size[0], size[1], size[2]}, torch::kUInt8);
+  readPatchInto(id, start, size, p);
   return p;
+}
+
+void ShardReader::readPatchInto(const std::string& id, const std::array<std::int64_t, 3>& start,
+                                const std::array<std::int64_t, 3>& size, PatchData& out) {
+  LDDPM_CHECK(out.image.scalar_type() == torch::kFloat32 &&
+                  out.tissue.scalar_type() == torch::kUInt8 &&
+                  out.lesion.scalar_type() == torch::kUInt8,
+              context(id), ": patch buffers must be float32, uint8, uint8");
+  OpenSubject& o = open(id);
+  readBox(o.image, H5T_NATIVE_FLOAT, start, size, out.image);
+  readBox(o.tissue, H5T_NATIVE_UINT8, start, size, out.tissue);
+  readBox(o.lesion, H5T_NATIVE_UINT8, start, size, out.lesion);
 }
 
 ShardReader& StoreReader::shard(const std::string& file) {
   auto& reader = shards_[file];
   if (!reader)
-    reader = std::make_unique<ShardReader>((std::filesystem::path(dir_) / file).string());
+    reader = std::make_unique<ShardReader>((std::filesystem::path(dir_) / file).string(),
+                                           ShardReader::kDefaultChunkCacheBytes, directReads_);
   return *reader;
 }
 

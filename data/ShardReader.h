@@ -1,7 +1,10 @@
 #pragma once
-// Reads one shard file: header, subject list, whole subjects, and patches (hyperslabs of the
-// chunked datasets, so only the chunks a patch touches are read). Every error names the file and
-// the object inside it. Not shared between threads: each loader worker opens its own reader.
+// Reads one shard file: header, subject list, whole subjects, and patches (only the chunks a patch
+// touches are read). Patches are read directly (DirectChunks.h: HDF5 locates the chunks, this
+// reader's thread reads, decodes and places them outside HDF5's global lock) unless a dataset is
+// stored in a way that path does not decode, or `directReads` is off; then through H5Dread. Every
+// error names the file and the object inside it. Not shared between threads: each loader worker
+// opens its own reader.
 #include <array>
 #include <cstdint>
 #include <map>
@@ -9,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "data/DirectChunks.h"
 #include "data/Hdf5.h"
 #include "data/Manifest.h"
 #include "data/ShardWriter.h"
@@ -26,7 +30,11 @@ struct PatchData {
 class ShardReader {
  public:
   // Opens and checks the format and version; IoError naming the file otherwise.
-  explicit ShardReader(std::string path, std::size_t chunkCacheBytes = 8u << 20);
+  // `directReads` false reads every patch through H5Dread (the reference the tests and the loader
+  // benchmark compare the direct path with).
+  static constexpr std::size_t kDefaultChunkCacheBytes = 8u << 20;
+  explicit ShardReader(std::string path, std::size_t chunkCacheBytes = kDefaultChunkCacheBytes,
+                       bool directReads = true);
 
   const std::string& path() const { return path_; }
   const ShardHeader& header() const { return header_; }
@@ -42,18 +50,37 @@ class ShardReader {
   // The box [start, start + size) of every dataset; the box must lie inside the grid.
   PatchData readPatch(const std::string& id, const std::array<std::int64_t, 3>& start,
                       const std::array<std::int64_t, 3>& size);
+  // The same into tensors the caller allocated (contiguous, [C, d, h, w] float32 and [d, h, w]
+  // uint8; e.g. slices of a batch), so a batch is assembled without a further copy.
+  void readPatchInto(const std::string& id, const std::array<std::int64_t, 3>& start,
+                     const std::array<std::int64_t, 3>& size, PatchData& out);
+  // Whether the subject's datasets are read by the direct path (tests, the benchmark).
+  bool readsDirectly(const std::string& id);
 
  private:
+  struct OpenDataset {
+    h5::Handle handle;
+    std::unique_ptr<ChunkedDataset> layout;  // set when read directly
+    std::vector<hsize_t> dims;
+    std::string where;
+  };
   struct OpenSubject {
     std::string id;
-    h5::Handle group, image, tissue, lesion;
+    h5::Handle group;
+    OpenDataset image, tissue, lesion;
   };
   OpenSubject& open(const std::string& id);
+  OpenDataset openDataset(const std::string& id, const char* name, hid_t memType, hid_t dapl);
+  void readBox(const OpenDataset& d, hid_t memType, const std::array<std::int64_t, 3>& start,
+               const std::array<std::int64_t, 3>& size, const torch::Tensor& out);
   std::string context(const std::string& id) const;
 
   std::string path_;
   std::size_t chunkCacheBytes_;
+  bool directReads_;
   h5::Handle file_;
+  std::unique_ptr<ShardFile> raw_;  // the same file for pread (direct reads)
+  ChunkScratch scratch_;
   h5::Handle subjectsGroup_;
   ShardHeader header_;
   std::vector<std::string> subjects_;
@@ -64,7 +91,8 @@ class ShardReader {
 // subjects opens every shard once. Not shared between threads, like ShardReader.
 class StoreReader {
  public:
-  explicit StoreReader(std::string storeDir) : dir_(std::move(storeDir)) {}
+  explicit StoreReader(std::string storeDir, bool directReads = true)
+      : dir_(std::move(storeDir)), directReads_(directReads) {}
 
   ShardReader& shard(const std::string& file);  // relative to the store folder
   SubjectData readSubject(const SubjectEntry& entry) {
@@ -73,6 +101,7 @@ class StoreReader {
 
  private:
   std::string dir_;
+  bool directReads_;
   std::map<std::string, std::unique_ptr<ShardReader>> shards_;
 };
 

@@ -18,6 +18,8 @@ PACKAGES=(
   libopenmpi-dev openmpi-bin
   # HDF5 1.10 serial + tools, and the blosc filter plugin (lz4/zstd compression of shards)
   libhdf5-dev hdf5-tools hdf5-filter-plugin-blosc-serial
+  # blosc itself: the loader decodes lz4/zstd chunks outside HDF5 (data/DirectChunks.h)
+  libblosc-dev
   # XXH3 checksums of store shards
   libxxhash-dev
   # configuration, JSON, NIfTI, images, compression

@@ -1,5 +1,6 @@
-// Loader on a small synthetic store: the batches do not depend on the number of prefetch threads;
-// the union of the ranks' batches is the one-rank batch; a restored cursor continues identically;
+// Loader on a small synthetic store: each sample is its stored box, flipped and rescaled as its
+// plan says; the batches do not depend on the number of prefetch threads nor on the read path; the
+// union of the ranks' batches is the one-rank batch; a restored cursor continues identically;
 // lesion-centred patches hold lesion; a shard that goes bad mid-run surfaces as an error naming it
 // in next(), and destroying a loader with a full queue returns.
 #include <gtest/gtest.h>
@@ -8,6 +9,7 @@
 
 #include "core/Error.h"
 #include "data/Loader.h"
+#include "data/ShardReader.h"
 #include "data/ShardWriter.h"
 #include "tests/data/StoreTestUtil.h"
 
@@ -71,6 +73,57 @@ TEST_F(LoaderFixture, IndependentOfPrefetchThreads) {
     EXPECT_TRUE(a.image.le(1).all().item<bool>() && a.image.ge(-1).all().item<bool>());
   }
   EXPECT_EQ(sync.cursor(), (Cursor{1, 9}));
+}
+
+// The reference is the whole stored volume (read once per subject), cut, flipped and rescaled in
+// float64 as the plan says: independent of the patch path, the batch assembly and the in-place
+// augmentation.
+TEST_F(LoaderFixture, EachSampleIsItsStoredBoxAugmentedAsPlanned) {
+  Loader loader(options(1));
+  StoreReader store(dir.str());
+  int flipped = 0, rescaled = 0;
+  for (int k = 0; k < 6; ++k) {
+    const Batch b = loader.next();
+    for (std::size_t i = 0; i < b.plans.size(); ++i) {
+      const SamplePlan& plan = b.plans[i];
+      const SubjectEntry& entry = loader.subjects()[plan.subject];
+      ASSERT_EQ(entry.id, b.subjects[i]);
+      const SubjectData whole = store.readSubject(entry);
+      const auto [z, y, x] = b.starts[i];
+      auto cut = [&](const torch::Tensor& t) {
+        const std::int64_t lead = t.dim() - 3;
+        return t.narrow(lead, z, 8).narrow(lead + 1, y, 8).narrow(lead + 2, x, 8);
+      };
+      torch::Tensor image = cut(whole.image).to(torch::kFloat64);
+      torch::Tensor tissue = cut(whole.tissue), lesion = cut(whole.lesion);
+      const torch::Tensor brain = tissue.gt(0).unsqueeze(0);
+      image = torch::where(brain, (image * plan.gain + plan.bias).clamp(-1, 1), image);
+      if (plan.flipX) {
+        image = image.flip({3});
+        tissue = tissue.flip({2});
+        lesion = lesion.flip({2});
+      }
+      flipped += plan.flipX;
+      rescaled += plan.gain != 1.0;
+      const std::string what = "batch " + std::to_string(k) + " sample " + std::to_string(i);
+      EXPECT_TRUE(torch::allclose(b.image[static_cast<std::int64_t>(i)].to(torch::kFloat64), image,
+                                  0, 1e-6))
+          << what;
+      EXPECT_TRUE(torch::equal(b.tissue[static_cast<std::int64_t>(i)][0], tissue)) << what;
+      EXPECT_TRUE(torch::equal(b.lesion[static_cast<std::int64_t>(i)][0], lesion)) << what;
+    }
+  }
+  EXPECT_GT(flipped, 0);  // both augmentations were exercised
+  EXPECT_GT(rescaled, 0);
+}
+
+TEST_F(LoaderFixture, IndependentOfTheReadPath) {
+  LoaderOptions viaHdf5 = options(1);
+  viaHdf5.directReads = false;
+  Loader direct(options(1)), hdf5(viaHdf5);
+  for (int k = 0; k < 6; ++k) {
+    expectSameBatch(direct.next(), hdf5.next(), "batch " + std::to_string(k));
+  }
 }
 
 TEST_F(LoaderFixture, RanksSplitTheGlobalBatch) {

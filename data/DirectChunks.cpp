@@ -1,0 +1,282 @@
+// Direct chunk reading: see DirectChunks.h and docs/store.md "Loader".
+#include "data/DirectChunks.h"
+
+#include <blosc.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "core/Error.h"
+
+namespace lddpm::data {
+namespace {
+
+// Registered HDF5 filter id of blosc (the filter behind lz4/zstd stores, ShardWriter.cpp).
+constexpr H5Z_filter_t kBloscFilter = 32001;
+
+// HDF5's shuffle filter stores byte j of element i at j * n + i; this puts it back.
+void unshuffle(const unsigned char* in, unsigned char* out, std::size_t bytes,
+               std::size_t elementSize) {
+  const std::size_t n = bytes / elementSize;
+  for (std::size_t j = 0; j < elementSize; ++j) {
+    const unsigned char* plane = in + j * n;
+    for (std::size_t i = 0; i < n; ++i) out[i * elementSize + j] = plane[i];
+  }
+  const std::size_t tail = n * elementSize;  // bytes beyond whole elements are stored as they are
+  std::memcpy(out + tail, in + tail, bytes - tail);
+}
+
+}  // namespace
+
+ShardFile::ShardFile(const std::string& path) : path_(path) {
+  fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd_ < 0) throw core::IoError(path, core::strCat("cannot open: ", std::strerror(errno)));
+  struct stat st {};
+  if (::fstat(fd_, &st) != 0) {
+    const int err = errno;
+    ::close(fd_);
+    throw core::IoError(path, core::strCat("cannot stat: ", std::strerror(err)));
+  }
+  size_ = static_cast<std::uint64_t>(st.st_size);
+}
+
+ShardFile::~ShardFile() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void ShardFile::readAt(std::uint64_t offset, void* out, std::size_t bytes,
+                       const std::string& where) const {
+  auto* p = static_cast<char*>(out);
+  while (bytes > 0) {
+    const ssize_t n = ::pread(fd_, p, bytes, static_cast<off_t>(offset));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      throw core::IoError(where, n < 0 ? core::strCat("read failed: ", std::strerror(errno))
+                                       : std::string("unexpected end of file (truncated shard?)"));
+    }
+    p += n;
+    offset += static_cast<std::uint64_t>(n);
+    bytes -= static_cast<std::size_t>(n);
+  }
+}
+
+ChunkedDataset::ChunkedDataset(hid_t file, hid_t dataset, hid_t memType, std::string where)
+    : dataset_(dataset), where_(std::move(where)) {
+  dims_ = h5::datasetShape(dataset, where_);
+  h5::Handle dcpl =
+      h5::check(H5Dget_create_plist(dataset), &H5Pclose, where_, "H5Dget_create_plist");
+  if (H5Pget_layout(dcpl.get()) != H5D_CHUNKED) {
+    why_ = "not chunked";
+    return;
+  }
+  chunk_.resize(dims_.size());
+  if (H5Pget_chunk(dcpl.get(), static_cast<int>(chunk_.size()), chunk_.data()) !=
+      static_cast<int>(dims_.size())) {
+    throw core::IoError(where_, "chunk rank differs from the dataset's rank");
+  }
+  h5::Handle type = h5::check(H5Dget_type(dataset), &H5Tclose, where_, "H5Dget_type");
+  if (H5Tequal(type.get(), memType) <= 0) {
+    why_ = "stored type differs from the native one";
+    return;
+  }
+  elementSize_ = H5Tget_size(memType);
+  chunkBytes_ = elementSize_;
+  for (hsize_t c : chunk_) chunkBytes_ *= c;
+
+  H5D_fill_value_t fill{};
+  LDDPM_H5_CHECK(H5Pfill_value_defined(dcpl.get(), &fill), where_);
+  if (fill == H5D_FILL_VALUE_USER_DEFINED) {
+    why_ = "user-defined fill value";
+    return;
+  }
+  h5::Handle fcpl = h5::check(H5Fget_create_plist(file), &H5Pclose, where_, "H5Fget_create_plist");
+  hsize_t userblock = 0;
+  LDDPM_H5_CHECK(H5Pget_userblock(fcpl.get(), &userblock), where_);
+  if (userblock != 0) {
+    why_ = "file has a user block";
+    return;
+  }
+
+  std::vector<H5Z_filter_t> filters;
+  const int n = H5Pget_nfilters(dcpl.get());
+  for (int i = 0; i < n; ++i) {
+    unsigned flags = 0;
+    size_t cdCount = 0;
+    filters.push_back(H5Pget_filter2(dcpl.get(), static_cast<unsigned>(i), &flags, &cdCount,
+                                     nullptr, 0, nullptr, nullptr));
+  }
+  if (filters.empty()) {
+    codec_ = Codec::Raw;
+  } else if (filters == std::vector<H5Z_filter_t>{H5Z_FILTER_SHUFFLE, H5Z_FILTER_DEFLATE}) {
+    codec_ = Codec::ShuffleDeflate;
+  } else if (filters == std::vector<H5Z_filter_t>{kBloscFilter}) {
+    codec_ = Codec::Blosc;
+  } else {
+    why_ = "filter pipeline this reader does not decode";
+  }
+}
+
+std::string ChunkedDataset::chunkName(const Located& chunk) const {
+  std::string s = where_ + " chunk at (";
+  for (std::size_t a = 0; a < chunk.offset.size(); ++a) {
+    s += (a ? "," : "") + std::to_string(chunk.offset[a]);
+  }
+  return s + ")";
+}
+
+std::vector<ChunkedDataset::Located> ChunkedDataset::locate(const std::vector<hsize_t>& lo,
+                                                            const std::vector<hsize_t>& hi) const {
+  const std::size_t rank = dims_.size();
+  std::vector<hsize_t> first(rank), last(rank);
+  for (std::size_t a = 0; a < rank; ++a) {
+    first[a] = lo[a] / chunk_[a];
+    last[a] = (hi[a] - 1) / chunk_[a];
+  }
+  std::vector<Located> out;
+  std::vector<hsize_t> index = first;
+  for (;;) {
+    Located c;
+    c.offset.resize(rank);
+    for (std::size_t a = 0; a < rank; ++a) c.offset[a] = index[a] * chunk_[a];
+    LDDPM_H5_CHECK(
+        H5Dget_chunk_info_by_coord(dataset_, c.offset.data(), &c.filterMask, &c.address, &c.bytes),
+        chunkName(c));
+    out.push_back(std::move(c));
+    std::size_t a = rank;  // odometer over the chunk grid, last axis fastest
+    while (a > 0) {
+      --a;
+      if (++index[a] <= last[a]) break;
+      index[a] = first[a];
+      if (a == 0) return out;
+    }
+  }
+}
+
+const unsigned char* ChunkedDataset::decode(const ShardFile& file, const Located& chunk,
+                                            std::size_t first, std::size_t last,
+                                            ChunkScratch& s) const {
+  if (chunk.bytes == 0 || chunk.address == HADDR_UNDEF) return nullptr;  // never written: fill
+  if (chunk.address > file.size() || chunk.bytes > file.size() - chunk.address) {
+    throw core::IoError(
+        file.path(), core::strCat(chunkName(chunk), " (", chunk.bytes, " bytes at ", chunk.address,
+                                  ") lies beyond the end of the file (", file.size(),
+                                  " bytes; truncated shard?)"));
+  }
+  s.decoded.resize(chunkBytes_);
+  auto bad = [&](const std::string& why) {
+    return core::IoError(file.path(), chunkName(chunk) + ": " + why + " (corrupt shard?)");
+  };
+  if (codec_ == Codec::Raw) {
+    if (chunk.bytes != chunkBytes_) {
+      throw bad(core::strCat("stored ", chunk.bytes, " bytes, expected ", chunkBytes_));
+    }
+    const std::size_t from = first * elementSize_, bytes = (last + 1 - first) * elementSize_;
+    file.readAt(chunk.address + from, s.decoded.data() + from, bytes, chunkName(chunk));
+    return s.decoded.data();
+  }
+  s.stored.resize(chunk.bytes);
+  file.readAt(chunk.address, s.stored.data(), chunk.bytes, chunkName(chunk));
+  if (codec_ == Codec::Blosc) {
+    std::size_t nbytes = 0;
+    if (blosc_cbuffer_validate(s.stored.data(), s.stored.size(), &nbytes) != 0 ||
+        nbytes != chunkBytes_ ||
+        blosc_decompress_ctx(s.stored.data(), s.decoded.data(), chunkBytes_, 1) !=
+            static_cast<int>(chunkBytes_)) {
+      throw bad("blosc cannot decode it to its " + std::to_string(chunkBytes_) + " bytes");
+    }
+    return s.decoded.data();
+  }
+  // Shuffle (filter 0) then deflate (filter 1) on writing; either may have been skipped.
+  const bool shuffled = !(chunk.filterMask & 1u), deflated = !(chunk.filterMask & 2u);
+  const unsigned char* bytes = s.stored.data();
+  std::size_t length = s.stored.size();
+  if (deflated) {
+    s.unshuffled.resize(chunkBytes_);  // inflate into the spare buffer
+    uLongf out = static_cast<uLongf>(chunkBytes_);
+    if (::uncompress(s.unshuffled.data(), &out, bytes, static_cast<uLong>(length)) != Z_OK ||
+        out != chunkBytes_) {
+      throw bad("zlib cannot inflate it to its " + std::to_string(chunkBytes_) + " bytes");
+    }
+    bytes = s.unshuffled.data();
+    length = chunkBytes_;
+  }
+  if (length != chunkBytes_) {
+    throw bad(core::strCat("stored ", length, " bytes, expected ", chunkBytes_));
+  }
+  if (shuffled && elementSize_ > 1) {
+    unshuffle(bytes, s.decoded.data(), chunkBytes_, elementSize_);
+  } else {
+    std::memcpy(s.decoded.data(), bytes, chunkBytes_);
+  }
+  return s.decoded.data();
+}
+
+void ChunkedDataset::readBox(const ShardFile& file, const std::array<std::int64_t, 3>& start,
+                             const std::array<std::int64_t, 3>& size, void* out,
+                             ChunkScratch& scratch) const {
+  LDDPM_CHECK(direct(), where_, ": direct read of a dataset that is ", why_);
+  const std::size_t rank = dims_.size(), lead = rank - 3;
+  std::vector<hsize_t> lo(rank, 0), hi(dims_);
+  for (std::size_t i = 0; i < 3; ++i) {
+    if (start[i] < 0 || size[i] <= 0 ||
+        static_cast<hsize_t>(start[i] + size[i]) > dims_[lead + i]) {
+      throw core::IoError(
+          where_, core::strCat("box start ", start[i], " size ", size[i], " outside the grid (",
+                               dims_[lead + i], ") on axis ", i));
+    }
+    lo[lead + i] = static_cast<hsize_t>(start[i]);
+    hi[lead + i] = static_cast<hsize_t>(start[i] + size[i]);
+  }
+  // Element strides of the box (the output) and of a chunk, C order.
+  std::vector<std::size_t> boxStride(rank, 1), chunkStride(rank, 1);
+  for (std::size_t a = rank - 1; a > 0; --a) {
+    boxStride[a - 1] = boxStride[a] * (hi[a] - lo[a]);
+    chunkStride[a - 1] = chunkStride[a] * chunk_[a];
+  }
+  auto* dst = static_cast<unsigned char*>(out);
+  const std::size_t e = elementSize_;
+  for (const Located& chunk : locate(lo, hi)) {
+    // The part of the box inside this chunk, [a0, a1), copied one innermost-axis run at a time.
+    std::vector<hsize_t> a0(rank), a1(rank);
+    std::size_t first = 0, last = 0;
+    for (std::size_t a = 0; a < rank; ++a) {
+      a0[a] = std::max(lo[a], chunk.offset[a]);
+      a1[a] = std::min(hi[a], chunk.offset[a] + chunk_[a]);
+      first += (a0[a] - chunk.offset[a]) * chunkStride[a];
+      last += (a1[a] - 1 - chunk.offset[a]) * chunkStride[a];
+    }
+    const unsigned char* src = decode(file, chunk, first, last, scratch);
+    const std::size_t run = (a1[rank - 1] - a0[rank - 1]) * e;
+    std::vector<hsize_t> t = a0;
+    for (;;) {
+      std::size_t to = 0, from = 0;
+      for (std::size_t a = 0; a < rank; ++a) {
+        to += (t[a] - lo[a]) * boxStride[a];
+        from += (t[a] - chunk.offset[a]) * chunkStride[a];
+      }
+      if (src) {
+        std::memcpy(dst + to * e, src + from * e, run);
+      } else {
+        std::memset(dst + to * e, 0, run);  // HDF5's default fill value is zero
+      }
+      std::size_t a = rank - 1;  // odometer over every axis but the innermost
+      bool done = true;
+      while (a > 0) {
+        --a;
+        if (++t[a] < a1[a]) {
+          done = false;
+          break;
+        }
+        t[a] = a0[a];
+      }
+      if (done) break;
+    }
+  }
+}
+
+}  // namespace lddpm::data

@@ -1,0 +1,86 @@
+#pragma once
+// Direct chunk reading: a box of a chunked HDF5 dataset read without HDF5 copying the voxels.
+// HDF5 is asked only where each chunk the box touches lies in the file
+// (H5Dget_chunk_info_by_coord, one index lookup per chunk). Reading those bytes (pread),
+// decoding them (blosc for lz4/zstd stores, zlib + unshuffle for deflate ones) and copying each
+// row of the box into place happen outside HDF5, whose thread-safe build serialises every API call
+// behind one global lock: loader workers read and decode in parallel (docs/store.md "Loader").
+// A dataset stored any other way (a filter pipeline this code does not decode, a non-native type,
+// a user-defined fill value, a user block) reports !direct() and the caller reads it with H5Dread.
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "data/Hdf5.h"
+
+namespace lddpm::data {
+
+// A read-only file descriptor of the shard, shared by the datasets of one reader (pread only, so
+// no shared file offset). Closes on destruction.
+class ShardFile {
+ public:
+  explicit ShardFile(const std::string& path);
+  ~ShardFile();
+  ShardFile(const ShardFile&) = delete;
+  ShardFile& operator=(const ShardFile&) = delete;
+
+  const std::string& path() const { return path_; }
+  std::uint64_t size() const { return size_; }
+  // Reads exactly `bytes` at `offset`; IoError naming `where` on a short read or an error.
+  void readAt(std::uint64_t offset, void* out, std::size_t bytes, const std::string& where) const;
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+  std::uint64_t size_ = 0;
+};
+
+// Scratch buffers of one reading thread, reused from chunk to chunk.
+struct ChunkScratch {
+  std::vector<unsigned char> stored, decoded, unshuffled;
+};
+
+class ChunkedDataset {
+ public:
+  enum class Codec { Raw, ShuffleDeflate, Blosc };
+
+  // Inspects `dataset` of `file` (both kept open by the caller while this object is used): layout,
+  // chunk shape, element type against `memType`, filter pipeline, fill value, user block.
+  ChunkedDataset(hid_t file, hid_t dataset, hid_t memType, std::string where);
+
+  bool direct() const { return why_.empty(); }
+  const std::string& whyNotDirect() const { return why_; }  // empty when direct()
+  Codec codec() const { return codec_; }
+
+  // Reads the box [start, start + size) of the last three axes, all of any leading axis (the
+  // channels of [C, D, H, W]), into `out`: contiguous, leading dims then `size`. Only direct().
+  // Errors (a chunk beyond the end of the file, a chunk that does not decode to its size) are
+  // IoError naming the dataset and the chunk.
+  void readBox(const ShardFile& file, const std::array<std::int64_t, 3>& start,
+               const std::array<std::int64_t, 3>& size, void* out, ChunkScratch& scratch) const;
+
+ private:
+  struct Located {
+    std::vector<hsize_t> offset;  // first element of the chunk, per axis
+    haddr_t address = 0;
+    hsize_t bytes = 0;        // stored size; 0: never written (fill value)
+    unsigned filterMask = 0;  // bit i set: filter i of the pipeline was skipped
+  };
+  // The HDF5 part: where each chunk the box touches is stored.
+  std::vector<Located> locate(const std::vector<hsize_t>& lo, const std::vector<hsize_t>& hi) const;
+  // The rest, without HDF5: the chunk's voxels, decoded, in scratch.decoded (or nullptr: fill).
+  // An uncompressed chunk is read only over [first, last] (element offsets in the chunk): the
+  // span that holds the part of the box inside it.
+  const unsigned char* decode(const ShardFile& file, const Located& chunk, std::size_t first,
+                              std::size_t last, ChunkScratch& scratch) const;
+  std::string chunkName(const Located& chunk) const;
+
+  hid_t dataset_;
+  std::string where_, why_;
+  Codec codec_ = Codec::Raw;
+  std::vector<hsize_t> dims_, chunk_;
+  std::size_t elementSize_ = 0, chunkBytes_ = 0;
+};
+
+}  // namespace lddpm::data
