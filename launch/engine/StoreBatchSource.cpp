@@ -15,7 +15,8 @@ torch::Tensor tissueOneHot(const torch::Tensor& tissue) {
 StoreBatchSource::StoreBatchSource(const TrainConfig& config, int rank, int worldSize)
     : options_(config.data),
       accumulate_(config.accumulate),
-      microBatch_(config.batch / config.accumulate) {
+      microBatch_(config.batch / config.accumulate),
+      pinMemory_(config.device == "cuda") {
   options_.sampler.seed = config.seed;
   options_.sampler.batchSize = microBatch_;  // one global micro-batch
   options_.rank = rank;
@@ -73,6 +74,9 @@ models::Batch StoreBatchSource::get(const std::vector<std::int64_t>& globalIndic
   // The FLAIR channel is the one the models synthesise (channel 0 of the store's image).
   last_ = {b.image.narrow(1, 0, 1).contiguous(), tissueOneHot(b.tissue),
            b.lesion.to(torch::kFloat32)};
+  if (pinMemory_) {  // page-locked, so the trainer's copies to the GPU run asynchronously
+    last_ = {last_.image.pin_memory(), last_.anatomy.pin_memory(), last_.lesion.pin_memory()};
+  }
   lastIndices_ = globalIndices;
   return last_;
 }

@@ -5,7 +5,8 @@
 // index g lies in global micro-batch m = g / (batch / accumulate), which is loader position
 // (m / batchesPerEpoch, (m mod batchesPerEpoch) · batch / accumulate); asking for the same
 // indices twice (pix2pix's two parameter groups in one step) returns the same samples, and asking
-// for any other position moves the loader there.
+// for any other position moves the loader there. For a CUDA run the batches are in pinned (page-
+// locked) host memory, so the trainer's copies to the GPU are asynchronous.
 #include <memory>
 
 #include "data/Loader.h"
@@ -40,6 +41,7 @@ class StoreBatchSource : public BatchSource {
   std::int64_t microBatch_;  // global samples per micro-batch
   std::int64_t batchesPerEpoch_;
   std::int64_t voxels_;
+  bool pinMemory_;  // CUDA runs: batches in pinned host memory (asynchronous copies)
   std::unique_ptr<data::Loader> loader_;
   std::vector<std::int64_t> lastIndices_;  // what the last get() returned, for a repeat
   models::Batch last_;

@@ -38,8 +38,11 @@ models::Generators sampleGenerators(std::uint64_t seed, const std::vector<std::i
   return gens;
 }
 
+// Asynchronous when the batch is in pinned host memory (StoreBatchSource pins it for CUDA runs):
+// the copy is queued on the current stream, ahead of the step's kernels, and the host returns.
 models::Batch toDevice(const models::Batch& b, const torch::Device& device) {
-  return {b.image.to(device), b.anatomy.to(device), b.lesion.to(device)};
+  return {b.image.to(device, /*non_blocking=*/true), b.anatomy.to(device, /*non_blocking=*/true),
+          b.lesion.to(device, /*non_blocking=*/true)};
 }
 
 }  // namespace
