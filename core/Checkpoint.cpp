@@ -22,7 +22,11 @@ namespace fs = std::filesystem;
 void saveTensorDict(const std::string& path, const TensorDict& tensors) {
   c10::Dict<std::string, at::Tensor> dict;
   for (const auto& [name, tensor] : tensors) {
-    dict.insert(name, tensor.detach().to(torch::kCPU).contiguous());
+    torch::Tensor t = tensor.detach().to(torch::kCPU).contiguous();
+    // A view into a larger buffer (a parameter living in an optimiser's flat arena) would make
+    // the pickle carry the whole buffer: save its own bytes only.
+    if (t.storage().nbytes() != t.nbytes() || t.storage_offset() != 0) t = t.clone();
+    dict.insert(name, t);
   }
   const std::vector<char> bytes = torch::pickle_save(c10::IValue(dict));
   writeFileAtomic(path, std::string(bytes.begin(), bytes.end()));

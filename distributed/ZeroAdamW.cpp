@@ -1,5 +1,7 @@
 #include "distributed/ZeroAdamW.h"
 
+#include <torch/csrc/autograd/utils/lambda_post_hook.h>
+
 #include <cmath>
 
 #include "core/Checkpoint.h"
@@ -37,31 +39,86 @@ ZeroAdamW::ZeroAdamW(const torch::OrderedDict<std::string, torch::Tensor>& named
   expAvgSq_ = torch::zeros({shardSize()}, opts);
 
   if (options_.broadcastAtStart()) broadcastFromRankZero(params_, comm_);
+
+  torch::NoGradGuard noGrad;
+  int64_t offset = 0;
+  received_.assign(params_.size(), 0);
+  for (size_t k = 0; k < params_.size(); ++k) {
+    torch::Tensor& p = params_[k];
+    const int64_t numel = p.numel();
+    // detach(): the same memory without autograd view metadata (see DataParallel's buckets).
+    paramViews_.push_back(flatParams_.narrow(0, offset, numel).view_as(p).detach());
+    gradViews_.push_back(flatGrads_.narrow(0, offset, numel).view_as(p).detach());
+    paramViews_[k].copy_(p);
+    p.set_data(paramViews_[k]);  // the parameter now lives in the arena
+    accumulators_.push_back(torch::autograd::impl::grad_accumulator(p));
+    hookKeys_.push_back(
+        accumulators_[k]->add_post_hook(std::make_unique<torch::autograd::utils::LambdaPostHook>(
+            [this, k](const torch::autograd::variable_list& outputs,
+                      const torch::autograd::variable_list&) {
+              onAccumulated(k);
+              return outputs;
+            })));
+    offset += numel;
+  }
+  zeroGrad();
+}
+
+ZeroAdamW::~ZeroAdamW() {
+  for (size_t k = 0; k < accumulators_.size(); ++k) accumulators_[k]->del_post_hook(hookKeys_[k]);
 }
 
 void ZeroAdamW::checkParametersInSync(int64_t step) { checkInSync(names_, params_, comm_, step); }
 
 void ZeroAdamW::zeroGrad() {
-  for (auto& p : params_) {
-    if (p.grad().defined()) p.mutable_grad().zero_();
+  std::lock_guard<std::mutex> lock(mutex_);
+  torch::NoGradGuard noGrad;
+  flatGrads_.zero_();
+  for (size_t k = 0; k < params_.size(); ++k) params_[k].mutable_grad() = gradViews_[k];
+  received_.assign(params_.size(), 0);
+}
+
+void ZeroAdamW::onAccumulated(size_t k) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  // .grad is normally our view and autograd has just added the gradient into it in place. If it
+  // was reset or replaced, it holds the whole local sum in storage of its own: move it in.
+  torch::Tensor& grad = params_[k].mutable_grad();
+  if (grad.defined() && grad.data_ptr() != gradViews_[k].data_ptr()) {
+    torch::NoGradGuard noGrad;
+    gradViews_[k].copy_(grad);
+    grad = gradViews_[k];
+    ++gradientCopies_;
+  }
+  received_[k] = 1;
+}
+
+// Before a step: every gradient and parameter in its arena. A .grad that someone set without
+// backward counts as a gradient; one that is only our zeroed view, or none, does not.
+void ZeroAdamW::gatherIntoArenas(std::string& missing) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  for (size_t k = 0; k < params_.size(); ++k) {
+    torch::Tensor& p = params_[k];
+    torch::Tensor& grad = p.mutable_grad();
+    const bool ours = grad.defined() && grad.data_ptr() == gradViews_[k].data_ptr();
+    if (grad.defined() && !ours) {
+      gradViews_[k].copy_(grad);
+      grad = gradViews_[k];
+      ++gradientCopies_;
+    } else if (!received_[k]) {
+      missing += (missing.empty() ? "" : ", ") + names_[k];
+    }
+    if (p.data_ptr() != paramViews_[k].data_ptr()) {
+      paramViews_[k].copy_(p);
+      p.set_data(paramViews_[k]);
+      ++parameterCopies_;
+    }
   }
 }
 
 double ZeroAdamW::step() {
   torch::NoGradGuard noGrad;
   std::string missing;
-  int64_t offset = 0;
-  for (size_t k = 0; k < params_.size(); ++k) {
-    const int64_t numel = params_[k].numel();
-    const torch::Tensor& g = params_[k].grad();
-    if (g.defined()) {
-      flatGrads_.narrow(0, offset, numel).view_as(g).copy_(g);
-    } else {
-      missing += (missing.empty() ? "" : ", ") + names_[k];
-    }
-    flatParams_.narrow(0, offset, numel).view_as(params_[k]).copy_(params_[k]);
-    offset += numel;
-  }
+  gatherIntoArenas(missing);
   // Every rank has the same parameters, so every rank finds the same missing ones: they all
   // throw here, before any collective, and nothing hangs.
   LDDPM_CHECK(missing.empty(), "ZeroAdamW: parameter(s) without a gradient at step ", step_ + 1,
@@ -92,12 +149,10 @@ double ZeroAdamW::step() {
   const auto denom = (expAvgSq_.sqrt() / std::sqrt(biasCorrection2)).add_(options_.eps());
   shard.addcdiv_(expAvg_, denom, -lr / biasCorrection1);
 
-  comm_.allgather(flatParams_, shard, counts_)->wait();  // in place: the shard is our slice
-  offset = 0;
-  for (auto& p : params_) {
-    p.copy_(flatParams_.narrow(0, offset, p.numel()).view_as(p));
-    offset += p.numel();
-  }
+  // In place: the shard is our slice, and the parameters are views into the arena.
+  comm_.allgather(flatParams_, shard, counts_)->wait();
+  std::lock_guard<std::mutex> lock(mutex_);
+  received_.assign(params_.size(), 0);  // the next step's gradients are still to come
   return norm;
 }
 

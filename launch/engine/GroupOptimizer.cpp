@@ -110,6 +110,9 @@ class ShardedAdamW final : public GroupOptimizer {
     if (comm_.size() > 1) dist::broadcastFromRankZero(buffers, comm_);
   }
 
+  // The trainer resets every .grad before a step; point them back into the gradient arena so that
+  // backward accumulates there (ZeroAdamW's flat arenas).
+  void beginStep() override { zero_.zeroGrad(); }
   double step(double lr) override {
     zero_.setLr(lr);
     return zero_.step();

@@ -99,6 +99,55 @@ TEST(ZeroAdamWMpi, ShardsCoverTheParametersOnce) {
   EXPECT_EQ(next, total);
 }
 
+// The flat arenas: every parameter and .grad lives in one buffer each and stays in place across
+// steps with nothing copied; a .grad reset by someone else, or a parameter whose storage was
+// replaced (as Module::load does), is moved back once and counted; the result still equals
+// torch::optim::AdamW on the full batch.
+TEST(ZeroAdamWMpi, ParametersAndGradientsLiveInTheArenas) {
+  auto comm = makeCommunicator(Backend::Auto, World::get());
+  const int n = comm->size();
+  const int r = comm->rank();
+  auto reference = makeNet(3);
+  auto net = makeNet(3);
+  torch::optim::AdamW refOpt(reference->parameters(),
+                             torch::optim::AdamWOptions(kLr).weight_decay(kDecay));
+  ZeroAdamW zero(net->named_parameters(), *comm, ZeroAdamWOptions().lr(kLr).weightDecay(kDecay));
+  auto params = net->parameters();
+  const int64_t nParams = static_cast<int64_t>(params.size());
+  std::vector<const void*> paramAt, gradAt;
+  for (int step = 0; step < 4; ++step) {
+    SCOPED_TRACE(step);
+    auto [x, y] = fullBatch(kLocalBatch * n, 200 + static_cast<uint64_t>(step));  // as localLoss
+    refOpt.zero_grad();
+    torch::mse_loss(reference->forward(x), y).backward();
+    refOpt.step();
+    if (step == 1) {
+      for (auto& p : params) p.mutable_grad() = torch::Tensor();  // reset, not zeroGrad()
+    } else {
+      zero.zeroGrad();
+    }
+    if (step == 2) {
+      torch::NoGradGuard noGrad;
+      params[0].set_data(params[0].clone());  // storage replaced, as Module::load does
+    }
+    localLoss(net, step, r, n).backward();
+    zero.step();
+    EXPECT_EQ(zero.gradientCopies(), step >= 1 ? nParams : 0);
+    EXPECT_EQ(zero.parameterCopies(), step >= 2 ? 1 : 0);
+    std::vector<const void*> paramsNow, gradsNow;
+    for (const auto& p : params) {
+      EXPECT_TRUE(p.storage().is_alias_of(zero.parameterArena().storage()));
+      EXPECT_TRUE(p.grad().storage().is_alias_of(zero.gradientArena().storage()));
+      paramsNow.push_back(p.data_ptr());
+      gradsNow.push_back(p.grad().data_ptr());
+    }
+    if (paramAt.empty()) paramAt = paramsNow, gradAt = gradsNow;
+    EXPECT_EQ(paramsNow, paramAt) << "the parameters stay in place";
+    EXPECT_EQ(gradsNow, gradAt) << "the gradients stay in place";
+  }
+  EXPECT_LE(maxRelativeDifference(*net, *reference), 1e-6) << "ZeRO arenas vs torch AdamW";
+}
+
 TEST(ZeroAdamWMpi, StateSavedAndRestoredPerRank) {
   auto comm = makeCommunicator(Backend::Auto, World::get());
   const int n = comm->size();
