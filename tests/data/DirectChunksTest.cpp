@@ -55,12 +55,6 @@ torch::Tensor box(const torch::Tensor& volume, const std::array<std::int64_t, 3>
   return t;
 }
 
-std::string shell(const std::string& cmd) {
-  const auto r = lddpm::testutil::runShell(cmd);
-  EXPECT_EQ(r.code, 0) << cmd << "\n" << r.out;
-  return r.out;
-}
-
 class DirectReads : public ::testing::TestWithParam<Compression> {};
 
 TEST_P(DirectReads, EveryBoxEqualsHdf5sReadAndTheWrittenVolume) {
@@ -108,16 +102,17 @@ INSTANTIATE_TEST_SUITE_P(Compressions, DirectReads,
 
 // Overwrites the stored bytes of the image's first chunk, found by h5py (an independent reader).
 void clobberFirstImageChunk(const std::string& path, const std::string& subject) {
-  const std::string where = shell(std::string(LDDPM_PYTHON) +
-                                  " -c \"import h5py,sys; d=h5py.File(sys.argv[1],'r')"
-                                  "['subjects/" +
-                                  subject +
-                                  "/image']; i=d.id.get_chunk_info_by_coord((0,0,0,0)); "
-                                  "print(i.byte_offset, i.size)\" " +
-                                  path);
-  std::istringstream in(where);
+  const std::string cmd = std::string(LDDPM_PYTHON) +
+                          " -c \"import h5py,sys; d=h5py.File(sys.argv[1],'r')['subjects/" +
+                          subject +
+                          "/image']; i=d.id.get_chunk_info_by_coord((0,0,0,0)); "
+                          "print(i.byte_offset, i.size)\" " +
+                          path;
+  const auto where = lddpm::testutil::runShell(cmd);
+  ASSERT_EQ(where.code, 0) << cmd << "\n" << where.out;
+  std::istringstream in(where.out);
   std::uint64_t offset = 0, bytes = 0;
-  ASSERT_TRUE(in >> offset >> bytes) << where;
+  ASSERT_TRUE(in >> offset >> bytes) << where.out;
   ASSERT_GT(bytes, 0u);
   std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
   f.seekp(static_cast<std::streamoff>(offset));
