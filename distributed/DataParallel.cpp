@@ -1,7 +1,5 @@
 #include "distributed/DataParallel.h"
 
-#include <torch/csrc/autograd/utils/lambda_post_hook.h>
-
 #include <cmath>
 
 #include "core/Error.h"
@@ -101,22 +99,15 @@ DataParallel::DataParallel(const torch::OrderedDict<std::string, torch::Tensor>&
     // detached in place by anyone (an in-place detach of an autograd view is refused).
     views_.push_back(
         buffers_[s.bucket].narrow(0, s.offset, params_[k].numel()).view_as(params_[k]).detach());
-    accumulators_.push_back(torch::autograd::impl::grad_accumulator(params_[k]));
-    hookKeys_.push_back(
-        accumulators_[k]->add_post_hook(std::make_unique<torch::autograd::utils::LambdaPostHook>(
-            [this, k](const torch::autograd::variable_list& outputs,
-                      const torch::autograd::variable_list&) {
-              onAccumulated(k);
-              return outputs;
-            })));
   }
+  hooks_ = std::make_unique<AccumulationHooks>(params_, [this](size_t k) { onAccumulated(k); });
   zeroGrad();
   LDDPM_LOG(Debug) << "DataParallel: " << params_.size() << " parameters in "
                    << bucketParams_.size() << " buckets, " << bytesPerStep() << " bytes per step";
 }
 
 DataParallel::~DataParallel() {
-  for (size_t k = 0; k < params_.size(); ++k) accumulators_[k]->del_post_hook(hookKeys_[k]);
+  hooks_.reset();
   // Collectives still in flight write into our buffers: let them land first.
   for (auto& w : works_) {
     if (!w) continue;

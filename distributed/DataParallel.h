@@ -9,11 +9,13 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
 
 #include "distributed/Communicator.h"
+#include "distributed/ParameterSync.h"
 
 namespace lddpm::dist {
 
@@ -81,10 +83,7 @@ class DataParallel {
   DataParallelOptions options_;
   std::vector<std::string> names_;
   std::vector<torch::Tensor> params_;
-  // Each parameter's AccumulateGrad node, held so that it and our post hook on it live as long as
-  // we do (autograd keeps only a weak reference), and the hook's key for removal.
-  std::vector<std::shared_ptr<torch::autograd::Node>> accumulators_;
-  std::vector<uintptr_t> hookKeys_;
+  std::unique_ptr<AccumulationHooks> hooks_;  // onAccumulated(k) after each gradient
   std::vector<Slot> slots_;
   std::vector<torch::Tensor> views_;  // per parameter: its place in its bucket, its shape
   std::vector<std::vector<size_t>> bucketParams_;

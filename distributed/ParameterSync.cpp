@@ -1,5 +1,7 @@
 #include "distributed/ParameterSync.h"
 
+#include <torch/csrc/autograd/utils/lambda_post_hook.h>
+
 #include "core/Error.h"
 
 namespace lddpm::dist {
@@ -53,6 +55,24 @@ void checkInSync(const std::vector<std::string>& names, const std::vector<torch:
                 "). Ranks must run identical updates: check that every rank calls finish() and "
                 "the optimizer step, with the same options");
   }
+}
+
+AccumulationHooks::AccumulationHooks(const std::vector<torch::Tensor>& params,
+                                     std::function<void(size_t)> onAccumulated) {
+  for (size_t k = 0; k < params.size(); ++k) {
+    nodes_.push_back(torch::autograd::impl::grad_accumulator(params[k]));
+    keys_.push_back(
+        nodes_[k]->add_post_hook(std::make_unique<torch::autograd::utils::LambdaPostHook>(
+            [onAccumulated, k](const torch::autograd::variable_list& outputs,
+                               const torch::autograd::variable_list&) {
+              onAccumulated(k);
+              return outputs;
+            })));
+  }
+}
+
+AccumulationHooks::~AccumulationHooks() {
+  for (size_t k = 0; k < nodes_.size(); ++k) nodes_[k]->del_post_hook(keys_[k]);
 }
 
 }  // namespace lddpm::dist

@@ -6,6 +6,8 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -32,5 +34,22 @@ void broadcastFromRankZero(const std::vector<torch::Tensor>& tensors, Communicat
 // relative tolerance of 1e-9 only absorbs summation-order noise should thread counts differ.
 void checkInSync(const std::vector<std::string>& names, const std::vector<torch::Tensor>& tensors,
                  Communicator& comm, std::int64_t step);
+
+// Calls `onAccumulated(k)` each time autograd has accumulated a gradient into `params[k]`'s .grad
+// (a post-hook on the parameter's AccumulateGrad node); removes the hooks when destroyed. Holds
+// the nodes, of which autograd keeps only a weak reference. How DataParallel and ZeroAdamW keep
+// .grad inside their buffers and learn which parameters received a gradient.
+class AccumulationHooks {
+ public:
+  AccumulationHooks(const std::vector<torch::Tensor>& params,
+                    std::function<void(size_t)> onAccumulated);
+  ~AccumulationHooks();
+  AccumulationHooks(const AccumulationHooks&) = delete;
+  AccumulationHooks& operator=(const AccumulationHooks&) = delete;
+
+ private:
+  std::vector<std::shared_ptr<torch::autograd::Node>> nodes_;
+  std::vector<uintptr_t> keys_;
+};
 
 }  // namespace lddpm::dist

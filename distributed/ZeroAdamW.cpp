@@ -1,7 +1,5 @@
 #include "distributed/ZeroAdamW.h"
 
-#include <torch/csrc/autograd/utils/lambda_post_hook.h>
-
 #include <cmath>
 
 #include "core/Checkpoint.h"
@@ -51,22 +49,13 @@ ZeroAdamW::ZeroAdamW(const torch::OrderedDict<std::string, torch::Tensor>& named
     gradViews_.push_back(flatGrads_.narrow(0, offset, numel).view_as(p).detach());
     paramViews_[k].copy_(p);
     p.set_data(paramViews_[k]);  // the parameter now lives in the arena
-    accumulators_.push_back(torch::autograd::impl::grad_accumulator(p));
-    hookKeys_.push_back(
-        accumulators_[k]->add_post_hook(std::make_unique<torch::autograd::utils::LambdaPostHook>(
-            [this, k](const torch::autograd::variable_list& outputs,
-                      const torch::autograd::variable_list&) {
-              onAccumulated(k);
-              return outputs;
-            })));
     offset += numel;
   }
+  hooks_ = std::make_unique<AccumulationHooks>(params_, [this](size_t k) { onAccumulated(k); });
   zeroGrad();
 }
 
-ZeroAdamW::~ZeroAdamW() {
-  for (size_t k = 0; k < accumulators_.size(); ++k) accumulators_[k]->del_post_hook(hookKeys_[k]);
-}
+ZeroAdamW::~ZeroAdamW() = default;
 
 void ZeroAdamW::checkParametersInSync(int64_t step) { checkInSync(names_, params_, comm_, step); }
 

@@ -24,6 +24,7 @@
 
 #include "core/Checkpoint.h"
 #include "distributed/Communicator.h"
+#include "distributed/ParameterSync.h"
 
 namespace lddpm::dist {
 
@@ -97,11 +98,9 @@ class ZeroAdamW {
   torch::Tensor flatParams_;                           // [total]: every parameter's storage
   torch::Tensor flatGrads_;                            // [total]: every .grad's storage
   std::vector<torch::Tensor> paramViews_, gradViews_;  // per parameter, detached views
-  // Each parameter's AccumulateGrad node (held: autograd keeps a weak reference) and our hook.
-  std::vector<std::shared_ptr<torch::autograd::Node>> accumulators_;
-  std::vector<uintptr_t> hookKeys_;
-  std::vector<char> received_;  // a gradient arrived since zeroGrad()
-  std::mutex mutex_;            // hooks may run on autograd worker threads
+  std::unique_ptr<AccumulationHooks> hooks_;           // onAccumulated(k) after each gradient
+  std::vector<char> received_;                         // a gradient arrived since zeroGrad()
+  std::mutex mutex_;                                   // hooks may run on autograd worker threads
   int64_t gradientCopies_ = 0, parameterCopies_ = 0;
   torch::Tensor shardGrad_;  // [shardSize]
   torch::Tensor expAvg_;     // [shardSize]
