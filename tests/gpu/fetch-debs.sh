@@ -2,7 +2,7 @@
 # Downloads, on a Debian 12 development machine, the packages a GPU machine lacks for the CUDA
 # build (docs/gpu.md): MPI, serial HDF5, Boost.Program_options, nifticlib, nlohmann-json,
 # xxHash, blosc, libpng, GoogleTest and their runtime libraries. tests/gpu/check.sh unpacks them there.
-#   bash tests/gpu/fetch-debs.sh [DIR]      (default .gpu-debs, git-ignored; about 31 MB)
+#   bash tests/gpu/fetch-debs.sh [DIR]      (default .gpu-debs, git-ignored; about 32 MB)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 dir=${1:-$root/.gpu-debs}
