@@ -1,4 +1,6 @@
-// Data-parallel training step on a 3-D U-Net (StandInUNet.h), one core per rank:
+// Data-parallel training step of the real Lesion-DDPM network (models::createModel, the defaults of
+// `lddpm train --model lesion-ddpm` unless --base / --modulation-hidden say otherwise; its
+// diffusion loss on a synthetic batch of --batch volumes per rank), one core per rank:
 //   * overlap: bucket allreduces launched from gradient hooks, run by the communication thread
 //   * no-overlap: the same buckets, all reduced after backward
 //   * comm-in-caller: hooks launch, but collectives run synchronously in the autograd thread
@@ -8,7 +10,9 @@
 // Run it plainly: it measures the 1-rank step in-process (pinned to one core), then starts
 // `mpiexec -n 2 --bind-to core` on itself for the 2-rank modes, alternating for --rounds rounds
 // so both see the same machine weather; the best round of each is reported.
-//   build/tests/bench/distributed/DataParallelBench [--size 32] [--steps 4] [--rounds 2]
+//   build/tests/bench/distributed/DataParallelBench [--size 32] [--batch 2] [--base 16]
+//       [--modulation-hidden 32] [--steps 4] [--warmup 1] [--rounds 2]
+// (Batch 2 per rank: LibTorch 1.13 takes its slow conv3d path at batch 1 on the CPU.)
 #include <sched.h>
 
 #include <array>
@@ -18,42 +22,69 @@
 #include <string>
 
 #include "core/Json.h"
+#include "core/Rng.h"
 #include "core/Timer.h"
 #include "distributed/DataParallel.h"
 #include "distributed/LocalCommunicator.h"
 #include "distributed/MpiCommunicator.h"
 #include "distributed/World.h"
-#include "tests/bench/distributed/StandInUNet.h"
+#include "models/Registry.h"
 
 namespace {
 using namespace lddpm;
 
 struct Settings {
   int64_t size = 32;
+  int64_t batch = 2;
+  int64_t base = models::ModelConfig{}.baseChannels;
+  int64_t modulationHidden = models::ModelConfig{}.modulationHidden;
   int steps = 4;
   int warmup = 1;
   int rounds = 2;
 };
 
-// Mean seconds per step (forward, L1 loss, backward, reduce, AdamW) after `warmup` steps.
-double timeSteps(bench::StandInUNet& net, dist::DataParallel* dp, const Settings& s) {
-  torch::optim::AdamW opt(net->parameters(), torch::optim::AdamWOptions(1e-4));
-  auto x = torch::randn({1, 3, s.size, s.size, s.size});
-  auto y = torch::randn({1, 1, s.size, s.size, s.size});
+using Net = std::shared_ptr<models::ModelImpl>;
+
+Net makeNet(const Settings& s) {
+  torch::manual_seed(0);
+  models::ModelConfig c;
+  c.baseChannels = s.base;
+  c.modulationHidden = s.modulationHidden;
+  return models::createModel(c);
+}
+
+// Mean seconds per step (forward, diffusion loss, backward, reduce, AdamW) after `warmup` steps.
+double timeSteps(models::ModelImpl& net, dist::DataParallel* dp, const Settings& s) {
+  torch::optim::AdamW opt(net.parameters(), torch::optim::AdamWOptions(1e-4));
+  const std::vector<int64_t> one{s.batch, 1, s.size, s.size, s.size};
+  std::vector<int64_t> three = one;
+  three[1] = 3;
+  models::Batch batch;
+  batch.image = torch::rand(one) * 2 - 1;
+  batch.anatomy = (torch::rand(three) > 0.5).to(torch::kFloat32);
+  batch.lesion = (torch::rand(one) > 0.9).to(torch::kFloat32);
   core::Stopwatch watch;
   for (int i = 0; i < s.warmup + s.steps; ++i) {
     if (i == s.warmup) watch.reset();
-    opt.zero_grad();
-    torch::l1_loss(net->forward(x), y).backward();
+    if (dp) {
+      dp->zeroGrad();
+    } else {
+      opt.zero_grad();
+    }
+    models::Generators gens;
+    for (int64_t b = 0; b < s.batch; ++b) {
+      gens.push_back(core::makeCpuGenerator(static_cast<uint64_t>(i * s.batch + b)));
+    }
+    net.loss(batch, gens).total.backward();
     if (dp) dp->finish();
     opt.step();
   }
   return watch.seconds() / s.steps;
 }
 
-int64_t gradientBytes(bench::StandInUNet& net) {
+int64_t gradientBytes(models::ModelImpl& net) {
   int64_t bytes = 0;
-  for (const auto& p : net->parameters()) bytes += p.nbytes();
+  for (const auto& p : net.parameters()) bytes += p.nbytes();
   return bytes;
 }
 
@@ -61,8 +92,7 @@ int64_t gradientBytes(bench::StandInUNet& net) {
 int worker(const Settings& s) {
   dist::World& world = dist::World::get();
   torch::set_num_threads(1);
-  torch::manual_seed(0);
-  bench::StandInUNet net;
+  Net net = makeNet(s);
   dist::MpiCommunicator threaded(world, dist::CommunicatorOptions{600, /*commThread=*/true});
   dist::MpiCommunicator inlined(world, dist::CommunicatorOptions{600, /*commThread=*/false});
   // A synchronous job steps at the pace of its slowest rank: report the maximum over ranks
@@ -72,20 +102,20 @@ int worker(const Settings& s) {
     threaded.allgather(all, torch::tensor({t}, torch::kDouble))->wait();
     return all.max().item<double>();
   };
-  core::Json out{{"ranks", world.size()}, {"grad_bytes", gradientBytes(net)}};
-  out["compute_only"] = slowestRank(timeSteps(net, nullptr, s));
+  core::Json out{{"ranks", world.size()}, {"grad_bytes", gradientBytes(*net)}};
+  out["compute_only"] = slowestRank(timeSteps(*net, nullptr, s));
   {
     dist::DataParallel dp(*net, threaded, dist::DataParallelOptions().overlap(true));
     out["buckets"] = dp.buckets().size();
-    out["overlap"] = slowestRank(timeSteps(net, &dp, s));
+    out["overlap"] = slowestRank(timeSteps(*net, &dp, s));
   }
   {
     dist::DataParallel dp(*net, threaded, dist::DataParallelOptions().overlap(false));
-    out["no_overlap"] = slowestRank(timeSteps(net, &dp, s));
+    out["no_overlap"] = slowestRank(timeSteps(*net, &dp, s));
   }
   {
     dist::DataParallel dp(*net, inlined, dist::DataParallelOptions().overlap(true));
-    out["comm_in_caller"] = slowestRank(timeSteps(net, &dp, s));
+    out["comm_in_caller"] = slowestRank(timeSteps(*net, &dp, s));
   }
   if (world.rank() == 0) std::cout << out.dump() << std::endl;
   return 0;
@@ -101,19 +131,20 @@ double oneRankStep(const Settings& s) {
   CPU_SET(0, &one);
   sched_setaffinity(0, sizeof one, &one);
   torch::set_num_threads(1);
-  torch::manual_seed(0);
-  bench::StandInUNet net;
+  Net net = makeNet(s);
   dist::LocalCommunicator local;
   dist::DataParallel dp(*net, local);
-  const double t = timeSteps(net, &dp, s);
+  const double t = timeSteps(*net, &dp, s);
   sched_setaffinity(0, sizeof saved, &saved);  // mpiexec must not inherit the pinning
   return t;
 }
 
 core::Json twoRankRun(const std::string& self, const Settings& s) {
-  const std::string cmd = std::string(LDDPM_MPIEXEC) + " -n 2 --bind-to core --map-by core " +
-                          self + " --size " + std::to_string(s.size) + " --steps " +
-                          std::to_string(s.steps) + " --warmup " + std::to_string(s.warmup);
+  const std::string cmd =
+      std::string(LDDPM_MPIEXEC) + " -n 2 --bind-to core --map-by core " + self + " --size " +
+      std::to_string(s.size) + " --batch " + std::to_string(s.batch) + " --base " +
+      std::to_string(s.base) + " --modulation-hidden " + std::to_string(s.modulationHidden) +
+      " --steps " + std::to_string(s.steps) + " --warmup " + std::to_string(s.warmup);
   FILE* pipe = popen(cmd.c_str(), "r");
   std::string text;
   std::array<char, 4096> buf{};
@@ -135,6 +166,9 @@ int main(int argc, char** argv) {
     const std::string key = argv[i];
     const long v = std::atol(argv[i + 1]);
     if (key == "--size") s.size = v;
+    if (key == "--batch") s.batch = v;
+    if (key == "--base") s.base = v;
+    if (key == "--modulation-hidden") s.modulationHidden = v;
     if (key == "--steps") s.steps = static_cast<int>(v);
     if (key == "--warmup") s.warmup = static_cast<int>(v);
     if (key == "--rounds") s.rounds = static_cast<int>(v);
@@ -162,11 +196,13 @@ int main(int argc, char** argv) {
     }
   }
   std::printf(
-      "# DataParallelBench: stand-in 3-D U-Net, %.2f M params (%.1f MiB of fp32 gradients, "
-      "%d buckets), input [1, 3, %lld, %lld, %lld], 1 thread per rank, best of %d rounds\n",
+      "# DataParallelBench: Lesion-DDPM (base %lld, modulation hidden %lld), %.2f M params (%.1f "
+      "MiB of fp32 gradients, %d buckets), %lld x %lld^3 per rank, 1 thread per rank, best of %d "
+      "rounds\n",
+      static_cast<long long>(s.base), static_cast<long long>(s.modulationHidden),
       best2["grad_bytes"].get<double>() / 4e6, best2["grad_bytes"].get<double>() / (1 << 20),
-      best2["buckets"].get<int>(), static_cast<long long>(s.size), static_cast<long long>(s.size),
-      static_cast<long long>(s.size), s.rounds);
+      best2["buckets"].get<int>(), static_cast<long long>(s.batch), static_cast<long long>(s.size),
+      s.rounds);
   std::printf("%-34s %10s %22s\n", "mode", "s/step", "weak-scaling eff.");
   std::printf("%-34s %10.3f %22s\n", "1 rank (Local communicator)", best1, "1.000 (reference)");
   for (const char* k : {"compute_only", "overlap", "no_overlap", "comm_in_caller"}) {
