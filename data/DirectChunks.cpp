@@ -12,12 +12,10 @@
 #include <cstring>
 
 #include "core/Error.h"
+#include "data/StoreSchema.h"
 
 namespace lddpm::data {
 namespace {
-
-// Registered HDF5 filter id of blosc (the filter behind lz4/zstd stores, ShardWriter.cpp).
-constexpr H5Z_filter_t kBloscFilter = 32001;
 
 // HDF5's shuffle filter stores byte j of element i at j * n + i; this puts it back.
 void unshuffle(const unsigned char* in, unsigned char* out, std::size_t bytes,
@@ -32,6 +30,24 @@ void unshuffle(const unsigned char* in, unsigned char* out, std::size_t bytes,
 }
 
 }  // namespace
+
+std::vector<std::int64_t> boxShape(const std::vector<hsize_t>& dims,
+                                   const std::array<std::int64_t, 3>& start,
+                                   const std::array<std::int64_t, 3>& size,
+                                   const std::string& where) {
+  const size_t lead = dims.size() - 3;  // 1 for [C, D, H, W], 0 for [D, H, W]
+  std::vector<std::int64_t> shape;
+  if (lead) shape.push_back(static_cast<std::int64_t>(dims[0]));
+  for (size_t i = 0; i < 3; ++i) {
+    if (start[i] < 0 || size[i] <= 0 || static_cast<hsize_t>(start[i] + size[i]) > dims[lead + i]) {
+      throw core::IoError(
+          where, core::strCat("box start ", start[i], " size ", size[i], " outside the grid (",
+                              dims[lead + i], ") on axis ", i));
+    }
+    shape.push_back(size[i]);
+  }
+  return shape;
+}
 
 ShardFile::ShardFile(const std::string& path) : path_(path) {
   fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -220,15 +236,10 @@ void ChunkedDataset::readBox(const ShardFile& file, const std::array<std::int64_
                              const std::array<std::int64_t, 3>& size, void* out,
                              ChunkScratch& scratch) const {
   LDDPM_CHECK(direct(), where_, ": direct read of a dataset that is ", why_);
+  boxShape(dims_, start, size, where_);  // IoError unless the box lies inside the grid
   const std::size_t rank = dims_.size(), lead = rank - 3;
   std::vector<hsize_t> lo(rank, 0), hi(dims_);
   for (std::size_t i = 0; i < 3; ++i) {
-    if (start[i] < 0 || size[i] <= 0 ||
-        static_cast<hsize_t>(start[i] + size[i]) > dims_[lead + i]) {
-      throw core::IoError(
-          where_, core::strCat("box start ", start[i], " size ", size[i], " outside the grid (",
-                               dims_[lead + i], ") on axis ", i));
-    }
     lo[lead + i] = static_cast<hsize_t>(start[i]);
     hi[lead + i] = static_cast<hsize_t>(start[i] + size[i]);
   }

@@ -16,6 +16,14 @@
 
 namespace lddpm::data {
 
+// The shape of the box [start, start + size) of the last three axes of a 3-D or 4-D dataset of
+// `dims` (with all of a leading channel axis); IoError naming `where` when the box is not inside
+// the grid.
+std::vector<std::int64_t> boxShape(const std::vector<hsize_t>& dims,
+                                   const std::array<std::int64_t, 3>& start,
+                                   const std::array<std::int64_t, 3>& size,
+                                   const std::string& where);
+
 // A read-only file descriptor of the shard, shared by the datasets of one reader (pread only, so
 // no shared file offset). Closes on destruction.
 class ShardFile {

@@ -18,26 +18,6 @@ std::array<T, N> toArray(const std::vector<T>& v, const std::string& context, co
   return out;
 }
 
-// The shape of a box of a 3-D or 4-D (channel-first, all channels) dataset; IoError naming
-// `where` when the box is not inside the grid.
-std::vector<std::int64_t> boxShape(const std::vector<hsize_t>& dims,
-                                   const std::array<std::int64_t, 3>& start,
-                                   const std::array<std::int64_t, 3>& size,
-                                   const std::string& where) {
-  const size_t lead = dims.size() - 3;  // 1 for [C, D, H, W], 0 for [D, H, W]
-  std::vector<std::int64_t> shape;
-  if (lead) shape.push_back(static_cast<std::int64_t>(dims[0]));
-  for (size_t i = 0; i < 3; ++i) {
-    if (start[i] < 0 || size[i] <= 0 || static_cast<hsize_t>(start[i] + size[i]) > dims[lead + i]) {
-      throw core::IoError(
-          where, core::strCat("box start ", start[i], " size ", size[i], " outside the grid (",
-                              dims[lead + i], ") on axis ", i));
-    }
-    shape.push_back(size[i]);
-  }
-  return shape;
-}
-
 // Reads a box through HDF5 (H5Dread of a hyperslab) into `out` (contiguous, boxShape's shape).
 void readBoxHdf5(hid_t dataset, hid_t memType, const std::array<std::int64_t, 3>& start,
                  const std::array<std::int64_t, 3>& size, void* out, const std::string& where) {

@@ -1,6 +1,7 @@
 // Shard writing: see ShardWriter.h and docs/store.md.
 #include "data/ShardWriter.h"
 
+#include <blosc.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -11,11 +12,6 @@
 
 namespace lddpm::data {
 namespace {
-
-// Blosc filter id registered with The HDF Group; Debian's hdf5-filter-plugin-blosc-serial
-// provides it and HDF5 loads it from its default plugin folder.
-constexpr H5Z_filter_t kBloscFilter = 32001;
-constexpr unsigned kBloscLz4 = 1, kBloscZstd = 5;  // blosc compressor codes (blosc.h)
 
 h5::Handle creationPlist(const std::vector<hsize_t>& chunk, const StorageOptions& storage,
                          const std::string& context) {
@@ -32,7 +28,7 @@ h5::Handle creationPlist(const std::vector<hsize_t>& chunk, const StorageOptions
     case Compression::Lz4:
     case Compression::Zstd: {
       // cd_values[0..3] are filled in by the filter's set_local; 4: level, 5: byte shuffle on.
-      const unsigned codec = storage.compression == Compression::Lz4 ? kBloscLz4 : kBloscZstd;
+      const unsigned codec = storage.compression == Compression::Lz4 ? BLOSC_LZ4 : BLOSC_ZSTD;
       const unsigned cd[7] = {0, 0, 0, 0, 5, 1, codec};
       if (H5Zfilter_avail(kBloscFilter) <= 0) {
         H5Eclear2(H5E_DEFAULT);

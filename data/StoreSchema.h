@@ -25,6 +25,9 @@ enum TissueLabel : std::uint8_t { kBackground = 0, kCsf = 1, kGreyMatter = 2, kW
 std::string shardFileName(int shardIndex);
 
 enum class Compression { None, Deflate, Lz4, Zstd };
+// HDF5 filter id of blosc, registered with The HDF Group: the filter of lz4/zstd shards (Debian's
+// hdf5-filter-plugin-blosc-serial writes them; the loader decodes them with libblosc itself).
+inline constexpr int kBloscFilter = 32001;
 Compression parseCompression(const std::string& name);  // UsageError naming --compression
 std::string compressionName(Compression compression);
 
