@@ -71,14 +71,18 @@ void ZeroAdamW::onAccumulated(size_t k) {
   std::lock_guard<std::mutex> lock(mutex_);
   // .grad is normally our view and autograd has just added the gradient into it in place. If it
   // was reset or replaced, it holds the whole local sum in storage of its own: move it in.
-  torch::Tensor& grad = params_[k].mutable_grad();
-  if (grad.defined() && grad.data_ptr() != gradViews_[k].data_ptr()) {
-    torch::NoGradGuard noGrad;
-    gradViews_[k].copy_(grad);
-    grad = gradViews_[k];
-    ++gradientCopies_;
-  }
+  adoptGradient(k);
   received_[k] = 1;
+}
+
+bool ZeroAdamW::adoptGradient(size_t k) {
+  torch::Tensor& grad = params_[k].mutable_grad();
+  if (!grad.defined() || grad.data_ptr() == gradViews_[k].data_ptr()) return false;
+  torch::NoGradGuard noGrad;
+  gradViews_[k].copy_(grad);
+  grad = gradViews_[k];
+  ++gradientCopies_;
+  return true;
 }
 
 // Before a step: every gradient and parameter in its arena. A .grad that someone set without
@@ -87,13 +91,7 @@ void ZeroAdamW::gatherIntoArenas(std::string& missing) {
   std::lock_guard<std::mutex> lock(mutex_);
   for (size_t k = 0; k < params_.size(); ++k) {
     torch::Tensor& p = params_[k];
-    torch::Tensor& grad = p.mutable_grad();
-    const bool ours = grad.defined() && grad.data_ptr() == gradViews_[k].data_ptr();
-    if (grad.defined() && !ours) {
-      gradViews_[k].copy_(grad);
-      grad = gradViews_[k];
-      ++gradientCopies_;
-    } else if (!received_[k]) {
+    if (!adoptGradient(k) && !received_[k]) {
       missing += (missing.empty() ? "" : ", ") + names_[k];
     }
     if (p.data_ptr() != paramViews_[k].data_ptr()) {

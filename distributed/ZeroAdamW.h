@@ -91,8 +91,10 @@ class ZeroAdamW {
   std::vector<torch::Tensor> params_;
   std::vector<int64_t> counts_;
   std::vector<int64_t> offsets_;
-  // Moves a gradient or parameter that left its arena back into it.
   void onAccumulated(size_t k);
+  // Moves a .grad that holds values outside its arena slot into it and re-points it; true when it
+  // did (counted in gradientCopies_). Caller holds mutex_.
+  bool adoptGradient(size_t k);
   void gatherIntoArenas(std::string& missing);
 
   torch::Tensor flatParams_;                           // [total]: every parameter's storage
