@@ -1,11 +1,13 @@
 // Logging prefixes and rank filtering, progress lines, seed derivation and JSON files.
 #include <gtest/gtest.h>
+#include <malloc.h>
 
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <set>
 
+#include "core/Allocator.h"
 #include "core/Error.h"
 #include "core/Json.h"
 #include "core/Log.h"
@@ -21,6 +23,18 @@ struct LogGuard {
   LogConfig saved = Log::config();
   ~LogGuard() { Log::configure(saved); }
 };
+
+// glibc counts the blocks it serves with mmap (mallinfo2().hblks): after the tuning none is, even
+// one far above the largest threshold glibc accepts (32 MiB), so freeing it keeps its pages.
+TEST(Allocator, LargeBlocksComeFromTheHeapNotFromMmap) {
+  ASSERT_EQ(std::getenv("MALLOC_MMAP_MAX_"), nullptr) << "the test needs glibc's defaults";
+  tuneAllocatorForTensors();
+  const std::size_t before = mallinfo2().hblks;
+  void* block = std::malloc(std::size_t{96} << 20);
+  ASSERT_NE(block, nullptr);
+  EXPECT_EQ(mallinfo2().hblks, before);
+  std::free(block);
+}
 
 TEST(Log, RankZeroOnlyByDefault) {
   LogGuard g;

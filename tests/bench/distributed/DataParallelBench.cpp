@@ -21,6 +21,7 @@
 #include <iostream>
 #include <string>
 
+#include "core/Allocator.h"
 #include "core/Json.h"
 #include "core/Rng.h"
 #include "core/Timer.h"
@@ -160,6 +161,7 @@ core::Json twoRankRun(const std::string& self, const Settings& s) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  core::tuneAllocatorForTensors();  // the allocator `lddpm` runs with (core/Allocator.h)
   dist::World& world = dist::World::init(&argc, &argv);
   Settings s;
   for (int i = 1; i + 1 < argc; i += 2) {

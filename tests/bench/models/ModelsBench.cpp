@@ -28,6 +28,7 @@
 #include <c10/cuda/CUDACachingAllocator.h>
 #endif
 
+#include "core/Allocator.h"
 #include "core/Error.h"
 #include "core/Json.h"
 #include "core/Options.h"
@@ -443,6 +444,7 @@ int runCheckpoint(const Settings& s) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  core::tuneAllocatorForTensors();  // the allocator `lddpm` runs with (core/Allocator.h)
   Settings s;
   std::string mode = "flops", gridText;
   core::po::options_description desc("ModelsBench");
