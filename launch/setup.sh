@@ -12,8 +12,11 @@ PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config
   # the format check of the test command (tests/format.sh)
   clang-format libasan8 libubsan1 libtsan2
-  # LibTorch 1.13 (CPU, oneDNN) and Python's torch for cross-checks of exported weights
-  libtorch-dev python3-torch
+  # LibTorch 1.13 (CPU, oneDNN) and Python's torch for cross-checks of exported weights; an
+  # optimised BLAS for their matrix products (attention, linear layers): both link the generic
+  # libblas.so.3, which is Debian's reference implementation unless one is installed (docs/facts.md).
+  # The OpenMP build shares LibTorch's threads and runs single-threaded inside its parallel regions.
+  libtorch-dev python3-torch libopenblas0-openmp
   # MPI: headers, the launcher, and the PMIx plugin path used by srun
   libopenmpi-dev openmpi-bin
   # HDF5 1.10 serial + tools, and the blosc filter plugin (lz4/zstd compression of shards)

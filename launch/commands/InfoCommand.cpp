@@ -23,11 +23,13 @@ int runInfo(const CommandContext& context) {
   if (world.rank() != 0) return 0;
 
   const core::BuildInfo build = core::buildInfo();
+  const core::BlasLibrary blas = core::blasLibrary();
   if (json) {
     core::Json out;
     out["version"] = build.version;
     out["torch"] = build.torchVersion;
     out["backends"] = {{"mpi", build.mpi}, {"cuda", build.cuda}, {"nccl", build.nccl}};
+    out["blas"] = {{"name", blas.name}, {"path", blas.path}, {"reference", blas.reference}};
     out["world_size"] = world.size();
     out["launched_by_mpi"] = world.usesMpi();
     core::Json table = core::Json::array();
@@ -43,10 +45,17 @@ int runInfo(const CommandContext& context) {
     return 0;
   }
   std::cout << core::versionLine() << "\n"
+            << "BLAS: " << blas.name << (blas.path.empty() ? "" : " (" + blas.path + ")") << "\n"
             << "world size " << world.size() << (world.usesMpi() ? " (MPI)" : " (no launcher)")
             << "\n\n"
             << dist::formatRankTable(ranks);
   for (const auto& problem : dist::launchProblems(ranks)) LDDPM_LOG(Warn) << problem;
+  if (blas.reference) {
+    LDDPM_LOG(Warn)
+        << "LibTorch runs on the reference BLAS (" << blas.path
+        << "): attention and linear layers run several times slower; install an optimised one "
+           "(Debian: libopenblas0-openmp, which launch/setup.sh installs)";
+  }
   return 0;
 }
 

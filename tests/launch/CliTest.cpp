@@ -102,6 +102,34 @@ TEST(Cli, ConfigFileIsReadAndCommandLineWins) {
   EXPECT_NE(typo.out.find("threds"), std::string::npos) << typo.out;
 }
 
+// The BLAS `lddpm info` names is the file the dynamic linker resolves libblas.so.3 to (ldd,
+// links followed: an independent answer); on Debian's reference BLAS, wherever it is installed
+// beside an optimised one, it says so and warns.
+TEST(Cli, InfoNamesTheBlasTheLinkerResolved) {
+  const auto ldd = lddpm::testutil::runShell(std::string("readlink -f \"$(ldd ") + LDDPM_BINARY +
+                                             " | awk '$1 == \"libblas.so.3\" {print $3}')\"");
+  ASSERT_EQ(ldd.code, 0) << ldd.out;
+  const std::string resolved = ldd.out.substr(0, ldd.out.find('\n'));
+  ASSERT_FALSE(resolved.empty());
+  const Result info = run("info --json", false);
+  ASSERT_EQ(info.code, 0) << info.out;
+  EXPECT_NE(info.out.find("\"path\": \"" + resolved + "\""), std::string::npos) << resolved << "\n"
+                                                                                << info.out;
+
+  const std::filesystem::path reference = "/usr/lib/x86_64-linux-gnu/blas/libblas.so.3";
+  if (!std::filesystem::exists(reference)) GTEST_SKIP() << "no reference BLAS installed";
+  const Result plain = run("info", true);
+  const auto forced = lddpm::testutil::runShell(
+      "LD_LIBRARY_PATH=" + reference.parent_path().string() + " " + LDDPM_BINARY + " info 2>&1");
+  EXPECT_EQ(forced.code, 0) << forced.out;
+  EXPECT_NE(forced.out.find("BLAS: reference BLAS"), std::string::npos) << forced.out;
+  EXPECT_NE(forced.out.find("warning: LibTorch runs on the reference BLAS"), std::string::npos)
+      << forced.out;
+  EXPECT_EQ(plain.out.find("reference BLAS") != std::string::npos,
+            resolved.find("/blas/libblas.so") != std::string::npos)
+      << plain.out;
+}
+
 TEST(Cli, MpiWorldOfTwoReportedOnce) {
   const auto [code, out] = lddpm::testutil::runShell(
       lddpm::testutil::mpiexecPrefix(LDDPM_MPIEXEC, 2) + LDDPM_BINARY + " info 2>&1");
