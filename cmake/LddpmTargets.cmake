@@ -65,7 +65,8 @@ endfunction()
 #   One gtest binary per *Test.cpp. Without NP it is a plain test run by ctest; with NP each count
 #   registers `mpiexec -n <count> --oversubscribe <binary>` with the label `mpi` (runs as root).
 #   SANITIZE lists the sanitizer builds that build and run it too (label asan / tsan there); a
-#   sanitizer build defines no other test, so it compiles only what these tests need.
+#   sanitizer build defines no other test, so it compiles only what these tests need
+#   (LDDPM_SANITIZE_ONLY narrows that to the tests it names: the asan-quick tree).
 function(lddpm_add_test source)
   cmake_parse_arguments(A "" "TIMEOUT" "LIBS;NP;LABELS;SANITIZE" ${ARGN})
   get_filename_component(name ${source} NAME_WE)
@@ -77,7 +78,7 @@ function(lddpm_add_test source)
     if(LDDPM_SANITIZE STREQUAL "thread")
       set(label tsan)
     endif()
-    if(label IN_LIST A_SANITIZE)
+    if(label IN_LIST A_SANITIZE AND (NOT LDDPM_SANITIZE_ONLY OR name IN_LIST LDDPM_SANITIZE_ONLY))
       list(APPEND A_LABELS ${label})
       set(san_env ${LDDPM_SANITIZER_ENV})
       set(san_mpi_env ${LDDPM_SANITIZER_MPI_ENV})
