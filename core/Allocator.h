@@ -10,7 +10,7 @@
 // second step reuse the first step's pages. Blocks above 32 MiB (an attention matrix of 16^3
 // tokens is 64 MiB; whole-volume activations of the paper's network are hundreds) cannot be kept
 // by any threshold, so malloc does not use mmap at all: sampling the end-to-end tests' tiny
-// network, whose attention runs at 16^3 tokens, went from 5.1 to 2.7 s per volume. Memory is
+// network, whose attention runs at 16^3 tokens, went from 5.4 to 2.8 s per volume. Memory is
 // returned to the system at exit rather than between steps; blocks freed in the heap are reused.
 namespace lddpm::core {
 
