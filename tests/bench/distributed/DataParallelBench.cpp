@@ -30,6 +30,7 @@
 #include "distributed/MpiCommunicator.h"
 #include "distributed/World.h"
 #include "models/Registry.h"
+#include "tests/bench/models/SyntheticBatch.h"
 
 namespace {
 using namespace lddpm;
@@ -57,13 +58,7 @@ Net makeNet(const Settings& s) {
 // Mean seconds per step (forward, diffusion loss, backward, reduce, AdamW) after `warmup` steps.
 double timeSteps(models::ModelImpl& net, dist::DataParallel* dp, const Settings& s) {
   torch::optim::AdamW opt(net.parameters(), torch::optim::AdamWOptions(1e-4));
-  const std::vector<int64_t> one{s.batch, 1, s.size, s.size, s.size};
-  std::vector<int64_t> three = one;
-  three[1] = 3;
-  models::Batch batch;
-  batch.image = torch::rand(one) * 2 - 1;
-  batch.anatomy = (torch::rand(three) > 0.5).to(torch::kFloat32);
-  batch.lesion = (torch::rand(one) > 0.9).to(torch::kFloat32);
+  const models::Batch batch = bench::syntheticBatch(s.batch, {s.size, s.size, s.size});
   core::Stopwatch watch;
   for (int i = 0; i < s.warmup + s.steps; ++i) {
     if (i == s.warmup) watch.reset();
@@ -83,12 +78,6 @@ double timeSteps(models::ModelImpl& net, dist::DataParallel* dp, const Settings&
   return watch.seconds() / s.steps;
 }
 
-int64_t gradientBytes(models::ModelImpl& net) {
-  int64_t bytes = 0;
-  for (const auto& p : net.parameters()) bytes += p.nbytes();
-  return bytes;
-}
-
 // Under mpiexec: every 2-rank mode, slowest rank; rank 0 prints one JSON line.
 int worker(const Settings& s) {
   dist::World& world = dist::World::get();
@@ -103,7 +92,8 @@ int worker(const Settings& s) {
     threaded.allgather(all, torch::tensor({t}, torch::kDouble))->wait();
     return all.max().item<double>();
   };
-  core::Json out{{"ranks", world.size()}, {"grad_bytes", gradientBytes(*net)}};
+  core::Json out{{"ranks", world.size()},
+                 {"grad_bytes", net->parameterCount() * int64_t{sizeof(float)}}};
   out["compute_only"] = slowestRank(timeSteps(*net, nullptr, s));
   {
     dist::DataParallel dp(*net, threaded, dist::DataParallelOptions().overlap(true));

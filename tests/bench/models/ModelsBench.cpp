@@ -39,6 +39,7 @@
 #include "models/Diffusion.h"
 #include "models/DiffusionModel.h"
 #include "models/Registry.h"
+#include "tests/bench/models/SyntheticBatch.h"
 
 namespace {
 using namespace lddpm;
@@ -204,17 +205,10 @@ std::shared_ptr<DiffusionModelImpl> makeModel(const Settings& s,
 }
 
 Batch makeBatch(const Settings& s) {
-  const std::vector<std::int64_t> grid = s.volume();
-  const auto shape = [&](std::int64_t channels) {
-    return std::vector<std::int64_t>{s.batch, channels, grid[0], grid[1], grid[2]};
-  };
-  Batch b;
-  b.image = (torch::rand(shape(1)) * 2 - 1).to(s.where());
-  b.anatomy = (torch::rand(shape(3)) > 0.5).to(s.where(), torch::kFloat32);
-  b.lesion = (torch::rand(shape(1)) > 0.9).to(s.where(), torch::kFloat32);
-  if (s.channelsLast) {
-    for (auto* t : {&b.image, &b.anatomy, &b.lesion})
-      *t = t->contiguous(torch::MemoryFormat::ChannelsLast3d);
+  Batch b = bench::syntheticBatch(s.batch, s.volume());
+  for (auto* t : {&b.image, &b.anatomy, &b.lesion}) {
+    *t = t->to(s.where());
+    if (s.channelsLast) *t = t->contiguous(torch::MemoryFormat::ChannelsLast3d);
   }
   return b;
 }
