@@ -2,7 +2,8 @@
 // patches directly (data/DirectChunks.h) and through H5Dread, against the raw read rate of the
 // shard files from page cache, and the process's peak RSS. The configurations alternate within
 // each round; the best round of each is printed last with the 2-vs-1-thread speed-up.
-//   LoaderBench STORE [batches=30] [patch=64] [rounds=1]
+//   LoaderBench STORE [batches=30] [patch=64] [rounds=1] [paths=both|direct|hdf5]
+// (one path alone: e.g. to profile it with `perf record`).
 // docs/BENCHMARKS.md ("Data") has the figures.
 #include <sys/resource.h>
 
@@ -50,7 +51,7 @@ long peakRssMB() {
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::cerr << "usage: LoaderBench STORE [batches] [patch] [rounds]\n";
+    std::cerr << "usage: LoaderBench STORE [batches] [patch] [rounds] [both|direct|hdf5]\n";
     return 2;
   }
   const std::string store = argv[1];
@@ -58,12 +59,16 @@ int main(int argc, char** argv) {
   const std::int64_t patch = argc > 3 ? std::atoll(argv[3]) : 64;
   torch::set_num_threads(1);
   const int rounds = argc > 4 ? std::atoi(argv[4]) : 1;
+  const std::string paths = argc > 5 ? argv[5] : "both";
+  std::vector<bool> directs;
+  if (paths != "direct") directs.push_back(false);
+  if (paths != "hdf5") directs.push_back(true);
   const double raw = rawReadMBps(store);
   std::cout << "raw read from page cache (best of 5 passes): " << raw << " MB/s\n";
   std::map<std::pair<bool, int>, double> best;  // (direct, threads) -> patches/s
   double mbPerPatch = 0;
   for (int round = 1; round <= rounds; ++round) {
-    for (bool direct : {false, true}) {
+    for (bool direct : directs) {
       for (int threads : {0, 1, 2}) {
         data::LoaderOptions o;
         o.store = store;
@@ -96,7 +101,7 @@ int main(int argc, char** argv) {
     }
   }
   std::cout << "best of " << rounds << " round(s), " << mbPerPatch << " MB per patch delivered:\n";
-  for (bool direct : {false, true}) {
+  for (bool direct : directs) {
     std::cout << (direct ? "direct" : "hdf5  ");
     for (int threads : {0, 1, 2}) {
       const double r = best[{direct, threads}];
