@@ -4,6 +4,7 @@
 //   --mode step        median training-step time only (unet_reference.py calls this to compare)
 //   --mode profile     one warm step under the autograd profiler: a Chrome trace (profile_ops.py)
 //   --mode sample      DDIM seconds per volume, the models' direct oneDNN conv3d vs ATen's own
+//   --mode profile-sample  one warm DDIM sample (direct path) under the autograd profiler
 //                      kernel choice (models/Conv3d.h), interleaved in this process
 // FLOPs are counted from the conv shapes: 2·Cin·Cout·k³ per output voxel forward, x3 for
 // forward + backward. Memory is counted exactly by a wrapper around LibTorch's CPU allocator
@@ -348,24 +349,56 @@ int runFlops(const Settings& s) {
 // round of each, with every weight moved by N(0, 0.05²) so that no layer is zero. Reports seconds
 // per volume of each, their ratio, and the largest difference between the two paths' volumes (the
 // same noise: a rounding-level figure).
-int runSample(const Settings& s) {
+// The demo network as a trained one samples: in eval mode, every layer carrying weight.
+auto makeSamplingModel(const Settings& s) {
   auto model = makeModel(s, "");
   model->eval();
   {  // the zero-initialised layers (output convs, γ/β) carry weight, as in a trained model
     torch::NoGradGuard noGrad;
     for (auto& p : model->parameters()) p.add_(torch::randn_like(p) * 0.05);
   }
+  return model;
+}
+
+SamplerOptions ddimOptions(const Settings& s) {
+  return SamplerOptions()
+      .kind(SamplerKind::Ddim)
+      .steps(s.sampleSteps)
+      .eta(1.0)
+      .spacing(Spacing::Quadratic);
+}
+
+Generators caseGenerators(const Settings& s) {
+  Generators gens;
+  for (std::int64_t i = 0; i < s.batch; ++i)
+    gens.push_back(core::makeCpuGenerator(static_cast<std::uint64_t>(i)));
+  return gens;
+}
+
+int runProfileSample(const Settings& s) {
+  auto model = makeSamplingModel(s);
   const Batch batch = makeBatch(s);
-  const auto sampler = SamplerOptions()
-                           .kind(SamplerKind::Ddim)
-                           .steps(s.sampleSteps)
-                           .eta(1.0)
-                           .spacing(Spacing::Quadratic);
+  Generators warm = caseGenerators(s), gens = caseGenerators(s);
+  model->synthesize(batch, ddimOptions(s), warm);  // warm: oneDNN primitives
+  double seconds = 0;
+  {
+    torch::autograd::profiler::RecordProfile profile(s.trace);
+    core::Stopwatch watch;
+    model->synthesize(batch, ddimOptions(s), gens);
+    seconds = watch.seconds();
+  }
+  core::Json out{{"sample_s", seconds}, {"params", model->parameterCount()}, {"trace", s.trace}};
+  std::cout << (s.json ? out.dump() : out.dump(2)) << "\n";
+  return 0;
+}
+
+int runSample(const Settings& s) {
+  auto model = makeSamplingModel(s);
+  const Batch batch = makeBatch(s);
+  const auto sampler = ddimOptions(s);
   const auto once = [&](bool direct, double* seconds) {
     setDirectOneDnn(direct);
-    Generators gens;
-    for (std::int64_t i = 0; i < s.batch; ++i)
-      gens.push_back(core::makeCpuGenerator(static_cast<std::uint64_t>(i)));
+    Generators gens = caseGenerators(s);
     sync(s);
     core::Stopwatch watch;
     torch::Tensor x = model->synthesize(batch, sampler, gens);
@@ -482,7 +515,8 @@ int main(int argc, char** argv) {
     if (s.device == "cuda" && !torch::cuda::is_available())
       throw core::UsageError("--device cuda: no CUDA device");
     if (!gridText.empty()) {
-      if (mode != "sample") throw core::UsageError("--grid: for --mode sample only");
+      if (mode != "sample" && mode != "profile-sample")
+        throw core::UsageError("--grid: for --mode sample and profile-sample only");
       s.grid = parseIntList(gridText, "--grid");
       if (s.grid.size() != 3) throw core::UsageError("--grid: want D,H,W, got " + gridText);
     }
@@ -493,6 +527,7 @@ int main(int argc, char** argv) {
     if (mode == "step") return runStep(s);
     if (mode == "profile") return runProfile(s);
     if (mode == "sample") return runSample(s);
+    if (mode == "profile-sample") return runProfileSample(s);
     std::cerr << "ModelsBench: unknown --mode " << mode << "\n";
     return 2;
   } catch (const std::exception& e) {
