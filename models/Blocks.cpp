@@ -43,9 +43,17 @@ torch::Tensor TimestepEmbeddingImpl::forward(const torch::Tensor& t, const torch
   return fc2_(torch::silu(fc1_(sinusoidalEmbedding(t, dim_, like))));
 }
 
-torch::Tensor modulate(const torch::Tensor& h, const torch::Tensor& gammaBeta) {
+ModulationMaps modulationMaps(const torch::Tensor& gammaBeta) {
   const auto gb = gammaBeta.chunk(2, /*dim=*/1);
-  return h * (1 + gb[0]) + gb[1];
+  return {1 + gb[0], gb[1]};
+}
+
+torch::Tensor modulate(const torch::Tensor& h, const ModulationMaps& maps) {
+  return h * maps.scale + maps.shift;
+}
+
+torch::Tensor modulate(const torch::Tensor& h, const torch::Tensor& gammaBeta) {
+  return modulate(h, modulationMaps(gammaBeta));
 }
 
 MaskModulationImpl::MaskModulationImpl(std::int64_t channels, std::int64_t maskChannels,
@@ -55,8 +63,12 @@ MaskModulationImpl::MaskModulationImpl(std::int64_t channels, std::int64_t maskC
   detail::zeroParameters(*gammaBeta_);
 }
 
+ModulationMaps MaskModulationImpl::maps(const torch::Tensor& mask) {
+  return modulationMaps(gammaBeta_(torch::silu(shared_(mask))));
+}
+
 torch::Tensor MaskModulationImpl::forward(const torch::Tensor& h, const torch::Tensor& mask) {
-  return modulate(h, gammaBeta_(torch::silu(shared_(mask))));
+  return modulate(h, maps(mask));
 }
 
 MaskEmbeddingImpl::MaskEmbeddingImpl(std::int64_t maskChannels, std::int64_t hidden) {
@@ -103,30 +115,51 @@ torch::Tensor ResBlock3DImpl::shortcut(const torch::Tensor& x) {
 
 torch::Tensor ResBlock3DImpl::branch(const torch::Tensor& x, const torch::Tensor& emb,
                                      const torch::Tensor& mask) {
-  const bool perBlock = !mod1_.is_empty(), shared = !modGammaBeta_.is_empty();
-  LDDPM_CHECK(!(perBlock || shared) || mask.defined(),
-              "ResBlock3D: built with mask modulation but no mask given");
+  return branchWith(x, emb, mask, nullptr);
+}
+
+torch::Tensor ResBlock3DImpl::forward(const torch::Tensor& x, const torch::Tensor& emb,
+                                      const Maps& maps) {
+  return shortcut(x) + branchWith(x, emb, {}, &maps);
+}
+
+ResBlock3DImpl::Maps ResBlock3DImpl::modulationMaps(const torch::Tensor& mask) {
+  LDDPM_CHECK(modulated(), "ResBlock3D: modulation maps of a block without mask modulation");
+  LDDPM_CHECK(mask.defined(), "ResBlock3D: built with mask modulation but no mask given");
+  if (!mod1_.is_empty()) return {mod1_->maps(mask), mod2_->maps(mask)};
+  LDDPM_CHECK(mask.size(1) == options_.modulationHidden(), "ResBlock3D: expected the level's ",
+              options_.modulationHidden(), "-channel mask embedding, got ", mask.sizes());
+  const auto gammaBeta =
+      modGammaBeta_(mask).split({2 * options_.inChannels(), 2 * options_.outChannels()}, /*dim=*/1);
+  return {models::modulationMaps(gammaBeta[0]), models::modulationMaps(gammaBeta[1])};
+}
+
+torch::Tensor ResBlock3DImpl::branchWith(const torch::Tensor& x, const torch::Tensor& emb,
+                                         const torch::Tensor& mask, const Maps* maps) {
   LDDPM_CHECK(embProj_.is_empty() || emb.defined(),
               "ResBlock3D: built with a timestep embedding but none given");
-  std::vector<torch::Tensor> gammaBeta;  // shared embedding: {[γ1, β1], [γ2, β2]}
-  if (shared) {
-    LDDPM_CHECK(mask.size(1) == options_.modulationHidden(), "ResBlock3D: expected the level's ",
-                options_.modulationHidden(), "-channel mask embedding, got ", mask.sizes());
-    gammaBeta = modGammaBeta_(mask).split({2 * options_.inChannels(), 2 * options_.outChannels()},
-                                          /*dim=*/1);
+  LDDPM_CHECK(maps == nullptr || modulated(), "ResBlock3D: modulation maps given to a block ",
+              "without mask modulation");
+  // Per-block modulation computes each site's maps where it is used (as the checkpointed and
+  // plain networks always have); the shared embedding's one 1x1 convolution gives both at once.
+  Maps own;
+  if (maps == nullptr && !modGammaBeta_.is_empty()) {
+    own = modulationMaps(mask);
+    maps = &own;
   }
-  auto h = norm1_(x);
-  if (perBlock) h = mod1_(h, mask);
-  if (shared) h = modulate(h, gammaBeta[0]);
+  const auto site = [&](torch::Tensor h, int i) {
+    if (maps != nullptr) return modulate(h, (*maps)[static_cast<std::size_t>(i)]);
+    if (mod1_.is_empty()) return h;
+    LDDPM_CHECK(mask.defined(), "ResBlock3D: built with mask modulation but no mask given");
+    return i == 0 ? mod1_(h, mask) : mod2_(h, mask);
+  };
+  auto h = site(norm1_(x), 0);
   h = conv1_(torch::silu(h));
   if (!embProj_.is_empty()) {
     const auto e = embProj_(torch::silu(emb));  // [B, Cout]
     h = h + e.view({e.size(0), e.size(1), 1, 1, 1});
   }
-  h = norm2_(h);
-  if (perBlock) h = mod2_(h, mask);
-  if (shared) h = modulate(h, gammaBeta[1]);
-  h = torch::silu(h);
+  h = torch::silu(site(norm2_(h), 1));
   if (options_.dropout() > 0) h = torch::dropout(h, options_.dropout(), is_training());
   return conv2_(h);
 }

@@ -4,6 +4,7 @@
 // self-attention. Every tensor a block creates takes its options from the block's input.
 #include <torch/torch.h>
 
+#include <array>
 #include <cstdint>
 
 #include "models/Conv3d.h"
@@ -29,7 +30,16 @@ class TimestepEmbeddingImpl : public torch::nn::Module {
 };
 TORCH_MODULE(TimestepEmbedding);
 
-// h [B, C, D, H, W] -> h * (1 + γ) + β, where gammaBeta = [γ, β] along channels ([B, 2C, ...]).
+// One modulation site's maps, h -> h * scale + shift with scale = 1 + γ and shift = β
+// ([B, C, D, H, W] each): what a (γ, β) convolution of the mask gives, in the form applied.
+struct ModulationMaps {
+  torch::Tensor scale, shift;
+  std::int64_t nbytes() const { return scale.nbytes() + shift.nbytes(); }
+};
+// gammaBeta = [γ, β] along channels ([B, 2C, ...]) -> {1 + γ, β}; β is a view into gammaBeta.
+ModulationMaps modulationMaps(const torch::Tensor& gammaBeta);
+// h [B, C, D, H, W] -> h * (1 + γ) + β.
+torch::Tensor modulate(const torch::Tensor& h, const ModulationMaps& maps);
 torch::Tensor modulate(const torch::Tensor& h, const torch::Tensor& gammaBeta);
 
 // Spatially-adaptive modulation (SPADE): h [B, C, D, H, W] normalised, mask [B, Cm, D, H, W] on
@@ -40,6 +50,7 @@ class MaskModulationImpl : public torch::nn::Module {
  public:
   MaskModulationImpl(std::int64_t channels, std::int64_t maskChannels, std::int64_t hidden);
   torch::Tensor forward(const torch::Tensor& h, const torch::Tensor& mask);
+  ModulationMaps maps(const torch::Tensor& mask);  // forward = modulate(h, maps(mask))
 
  private:
   Conv3d shared_{nullptr}, gammaBeta_{nullptr};
@@ -84,6 +95,9 @@ struct ResBlock3DOptions {
 // sharedMaskEmbedding) are undefined tensors when the block has no such input.
 class ResBlock3DImpl : public torch::nn::Module {
  public:
+  // The maps of the block's two modulation sites (after norm1 and after norm2).
+  using Maps = std::array<ModulationMaps, 2>;
+
   explicit ResBlock3DImpl(const ResBlock3DOptions& options);
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& emb,
                         const torch::Tensor& mask);
@@ -92,6 +106,14 @@ class ResBlock3DImpl : public torch::nn::Module {
   // the same order as without checkpointing: bitwise-equal gradients.
   torch::Tensor shortcut(const torch::Tensor& x);
   torch::Tensor branch(const torch::Tensor& x, const torch::Tensor& emb, const torch::Tensor& mask);
+
+  bool modulated() const { return !mod1_.is_empty() || !modGammaBeta_.is_empty(); }
+  // The maps for `mask` (what forward takes): a function of the mask alone, so a sampler computes
+  // them once per case and reuses them at every step (UNet3DImpl::condition). Only modulated().
+  Maps modulationMaps(const torch::Tensor& mask);
+  // forward with maps from modulationMaps instead of the mask: the same operations on the same
+  // values, so the same bits.
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& emb, const Maps& maps);
   const ResBlock3DOptions& options() const { return options_; }
 
  private:
@@ -101,6 +123,10 @@ class ResBlock3DImpl : public torch::nn::Module {
   torch::nn::Linear embProj_{nullptr};
   MaskModulation mod1_{nullptr}, mod2_{nullptr};  // per-block modulation
   Conv3d modGammaBeta_{nullptr};                  // shared embedding: [γ1, β1, γ2, β2]
+
+  // The branch with the maps given (`maps`), or made from the mask as it goes (nullptr).
+  torch::Tensor branchWith(const torch::Tensor& x, const torch::Tensor& emb,
+                           const torch::Tensor& mask, const Maps* maps);
 };
 TORCH_MODULE(ResBlock3D);
 

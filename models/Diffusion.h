@@ -129,6 +129,9 @@ struct SamplerOptions {
   TORCH_ARG(Spacing, spacing) = Spacing::Uniform;  // of the K DDIM steps
   TORCH_ARG(double, eta) = 0.0;    // DDIM stochasticity: 0 deterministic, 1 DDPM-like
   TORCH_ARG(bool, clipX0) = true;  // clamp x̂0 to [-1, 1] at every step
+  // Memory for what the mask contributes to every step, made once per batch of cases: the
+  // modulation maps of the blocks that fit (UNet3DImpl::condition). Speed only: same bits.
+  TORCH_ARG(std::int64_t, conditionCacheBytes) = std::int64_t{4096} << 20;
   // Called after each step with (steps done, total) — hook for core::Progress.
   TORCH_ARG(std::function<void(std::int64_t, std::int64_t)>, onStep) = nullptr;
 };

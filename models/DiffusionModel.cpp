@@ -4,6 +4,7 @@
 
 #include "core/Error.h"
 #include "core/Log.h"
+#include "models/Conv3d.h"
 
 namespace lddpm::models {
 
@@ -90,8 +91,19 @@ torch::Tensor DiffusionModelImpl::synthesize(const Batch& condition, const Sampl
   const auto mask = condition.condition(like);
   auto shape = mask.sizes().vec();
   shape[1] = 1;
+  // The mask's part of every step, made once (in inference, as the steps are: the same kernels,
+  // so the same bits as making it at every step).
+  MaskCondition cached;
+  {
+    InferenceScope inference;
+    cached = unet_->condition(mask, mask.scalar_type(), sampler.conditionCacheBytes());
+  }
+  LDDPM_LOG(Debug) << name() << ": modulation maps of " << cached.maps.size()
+                   << " blocks made once for " << mask.size(0) << " case(s), "
+                   << (cached.mapBytes >> 20) << " MiB (budget "
+                   << (sampler.conditionCacheBytes() >> 20) << " MiB)";
   const Denoiser denoiser = [&](const torch::Tensor& xt, const torch::Tensor& t) {
-    return denoise(xt, t, mask);
+    return unet_->forwardWith(networkInput(schedule_, options_.prediction(), xt, t), t, cached);
   };
   const auto x =
       sample(schedule_, options_.prediction(), denoiser, shape, mask.options(), sampler, gens);

@@ -113,9 +113,68 @@ UNet3DImpl::UNet3DImpl(const UNetOptions& options) : options_(options) {
   detail::zeroParameters(*outConv_);
 }
 
+template <typename F>
+void UNet3DImpl::forEachBlock(F&& f) {
+  const auto& o = options_;
+  for (std::int64_t l = 0; l < o.levels(); ++l) {
+    for (auto& block : encoder_[static_cast<std::size_t>(l)].blocks) f(block, l, o.maskInEncoder());
+  }
+  f(mid1_, o.levels() - 1, o.maskInBottleneck());
+  f(mid2_, o.levels() - 1, o.maskInBottleneck());
+  for (std::int64_t l = o.levels() - 1; l >= 0; --l) {
+    for (auto& block : decoder_[static_cast<std::size_t>(l)].blocks) f(block, l, o.maskInDecoder());
+  }
+}
+
+MaskCondition UNet3DImpl::condition(const torch::Tensor& mask, torch::ScalarType dtype,
+                                    std::int64_t mapBudgetBytes) {
+  const auto& o = options_;
+  MaskCondition c;
+  c.levels.resize(static_cast<std::size_t>(o.levels()));
+  if (o.maskChannels() == 0) return c;
+  LDDPM_CHECK(mask.defined(), "UNet3D: built for a ", o.maskChannels(),
+              "-channel mask but none given");
+  LDDPM_CHECK(mask.dim() == 5 && mask.size(1) == o.maskChannels(), "UNet3D: mask must be [B, ",
+              o.maskChannels(), ", D, H, W], got ", mask.sizes());
+  c.mask = mask.to(dtype);
+  if (!o.anyModulation()) return c;
+  // The mask on every level's grid, by average pooling: a lesion smaller than a coarse voxel
+  // survives as a fraction instead of vanishing as it would under nearest-neighbour resizing.
+  // With shared embeddings, what the level's blocks receive is the embedding of that mask.
+  for (std::int64_t l = 0; l < o.levels(); ++l) {
+    auto& level = c.levels[static_cast<std::size_t>(l)];
+    level = l == 0 ? c.mask : torch::avg_pool3d(c.mask, std::int64_t{1} << l);
+    if (o.sharedMaskEmbedding()) {
+      auto& embed = maskEmbed_[static_cast<std::size_t>(l)];
+      level = embed.is_empty() ? torch::Tensor() : embed(level);
+    }
+  }
+  if (mapBudgetBytes <= 0) return c;
+  const auto elementSize = static_cast<std::int64_t>(c10::elementSize(dtype));
+  forEachBlock([&](ResBlock3D& block, std::int64_t l, bool site) {
+    if (!site || !block->modulated()) return;
+    const torch::Tensor& m = c.levels[static_cast<std::size_t>(l)];
+    const std::int64_t bytes = 2 *
+                               (block->options().inChannels() + block->options().outChannels()) *
+                               (m.numel() / m.size(1)) * elementSize;
+    if (c.mapBytes + bytes > mapBudgetBytes) return;  // a later, coarser block may still fit
+    ResBlock3DImpl::Maps maps = block->modulationMaps(m);
+    for (auto& site : maps) site.shift = site.shift.contiguous();  // not a view of [γ, β]
+    c.mapBytes += maps[0].nbytes() + maps[1].nbytes();
+    c.maps.emplace(block.get(), std::move(maps));
+  });
+  return c;
+}
+
 torch::Tensor UNet3DImpl::runBlock(ResBlock3D& block, const torch::Tensor& h,
-                                   const torch::Tensor& emb, const torch::Tensor& mask,
-                                   bool checkpointed) {
+                                   const torch::Tensor& emb, const MaskCondition& condition,
+                                   std::int64_t level, bool site, bool checkpointed) {
+  if (site) {
+    const auto made = condition.maps.find(block.get());
+    if (made != condition.maps.end()) return block->forward(h, emb, made->second);
+  }
+  const torch::Tensor mask =
+      site ? condition.levels[static_cast<std::size_t>(level)] : torch::Tensor();
   if (!checkpointed) return block->forward(h, emb, mask);
   // Only the residual branch is recomputed (ResBlock3DImpl::branch says why); its parameters are
   // the block's minus the shortcut's.
@@ -132,6 +191,11 @@ torch::Tensor UNet3DImpl::runBlock(ResBlock3D& block, const torch::Tensor& h,
 
 torch::Tensor UNet3DImpl::forward(const torch::Tensor& x, const torch::Tensor& t,
                                   const torch::Tensor& mask) {
+  return forwardWith(x, t, condition(mask, x.scalar_type()));
+}
+
+torch::Tensor UNet3DImpl::forwardWith(const torch::Tensor& x, const torch::Tensor& t,
+                                      const MaskCondition& condition) {
   const auto& o = options_;
   LDDPM_CHECK(x.dim() == 5 && x.size(1) == o.inChannels(), "UNet3D: input must be [B, ",
               o.inChannels(), ", D, H, W], got ", x.sizes());
@@ -140,35 +204,17 @@ torch::Tensor UNet3DImpl::forward(const torch::Tensor& x, const torch::Tensor& t
                 " not divisible by ", o.sizeDivisor(), " (", o.levels(), " levels)");
   }
   const bool hasMask = o.maskChannels() > 0;
-  LDDPM_CHECK(!hasMask || mask.defined(), "UNet3D: built for a ", o.maskChannels(),
-              "-channel mask but none given");
-  LDDPM_CHECK(
-      !hasMask || (mask.dim() == 5 && mask.size(0) == x.size(0) &&
-                   mask.size(1) == o.maskChannels() && mask.sizes().slice(2) == x.sizes().slice(2)),
-      "UNet3D: mask must be [", x.size(0), ", ", o.maskChannels(), ", ", x.sizes().slice(2),
-      "], got ", mask.sizes());
+  const torch::Tensor& m = condition.mask;
+  LDDPM_CHECK(!hasMask || (m.defined() && m.size(0) == x.size(0) &&
+                           m.sizes().slice(2) == x.sizes().slice(2)),
+              "UNet3D: mask must be [", x.size(0), ", ", o.maskChannels(), ", ", x.sizes().slice(2),
+              "], got ", m.defined() ? m.sizes() : at::IntArrayRef{});
+  LDDPM_CHECK(condition.levels.size() == static_cast<std::size_t>(o.levels()),
+              "UNet3D: a mask condition of another network");
   LDDPM_CHECK(!o.useTimestep() || (t.defined() && t.dim() == 1 && t.size(0) == x.size(0)),
               "UNet3D: timesteps must be [B] with B = ", x.size(0));
 
   const torch::Tensor emb = o.useTimestep() ? timeEmbed_(t, x) : torch::Tensor();
-  // The mask on every level's grid, by average pooling: a lesion smaller than a coarse voxel
-  // survives as a fraction instead of vanishing as it would under nearest-neighbour resizing.
-  // With shared embeddings, what the level's blocks receive is the embedding of that mask.
-  std::vector<torch::Tensor> masks(static_cast<std::size_t>(o.levels()));
-  torch::Tensor m = hasMask ? mask.to(x.scalar_type()) : torch::Tensor();
-  if (hasMask && o.anyModulation()) {
-    for (std::int64_t l = 0; l < o.levels(); ++l) {
-      auto& level = masks[static_cast<std::size_t>(l)];
-      level = l == 0 ? m : torch::avg_pool3d(m, std::int64_t{1} << l);
-      if (o.sharedMaskEmbedding()) {
-        auto& embed = maskEmbed_[static_cast<std::size_t>(l)];
-        level = embed.is_empty() ? torch::Tensor() : embed(level);
-      }
-    }
-  }
-  const auto maskAt = [&](std::int64_t level, bool site) {
-    return site ? masks[static_cast<std::size_t>(level)] : torch::Tensor();
-  };
   const auto ckpt = [&](std::int64_t level) { return contains(o.checkpointLevels(), level); };
 
   torch::Tensor h = inConv_(hasMask && o.maskAtInput() ? torch::cat({x, m}, 1) : x);
@@ -176,7 +222,7 @@ torch::Tensor UNet3DImpl::forward(const torch::Tensor& x, const torch::Tensor& t
   for (std::int64_t l = 0; l < o.levels(); ++l) {
     Level& level = encoder_[static_cast<std::size_t>(l)];
     for (std::size_t i = 0; i < level.blocks.size(); ++i) {
-      h = runBlock(level.blocks[i], h, emb, maskAt(l, o.maskInEncoder()), ckpt(l));
+      h = runBlock(level.blocks[i], h, emb, condition, l, o.maskInEncoder(), ckpt(l));
       if (!level.attention.empty()) h = level.attention[i](h);
       skips.push_back(h);
     }
@@ -187,16 +233,16 @@ torch::Tensor UNet3DImpl::forward(const torch::Tensor& x, const torch::Tensor& t
   }
 
   const std::int64_t coarsest = o.levels() - 1;
-  h = runBlock(mid1_, h, emb, maskAt(coarsest, o.maskInBottleneck()), ckpt(coarsest));
+  h = runBlock(mid1_, h, emb, condition, coarsest, o.maskInBottleneck(), ckpt(coarsest));
   if (!midAttention_.is_empty()) h = midAttention_(h);
-  h = runBlock(mid2_, h, emb, maskAt(coarsest, o.maskInBottleneck()), ckpt(coarsest));
+  h = runBlock(mid2_, h, emb, condition, coarsest, o.maskInBottleneck(), ckpt(coarsest));
 
   for (std::int64_t l = coarsest; l >= 0; --l) {
     Level& level = decoder_[static_cast<std::size_t>(l)];
     for (std::size_t i = 0; i < level.blocks.size(); ++i) {
       h = torch::cat({h, skips.back()}, 1);
       skips.pop_back();
-      h = runBlock(level.blocks[i], h, emb, maskAt(l, o.maskInDecoder()), ckpt(l));
+      h = runBlock(level.blocks[i], h, emb, condition, l, o.maskInDecoder(), ckpt(l));
       if (!level.attention.empty()) h = level.attention[i](h);
     }
     if (l > 0) h = up_[static_cast<std::size_t>(l - 1)](h);

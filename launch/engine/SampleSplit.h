@@ -27,6 +27,9 @@ struct SampleOptions {
   std::uint64_t seed = 0;
   std::int64_t cases = 0;  // the first N cases; 0 = all
   std::int64_t batch = 1;  // cases per forward pass
+  // Memory for the mask's modulation maps, made once per group instead of at every step
+  // (models::SamplerOptions::conditionCacheBytes): speed only, the same bits.
+  std::int64_t conditionCacheMib = 4096;
   std::string weights = "ema";
   std::string device = "cpu";
 

@@ -179,6 +179,18 @@ TEST(Cli, ABadWindowBatchIsAUsageErrorNamingTheOption) {
   EXPECT_NE(r.out.find("'--window-batch': must be >= 1"), std::string::npos) << r.out;
 }
 
+TEST(Cli, ABadConditionCacheIsAUsageErrorNamingTheOption) {
+  for (const char* value : {"-1", "1073741825"}) {
+    const Result r = run(std::string("sample --run /nonexistent --store / --out /nonexistent/o "
+                                     "--condition-cache-mib ") +
+                         value);
+    EXPECT_EQ(r.code, 2) << r.out;
+    EXPECT_EQ(lines(r.out), 1) << r.out;
+    EXPECT_NE(r.out.find("'--condition-cache-mib': must be in [0, 2^30]"), std::string::npos)
+        << r.out;
+  }
+}
+
 // The commands with modes share one dispatcher (launch/Command.h runMode): no mode or an unknown
 // one is the same one-line usage error naming the modes, --help lists them.
 TEST(Cli, CommandsWithModesBehaveAlike) {

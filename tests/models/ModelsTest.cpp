@@ -4,9 +4,11 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <optional>
 
 #include "core/Error.h"
 #include "core/Rng.h"
+#include "models/Conv3d.h"
 #include "models/DiffusionModel.h"
 #include "models/Pix2Pix.h"
 #include "models/Registry.h"
@@ -151,6 +153,65 @@ TEST(UNet3D, SharedMaskEmbeddingStartsAsTheIdentity) {
   const auto out = modulated(x, t, mask);
   EXPECT_GT((out - plain(x, t, mask)).abs().max().item<double>(), 1e-3);
   EXPECT_GT((out - modulated(x, t, torch::rand({2, 2, 8, 8, 8}))).abs().max().item<double>(), 1e-3);
+}
+
+// The mask's part of a forward pass made once (what a sampler does, DiffusionModelImpl::
+// synthesize) gives the bits of the plain forward, in inference and with autograd, for per-block
+// and per-level modulation and any budget; the budget holds blocks' maps in forward order, each
+// 2 (Cin + Cout) channels at its level's grid.
+TEST(UNet3D, MaskConditionMadeOnceGivesTheSameBits) {
+  for (const bool shared : {false, true}) {
+    SCOPED_TRACE(shared ? "per level" : "per block");
+    torch::manual_seed(5);
+    UNet3D net(UNetOptions(1, 1)
+                   .baseChannels(8)
+                   .channelMultipliers({1, 2})
+                   .attentionLevels({1})
+                   .attentionHeads(2)
+                   .groups(4)
+                   .maskChannels(4)
+                   .maskInEncoder(true)
+                   .maskInBottleneck(true)
+                   .maskInDecoder(true)
+                   .modulationHidden(4)
+                   .sharedMaskEmbedding(shared));
+    {
+      torch::NoGradGuard noGrad;  // every (γ, β) away from its zero start
+      for (auto& p : net->parameters()) p.normal_(0, 0.2);
+    }
+    const auto x = torch::randn({2, 1, 8, 8, 8});
+    const auto mask = torch::rand({2, 4, 8, 8, 8});
+    const auto other = torch::rand({2, 4, 8, 8, 8});
+    const auto t = torch::tensor({5, 50});
+    // (Cin, Cout) of the 8 blocks in forward order (encoder, bottleneck, decoder with its skips),
+    // with the voxels of their level's grid for a batch of 2: 8^3 at level 0, 4^3 at level 1.
+    const std::int64_t blocks[][3] = {{8, 8, 1024},  {8, 16, 128},  {16, 16, 128}, {16, 16, 128},
+                                      {32, 16, 128}, {24, 16, 128}, {24, 8, 1024}, {16, 8, 1024}};
+    std::int64_t all = 0;
+    for (const auto& b : blocks) all += 2 * (b[0] + b[1]) * b[2] * 4;
+    const std::int64_t last = 2 * (16 + 8) * 1024 * 4;
+    for (const bool inference : {true, false}) {
+      SCOPED_TRACE(inference ? "inference" : "autograd");
+      std::optional<InferenceScope> scope;
+      if (inference) scope.emplace();
+      const auto plain = net(x, t, mask);
+      for (const std::int64_t budget : {std::int64_t{0}, all - 1, all}) {
+        const MaskCondition c = net->condition(mask, torch::kFloat32, budget);
+        EXPECT_TRUE(torch::equal(net->forwardWith(x, t, c), plain)) << "budget " << budget;
+        EXPECT_LE(c.mapBytes, budget);
+        EXPECT_EQ(c.mapBytes, budget == all ? all : budget == 0 ? 0 : all - last);
+        EXPECT_EQ(c.maps.size(), budget == all ? 8u : budget == 0 ? 0u : 7u);
+      }
+      // The maps made for `mask` are what the blocks use: with another mask's levels beside
+      // them, the output is neither network's on the other mask.
+      MaskCondition stale = net->condition(mask, torch::kFloat32, all);
+      const MaskCondition fresh = net->condition(other, torch::kFloat32, 0);
+      stale.mask = fresh.mask;
+      stale.levels = fresh.levels;
+      EXPECT_GT((net->forwardWith(x, t, stale) - net(x, t, other)).abs().max().item<double>(),
+                1e-3);
+    }
+  }
 }
 
 TEST(Registry, SummariesCountEveryParameterOnceInItsGroup) {
@@ -401,6 +462,28 @@ TEST(DiffusionModel, RunsInTheDtypeOfItsParametersAndInputs) {
   EXPECT_EQ(model->loss(batch, gens).total.scalar_type(), torch::kFloat64);
   EXPECT_EQ(model->synthesize(batch, SamplerOptions().steps(2), gens).scalar_type(),
             torch::kFloat64);
+}
+
+// Sampling makes the mask's modulation maps once per batch of cases (SamplerOptions::
+// conditionCacheBytes): the samples are the bits of making them at every step.
+TEST(DiffusionModel, SamplesAreTheSameBitsWhateverTheConditionCache) {
+  auto model =
+      std::dynamic_pointer_cast<DiffusionModelImpl>(createModel(tinyConfig("lesion-ddpm")));
+  {
+    torch::NoGradGuard noGrad;  // γ, β and the output layer away from their zero start
+    for (auto& p : model->parameters()) p.add_(torch::randn_like(p) * 0.1);
+  }
+  const Batch batch = tinyBatch(2);
+  std::vector<torch::Tensor> samples;
+  for (const std::int64_t bytes :
+       {std::int64_t{0}, std::int64_t{300} << 10, std::int64_t{1} << 30}) {
+    Generators gens{makeCpuGenerator(1), makeCpuGenerator(2)};
+    samples.push_back(model->synthesize(
+        batch, SamplerOptions().steps(3).eta(1).conditionCacheBytes(bytes), gens));
+  }
+  EXPECT_TRUE(torch::equal(samples[0], samples[1]));
+  EXPECT_TRUE(torch::equal(samples[0], samples[2]));
+  EXPECT_GT(samples[0].std().item<double>(), 0.05);  // a sample, not a constant
 }
 
 TEST(DiffusionModel, RejectsMismatchedMasks) {
