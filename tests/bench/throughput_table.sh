@@ -2,7 +2,7 @@
 # The throughput table of docs/BENCHMARKS.md ("Throughput table, one run") re-measured side by side
 # in one run: every row a CPU can measure, each command's raw output kept under OUT, the table
 # printed last with each target marked met or missed (GPU rows: unmeasured unless a GPU check ran).
-# About 20 minutes on a 2-core VM; run it with nothing else on the machine.
+# About 25 minutes on a 2-core VM; run it with nothing else on the machine.
 #   bash tests/bench/throughput_table.sh [BUILD_DIR] [OUT]     (from the repository root)
 set -euo pipefail
 build=$(cd "${1:-build}" && pwd)
@@ -38,12 +38,21 @@ for c in none lz4 zstd; do
   "$bench/data/LoaderBench" "$out/store-$c" 60 64 3 > "$out/loader-$c.txt" 2>&1
 done
 
-step "DDIM sampling on the CPU at the demo grid, ATen's kernel choice against the direct path"
+step "sampling on the CPU at the demo grid: before (ATen's kernels, maps per step) against now"
+# The issue's day also ran on Debian's reference BLAS with glibc mmapping large blocks (docs/
+# BENCHMARKS.md "BLAS and allocator"): where the reference BLAS is installed, "before" is timed
+# again in a process that loads it, with the previous allocator.
+refblas=/usr/lib/x86_64-linux-gnu/blas
+sample=("$bench/models/ModelsBench" --mode sample --grid 48,64,48 --base 8 --modulation-hidden 8
+  --batch 1 --threads 2 --steps 1 --json)
 for k in 10 25 50; do
-  "$bench/models/ModelsBench" --mode sample --grid 48,64,48 --base 8 --modulation-hidden 8 \
-    --batch 1 --threads 2 --steps 1 --sample-steps "$k" --json 2>/dev/null | tail -1 \
-    > "$out/sample-k$k.json"
+  "${sample[@]}" --sample-steps "$k" 2>/dev/null | tail -1 > "$out/sample-k$k.json"
+  if [ -e "$refblas/libblas.so.3" ]; then
+    LD_LIBRARY_PATH=$refblas MALLOC_MMAP_MAX_=65536 "${sample[@]}" --sample-steps "$k" \
+      --paths before 2>/dev/null | tail -1 > "$out/sample-k$k-issue.json"
+  fi
 done
+"${sample[@]}" --sampler ddpm --paths now 2>/dev/null | tail -1 > "$out/sample-ddpm.json"
 
 step "allreduce <= 1 MiB: communication thread, small ones in the caller, no thread"
 for round in 1 2 3; do
@@ -85,9 +94,19 @@ for c in ("none", "lz4", "zstd"):
 rows.append(("data wait, H200, demo config", "≤ 1 % of the step", "unmeasured (no GPU lent)", "—"))
 for k in (10, 25, 50):
     s = json.load(open(f"{out}/sample-k{k}.json"))
-    rows.append((f"DDIM K = {k} on CPU, demo grid 48×64×48, batch 1: s per volume (ATen's choice → now)",
-                 "≤ ⅓ of ATen's", f"{s['aten_s_per_volume']:.1f} → {s['direct_s_per_volume']:.1f} s "
-                 f"({s['ratio']:.2f})", mark(s["ratio"] <= 1 / 3)))
+    try:
+        issue = json.load(open(f"{out}/sample-k{k}-issue.json"))["before_s_per_volume"]
+        base, what = issue, "the issue's day: reference BLAS, ATen's kernels, maps per step"
+    except FileNotFoundError:
+        base, what = s["before_s_per_volume"], "ATen's kernels, maps per step (no reference BLAS here)"
+    ratio = s["now_s_per_volume"] / base
+    rows.append((f"DDIM K = {k} on CPU, demo grid 48×64×48, batch 1: s per volume ({what} → now)",
+                 "≤ ⅓ of today", f"{base:.1f} → {s['now_s_per_volume']:.2f} s ({ratio:.3f}; "
+                 f"same BLAS, before → now: {s['before_s_per_volume']:.2f} → "
+                 f"{s['now_s_per_volume']:.2f} s, {s['ratio']:.2f})", mark(ratio <= 1 / 3)))
+d = json.load(open(f"{out}/sample-ddpm.json"))
+rows.append(("DDPM (T = 1000) on CPU, demo grid 48×64×48, batch 1: s per volume", "reported",
+             f"{d['now_s_per_volume']:.0f} s", "—"))
 def busbw(mode):
     per_round = []
     for r in (1, 2, 3):

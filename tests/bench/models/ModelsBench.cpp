@@ -3,7 +3,9 @@
 //   --mode checkpoint  peak activation memory and step time, plain vs checkpointed, interleaved
 //   --mode step        median training-step time only (unet_reference.py calls this to compare)
 //   --mode profile     one warm step under the autograd profiler: a Chrome trace (profile_ops.py)
-//   --mode sample      DDIM seconds per volume, the models' direct oneDNN conv3d vs ATen's own
+//   --mode sample      seconds per sampled volume (DDIM K or DDPM), now (the models' direct
+//                      oneDNN conv3d, the mask's maps made once) vs before (ATen's own kernel
+//                      choice, the maps made at every step), alternating in one process
 //   --mode profile-sample  one warm DDIM sample (direct path) under the autograd profiler
 //                      kernel choice (models/Conv3d.h), interleaved in this process
 // FLOPs are counted from the conv shapes: 2·Cin·Cout·k³ per output voxel forward, x3 for
@@ -35,6 +37,7 @@
 #include "core/Options.h"
 #include "core/Rng.h"
 #include "core/Timer.h"
+#include "core/Version.h"
 #include "models/Autocast.h"
 #include "models/Conv3d.h"
 #include "models/Diffusion.h"
@@ -124,6 +127,8 @@ struct Settings {
   std::int64_t side = 48, batch = 2, base = 16, threads = 2, steps = 3, warmup = 1;
   std::vector<std::int64_t> grid;  // D, H, W (--mode sample); empty: side³
   std::int64_t sampleSteps = 10;   // DDIM K (--mode sample)
+  std::string sampler = "ddim";    // ddim | ddpm (--mode sample)
+  std::string paths = "both";      // both | before | now (--mode sample)
   std::string checkpointLevels = "0,1,2,3";
   std::int64_t modulationHidden = 32;
   std::string maskEmbedding = "block";  // block | level (ModelConfig)
@@ -360,9 +365,9 @@ auto makeSamplingModel(const Settings& s) {
   return model;
 }
 
-SamplerOptions ddimOptions(const Settings& s) {
+SamplerOptions samplerOptions(const Settings& s) {
   return SamplerOptions()
-      .kind(SamplerKind::Ddim)
+      .kind(s.sampler == "ddpm" ? SamplerKind::Ddpm : SamplerKind::Ddim)
       .steps(s.sampleSteps)
       .eta(1.0)
       .spacing(Spacing::Quadratic);
@@ -379,12 +384,12 @@ int runProfileSample(const Settings& s) {
   auto model = makeSamplingModel(s);
   const Batch batch = makeBatch(s);
   Generators warm = caseGenerators(s), gens = caseGenerators(s);
-  model->synthesize(batch, ddimOptions(s), warm);  // warm: oneDNN primitives
+  model->synthesize(batch, samplerOptions(s), warm);  // warm: oneDNN primitives
   double seconds = 0;
   {
     torch::autograd::profiler::RecordProfile profile(s.trace);
     core::Stopwatch watch;
-    model->synthesize(batch, ddimOptions(s), gens);
+    model->synthesize(batch, samplerOptions(s), gens);
     seconds = watch.seconds();
   }
   core::Json out{{"sample_s", seconds}, {"params", model->parameterCount()}, {"trace", s.trace}};
@@ -395,9 +400,12 @@ int runProfileSample(const Settings& s) {
 int runSample(const Settings& s) {
   auto model = makeSamplingModel(s);
   const Batch batch = makeBatch(s);
-  const auto sampler = ddimOptions(s);
-  const auto once = [&](bool direct, double* seconds) {
-    setDirectOneDnn(direct);
+  // now: direct oneDNN, the mask's maps made once; before: ATen's choice, maps at every step.
+  const auto once = [&](bool now, double* seconds, bool warmUp = false) {
+    setDirectOneDnn(now);
+    SamplerOptions sampler =
+        samplerOptions(s).conditionCacheBytes(now ? SamplerOptions().conditionCacheBytes() : 0);
+    if (warmUp) sampler.kind(SamplerKind::Ddim).steps(1);  // the same kernels, one call
     Generators gens = caseGenerators(s);
     sync(s);
     core::Stopwatch watch;
@@ -406,16 +414,19 @@ int runSample(const Settings& s) {
     if (seconds) *seconds = watch.seconds() / static_cast<double>(s.batch);
     return x.cpu();
   };
-  const double maxDiff = (once(false, nullptr) - once(true, nullptr)).abs().max().item<double>();
-  std::vector<double> aten, direct;
+  const bool before = s.paths != "now", now = s.paths != "before";
+  double maxDiff = -1;  // -1: one path only
+  if (before && now) {
+    maxDiff = (once(false, nullptr) - once(true, nullptr)).abs().max().item<double>();
+  } else {
+    once(now, nullptr, /*warmUp=*/true);  // untimed: oneDNN primitives, the allocator's heap
+  }
+  std::vector<double> tBefore, tNow;
   for (std::int64_t r = 0; r < s.steps; ++r) {
-    aten.emplace_back();
-    once(false, &aten.back());
-    direct.emplace_back();
-    once(true, &direct.back());
+    if (before) once(false, &tBefore.emplace_back());
+    if (now) once(true, &tNow.emplace_back());
   }
   setDirectOneDnn(true);
-  const double a = median(aten), d = median(direct);
   core::Json out{{"grid", s.volume()},
                  {"batch", s.batch},
                  {"base", s.base},
@@ -423,13 +434,21 @@ int runSample(const Settings& s) {
                  {"threads", s.threads},
                  {"device", s.device},
                  {"params", model->parameterCount()},
-                 {"ddim_steps", s.sampleSteps},
-                 {"aten_s_per_volume", a},
-                 {"direct_s_per_volume", d},
-                 {"ratio", d / a},
-                 {"best_aten_s_per_volume", best(aten, false)},
-                 {"best_direct_s_per_volume", best(direct, false)},
-                 {"max_abs_diff", maxDiff}};
+                 {"sampler", s.sampler},
+                 {"denoiser_calls", s.sampler == "ddpm" ? 1000 : s.sampleSteps},
+                 {"blas", core::blasLibrary().name}};
+  if (before) {
+    out["before_s_per_volume"] = median(tBefore);
+    out["best_before_s_per_volume"] = best(tBefore, false);
+  }
+  if (now) {
+    out["now_s_per_volume"] = median(tNow);
+    out["best_now_s_per_volume"] = best(tNow, false);
+  }
+  if (before && now) {
+    out["ratio"] = median(tNow) / median(tBefore);
+    out["max_abs_diff"] = maxDiff;
+  }
   std::cout << (s.json ? out.dump() : out.dump(2)) << "\n";
   return 0;
 }
@@ -497,9 +516,14 @@ int main(int argc, char** argv) {
       "grid", core::po::value(&gridText),
       "D,H,W of the volume (--mode sample; default: --side cubed)")(
       "sample-steps", core::po::value(&s.sampleSteps)->default_value(s.sampleSteps),
-      "DDIM steps K (--mode sample)")("trace", core::po::value(&s.trace)->default_value(s.trace),
-                                      "Chrome trace of one step (--mode profile)")(
-      "json", core::po::bool_switch(&s.json), "one-line JSON");
+      "DDIM steps K (--mode sample)")("sampler",
+                                      core::po::value(&s.sampler)->default_value(s.sampler),
+                                      "ddim | ddpm (all T = 1000 steps) (--mode sample)")(
+      "paths", core::po::value(&s.paths)->default_value(s.paths),
+      "both | before | now: which sampling paths --mode sample times")(
+      "trace", core::po::value(&s.trace)->default_value(s.trace),
+      "Chrome trace of one step (--mode profile)")("json", core::po::bool_switch(&s.json),
+                                                   "one-line JSON");
   try {
     const auto parsed =
         core::parseOptions("bench", std::vector<std::string>(argv + 1, argv + argc), desc);
@@ -520,6 +544,10 @@ int main(int argc, char** argv) {
       s.grid = parseIntList(gridText, "--grid");
       if (s.grid.size() != 3) throw core::UsageError("--grid: want D,H,W, got " + gridText);
     }
+    if (s.sampler != "ddim" && s.sampler != "ddpm")
+      throw core::UsageError("--sampler must be ddim or ddpm, got " + s.sampler);
+    if (s.paths != "both" && s.paths != "before" && s.paths != "now")
+      throw core::UsageError("--paths must be both, before or now, got " + s.paths);
     if (mode == "checkpoint" && s.device != "cpu")
       throw core::UsageError("--mode checkpoint counts CPU memory only");
     if (mode == "flops") return runFlops(s);
