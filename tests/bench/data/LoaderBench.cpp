@@ -60,6 +60,10 @@ int main(int argc, char** argv) {
   torch::set_num_threads(1);
   const int rounds = argc > 4 ? std::atoi(argv[4]) : 1;
   const std::string paths = argc > 5 ? argv[5] : "both";
+  if (paths != "both" && paths != "direct" && paths != "hdf5") {
+    std::cerr << "LoaderBench: paths must be both, direct or hdf5, got " << paths << "\n";
+    return 2;
+  }
   std::vector<bool> directs;
   if (paths != "direct") directs.push_back(false);
   if (paths != "hdf5") directs.push_back(true);
