@@ -76,9 +76,10 @@ class DiffusionModel(_ClassMeanPrior):
     @torch.no_grad()
     def synthesize(self, condition: torch.Tensor, generators: Sequence[torch.Generator],
                    sampler: str = "ddim", steps: Optional[int] = None, eta: float = 0.0,
-                   on_step=None) -> torch.Tensor:
+                   on_step=None, condition_cache_bytes: int = 4096 << 20) -> torch.Tensor:
         """FLAIR [B, 1, D, H, W] in [-1, 1] for the masks of `condition`, as `lddpm sample`:
-        DDIM over the model's K training timesteps unless `steps` says otherwise."""
+        DDIM over the model's K training timesteps unless `steps` says otherwise. The mask's
+        modulation maps are made once, within `condition_cache_bytes` (--condition-cache-mib)."""
         c = self.config
         if c.train_steps > 0 and sampler == "ddpm":
             raise ValueError(f"the model trained on {c.train_steps} of its {c.timesteps} "
@@ -86,10 +87,16 @@ class DiffusionModel(_ClassMeanPrior):
         steps = steps or (c.train_steps if c.train_steps > 0 else 50)
         like = condition.to(next(self.parameters()).dtype)
         shape = [condition.size(0), 1] + list(condition.shape[2:])
-        x = diffusion.sample(self.schedule, c.prediction, c.sigma_data,
-                             lambda xt, t: self.denoise(xt, t, like), shape, like, generators,
-                             sampler=sampler, steps=steps, spacing=c.timestep_spacing, eta=eta,
-                             on_step=on_step)
+        with inference():  # as the steps run: the same kernels, so the same bits
+            made = self.unet.condition(like, like.dtype, condition_cache_bytes)
+
+        def denoiser(xt, t):
+            return self.unet(diffusion.network_input(self.schedule, c.prediction, c.sigma_data,
+                                                     xt, t), t, condition=made)
+
+        x = diffusion.sample(self.schedule, c.prediction, c.sigma_data, denoiser, shape, like,
+                             generators, sampler=sampler, steps=steps,
+                             spacing=c.timestep_spacing, eta=eta, on_step=on_step)
         return (x + self.intensity_prior(like)).clamp(-1, 1) if self.has_prior else x
 
 

@@ -5,7 +5,7 @@ rounding; docs/python.md gives the measured agreement)."""
 import contextlib
 import math
 import threading
-from typing import Iterator, List, Optional
+from typing import Iterator, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -68,9 +68,16 @@ class TimestepEmbedding(nn.Module):
         return self.fc2(F.silu(self.fc1(sinusoidal_embedding(t, self.dim, like))))
 
 
-def modulate(h: torch.Tensor, gamma_beta: torch.Tensor) -> torch.Tensor:
+def modulation_maps(gamma_beta: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """[γ, β] along channels -> (scale 1 + γ, shift β): what modulate applies."""
     gamma, beta = gamma_beta.chunk(2, dim=1)
-    return h * (1 + gamma) + beta
+    return 1 + gamma, beta
+
+
+def modulate(h: torch.Tensor, gamma_beta) -> torch.Tensor:
+    """h * (1 + γ) + β, from [γ, β] or from the (scale, shift) of modulation_maps."""
+    scale, shift = modulation_maps(gamma_beta) if torch.is_tensor(gamma_beta) else gamma_beta
+    return h * scale + shift
 
 
 class MaskModulation(nn.Module):
@@ -81,8 +88,11 @@ class MaskModulation(nn.Module):
         self.shared = conv3(mask_channels, hidden)
         self.gamma_beta = conv3(hidden, 2 * channels)
 
+    def maps(self, mask):
+        return modulation_maps(self.gamma_beta(F.silu(self.shared(mask))))
+
     def forward(self, h, mask):
-        return modulate(h, self.gamma_beta(F.silu(self.shared(mask))))
+        return modulate(h, self.maps(mask))
 
 
 class MaskEmbedding(nn.Module):
@@ -118,29 +128,37 @@ class ResBlock3D(nn.Module):
             self.mod1 = MaskModulation(cin, mask_channels, hidden)
             self.mod2 = MaskModulation(cout, mask_channels, hidden)
 
-    def forward(self, x, emb: Optional[torch.Tensor], mask: Optional[torch.Tensor]):
-        shortcut = x if self.skip is None else self.skip(x)
-        return shortcut + self.branch(x, emb, mask)
+    @property
+    def modulated(self) -> bool:
+        return self.mod1 is not None or self.mod_gamma_beta is not None
 
-    def branch(self, x, emb, mask):
-        gamma_beta = None
-        if self.mod_gamma_beta is not None:
-            gamma_beta = self.mod_gamma_beta(mask).split([2 * self.cin, 2 * self.cout], dim=1)
-        h = self.norm1(x)
+    def modulation_maps(self, mask):
+        """Both sites' (scale, shift) for `mask`: a function of the mask alone (UNet3D.condition)."""
         if self.mod1 is not None:
-            h = self.mod1(h, mask)
-        if gamma_beta is not None:
-            h = modulate(h, gamma_beta[0])
-        h = self.conv1(F.silu(h))
+            return self.mod1.maps(mask), self.mod2.maps(mask)
+        gamma_beta = self.mod_gamma_beta(mask).split([2 * self.cin, 2 * self.cout], dim=1)
+        return modulation_maps(gamma_beta[0]), modulation_maps(gamma_beta[1])
+
+    def forward(self, x, emb: Optional[torch.Tensor], mask: Optional[torch.Tensor], maps=None):
+        shortcut = x if self.skip is None else self.skip(x)
+        return shortcut + self.branch(x, emb, mask, maps)
+
+    def branch(self, x, emb, mask, maps=None):
+        if maps is None and self.mod_gamma_beta is not None:
+            maps = self.modulation_maps(mask)
+
+        def site(h, i):
+            if maps is not None:
+                return modulate(h, maps[i])
+            if self.mod1 is None:
+                return h
+            return (self.mod1 if i == 0 else self.mod2)(h, mask)
+
+        h = self.conv1(F.silu(site(self.norm1(x), 0)))
         if self.emb_proj is not None:
             e = self.emb_proj(F.silu(emb))
             h = h + e.view(e.size(0), e.size(1), 1, 1, 1)
-        h = self.norm2(h)
-        if self.mod2 is not None:
-            h = self.mod2(h, mask)
-        if gamma_beta is not None:
-            h = modulate(h, gamma_beta[1])
-        return self.conv2(F.silu(h))
+        return self.conv2(F.silu(site(self.norm2(h), 1)))
 
 
 class Downsample3D(nn.Module):
@@ -264,8 +282,52 @@ class UNet3D(nn.Module):
         self.out_norm = nn.GroupNorm(groups, ch)
         self.out_conv = conv3(ch, out_channels)
 
+    def _blocks(self):
+        """Every ResBlock in forward order with its level and mask site."""
+        for level, (blocks, _) in enumerate(self.encoder):
+            for blk in blocks:
+                yield blk, level, "encoder"
+        yield self.mid_block1, self.levels - 1, "bottleneck"
+        yield self.mid_block2, self.levels - 1, "bottleneck"
+        for level in reversed(range(self.levels)):
+            for blk in self.decoder[level][0]:
+                yield blk, level, "decoder"
+
+    def condition(self, mask: Optional[torch.Tensor], dtype: torch.dtype,
+                  map_budget_bytes: int = 0) -> dict:
+        """The mask's part of a forward pass (UNet3DImpl::condition): the mask in `dtype`, its
+        per-level versions, and the (scale, shift) maps of the modulated blocks that fit
+        `map_budget_bytes` in forward order. A sampler makes it once and reuses it every step."""
+        c = {"mask": None, "levels": [None] * self.levels, "maps": {}, "map_bytes": 0}
+        if self.mask_channels == 0:
+            return c
+        if mask is None or mask.dim() != 5 or mask.shape[1] != self.mask_channels:
+            raise ValueError(f"UNet3D: needs a [B, {self.mask_channels}, D, H, W] mask")
+        m = c["mask"] = mask.to(dtype)
+        if not any(self.sites.values()):
+            return c
+        for level in range(self.levels):
+            c["levels"][level] = m if level == 0 else F.avg_pool3d(m, 1 << level)
+            if self.shared_mask_embedding:
+                embed = self.mask_embed[level]
+                c["levels"][level] = None if embed is None else embed(c["levels"][level])
+        element = torch.empty((), dtype=dtype).element_size()
+        for blk, level, site in self._blocks():
+            if map_budget_bytes <= 0 or not self.sites[site] or not blk.modulated:
+                continue
+            lm = c["levels"][level]
+            size = 2 * (blk.cin + blk.cout) * (lm.numel() // lm.size(1)) * element
+            if c["map_bytes"] + size > map_budget_bytes:
+                continue  # a later, coarser block may still fit
+            maps = tuple((scale, shift.contiguous()) for scale, shift in blk.modulation_maps(lm))
+            c["maps"][id(blk)] = maps
+            c["map_bytes"] += size
+        return c
+
     def forward(self, x: torch.Tensor, t: Optional[torch.Tensor] = None,
-                mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+                mask: Optional[torch.Tensor] = None, condition: Optional[dict] = None
+                ) -> torch.Tensor:
+        """With `condition` (from self.condition) instead of `mask`: the same bits."""
         divisor = 1 << (self.levels - 1)
         if x.dim() != 5 or x.size(1) != self.in_channels:
             raise ValueError(f"UNet3D: input must be [B, {self.in_channels}, D, H, W], got "
@@ -273,30 +335,29 @@ class UNet3D(nn.Module):
         if any(s % divisor for s in x.shape[2:]):
             raise ValueError(f"UNet3D: volume {list(x.shape[2:])} not divisible by {divisor}")
         has_mask = self.mask_channels > 0
-        if has_mask and (mask is None or mask.shape[1] != self.mask_channels
-                         or mask.shape[2:] != x.shape[2:]):
+        if condition is None:
+            if has_mask and (mask is None or mask.shape[2:] != x.shape[2:]):
+                raise ValueError(f"UNet3D: needs a [B, {self.mask_channels}, D, H, W] mask on "
+                                 f"the grid of x")
+            condition = self.condition(mask, x.dtype)
+        m, masks, made = condition["mask"], condition["levels"], condition["maps"]
+        if has_mask and (m is None or m.shape[0] != x.shape[0] or m.shape[2:] != x.shape[2:]):
             raise ValueError(f"UNet3D: needs a [B, {self.mask_channels}, D, H, W] mask on the "
                              f"grid of x")
         if self.use_timestep and (t is None or t.dim() != 1 or t.size(0) != x.size(0)):
             raise ValueError("UNet3D: timesteps must be [B]")
         emb = self.time_embed(t, x) if self.use_timestep else None
-        m = mask.to(x.dtype) if has_mask else None
-        masks = [None] * self.levels
-        if has_mask and any(self.sites.values()):
-            for level in range(self.levels):
-                masks[level] = m if level == 0 else F.avg_pool3d(m, 1 << level)
-                if self.shared_mask_embedding:
-                    embed = self.mask_embed[level]
-                    masks[level] = None if embed is None else embed(masks[level])
 
-        def mask_at(level, site):
-            return masks[level] if self.sites[site] else None
+        def run(blk, h, level, site):
+            if not self.sites[site]:
+                return blk(h, emb, None)
+            return blk(h, emb, masks[level], made.get(id(blk)))
 
         h = self.in_conv(torch.cat([x, m], 1) if has_mask and self.mask_at_input else x)
         skips = [h]
         for level, (blocks, attention) in enumerate(self.encoder):
             for i, blk in enumerate(blocks):
-                h = blk(h, emb, mask_at(level, "encoder"))
+                h = run(blk, h, level, "encoder")
                 if attention:
                     h = attention[i](h)
                 skips.append(h)
@@ -304,15 +365,15 @@ class UNet3D(nn.Module):
                 h = self.down[level](h)
                 skips.append(h)
         coarsest = self.levels - 1
-        h = self.mid_block1(h, emb, mask_at(coarsest, "bottleneck"))
+        h = run(self.mid_block1, h, coarsest, "bottleneck")
         if self.mid_attn is not None:
             h = self.mid_attn(h)
-        h = self.mid_block2(h, emb, mask_at(coarsest, "bottleneck"))
+        h = run(self.mid_block2, h, coarsest, "bottleneck")
         for level in reversed(range(self.levels)):
             blocks, attention = self.decoder[level]
             for i, blk in enumerate(blocks):
                 h = torch.cat([h, skips.pop()], 1)
-                h = blk(h, emb, mask_at(level, "decoder"))
+                h = run(blk, h, level, "decoder")
                 if attention:
                     h = attention[i](h)
             if level > 0:

@@ -5,7 +5,8 @@
 # (PythonTwinOracle) must give the same denoiser / generator / segmenter output in Python within
 # 1e-5 relative; `lddpm export`'s file must load with every tensor used; and the Python sampler
 # (DDIM with eta 1, DDIM deterministic, DDPM) must give `lddpm sample`'s volumes from the masks it
-# wrote, within 1e-5. Also: usage and file errors of `python3 -m lesion_ddpm`.
+# wrote, within 1e-5, and the same bits with the mask's modulation maps made once or at every step.
+# Also: usage and file errors of `python3 -m lesion_ddpm`.
 #   python_twin.sh LDDPM_BINARY MPIEXEC PYTHON ORACLE
 set -euo pipefail
 lddpm=$1 mpiexec=$2 python=$3 oracle=$4
@@ -93,6 +94,18 @@ for path in cases:
 PY
 }
 check_sample ld-block --sampler ddim --eta 1
+# The mask's modulation maps made once (the default) or at every step: the same bits, in both.
+"$lddpm" sample --run runs/ld-block --store store --split test --out s-per-step --seed 11 \
+  --log-level warn --sampler ddim --eta 1 --condition-cache-mib 0
+"$python" -m lesion_ddpm sample --weights ld-block.export.pt --config ld-block.config.ini \
+  --masks s-per-step --out py-per-step --seed 11 --sampler ddim --eta 1 --condition-cache-mib 0 \
+  > py-per-step.log || { cat py-per-step.log >&2; fail "python3 -m lesion_ddpm sample failed"; }
+for f in s-ld-block/synthetic/*.nii.gz; do
+  cmp <(gzip -dc "$f") <(gzip -dc "s-per-step/synthetic/${f##*/}") ||
+    fail "lddpm sample: maps made once and at every step differ on ${f##*/}"
+  cmp <(gzip -dc "py-ld-block/${f##*/}") <(gzip -dc "py-per-step/${f##*/}") ||
+    fail "python3 -m lesion_ddpm sample: maps made once and at every step differ on ${f##*/}"
+done
 check_sample ld-level --sampler ddim --steps 5
 check_sample cond-v --sampler ddpm
 check_sample p2p
