@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# DDIM seconds per volume on the CPU, ATen's own conv3d kernel choice against the models' direct
-# oneDNN path (models/Conv3d.h), on the demo's Lesion-DDPM network and 48x64x48 grid
-# (docs/BENCHMARKS.md "Sampling speed"). Run from the repository root after a build, with nothing
-# else running:  bash tests/bench/models/sample_speed.sh [BUILD_DIR]
+# DDIM seconds per volume on the CPU, "before" (ATen's own conv3d kernel choice, the mask's
+# modulation maps made at every step) against "now" (the models' direct oneDNN path, models/
+# Conv3d.h, and the maps made once, UNet3DImpl::condition), on the demo's Lesion-DDPM network and
+# 48x64x48 grid (docs/BENCHMARKS.md "Sampling speed"). Run from the repository root after a build,
+# with nothing else running:  bash tests/bench/models/sample_speed.sh [BUILD_DIR]
 set -euo pipefail
 bench=${1:-build}/tests/bench/models/ModelsBench
 [ -x "$bench" ] || { echo "sample_speed.sh: no $bench (build first)" >&2; exit 1; }
