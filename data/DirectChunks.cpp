@@ -82,7 +82,7 @@ void ShardFile::readAt(std::uint64_t offset, void* out, std::size_t bytes,
 }
 
 ChunkedDataset::ChunkedDataset(hid_t file, hid_t dataset, hid_t memType, std::string where)
-    : dataset_(dataset), where_(std::move(where)) {
+    : where_(std::move(where)) {
   dims_ = h5::datasetShape(dataset, where_);
   h5::Handle dcpl =
       h5::check(H5Dget_create_plist(dataset), &H5Pclose, where_, "H5Dget_create_plist");
@@ -134,18 +134,46 @@ ChunkedDataset::ChunkedDataset(hid_t file, hid_t dataset, hid_t memType, std::st
     codec_ = Codec::Blosc;
   } else {
     why_ = "filter pipeline this reader does not decode";
+    return;
+  }
+  const std::size_t rank = dims_.size();
+  grid_.resize(rank);
+  std::size_t count = 1;
+  for (std::size_t a = 0; a < rank; ++a) {
+    grid_[a] = (dims_[a] + chunk_[a] - 1) / chunk_[a];
+    count *= grid_[a];
+  }
+  table_.resize(count);
+  std::vector<hsize_t> index(rank, 0);
+  for (ChunkEntry& entry : table_) {
+    Located c;
+    c.offset.resize(rank);
+    for (std::size_t a = 0; a < rank; ++a) c.offset[a] = index[a] * chunk_[a];
+    LDDPM_H5_CHECK(H5Dget_chunk_info_by_coord(dataset, c.offset.data(), &entry.filterMask,
+                                              &entry.address, &entry.bytes),
+                   chunkName(where_, c));
+    for (std::size_t a = rank; a-- > 0;) {
+      if (++index[a] < grid_[a]) break;
+      index[a] = 0;
+    }
   }
 }
 
-std::string ChunkedDataset::chunkName(const Located& chunk) const {
-  std::string s = where_ + " chunk at (";
+bool ChunkedDataset::sameLayout(const ChunkedDataset& other) const {
+  return direct() && other.direct() && dims_ == other.dims_ && chunk_ == other.chunk_ &&
+         elementSize_ == other.elementSize_ && codec_ == other.codec_;
+}
+
+std::string ChunkedDataset::chunkName(const std::string& where, const Located& chunk) const {
+  std::string s = where + " chunk at (";
   for (std::size_t a = 0; a < chunk.offset.size(); ++a) {
     s += (a ? "," : "") + std::to_string(chunk.offset[a]);
   }
   return s + ")";
 }
 
-std::vector<ChunkedDataset::Located> ChunkedDataset::locate(const std::vector<hsize_t>& lo,
+std::vector<ChunkedDataset::Located> ChunkedDataset::locate(const ChunkEntry* table,
+                                                            const std::vector<hsize_t>& lo,
                                                             const std::vector<hsize_t>& hi) const {
   const std::size_t rank = dims_.size();
   std::vector<hsize_t> first(rank), last(rank);
@@ -158,12 +186,14 @@ std::vector<ChunkedDataset::Located> ChunkedDataset::locate(const std::vector<hs
   for (;;) {
     Located c;
     c.offset.resize(rank);
-    for (std::size_t a = 0; a < rank; ++a) c.offset[a] = index[a] * chunk_[a];
-    LDDPM_H5_CHECK(
-        H5Dget_chunk_info_by_coord(dataset_, c.offset.data(), &c.filterMask, &c.address, &c.bytes),
-        chunkName(c));
+    std::size_t linear = 0;
+    for (std::size_t a = 0; a < rank; ++a) {
+      c.offset[a] = index[a] * chunk_[a];
+      linear = linear * grid_[a] + index[a];
+    }
+    c.entry = table[linear];
     out.push_back(std::move(c));
-    std::size_t a = rank;  // odometer over the chunk grid, last axis fastest
+    std::size_t a = rank;
     while (a > 0) {
       --a;
       if (++index[a] <= last[a]) break;
@@ -175,28 +205,30 @@ std::vector<ChunkedDataset::Located> ChunkedDataset::locate(const std::vector<hs
 
 const unsigned char* ChunkedDataset::decode(const ShardFile& file, const Located& chunk,
                                             std::size_t first, std::size_t last,
-                                            ChunkScratch& s) const {
-  if (chunk.bytes == 0 || chunk.address == HADDR_UNDEF) return nullptr;  // never written: fill
-  if (chunk.address > file.size() || chunk.bytes > file.size() - chunk.address) {
-    throw core::IoError(
-        file.path(), core::strCat(chunkName(chunk), " (", chunk.bytes, " bytes at ", chunk.address,
-                                  ") lies beyond the end of the file (", file.size(),
-                                  " bytes; truncated shard?)"));
+                                            const std::string& where, ChunkScratch& s) const {
+  if (chunk.entry.bytes == 0 || chunk.entry.address == HADDR_UNDEF)
+    return nullptr;  // never written: fill
+  if (chunk.entry.address > file.size() || chunk.entry.bytes > file.size() - chunk.entry.address) {
+    throw core::IoError(file.path(),
+                        core::strCat(chunkName(where, chunk), " (", chunk.entry.bytes, " bytes at ",
+                                     chunk.entry.address, ") lies beyond the end of the file (",
+                                     file.size(), " bytes; truncated shard?)"));
   }
   s.decoded.resize(chunkBytes_);
   auto bad = [&](const std::string& why) {
-    return core::IoError(file.path(), chunkName(chunk) + ": " + why + " (corrupt shard?)");
+    return core::IoError(file.path(), chunkName(where, chunk) + ": " + why + " (corrupt shard?)");
   };
   if (codec_ == Codec::Raw) {
-    if (chunk.bytes != chunkBytes_) {
-      throw bad(core::strCat("stored ", chunk.bytes, " bytes, expected ", chunkBytes_));
+    if (chunk.entry.bytes != chunkBytes_) {
+      throw bad(core::strCat("stored ", chunk.entry.bytes, " bytes, expected ", chunkBytes_));
     }
     const std::size_t from = first * elementSize_, bytes = (last + 1 - first) * elementSize_;
-    file.readAt(chunk.address + from, s.decoded.data() + from, bytes, chunkName(chunk));
+    file.readAt(chunk.entry.address + from, s.decoded.data() + from, bytes,
+                chunkName(where, chunk));
     return s.decoded.data();
   }
-  s.stored.resize(chunk.bytes);
-  file.readAt(chunk.address, s.stored.data(), chunk.bytes, chunkName(chunk));
+  s.stored.resize(chunk.entry.bytes);
+  file.readAt(chunk.entry.address, s.stored.data(), chunk.entry.bytes, chunkName(where, chunk));
   if (codec_ == Codec::Blosc) {
     std::size_t nbytes = 0;
     if (blosc_cbuffer_validate(s.stored.data(), s.stored.size(), &nbytes) != 0 ||
@@ -208,7 +240,7 @@ const unsigned char* ChunkedDataset::decode(const ShardFile& file, const Located
     return s.decoded.data();
   }
   // Shuffle (filter 0) then deflate (filter 1) on writing; either may have been skipped.
-  const bool shuffled = !(chunk.filterMask & 1u), deflated = !(chunk.filterMask & 2u);
+  const bool shuffled = !(chunk.entry.filterMask & 1u), deflated = !(chunk.entry.filterMask & 2u);
   const unsigned char* bytes = s.stored.data();
   std::size_t length = s.stored.size();
   if (deflated) {
@@ -236,7 +268,15 @@ void ChunkedDataset::readBox(const ShardFile& file, const std::array<std::int64_
                              const std::array<std::int64_t, 3>& size, void* out,
                              ChunkScratch& scratch) const {
   LDDPM_CHECK(direct(), where_, ": direct read of a dataset that is ", why_);
-  boxShape(dims_, start, size, where_);  // IoError unless the box lies inside the grid
+  readBox(file, table_.data(), where_, start, size, out, scratch);
+}
+
+void ChunkedDataset::readBox(const ShardFile& file, const ChunkEntry* table,
+                             const std::string& where, const std::array<std::int64_t, 3>& start,
+                             const std::array<std::int64_t, 3>& size, void* out,
+                             ChunkScratch& scratch) const {
+  LDDPM_CHECK(direct(), where, ": direct read of a dataset that is ", why_);
+  boxShape(dims_, start, size, where);  // IoError unless the box lies inside the grid
   const std::size_t rank = dims_.size(), lead = rank - 3;
   std::vector<hsize_t> lo(rank, 0), hi(dims_);
   for (std::size_t i = 0; i < 3; ++i) {
@@ -251,7 +291,7 @@ void ChunkedDataset::readBox(const ShardFile& file, const std::array<std::int64_
   }
   auto* dst = static_cast<unsigned char*>(out);
   const std::size_t e = elementSize_;
-  for (const Located& chunk : locate(lo, hi)) {
+  for (const Located& chunk : locate(table, lo, hi)) {
     // The part of the box inside this chunk, [a0, a1), copied one innermost-axis run at a time.
     std::vector<hsize_t> a0(rank), a1(rank);
     std::size_t first = 0, last = 0;
@@ -261,7 +301,7 @@ void ChunkedDataset::readBox(const ShardFile& file, const std::array<std::int64_
       first += (a0[a] - chunk.offset[a]) * chunkStride[a];
       last += (a1[a] - 1 - chunk.offset[a]) * chunkStride[a];
     }
-    const unsigned char* src = decode(file, chunk, first, last, scratch);
+    const unsigned char* src = decode(file, chunk, first, last, where, scratch);
     const std::size_t run = (a1[rank - 1] - a0[rank - 1]) * e;
     std::vector<hsize_t> t = a0;
     for (;;) {

@@ -1,7 +1,7 @@
 #pragma once
 // Direct chunk reading: a box of a chunked HDF5 dataset read without HDF5 copying the voxels.
-// HDF5 is asked only where each chunk the box touches lies in the file
-// (H5Dget_chunk_info_by_coord, one index lookup per chunk). Reading those bytes (pread),
+// HDF5 is asked only where each chunk lies in the file (H5Dget_chunk_info_by_coord), once per
+// chunk when the dataset is inspected: reading a box makes no HDF5 call. Reading the bytes (pread),
 // decoding them (blosc for lz4/zstd stores, zlib + unshuffle for deflate ones) and copying each
 // row of the box into place happen outside HDF5, whose thread-safe build serialises every API call
 // behind one global lock: loader workers read and decode in parallel (docs/store.md "Loader").
@@ -44,6 +44,13 @@ class ShardFile {
   std::uint64_t size_ = 0;
 };
 
+// One chunk's entry of HDF5's chunk index: where it is stored, and how.
+struct ChunkEntry {
+  haddr_t address = HADDR_UNDEF;
+  hsize_t bytes = 0;        // stored size; 0: never written (fill value)
+  unsigned filterMask = 0;  // bit i set: filter i of the pipeline was skipped
+};
+
 // Scratch buffers of one reading thread, reused from chunk to chunk.
 struct ChunkScratch {
   std::vector<unsigned char> stored, decoded, unshuffled;
@@ -53,13 +60,20 @@ class ChunkedDataset {
  public:
   enum class Codec { Raw, ShuffleDeflate, Blosc };
 
-  // Inspects `dataset` of `file` (both kept open by the caller while this object is used): layout,
-  // chunk shape, element type against `memType`, filter pipeline, fill value, user block.
+  // Inspects `dataset` of `file`: layout, chunk shape, element type against `memType`, filter
+  // pipeline, fill value, user block; when direct(), also reads its chunk table (24 bytes per
+  // chunk). Neither handle is used afterwards: reading needs only the ShardFile.
   ChunkedDataset(hid_t file, hid_t dataset, hid_t memType, std::string where);
 
   bool direct() const { return why_.empty(); }
   const std::string& whyNotDirect() const { return why_; }  // empty when direct()
   Codec codec() const { return codec_; }
+  const std::vector<hsize_t>& dims() const { return dims_; }
+  // Where each chunk is stored, C order over the chunk grid (empty unless direct()).
+  const std::vector<ChunkEntry>& table() const { return table_; }
+  // The same grid, chunk shape, element type and codec: a table of `other`'s reads with this
+  // layout (readBox below), so a store's subjects can share one layout and keep only tables.
+  bool sameLayout(const ChunkedDataset& other) const;
 
   // Reads the box [start, start + size) of the last three axes, all of any leading axis (the
   // channels of [C, D, H, W]), into `out`: contiguous, leading dims then `size`. Only direct().
@@ -67,28 +81,33 @@ class ChunkedDataset {
   // IoError naming the dataset and the chunk.
   void readBox(const ShardFile& file, const std::array<std::int64_t, 3>& start,
                const std::array<std::int64_t, 3>& size, void* out, ChunkScratch& scratch) const;
+  // The same for a dataset of sameLayout() whose table() is `table` (table().size() entries),
+  // named `where` in errors.
+  void readBox(const ShardFile& file, const ChunkEntry* table, const std::string& where,
+               const std::array<std::int64_t, 3>& start, const std::array<std::int64_t, 3>& size,
+               void* out, ChunkScratch& scratch) const;
 
  private:
   struct Located {
     std::vector<hsize_t> offset;  // first element of the chunk, per axis
-    haddr_t address = 0;
-    hsize_t bytes = 0;        // stored size; 0: never written (fill value)
-    unsigned filterMask = 0;  // bit i set: filter i of the pipeline was skipped
+    ChunkEntry entry;
   };
-  // The HDF5 part: where each chunk the box touches is stored.
-  std::vector<Located> locate(const std::vector<hsize_t>& lo, const std::vector<hsize_t>& hi) const;
+  // The chunks the box [lo, hi) touches, with their entries in `table`.
+  std::vector<Located> locate(const ChunkEntry* table, const std::vector<hsize_t>& lo,
+                              const std::vector<hsize_t>& hi) const;
   // The rest, without HDF5: the chunk's voxels, decoded, in scratch.decoded (or nullptr: fill).
   // An uncompressed chunk is read only over [first, last] (element offsets in the chunk): the
   // span that holds the part of the box inside it.
   const unsigned char* decode(const ShardFile& file, const Located& chunk, std::size_t first,
-                              std::size_t last, ChunkScratch& scratch) const;
-  std::string chunkName(const Located& chunk) const;
+                              std::size_t last, const std::string& where,
+                              ChunkScratch& scratch) const;
+  std::string chunkName(const std::string& where, const Located& chunk) const;
 
-  hid_t dataset_;
   std::string where_, why_;
   Codec codec_ = Codec::Raw;
-  std::vector<hsize_t> dims_, chunk_;
+  std::vector<hsize_t> dims_, chunk_, grid_;  // grid_: chunks per axis
   std::size_t elementSize_ = 0, chunkBytes_ = 0;
+  std::vector<ChunkEntry> table_;
 };
 
 }  // namespace lddpm::data

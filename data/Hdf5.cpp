@@ -59,7 +59,23 @@ Handle openFile(const std::string& path, bool readWrite) {
     throw core::IoError(path, isHdf5 == 0 ? "not an HDF5 file (truncated or corrupt?)"
                                           : "cannot open (missing or unreadable)");
   }
-  return check(H5Fopen(path.c_str(), readWrite ? H5F_ACC_RDWR : H5F_ACC_RDONLY, H5P_DEFAULT),
+  // A fixed 1 MiB metadata cache instead of HDF5's adaptive one (up to 32 MiB per open file): a
+  // loader worker holds one reader per shard and visits every subject, so the adaptive cache grew
+  // peak RSS with the subjects visited (LoaderBench at 256 subjects, 2 workers: 571 -> 400 MB)
+  // with no measured loss of speed; the direct reads need metadata only on a subject's first
+  // visit (ShardReader).
+  Handle fapl = check(H5Pcreate(H5P_FILE_ACCESS), &H5Pclose, path, "H5Pcreate");
+  H5AC_cache_config_t mdc{};
+  mdc.version = H5AC__CURR_CACHE_CONFIG_VERSION;
+  LDDPM_H5_CHECK(H5Pget_mdc_config(fapl.get(), &mdc), path);
+  mdc.set_initial_size = true;
+  mdc.initial_size = mdc.max_size = std::size_t{1} << 20;
+  mdc.min_size = std::size_t{1} << 19;
+  mdc.incr_mode = H5C_incr__off;
+  mdc.flash_incr_mode = H5C_flash_incr__off;
+  mdc.decr_mode = H5C_decr__off;
+  LDDPM_H5_CHECK(H5Pset_mdc_config(fapl.get(), &mdc), path);
+  return check(H5Fopen(path.c_str(), readWrite ? H5F_ACC_RDWR : H5F_ACC_RDONLY, fapl.get()),
                &H5Fclose, path, "cannot open HDF5 file");
 }
 

@@ -117,7 +117,8 @@ ShardReader::OpenDataset ShardReader::openDataset(const std::string& id, const c
   d.handle = h5::openDataset(current_.group.get(), name, context(id), dapl);
   d.dims = h5::datasetShape(d.handle.get(), d.where);
   if (directReads_) {
-    auto layout = std::make_unique<ChunkedDataset>(file_.get(), d.handle.get(), memType, d.where);
+    auto layout =
+        std::make_shared<const ChunkedDataset>(file_.get(), d.handle.get(), memType, d.where);
     if (layout->direct()) d.layout = std::move(layout);
   }
   return d;
@@ -208,10 +209,57 @@ void ShardReader::readPatchInto(const std::string& id, const std::array<std::int
                   out.tissue.scalar_type() == torch::kUInt8 &&
                   out.lesion.scalar_type() == torch::kUInt8,
               context(id), ": patch buffers must be float32, uint8, uint8");
-  OpenSubject& o = open(id);
-  readBox(o.image, H5T_NATIVE_FLOAT, start, size, out.image);
-  readBox(o.tissue, H5T_NATIVE_UINT8, start, size, out.tissue);
-  readBox(o.lesion, H5T_NATIVE_UINT8, start, size, out.lesion);
+  const auto it = std::lower_bound(subjects_.begin(), subjects_.end(), id);
+  const auto i = static_cast<std::size_t>(it - subjects_.begin());
+  if (tableAt_.empty() || it == subjects_.end() || *it != id || tableAt_[i] < 0) {
+    OpenSubject& o = open(id);  // IoError unless the shard holds the subject
+    if (!keepTables(i, o)) {
+      readBox(o.image, H5T_NATIVE_FLOAT, start, size, out.image);
+      readBox(o.tissue, H5T_NATIVE_UINT8, start, size, out.tissue);
+      readBox(o.lesion, H5T_NATIVE_UINT8, start, size, out.lesion);
+      return;
+    }
+  }
+  readKnown(i, start, size, out);
+}
+
+bool ShardReader::keepTables(std::size_t i, const OpenSubject& o) {
+  const std::array<const ChunkedDataset*, 3> mine{o.image.layout.get(), o.tissue.layout.get(),
+                                                  o.lesion.layout.get()};
+  for (const ChunkedDataset* d : mine)
+    if (d == nullptr) return false;
+  if (!layouts_[0]) {
+    layouts_ = {o.image.layout, o.tissue.layout, o.lesion.layout};
+    std::size_t perSubject = 0;
+    for (const auto& d : layouts_) perSubject += d->table().size();
+    tables_.reserve(subjects_.size() * perSubject);  // one block: never moved, never interleaved
+    tableAt_.assign(subjects_.size(), -1);
+  }
+  for (std::size_t k = 0; k < 3; ++k) {
+    if (!layouts_[k]->sameLayout(*mine[k])) return false;
+  }
+  tableAt_[i] = static_cast<std::int64_t>(tables_.size());
+  for (const ChunkedDataset* d : mine)
+    tables_.insert(tables_.end(), d->table().begin(), d->table().end());
+  return true;
+}
+
+void ShardReader::readKnown(std::size_t i, const std::array<std::int64_t, 3>& start,
+                            const std::array<std::int64_t, 3>& size, PatchData& out) {
+  static constexpr const char* kNames[3] = {"image", "tissue", "lesion"};
+  const std::array<const torch::Tensor*, 3> buffers{&out.image, &out.tissue, &out.lesion};
+  const ChunkEntry* table = tables_.data() + tableAt_[i];
+  for (std::size_t k = 0; k < 3; ++k) {
+    const ChunkedDataset& layout = *layouts_[k];
+    const std::string where = context(subjects_[i]) + "/" + kNames[k];
+    const std::vector<std::int64_t> shape = boxShape(layout.dims(), start, size, where);
+    const torch::Tensor& buffer = *buffers[k];
+    LDDPM_CHECK(buffer.is_contiguous() && buffer.sizes().vec() == shape, where,
+                ": patch buffer of shape ", buffer.sizes(), ", expected ",
+                torch::IntArrayRef(shape));
+    layout.readBox(*raw_, table, where, start, size, buffer.data_ptr(), scratch_);
+    table += layout.table().size();
+  }
 }
 
 ShardReader& StoreReader::shard(const std::string& file) {

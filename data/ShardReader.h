@@ -60,7 +60,7 @@ class ShardReader {
  private:
   struct OpenDataset {
     h5::Handle handle;
-    std::unique_ptr<ChunkedDataset> layout;  // set when read directly
+    std::shared_ptr<const ChunkedDataset> layout;  // set when read directly
     std::vector<hsize_t> dims;
     std::string where;
   };
@@ -73,6 +73,11 @@ class ShardReader {
   OpenDataset openDataset(const std::string& id, const char* name, hid_t memType, hid_t dapl);
   void readBox(const OpenDataset& d, hid_t memType, const std::array<std::int64_t, 3>& start,
                const std::array<std::int64_t, 3>& size, const torch::Tensor& out);
+  // Keeps subject i's chunk tables when its datasets are read directly with the shard's layouts;
+  // false otherwise (the subject is then read through its open datasets).
+  bool keepTables(std::size_t i, const OpenSubject& o);
+  void readKnown(std::size_t i, const std::array<std::int64_t, 3>& start,
+                 const std::array<std::int64_t, 3>& size, PatchData& out);
   std::string context(const std::string& id) const;
 
   std::string path_;
@@ -85,6 +90,18 @@ class ShardReader {
   ShardHeader header_;
   std::vector<std::string> subjects_;
   OpenSubject current_;  // datasets of the last subject read stay open: patches come in runs
+  // The chunk tables of every subject read directly so far (DirectChunks.h: where each chunk of
+  // its image, tissue and lesion is stored; 24 bytes per chunk, 18 KB for a 192x224x192 scan in
+  // 32^3 chunks), so a patch of a subject seen before is read with no HDF5 call and without
+  // reopening it. A loader draws each patch from a random subject, and reopening it (and
+  // returning HDF5's free lists) under HDF5's global lock for every patch held a worker back by
+  // 20-45 % (docs/BENCHMARKS.md "Data"). The subjects of a store share one grid, so one layout
+  // per dataset (the first subject's) reads them all, and the tables lie in one block sized for
+  // the whole shard when the first is kept: objects kept one per subject, allocated between
+  // HDF5's transient buffers, fragmented the heap (+47 MB peak at 64 subjects, same bytes in use).
+  std::array<std::shared_ptr<const ChunkedDataset>, 3> layouts_;  // image, tissue, lesion
+  std::vector<ChunkEntry> tables_;
+  std::vector<std::int64_t> tableAt_;  // per subject (index in subjects_): offset in tables_, or -1
 };
 
 // The shards of one store, each opened on first use and kept open, so a pass over a store's
