@@ -136,6 +136,8 @@ ChunkedDataset::ChunkedDataset(hid_t file, hid_t dataset, hid_t memType, std::st
     why_ = "filter pipeline this reader does not decode";
     return;
   }
+  // Where every chunk is stored, once: reading a box makes no HDF5 call afterwards, so loader
+  // workers do not queue at HDF5's global lock for it (docs/store.md "Loader semantics").
   const std::size_t rank = dims_.size();
   grid_.resize(rank);
   std::size_t count = 1;
@@ -152,7 +154,7 @@ ChunkedDataset::ChunkedDataset(hid_t file, hid_t dataset, hid_t memType, std::st
     LDDPM_H5_CHECK(H5Dget_chunk_info_by_coord(dataset, c.offset.data(), &entry.filterMask,
                                               &entry.address, &entry.bytes),
                    chunkName(where_, c));
-    for (std::size_t a = rank; a-- > 0;) {
+    for (std::size_t a = rank; a-- > 0;) {  // the next chunk, last axis fastest
       if (++index[a] < grid_[a]) break;
       index[a] = 0;
     }
@@ -193,7 +195,7 @@ std::vector<ChunkedDataset::Located> ChunkedDataset::locate(const ChunkEntry* ta
     }
     c.entry = table[linear];
     out.push_back(std::move(c));
-    std::size_t a = rank;
+    std::size_t a = rank;  // odometer over the chunk grid, last axis fastest
     while (a > 0) {
       --a;
       if (++index[a] <= last[a]) break;

@@ -50,6 +50,16 @@ torch::Tensor readWhole(hid_t group, const std::string& name, torch::ScalarType 
   return out;
 }
 
+// IoError unless the box lies inside `dims`; an error naming `where` unless `out` is the box's
+// contiguous buffer.
+void checkPatchBuffer(const std::vector<hsize_t>& dims, const std::string& where,
+                      const std::array<std::int64_t, 3>& start,
+                      const std::array<std::int64_t, 3>& size, const torch::Tensor& out) {
+  const std::vector<std::int64_t> shape = boxShape(dims, start, size, where);
+  LDDPM_CHECK(out.is_contiguous() && out.sizes().vec() == shape, where, ": patch buffer of shape ",
+              out.sizes(), ", expected ", torch::IntArrayRef(shape));
+}
+
 }  // namespace
 
 ShardReader::ShardReader(std::string path, std::size_t chunkCacheBytes, bool directReads)
@@ -127,9 +137,7 @@ ShardReader::OpenDataset ShardReader::openDataset(const std::string& id, const c
 void ShardReader::readBox(const OpenDataset& d, hid_t memType,
                           const std::array<std::int64_t, 3>& start,
                           const std::array<std::int64_t, 3>& size, const torch::Tensor& out) {
-  const std::vector<std::int64_t> shape = boxShape(d.dims, start, size, d.where);
-  LDDPM_CHECK(out.is_contiguous() && out.sizes().vec() == shape, d.where,
-              ": patch buffer of shape ", out.sizes(), ", expected ", torch::IntArrayRef(shape));
+  checkPatchBuffer(d.dims, d.where, start, size, out);
   if (d.layout) {
     d.layout->readBox(*raw_, start, size, out.data_ptr(), scratch_);
   } else {
@@ -252,12 +260,8 @@ void ShardReader::readKnown(std::size_t i, const std::array<std::int64_t, 3>& st
   for (std::size_t k = 0; k < 3; ++k) {
     const ChunkedDataset& layout = *layouts_[k];
     const std::string where = context(subjects_[i]) + "/" + kNames[k];
-    const std::vector<std::int64_t> shape = boxShape(layout.dims(), start, size, where);
-    const torch::Tensor& buffer = *buffers[k];
-    LDDPM_CHECK(buffer.is_contiguous() && buffer.sizes().vec() == shape, where,
-                ": patch buffer of shape ", buffer.sizes(), ", expected ",
-                torch::IntArrayRef(shape));
-    layout.readBox(*raw_, table, where, start, size, buffer.data_ptr(), scratch_);
+    checkPatchBuffer(layout.dims(), where, start, size, *buffers[k]);
+    layout.readBox(*raw_, table, where, start, size, buffers[k]->data_ptr(), scratch_);
     table += layout.table().size();
   }
 }
