@@ -94,11 +94,12 @@ class ShardReader {
   // its image, tissue and lesion is stored; 24 bytes per chunk, 18 KB for a 192x224x192 scan in
   // 32^3 chunks), so a patch of a subject seen before is read with no HDF5 call and without
   // reopening it. A loader draws each patch from a random subject, and reopening it (and
-  // returning HDF5's free lists) under HDF5's global lock for every patch held a worker back by
-  // 20-45 % (docs/BENCHMARKS.md "Data"). The subjects of a store share one grid, so one layout
-  // per dataset (the first subject's) reads them all, and the tables lie in one block sized for
-  // the whole shard when the first is kept: objects kept one per subject, allocated between
-  // HDF5's transient buffers, fragmented the heap (+47 MB peak at 64 subjects, same bytes in use).
+  // returning HDF5's free lists) under HDF5's global lock for every patch: without it a loader
+  // reads 11-46 % more patches per second (docs/BENCHMARKS.md "Data"). The subjects of a store
+  // share one grid, so one layout per dataset (the first subject's) reads them all, and the tables
+  // lie in one block sized for the whole shard when the first is kept: objects kept one per
+  // subject, allocated between HDF5's transient buffers, fragmented the heap (+47 MB peak at 64
+  // subjects, same bytes in use).
   std::array<std::shared_ptr<const ChunkedDataset>, 3> layouts_;  // image, tissue, lesion
   std::vector<ChunkEntry> tables_;
   std::vector<std::int64_t> tableAt_;  // per subject (index in subjects_): offset in tables_, or -1
