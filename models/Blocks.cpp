@@ -52,10 +52,6 @@ torch::Tensor modulate(const torch::Tensor& h, const ModulationMaps& maps) {
   return h * maps.scale + maps.shift;
 }
 
-torch::Tensor modulate(const torch::Tensor& h, const torch::Tensor& gammaBeta) {
-  return modulate(h, modulationMaps(gammaBeta));
-}
-
 MaskModulationImpl::MaskModulationImpl(std::int64_t channels, std::int64_t maskChannels,
                                        std::int64_t hidden) {
   shared_ = register_module("shared", conv3(maskChannels, hidden));

@@ -34,13 +34,11 @@ TORCH_MODULE(TimestepEmbedding);
 // ([B, C, D, H, W] each): what a (γ, β) convolution of the mask gives, in the form applied.
 struct ModulationMaps {
   torch::Tensor scale, shift;
-  std::int64_t nbytes() const { return scale.nbytes() + shift.nbytes(); }
 };
 // gammaBeta = [γ, β] along channels ([B, 2C, ...]) -> {1 + γ, β}; β is a view into gammaBeta.
 ModulationMaps modulationMaps(const torch::Tensor& gammaBeta);
 // h [B, C, D, H, W] -> h * (1 + γ) + β.
 torch::Tensor modulate(const torch::Tensor& h, const ModulationMaps& maps);
-torch::Tensor modulate(const torch::Tensor& h, const torch::Tensor& gammaBeta);
 
 // Spatially-adaptive modulation (SPADE): h [B, C, D, H, W] normalised, mask [B, Cm, D, H, W] on
 // the same grid -> h * (1 + γ(mask)) + β(mask), with γ, β from two 3x3x3 convolutions of the mask

@@ -28,7 +28,12 @@ DiffusionModelImpl::DiffusionModelImpl(const std::string& name, const UNetOption
 
 torch::Tensor DiffusionModelImpl::denoise(const torch::Tensor& xt, const torch::Tensor& t,
                                           const torch::Tensor& condition) {
-  return unet_(networkInput(schedule_, options_.prediction(), xt, t), t, condition);
+  return denoise(xt, t, unet_->condition(condition, xt.scalar_type()));
+}
+
+torch::Tensor DiffusionModelImpl::denoise(const torch::Tensor& xt, const torch::Tensor& t,
+                                          const MaskCondition& condition) {
+  return unet_->forwardWith(networkInput(schedule_, options_.prediction(), xt, t), t, condition);
 }
 
 LossTerms DiffusionModelImpl::loss(const Batch& batch, Generators& gens, const std::string& group) {
@@ -103,7 +108,7 @@ torch::Tensor DiffusionModelImpl::synthesize(const Batch& condition, const Sampl
                    << (cached.mapBytes >> 20) << " MiB (budget "
                    << (sampler.conditionCacheBytes() >> 20) << " MiB)";
   const Denoiser denoiser = [&](const torch::Tensor& xt, const torch::Tensor& t) {
-    return unet_->forwardWith(networkInput(schedule_, options_.prediction(), xt, t), t, cached);
+    return denoise(xt, t, cached);
   };
   const auto x =
       sample(schedule_, options_.prediction(), denoiser, shape, mask.options(), sampler, gens);

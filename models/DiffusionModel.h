@@ -49,6 +49,9 @@ class DiffusionModelImpl : public ModelImpl {
   // (intensityPrior); add μ to an x̂0 to compare it with an image.
   torch::Tensor denoise(const torch::Tensor& xt, const torch::Tensor& t,
                         const torch::Tensor& condition);
+  // The same with the condition's part made beforehand (UNet3DImpl::condition): the same bits.
+  torch::Tensor denoise(const torch::Tensor& xt, const torch::Tensor& t,
+                        const MaskCondition& condition);
   const NoiseSchedule& schedule() const { return schedule_; }
   const DiffusionOptions& options() const { return options_; }
   // The timesteps training draws from, ascending: all T (draw i is t = i), or the K of trainSteps.

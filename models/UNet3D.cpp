@@ -160,7 +160,7 @@ MaskCondition UNet3DImpl::condition(const torch::Tensor& mask, torch::ScalarType
     if (c.mapBytes + bytes > mapBudgetBytes) return;  // a later, coarser block may still fit
     ResBlock3DImpl::Maps maps = block->modulationMaps(m);
     for (auto& site : maps) site.shift = site.shift.contiguous();  // not a view of [γ, β]
-    c.mapBytes += maps[0].nbytes() + maps[1].nbytes();
+    c.mapBytes += bytes;
     c.maps.emplace(block.get(), std::move(maps));
   });
   return c;

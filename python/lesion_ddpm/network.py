@@ -74,9 +74,9 @@ def modulation_maps(gamma_beta: torch.Tensor) -> Tuple[torch.Tensor, torch.Tenso
     return 1 + gamma, beta
 
 
-def modulate(h: torch.Tensor, gamma_beta) -> torch.Tensor:
-    """h * (1 + γ) + β, from [γ, β] or from the (scale, shift) of modulation_maps."""
-    scale, shift = modulation_maps(gamma_beta) if torch.is_tensor(gamma_beta) else gamma_beta
+def modulate(h: torch.Tensor, maps: Tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """h * (1 + γ) + β, from the (scale, shift) of modulation_maps."""
+    scale, shift = maps
     return h * scale + shift
 
 
@@ -302,7 +302,8 @@ class UNet3D(nn.Module):
         if self.mask_channels == 0:
             return c
         if mask is None or mask.dim() != 5 or mask.shape[1] != self.mask_channels:
-            raise ValueError(f"UNet3D: needs a [B, {self.mask_channels}, D, H, W] mask")
+            raise ValueError(f"UNet3D: needs a [B, {self.mask_channels}, D, H, W] mask on the "
+                             f"grid of x")
         m = c["mask"] = mask.to(dtype)
         if not any(self.sites.values()):
             return c
@@ -336,9 +337,6 @@ class UNet3D(nn.Module):
             raise ValueError(f"UNet3D: volume {list(x.shape[2:])} not divisible by {divisor}")
         has_mask = self.mask_channels > 0
         if condition is None:
-            if has_mask and (mask is None or mask.shape[2:] != x.shape[2:]):
-                raise ValueError(f"UNet3D: needs a [B, {self.mask_channels}, D, H, W] mask on "
-                                 f"the grid of x")
             condition = self.condition(mask, x.dtype)
         m, masks, made = condition["mask"], condition["levels"], condition["maps"]
         if has_mask and (m is None or m.shape[0] != x.shape[0] or m.shape[2:] != x.shape[2:]):
