@@ -147,9 +147,9 @@ ChunkedDataset::ChunkedDataset(hid_t file, hid_t dataset, hid_t memType, std::st
   }
   table_.resize(count);
   std::vector<hsize_t> index(rank, 0);
+  Located c;  // the chunk being looked up (its offset names it in errors)
+  c.offset.resize(rank);
   for (ChunkEntry& entry : table_) {
-    Located c;
-    c.offset.resize(rank);
     for (std::size_t a = 0; a < rank; ++a) c.offset[a] = index[a] * chunk_[a];
     LDDPM_H5_CHECK(H5Dget_chunk_info_by_coord(dataset, c.offset.data(), &entry.filterMask,
                                               &entry.address, &entry.bytes),
@@ -269,7 +269,6 @@ const unsigned char* ChunkedDataset::decode(const ShardFile& file, const Located
 void ChunkedDataset::readBox(const ShardFile& file, const std::array<std::int64_t, 3>& start,
                              const std::array<std::int64_t, 3>& size, void* out,
                              ChunkScratch& scratch) const {
-  LDDPM_CHECK(direct(), where_, ": direct read of a dataset that is ", why_);
   readBox(file, table_.data(), where_, start, size, out, scratch);
 }
 

@@ -88,6 +88,7 @@ ShardReader::ShardReader(std::string path, std::size_t chunkCacheBytes, bool dir
                             " (incomplete shard)"));
   }
   if (directReads_) raw_ = std::make_unique<ShardFile>(path_);
+  tableAt_.assign(subjects_.size(), -1);
 }
 
 bool ShardReader::contains(const std::string& id) const {
@@ -219,7 +220,7 @@ void ShardReader::readPatchInto(const std::string& id, const std::array<std::int
               context(id), ": patch buffers must be float32, uint8, uint8");
   const auto it = std::lower_bound(subjects_.begin(), subjects_.end(), id);
   const auto i = static_cast<std::size_t>(it - subjects_.begin());
-  if (tableAt_.empty() || it == subjects_.end() || *it != id || tableAt_[i] < 0) {
+  if (it == subjects_.end() || *it != id || tableAt_[i] < 0) {
     OpenSubject& o = open(id);  // IoError unless the shard holds the subject
     if (!keepTables(i, o)) {
       readBox(o.image, H5T_NATIVE_FLOAT, start, size, out.image);
@@ -241,7 +242,6 @@ bool ShardReader::keepTables(std::size_t i, const OpenSubject& o) {
     std::size_t perSubject = 0;
     for (const auto& d : layouts_) perSubject += d->table().size();
     tables_.reserve(subjects_.size() * perSubject);  // one block: never moved, never interleaved
-    tableAt_.assign(subjects_.size(), -1);
   }
   for (std::size_t k = 0; k < 3; ++k) {
     if (!layouts_[k]->sameLayout(*mine[k])) return false;
