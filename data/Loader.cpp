@@ -1,10 +1,89 @@
 // Prefetching loader: see Loader.h and docs/store.md "Loader".
 #include "data/Loader.h"
 
+#include <cstdlib>
+
 #include "core/Error.h"
 #include "data/ShardReader.h"
 
 namespace lddpm::data {
+
+// Batch storage, recycled. Every batch's image, tissue and lesion lie in one 64-byte-aligned
+// block; when the last tensor viewing a block is freed (on whichever thread), the block returns
+// here and the next batch reuses it, so after the first few batches a loader allocates nothing of
+// batch size. Batches allocated from the heap one by one, megabytes each and living across the
+// queue, interleaved with the small allocations of each newly visited subject (HDF5's and the
+// kept tables): the heap fragmented and grew with every subject visited (docs/BENCHMARKS.md
+// "Data"). At most `idleCap` blocks wait idle; a consumer that keeps batches just makes new ones.
+class BatchBuffers : public std::enable_shared_from_this<BatchBuffers> {
+ public:
+  explicit BatchBuffers(std::size_t idleCap) : idleCap_(idleCap) {}
+  BatchBuffers(const BatchBuffers&) = delete;
+  BatchBuffers& operator=(const BatchBuffers&) = delete;
+  ~BatchBuffers() {
+    for (void* b : idle_) std::free(b);
+  }
+
+  // A block of at least `bytes` bytes, handed back to this pool when the returned pointer and
+  // every copy of it are gone.
+  std::shared_ptr<std::byte> acquire(std::size_t bytes) {
+    void* block = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (bytes > blockBytes_) {  // a larger batch than before: the idle blocks are too small
+        for (void* b : idle_) std::free(b);
+        idle_.clear();
+        blockBytes_ = aligned(bytes);
+      }
+      if (!idle_.empty()) {
+        block = idle_.back();
+        idle_.pop_back();
+      }
+      bytes = blockBytes_;
+    }
+    if (block == nullptr) block = std::aligned_alloc(kAlign, bytes);
+    if (block == nullptr) throw std::bad_alloc();
+    return std::shared_ptr<std::byte>(
+        static_cast<std::byte*>(block),
+        [self = shared_from_this(), bytes](std::byte* b) { self->release(b, bytes); });
+  }
+
+  static constexpr std::size_t kAlign = 64;  // as LibTorch's CPU allocator
+  static std::size_t aligned(std::size_t bytes) { return (bytes + kAlign - 1) / kAlign * kAlign; }
+
+ private:
+  void release(std::byte* block, std::size_t bytes) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (bytes == blockBytes_ && idle_.size() < idleCap_) {
+        idle_.push_back(block);
+        return;
+      }
+    }
+    std::free(block);
+  }
+
+  const std::size_t idleCap_;
+  std::mutex mutex_;
+  std::size_t blockBytes_ = 0;
+  std::vector<void*> idle_;
+};
+
+namespace {
+
+// `shape` tensors of `dtype` at `offset` bytes into `block`, keeping the block alive; `offset`
+// then moves past them, to the next 64-byte boundary.
+torch::Tensor viewOf(const std::shared_ptr<std::byte>& block, std::size_t& offset,
+                     std::vector<std::int64_t> shape, torch::ScalarType dtype) {
+  std::size_t bytes = torch::elementSize(dtype);
+  for (std::int64_t n : shape) bytes *= static_cast<std::size_t>(n);
+  torch::Tensor t = torch::from_blob(
+      block.get() + offset, shape, [keep = block](void*) {}, torch::TensorOptions().dtype(dtype));
+  offset += BatchBuffers::aligned(bytes);
+  return t;
+}
+
+}  // namespace
 
 struct Loader::Reader {
   Reader(const std::string& storeDir, bool directReads) : store(storeDir, directReads) {}
@@ -46,7 +125,8 @@ Loader::Loader(LoaderOptions options)
       subjects_(manifest_.casesOf(options_.split, /*limit=*/0, options_.store)),
       sampler_(subjects_.size(), options_.sampler),
       produceCursor_(options_.start),
-      deliverCursor_(options_.start) {
+      deliverCursor_(options_.start),
+      buffers_(std::make_shared<BatchBuffers>(options_.queueDepth + options_.threads + 2)) {
   LDDPM_CHECK(options_.worldSize >= 1 && options_.rank >= 0 && options_.rank < options_.worldSize,
               "loader: rank ", options_.rank, " outside world size ", options_.worldSize);
   LDDPM_CHECK(options_.threads >= 0 && options_.queueDepth >= 1,
@@ -144,9 +224,16 @@ Batch Loader::read(const Cursor& cursor, Reader& reader) const {
   // tensors with 0 samples.
   const std::int64_t n = static_cast<std::int64_t>(b.plans.size());
   const std::int64_t c = static_cast<std::int64_t>(manifest_.channels.size());
-  b.image = torch::empty({n, c, patch_[0], patch_[1], patch_[2]}, torch::kFloat32);
-  b.tissue = torch::empty({n, 1, patch_[0], patch_[1], patch_[2]}, torch::kUInt8);
-  b.lesion = torch::empty({n, 1, patch_[0], patch_[1], patch_[2]}, torch::kUInt8);
+  const std::int64_t voxels = patch_[0] * patch_[1] * patch_[2];
+  const auto bytes = [](std::int64_t k) {
+    return BatchBuffers::aligned(static_cast<std::size_t>(k));
+  };
+  const std::shared_ptr<std::byte> block =
+      buffers_->acquire(bytes(n * c * voxels * 4) + 2 * bytes(n * voxels));
+  std::size_t offset = 0;
+  b.image = viewOf(block, offset, {n, c, patch_[0], patch_[1], patch_[2]}, torch::kFloat32);
+  b.tissue = viewOf(block, offset, {n, 1, patch_[0], patch_[1], patch_[2]}, torch::kUInt8);
+  b.lesion = viewOf(block, offset, {n, 1, patch_[0], patch_[1], patch_[2]}, torch::kUInt8);
   for (std::int64_t i = 0; i < n; ++i) {
     const SamplePlan& plan = b.plans[static_cast<std::size_t>(i)];
     const SubjectEntry& subject = subjects_[plan.subject];

@@ -51,6 +51,8 @@ struct Batch {
   Cursor next;    // where the next batch starts: what a checkpoint saves after this step
 };
 
+class BatchBuffers;  // Loader.cpp: the batches' storage, recycled
+
 class Loader {
  public:
   explicit Loader(LoaderOptions options);
@@ -88,7 +90,8 @@ class Loader {
   std::map<std::int64_t, Slot> ready_;
   std::exception_ptr failed_;
   bool stop_ = false;
-  std::unique_ptr<Reader> callerReader_;  // threads == 0
+  std::shared_ptr<BatchBuffers> buffers_;  // outlives the loader while a batch views it
+  std::unique_ptr<Reader> callerReader_;   // threads == 0
   std::vector<std::thread> workers_;
 };
 

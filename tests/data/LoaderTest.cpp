@@ -2,7 +2,8 @@
 // plan says; the batches do not depend on the number of prefetch threads nor on the read path; the
 // union of the ranks' batches is the one-rank batch; a restored cursor continues identically;
 // lesion-centred patches hold lesion; a shard that goes bad mid-run surfaces as an error naming it
-// in next(), and destroying a loader with a full queue returns.
+// in next(), and destroying a loader with a full queue returns; batch storage is recycled only
+// once the caller lets a batch go.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -200,6 +201,31 @@ TEST_F(LoaderFixture, DestroyWithFullQueueReturns) {
     loader.next();
   }  // workers blocked on a full queue must be woken and joined
   SUCCEED();
+}
+
+// Batch storage is recycled (Loader.cpp): a batch the caller still holds is never reused, even
+// after the loader is gone, and the recycled ones still read as a fresh loader's.
+TEST_F(LoaderFixture, BatchesTheCallerKeepsStayIntact) {
+  for (int threads : {0, 2}) {
+    const std::string what = std::to_string(threads) + " threads";
+    std::vector<Batch> fresh;
+    {
+      Loader reference(options(threads));
+      for (int k = 0; k < 8; ++k) fresh.push_back(reference.next());  // none recycled
+    }
+    Batch kept;
+    std::vector<torch::Tensor> copies;
+    {
+      Loader loader(options(threads));
+      kept = loader.next();
+      copies = {kept.image.clone(), kept.tissue.clone(), kept.lesion.clone()};
+      for (int k = 1; k < 8; ++k) expectSameBatch(loader.next(), fresh[k], what);
+    }
+    expectSameBatch(kept, fresh[0], what);
+    EXPECT_TRUE(torch::equal(kept.image, copies[0]) && torch::equal(kept.tissue, copies[1]) &&
+                torch::equal(kept.lesion, copies[2]))
+        << what;
+  }
 }
 
 TEST_F(LoaderFixture, PatchLargerThanGridIsAUsageError) {

@@ -1,19 +1,26 @@
 // Loader throughput: 64^3 patches/s with 0 (caller's thread), 1 and 2 prefetch threads, reading
 // patches directly (data/DirectChunks.h) and through H5Dread, against the raw read rate of the
-// shard files from page cache, and the process's peak RSS. The configurations alternate within
-// each round; the best round of each is printed last with the 2-vs-1-thread speed-up.
+// shard files from page cache, and memory: the process's peak and current RSS and the C heap's
+// bytes in use and held (what the loader has left fragmented). It runs with the allocator `lddpm`
+// runs with (core/Allocator.h). The configurations alternate within each round; the best round
+// of each is printed last with the 2-vs-1-thread speed-up.
 //   LoaderBench STORE [batches=30] [patch=64] [rounds=1] [paths=both|direct|hdf5]
 // (one path alone: e.g. to profile it with `perf record`).
 // docs/BENCHMARKS.md ("Data") has the figures.
 #include <sys/resource.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <vector>
 
+#include "core/Allocator.h"
 #include "core/Timer.h"
 #include "data/Loader.h"
 
@@ -47,6 +54,19 @@ long peakRssMB() {
   return u.ru_maxrss / 1024;
 }
 
+// Current RSS, and (glibc) the heap's bytes in use and held from the system, in MB.
+std::string memoryNow() {
+  long pages = 0, resident = 0;
+  std::ifstream("/proc/self/statm") >> pages >> resident;
+  std::string s = "RSS " + std::to_string(resident * 4096 / (1 << 20)) + " MB";
+#if defined(__GLIBC__)
+  const struct mallinfo2 m = mallinfo2();
+  s += ", heap in use " + std::to_string(m.uordblks >> 20) + " of " +
+       std::to_string((m.arena + m.hblkhd) >> 20) + " MB held";
+#endif
+  return s;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -54,6 +74,7 @@ int main(int argc, char** argv) {
     std::cerr << "usage: LoaderBench STORE [batches] [patch] [rounds] [both|direct|hdf5]\n";
     return 2;
   }
+  core::tuneAllocatorForTensors();  // the allocator `lddpm` runs with (core/Allocator.h)
   const std::string store = argv[1];
   const int batches = argc > 2 ? std::atoi(argv[2]) : 30;
   const std::int64_t patch = argc > 3 ? std::atoll(argv[3]) : 64;
@@ -100,7 +121,8 @@ int main(int argc, char** argv) {
         b = std::max(b, rate);
         std::cout << "round " << round << (direct ? " direct" : " hdf5  ") << " threads " << threads
                   << ": " << rate << " patches/s (" << 100.0 * rate * mbPerPatch / raw
-                  << " % of raw), peak RSS " << peakRssMB() << " MB" << std::endl;
+                  << " % of raw); after it: " << memoryNow() << "; peak RSS " << peakRssMB()
+                  << " MB" << std::endl;
       }
     }
   }
