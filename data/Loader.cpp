@@ -88,7 +88,6 @@ torch::Tensor viewOf(const std::shared_ptr<std::byte>& block, std::size_t& offse
 struct Loader::Reader {
   Reader(const std::string& storeDir, bool directReads) : store(storeDir, directReads) {}
   StoreReader store;
-  std::map<std::string, std::pair<torch::Tensor, torch::Tensor>> index;  // small: KBs per subject
 };
 
 core::po::options_description LoaderOptions::describe() {
@@ -238,15 +237,23 @@ Batch Loader::read(const Cursor& cursor, Reader& reader) const {
     const SamplePlan& plan = b.plans[static_cast<std::size_t>(i)];
     const SubjectEntry& subject = subjects_[plan.subject];
     ShardReader& shard = reader.store.shard(subject.shard);
-    auto it = reader.index.find(subject.id);
-    if (it == reader.index.end())
-      it = reader.index.emplace(subject.id, shard.readIndex(subject.id)).first;
-    const auto& [patchIndex, lesionVoxels] = it->second;
     std::array<std::int64_t, 3> start{0, 0, 0};
     if (options_.patch > 0) {
+      // One row of the subject's index tables centres the patch: read alone, so a worker keeps
+      // 32 bytes per subject for them (ShardReader::readIndexRow) instead of the tables.
+      using From = PatchSampler::Centre::From;
+      const auto [cells, lesions] = shard.indexRows(subject.id);
+      const PatchSampler::Centre centre = PatchSampler::centreOf(plan, cells, lesions);
+      std::array<std::int32_t, 3> zyx{};
+      if (centre.from != From::GridCentre) {
+        zyx = shard.readIndexRow(subject.id,
+                                 centre.from == From::LesionVoxel
+                                     ? ShardReader::IndexTable::LesionVoxels
+                                     : ShardReader::IndexTable::PatchIndex,
+                                 static_cast<std::int64_t>(centre.row));
+      }
       const std::int64_t stride = manifest_.parameters.value("index_stride", 8);
-      start = PatchSampler::patchStart(plan, patchIndex, lesionVoxels, stride, manifest_.grid,
-                                       options_.patch);
+      start = PatchSampler::patchStart(plan, centre, zyx, stride, manifest_.grid, options_.patch);
     }
     PatchData p{b.image[i], b.tissue[i][0], b.lesion[i][0]};
     shard.readPatchInto(subject.id, start, patch_, p);

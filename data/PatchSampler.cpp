@@ -110,27 +110,47 @@ Cursor PatchSampler::advance(const Cursor& cursor) const {
   return next;
 }
 
-std::array<std::int64_t, 3> PatchSampler::patchStart(
-    const SamplePlan& plan, const torch::Tensor& patchIndex, const torch::Tensor& lesionVoxels,
-    std::int64_t stride, const std::array<std::int64_t, 3>& grid, std::int64_t patch) {
-  std::array<std::int64_t, 3> centre{grid[0] / 2, grid[1] / 2, grid[2] / 2};
-  const auto* lesions = lesionVoxels.data_ptr<std::int32_t>();
-  const auto* index = patchIndex.data_ptr<std::int32_t>();
-  if (plan.lesionCentred && lesionVoxels.size(0) > 0) {
-    const std::uint64_t row = plan.centreDraw % static_cast<std::uint64_t>(lesionVoxels.size(0));
-    for (int a = 0; a < 3; ++a) centre[a] = lesions[row * 3 + a];
-  } else if (patchIndex.size(0) > 0) {
-    // Index rows are cell centres at stride/2 + k*stride: a uniform point of the cell.
-    const std::uint64_t row = plan.centreDraw % static_cast<std::uint64_t>(patchIndex.size(0));
-    for (int a = 0; a < 3; ++a) {
-      centre[a] = index[row * 4 + a] - stride / 2 +
-                  static_cast<std::int64_t>(plan.jitter[a] * static_cast<double>(stride));
+PatchSampler::Centre PatchSampler::centreOf(const SamplePlan& plan, std::int64_t indexCells,
+                                            std::int64_t lesionVoxels) {
+  if (plan.lesionCentred && lesionVoxels > 0)
+    return {Centre::From::LesionVoxel, plan.centreDraw % static_cast<std::uint64_t>(lesionVoxels)};
+  if (indexCells > 0)
+    return {Centre::From::IndexCell, plan.centreDraw % static_cast<std::uint64_t>(indexCells)};
+  return {};
+}
+
+std::array<std::int64_t, 3> PatchSampler::patchStart(const SamplePlan& plan, const Centre& centre,
+                                                     const std::array<std::int32_t, 3>& zyx,
+                                                     std::int64_t stride,
+                                                     const std::array<std::int64_t, 3>& grid,
+                                                     std::int64_t patch) {
+  std::array<std::int64_t, 3> at{grid[0] / 2, grid[1] / 2, grid[2] / 2};
+  for (int a = 0; a < 3; ++a) {
+    if (centre.from == Centre::From::LesionVoxel) {
+      at[a] = zyx[a];
+    } else if (centre.from == Centre::From::IndexCell) {
+      // Index rows are cell centres at stride/2 + k*stride: a uniform point of the cell.
+      at[a] = zyx[a] - stride / 2 +
+              static_cast<std::int64_t>(plan.jitter[a] * static_cast<double>(stride));
     }
   }
   std::array<std::int64_t, 3> start{};
   for (int a = 0; a < 3; ++a)
-    start[a] = std::clamp<std::int64_t>(centre[a] - patch / 2, 0, grid[a] - patch);
+    start[a] = std::clamp<std::int64_t>(at[a] - patch / 2, 0, grid[a] - patch);
   return start;
+}
+
+std::array<std::int64_t, 3> PatchSampler::patchStart(
+    const SamplePlan& plan, const torch::Tensor& patchIndex, const torch::Tensor& lesionVoxels,
+    std::int64_t stride, const std::array<std::int64_t, 3>& grid, std::int64_t patch) {
+  const Centre centre = centreOf(plan, patchIndex.size(0), lesionVoxels.size(0));
+  const bool lesion = centre.from == Centre::From::LesionVoxel;
+  std::array<std::int32_t, 3> zyx{};
+  if (centre.from != Centre::From::GridCentre) {
+    const auto* table = (lesion ? lesionVoxels : patchIndex).data_ptr<std::int32_t>();
+    for (int a = 0; a < 3; ++a) zyx[a] = table[centre.row * (lesion ? 3 : 4) + a];
+  }
+  return patchStart(plan, centre, zyx, stride, grid, patch);
 }
 
 }  // namespace lddpm::data

@@ -71,9 +71,24 @@ class PatchSampler {
   // one more. Ranks with an empty share get empty batches (the trainer weights by share size).
   static std::pair<std::int64_t, std::int64_t> rankSlice(std::int64_t n, int rank, int worldSize);
 
-  // Start corner of the patch of edge `patch` for `plan` in a grid [D, H, W]: centred on the
-  // chosen lesion voxel (lesionVoxels [L, 3]) or on a point drawn uniformly in a patch-index cell
-  // (patchIndex [N, 4], cells of `stride`), then clamped so the patch lies inside the grid.
+  // What centres the patch of `plan`, given a subject's N patch-index cells and L lesion voxels:
+  // a lesion voxel (a lesion-centred plan of a scan with lesions), else a point drawn uniformly
+  // in a patch-index cell, else (no index) the grid's centre; and which row of that table.
+  struct Centre {
+    enum class From { LesionVoxel, IndexCell, GridCentre } from = From::GridCentre;
+    std::uint64_t row = 0;
+  };
+  static Centre centreOf(const SamplePlan& plan, std::int64_t indexCells,
+                         std::int64_t lesionVoxels);
+  // Start corner of the patch of edge `patch` in a grid [D, H, W], centred as `centre` says on
+  // `zyx`, that row's (z, y, x) (a lesion voxel, or a cell centre of cells of `stride`; unused for
+  // the grid's centre), then clamped so the patch lies inside the grid.
+  static std::array<std::int64_t, 3> patchStart(const SamplePlan& plan, const Centre& centre,
+                                                const std::array<std::int32_t, 3>& zyx,
+                                                std::int64_t stride,
+                                                const std::array<std::int64_t, 3>& grid,
+                                                std::int64_t patch);
+  // The same from a subject's whole tables: patchIndex [N, 4], lesionVoxels [L, 3] (int32).
   static std::array<std::int64_t, 3> patchStart(
       const SamplePlan& plan, const torch::Tensor& patchIndex, const torch::Tensor& lesionVoxels,
       std::int64_t stride, const std::array<std::int64_t, 3>& grid, std::int64_t patch);

@@ -18,14 +18,10 @@ std::array<T, N> toArray(const std::vector<T>& v, const std::string& context, co
   return out;
 }
 
-// Reads a box through HDF5 (H5Dread of a hyperslab) into `out` (contiguous, boxShape's shape).
-void readBoxHdf5(hid_t dataset, hid_t memType, const std::array<std::int64_t, 3>& start,
-                 const std::array<std::int64_t, 3>& size, void* out, const std::string& where) {
-  std::vector<hsize_t> dims = h5::datasetShape(dataset, where);
-  const std::vector<std::int64_t> shape = boxShape(dims, start, size, where);
-  const size_t lead = dims.size() - 3;
-  std::vector<hsize_t> offset(dims.size(), 0), count(shape.begin(), shape.end());
-  for (size_t i = 0; i < 3; ++i) offset[lead + i] = static_cast<hsize_t>(start[i]);
+// Reads the hyperslab [offset, offset + count) of `dataset` through HDF5 (H5Dread) into `out`
+// (contiguous, count's shape).
+void readSlab(hid_t dataset, hid_t memType, const std::vector<hsize_t>& offset,
+              const std::vector<hsize_t>& count, void* out, const std::string& where) {
   h5::Handle fileSpace = h5::check(H5Dget_space(dataset), &H5Sclose, where, "H5Dget_space");
   LDDPM_H5_CHECK(H5Sselect_hyperslab(fileSpace.get(), H5S_SELECT_SET, offset.data(), nullptr,
                                      count.data(), nullptr),
@@ -35,6 +31,17 @@ void readBoxHdf5(hid_t dataset, hid_t memType, const std::array<std::int64_t, 3>
                 where, "H5Screate_simple");
   LDDPM_H5_CHECK(H5Dread(dataset, memType, memSpace.get(), fileSpace.get(), H5P_DEFAULT, out),
                  where);
+}
+
+// Reads a box through HDF5 into `out` (contiguous, boxShape's shape).
+void readBoxHdf5(hid_t dataset, hid_t memType, const std::array<std::int64_t, 3>& start,
+                 const std::array<std::int64_t, 3>& size, void* out, const std::string& where) {
+  std::vector<hsize_t> dims = h5::datasetShape(dataset, where);
+  const std::vector<std::int64_t> shape = boxShape(dims, start, size, where);
+  const size_t lead = dims.size() - 3;
+  std::vector<hsize_t> offset(dims.size(), 0), count(shape.begin(), shape.end());
+  for (size_t i = 0; i < 3; ++i) offset[lead + i] = static_cast<hsize_t>(start[i]);
+  readSlab(dataset, memType, offset, count, out, where);
 }
 
 torch::Tensor readWhole(hid_t group, const std::string& name, torch::ScalarType dtype,
@@ -89,10 +96,18 @@ ShardReader::ShardReader(std::string path, std::size_t chunkCacheBytes, bool dir
   }
   if (directReads_) raw_ = std::make_unique<ShardFile>(path_);
   tableAt_.assign(subjects_.size(), -1);
+  indexAt_.resize(subjects_.size());
 }
 
 bool ShardReader::contains(const std::string& id) const {
   return std::binary_search(subjects_.begin(), subjects_.end(), id);
+}
+
+std::size_t ShardReader::indexOf(const std::string& id) const {
+  const auto it = std::lower_bound(subjects_.begin(), subjects_.end(), id);
+  if (it == subjects_.end() || *it != id)
+    throw core::IoError(path_, "no subject '" + id + "' in this shard");
+  return static_cast<std::size_t>(it - subjects_.begin());
 }
 
 std::string ShardReader::context(const std::string& id) const {
@@ -101,7 +116,7 @@ std::string ShardReader::context(const std::string& id) const {
 
 ShardReader::OpenSubject& ShardReader::open(const std::string& id) {
   if (current_.id == id && current_.group.valid()) return current_;
-  if (!contains(id)) throw core::IoError(path_, "no subject '" + id + "' in this shard");
+  indexOf(id);  // IoError unless the shard holds the subject
   const std::string where = context(id);
   current_ = OpenSubject{};
   // HDF5 keeps freed chunk-cache and metadata buffers on internal free lists that never shrink
@@ -201,6 +216,53 @@ std::pair<torch::Tensor, torch::Tensor> ShardReader::readIndex(const std::string
   return {index, lesions};
 }
 
+const std::array<ShardReader::IndexAt, 2>& ShardReader::indexAt(std::size_t i) {
+  std::array<IndexAt, 2>& at = indexAt_[i];
+  if (at[0].rows >= 0) return at;
+  const OpenSubject& o = open(subjects_[i]);
+  static constexpr const char* kNames[2] = {"patch_index", "lesion_voxels"};
+  static constexpr hsize_t kColumns[2] = {4, 3};
+  for (std::size_t k = 0; k < 2; ++k) {
+    const std::string where = context(subjects_[i]) + "/" + kNames[k];
+    const h5::Handle d = h5::openDataset(o.group.get(), kNames[k], context(subjects_[i]));
+    const std::vector<hsize_t> dims = h5::datasetShape(d.get(), where);
+    if (dims.size() != 2 || dims[1] != kColumns[k]) {
+      throw core::IoError(where, core::strCat("must be [rows, ", kColumns[k], "] int32"));
+    }
+    at[k].rows = static_cast<std::int64_t>(dims[0]);
+    const h5::Handle type = h5::check(H5Dget_type(d.get()), &H5Tclose, where, "H5Dget_type");
+    // H5Dget_offset: the absolute file offset of contiguous storage; HADDR_UNDEF for any other
+    // layout, storage never written, or an external file.
+    if (directReads_ && H5Tequal(type.get(), H5T_NATIVE_INT32) > 0)
+      at[k].address = H5Dget_offset(d.get());
+  }
+  return at;
+}
+
+std::array<std::int64_t, 2> ShardReader::indexRows(const std::string& id) {
+  const auto& at = indexAt(indexOf(id));
+  return {at[0].rows, at[1].rows};
+}
+
+std::array<std::int32_t, 3> ShardReader::readIndexRow(const std::string& id, IndexTable table,
+                                                      std::int64_t row) {
+  const std::size_t k = static_cast<std::size_t>(table);
+  const IndexAt& at = indexAt(indexOf(id))[k];
+  const char* name = table == IndexTable::PatchIndex ? "patch_index" : "lesion_voxels";
+  const std::string where = context(id) + "/" + name;
+  LDDPM_CHECK(row >= 0 && row < at.rows, where, ": row ", row, " of ", at.rows);
+  const hsize_t columns = table == IndexTable::PatchIndex ? 4 : 3;
+  std::array<std::int32_t, 3> zyx{};
+  if (at.address != HADDR_UNDEF) {
+    raw_->readAt(at.address + static_cast<hsize_t>(row) * columns * sizeof(std::int32_t),
+                 zyx.data(), sizeof(zyx), where);
+    return zyx;
+  }
+  const h5::Handle d = h5::openDataset(open(id).group.get(), name, context(id));
+  readSlab(d.get(), H5T_NATIVE_INT32, {static_cast<hsize_t>(row), 0}, {1, 3}, zyx.data(), where);
+  return zyx;
+}
+
 PatchData ShardReader::readPatch(const std::string& id, const std::array<std::int64_t, 3>& start,
                                  const std::array<std::int64_t, 3>& size) {
   const std::int64_t channels = static_cast<std::int64_t>(header_.channels.size());
@@ -218,10 +280,9 @@ void ShardReader::readPatchInto(const std::string& id, const std::array<std::int
                   out.tissue.scalar_type() == torch::kUInt8 &&
                   out.lesion.scalar_type() == torch::kUInt8,
               context(id), ": patch buffers must be float32, uint8, uint8");
-  const auto it = std::lower_bound(subjects_.begin(), subjects_.end(), id);
-  const auto i = static_cast<std::size_t>(it - subjects_.begin());
-  if (it == subjects_.end() || *it != id || tableAt_[i] < 0) {
-    OpenSubject& o = open(id);  // IoError unless the shard holds the subject
+  const std::size_t i = indexOf(id);
+  if (tableAt_[i] < 0) {
+    OpenSubject& o = open(id);
     if (!keepTables(i, o)) {
       readBox(o.image, H5T_NATIVE_FLOAT, start, size, out.image);
       readBox(o.tissue, H5T_NATIVE_UINT8, start, size, out.tissue);

@@ -47,6 +47,15 @@ class ShardReader {
   std::pair<std::int64_t, std::int64_t> readCounts(const std::string& id);
   // patch_index [N, 4] and lesion_voxels [L, 3] (int32).
   std::pair<torch::Tensor, torch::Tensor> readIndex(const std::string& id);
+  // The same tables a row at a time, for a loader: it needs one row per patch, and a worker that
+  // kept every subject's tables would hold KBs to MBs per subject (docs/store.md "Loader").
+  enum class IndexTable { PatchIndex = 0, LesionVoxels = 1 };
+  // N and L, from the datasets' shapes; kept per subject with where each table lies (32 bytes).
+  std::array<std::int64_t, 2> indexRows(const std::string& id);
+  // (z, y, x) of row `row` of one table: read from the file (12 bytes) when the table is stored
+  // contiguous in the native int32 (as the store writes it; with `directReads`), else by H5Dread.
+  std::array<std::int32_t, 3> readIndexRow(const std::string& id, IndexTable table,
+                                           std::int64_t row);
   // The box [start, start + size) of every dataset; the box must lie inside the grid.
   PatchData readPatch(const std::string& id, const std::array<std::int64_t, 3>& start,
                       const std::array<std::int64_t, 3>& size);
@@ -69,6 +78,14 @@ class ShardReader {
     h5::Handle group;
     OpenDataset image, tissue, lesion;
   };
+  // Where one index table lies: its rows (-1 until known) and, when read from the file directly,
+  // the file offset of its first row.
+  struct IndexAt {
+    std::int64_t rows = -1;
+    haddr_t address = HADDR_UNDEF;
+  };
+  std::size_t indexOf(const std::string& id) const;  // in subjects_; IoError when absent
+  const std::array<IndexAt, 2>& indexAt(std::size_t i);
   OpenSubject& open(const std::string& id);
   OpenDataset openDataset(const std::string& id, const char* name, hid_t memType, hid_t dapl);
   void readBox(const OpenDataset& d, hid_t memType, const std::array<std::int64_t, 3>& start,
@@ -103,6 +120,7 @@ class ShardReader {
   std::array<std::shared_ptr<const ChunkedDataset>, 3> layouts_;  // image, tissue, lesion
   std::vector<ChunkEntry> tables_;
   std::vector<std::int64_t> tableAt_;  // per subject (index in subjects_): offset in tables_, or -1
+  std::vector<std::array<IndexAt, 2>> indexAt_;  // per subject: patch_index, lesion_voxels
 };
 
 // The shards of one store, each opened on first use and kept open, so a pass over a store's

@@ -90,6 +90,9 @@ TEST_F(LoaderFixture, EachSampleIsItsStoredBoxAugmentedAsPlanned) {
       const SubjectEntry& entry = loader.subjects()[plan.subject];
       ASSERT_EQ(entry.id, b.subjects[i]);
       const SubjectData whole = store.readSubject(entry);
+      // The loader reads one index row per patch: the start is the whole tables' (PatchSampler).
+      EXPECT_EQ(b.starts[i],
+                PatchSampler::patchStart(plan, whole.patchIndex, whole.lesionVoxels, 8, kGrid, 8));
       const auto [z, y, x] = b.starts[i];
       auto cut = [&](const torch::Tensor& t) {
         const std::int64_t lead = t.dim() - 3;

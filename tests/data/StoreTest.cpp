@@ -78,6 +78,26 @@ TEST_P(RoundTrip, ReadEqualsWritten) {
     EXPECT_EQ(reader.readCounts(want->id),
               std::make_pair(want->brainVoxels(), want->lesionCount()));
   }
+  // The index tables a row at a time, read from the file and through H5Dread, equal the written
+  // tables; a row past the end is an error naming the table.
+  ShardReader viaHdf5(path, ShardReader::kDefaultChunkCacheBytes, /*directReads=*/false);
+  for (ShardReader* r : {&reader, &viaHdf5}) {
+    for (const SubjectData* want : {&a, &b}) {
+      const std::array<std::int64_t, 2> rows{want->patchIndex.size(0), want->lesionVoxels.size(0)};
+      ASSERT_EQ(r->indexRows(want->id), rows) << want->id;
+      for (int t = 0; t < 2; ++t) {
+        const auto table = static_cast<ShardReader::IndexTable>(t);
+        const torch::Tensor& written = t == 0 ? want->patchIndex : want->lesionVoxels;
+        for (std::int64_t row = 0; row < rows[t]; ++row) {
+          const auto zyx = r->readIndexRow(want->id, table, row);
+          const torch::Tensor got = torch::tensor({zyx[0], zyx[1], zyx[2]}, torch::kInt32);
+          ASSERT_TRUE(torch::equal(got, written[row].slice(0, 0, 3))) << want->id << " " << row;
+        }
+        const std::string m = errorOf([&] { r->readIndexRow(want->id, table, rows[t]); });
+        EXPECT_NE(m.find(t == 0 ? "/patch_index" : "/lesion_voxels"), std::string::npos) << m;
+      }
+    }
+  }
   // A patch is the same box of the whole volume.
   const PatchData p = reader.readPatch("P1_T1", {2, 5, 3}, {8, 8, 8});
   EXPECT_TRUE(torch::equal(p.image, a.image.slice(1, 2, 10).slice(2, 5, 13).slice(3, 3, 11)));
