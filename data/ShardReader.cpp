@@ -44,6 +44,13 @@ void readBoxHdf5(hid_t dataset, hid_t memType, const std::array<std::int64_t, 3>
   readSlab(dataset, memType, offset, count, out, where);
 }
 
+// The two index tables, in ShardReader::IndexTable's order: dataset name and columns (int32).
+struct IndexTableSchema {
+  const char* name;
+  hsize_t columns;
+};
+constexpr IndexTableSchema kIndexTables[2] = {{"patch_index", 4}, {"lesion_voxels", 3}};
+
 torch::Tensor readWhole(hid_t group, const std::string& name, torch::ScalarType dtype,
                         hid_t memType, const std::string& context) {
   h5::Handle d = h5::openDataset(group, name, context);
@@ -220,14 +227,13 @@ const std::array<ShardReader::IndexAt, 2>& ShardReader::indexAt(std::size_t i) {
   std::array<IndexAt, 2>& at = indexAt_[i];
   if (at[0].rows >= 0) return at;
   const OpenSubject& o = open(subjects_[i]);
-  static constexpr const char* kNames[2] = {"patch_index", "lesion_voxels"};
-  static constexpr hsize_t kColumns[2] = {4, 3};
   for (std::size_t k = 0; k < 2; ++k) {
-    const std::string where = context(subjects_[i]) + "/" + kNames[k];
-    const h5::Handle d = h5::openDataset(o.group.get(), kNames[k], context(subjects_[i]));
+    const IndexTableSchema& schema = kIndexTables[k];
+    const std::string where = context(subjects_[i]) + "/" + schema.name;
+    const h5::Handle d = h5::openDataset(o.group.get(), schema.name, context(subjects_[i]));
     const std::vector<hsize_t> dims = h5::datasetShape(d.get(), where);
-    if (dims.size() != 2 || dims[1] != kColumns[k]) {
-      throw core::IoError(where, core::strCat("must be [rows, ", kColumns[k], "] int32"));
+    if (dims.size() != 2 || dims[1] != schema.columns) {
+      throw core::IoError(where, core::strCat("must be [rows, ", schema.columns, "] int32"));
     }
     at[k].rows = static_cast<std::int64_t>(dims[0]);
     const h5::Handle type = h5::check(H5Dget_type(d.get()), &H5Tclose, where, "H5Dget_type");
@@ -248,17 +254,16 @@ std::array<std::int32_t, 3> ShardReader::readIndexRow(const std::string& id, Ind
                                                       std::int64_t row) {
   const std::size_t k = static_cast<std::size_t>(table);
   const IndexAt& at = indexAt(indexOf(id))[k];
-  const char* name = table == IndexTable::PatchIndex ? "patch_index" : "lesion_voxels";
-  const std::string where = context(id) + "/" + name;
+  const IndexTableSchema& schema = kIndexTables[k];
+  const std::string where = context(id) + "/" + schema.name;
   LDDPM_CHECK(row >= 0 && row < at.rows, where, ": row ", row, " of ", at.rows);
-  const hsize_t columns = table == IndexTable::PatchIndex ? 4 : 3;
   std::array<std::int32_t, 3> zyx{};
   if (at.address != HADDR_UNDEF) {
-    raw_->readAt(at.address + static_cast<hsize_t>(row) * columns * sizeof(std::int32_t),
+    raw_->readAt(at.address + static_cast<hsize_t>(row) * schema.columns * sizeof(std::int32_t),
                  zyx.data(), sizeof(zyx), where);
     return zyx;
   }
-  const h5::Handle d = h5::openDataset(open(id).group.get(), name, context(id));
+  const h5::Handle d = h5::openDataset(open(id).group.get(), schema.name, context(id));
   readSlab(d.get(), H5T_NATIVE_INT32, {static_cast<hsize_t>(row), 0}, {1, 3}, zyx.data(), where);
   return zyx;
 }
