@@ -293,7 +293,7 @@ void ChunkedDataset::readBox(const ShardFile& file, const ChunkEntry* table,
   auto* dst = static_cast<unsigned char*>(out);
   const std::size_t e = elementSize_;
   for (const Located& chunk : locate(table, lo, hi)) {
-    // The part of the box inside this chunk, [a0, a1), copied one innermost-axis run at a time.
+    // The part of the box inside this chunk, [a0, a1), and the span of the chunk that holds it.
     std::vector<hsize_t> a0(rank), a1(rank);
     std::size_t first = 0, last = 0;
     for (std::size_t a = 0; a < rank; ++a) {
@@ -303,30 +303,38 @@ void ChunkedDataset::readBox(const ShardFile& file, const ChunkEntry* table,
       last += (a1[a] - 1 - chunk.offset[a]) * chunkStride[a];
     }
     const unsigned char* src = decode(file, chunk, first, last, where, scratch);
+    // Copied one plane (every axis fixed but the last two) at a time, its rows by pointer
+    // strides; the planes by an odometer that moves both offsets by whole strides. No per-row
+    // index arithmetic: a mask's rows are 32 bytes.
     const std::size_t run = (a1[rank - 1] - a0[rank - 1]) * e;
-    std::vector<hsize_t> t = a0;
-    for (;;) {
-      std::size_t to = 0, from = 0;
-      for (std::size_t a = 0; a < rank; ++a) {
-        to += (t[a] - lo[a]) * boxStride[a];
-        from += (t[a] - chunk.offset[a]) * chunkStride[a];
-      }
+    const std::size_t rows = a1[rank - 2] - a0[rank - 2];
+    const std::size_t toRow = boxStride[rank - 2] * e, fromRow = chunkStride[rank - 2] * e;
+    std::size_t to = 0, from = 0;  // bytes, of the plane's first row in the box and the chunk
+    for (std::size_t a = 0; a < rank; ++a) {
+      to += (a0[a] - lo[a]) * boxStride[a] * e;
+      from += (a0[a] - chunk.offset[a]) * chunkStride[a] * e;
+    }
+    std::vector<hsize_t> t(a0.begin(), a0.end() - 2);  // the plane's index on the plane axes
+    for (bool more = true; more;) {
+      unsigned char* d = dst + to;
       if (src) {
-        std::memcpy(dst + to * e, src + from * e, run);
+        const unsigned char* f = src + from;
+        for (std::size_t r = 0; r < rows; ++r, d += toRow, f += fromRow) std::memcpy(d, f, run);
       } else {
-        std::memset(dst + to * e, 0, run);  // HDF5's default fill value is zero
+        for (std::size_t r = 0; r < rows; ++r, d += toRow) std::memset(d, 0, run);  // fill: 0
       }
-      std::size_t a = rank - 1;  // odometer over every axis but the innermost
-      bool done = true;
-      while (a > 0) {
-        --a;
+      more = false;
+      for (std::size_t a = t.size(); a-- > 0;) {  // next plane, last plane axis fastest
         if (++t[a] < a1[a]) {
-          done = false;
+          to += boxStride[a] * e;
+          from += chunkStride[a] * e;
+          more = true;
           break;
         }
+        to -= (a1[a] - 1 - a0[a]) * boxStride[a] * e;  // back to the axis' first index
+        from -= (a1[a] - 1 - a0[a]) * chunkStride[a] * e;
         t[a] = a0[a];
       }
-      if (done) break;
     }
   }
 }

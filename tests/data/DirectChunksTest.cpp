@@ -5,11 +5,14 @@
 // crash; datasets the direct path does not decode are recognised and read through HDF5.
 #include <gtest/gtest.h>
 
+#include <array>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <random>
 #include <sstream>
+#include <utility>
+#include <vector>
 
 #include "core/Error.h"
 #include "data/DirectChunks.h"
@@ -187,6 +190,37 @@ TEST_F(Layouts, WhatTheDirectPathDoesNotDecodeIsRecognised) {
                      [&](hid_t p) { H5Pset_fill_value(p, H5T_NATIVE_FLOAT, &fill); })),
             "user-defined fill value");
   EXPECT_EQ(why(make("plain", H5T_NATIVE_FLOAT, true)), "");
+}
+
+// A chunk holding several channels of [C, D, H, W] (the store chunks one channel at a time): a
+// box's part in such a chunk spans several planes on two axes, read by one odometer.
+TEST_F(Layouts, ChunksAcrossChannelsReadAsHdf5Does) {
+  const hsize_t dims[4] = {3, 12, 20, 16}, chunk[4] = {2, 8, 8, 8};
+  h5::Handle space(H5Screate_simple(4, dims, nullptr), &H5Sclose);
+  h5::Handle dcpl(H5Pcreate(H5P_DATASET_CREATE), &H5Pclose);
+  H5Pset_chunk(dcpl.get(), 4, chunk);
+  const h5::Handle d(H5Dcreate2(file.get(), "channels", H5T_NATIVE_FLOAT, space.get(), H5P_DEFAULT,
+                                dcpl.get(), H5P_DEFAULT),
+                     &H5Dclose);
+  const torch::Tensor volume = torch::rand({3, 12, 20, 16});
+  ASSERT_GE(H5Dwrite(d.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, volume.data_ptr()),
+            0);
+  H5Fflush(file.get(), H5F_SCOPE_GLOBAL);
+  const ChunkedDataset layout(file.get(), d.get(), H5T_NATIVE_FLOAT, "layouts.h5:/channels");
+  ASSERT_TRUE(layout.direct());
+  const ShardFile raw((dir.path / "layouts.h5").string());
+  ChunkScratch scratch;
+  for (const auto& [start, size] :
+       std::vector<std::pair<std::array<std::int64_t, 3>, std::array<std::int64_t, 3>>>{
+           {{0, 0, 0}, {12, 20, 16}}, {{3, 5, 7}, {7, 11, 9}}, {{7, 15, 1}, {2, 3, 14}}}) {
+    torch::Tensor got = torch::full({3, size[0], size[1], size[2]}, -7.0f);
+    layout.readBox(raw, start, size, got.data_ptr(), scratch);
+    const torch::Tensor want = volume.slice(1, start[0], start[0] + size[0])
+                                   .slice(2, start[1], start[1] + size[1])
+                                   .slice(3, start[2], start[2] + size[2]);
+    EXPECT_TRUE(torch::equal(got, want)) << "box at " << start[0] << "," << start[1] << ","
+                                         << start[2];
+  }
 }
 
 TEST_F(Layouts, UnwrittenChunksReadAsHdf5sDefaultFill) {
