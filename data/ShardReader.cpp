@@ -76,8 +76,12 @@ void checkPatchBuffer(const std::vector<hsize_t>& dims, const std::string& where
 
 }  // namespace
 
-ShardReader::ShardReader(std::string path, std::size_t chunkCacheBytes, bool directReads)
-    : path_(std::move(path)), chunkCacheBytes_(chunkCacheBytes), directReads_(directReads) {
+ShardReader::ShardReader(std::string path, std::size_t chunkCacheBytes, bool directReads,
+                         std::size_t tableBytes)
+    : path_(std::move(path)),
+      chunkCacheBytes_(chunkCacheBytes),
+      directReads_(directReads),
+      tableBytes_(tableBytes) {
   file_ = h5::openFile(path_);
   const hid_t root = file_.get();
   const std::string format = h5::readStringAttr(root, "format", path_);
@@ -305,16 +309,31 @@ bool ShardReader::keepTables(std::size_t i, const OpenSubject& o) {
     if (d == nullptr) return false;
   if (!layouts_[0]) {
     layouts_ = {o.image.layout, o.tissue.layout, o.lesion.layout};
-    std::size_t perSubject = 0;
-    for (const auto& d : layouts_) perSubject += d->table().size();
-    tables_.reserve(subjects_.size() * perSubject);  // one block: never moved, never interleaved
+    for (const auto& d : layouts_) perSubject_ += d->table().size();
+    const std::size_t fit = tableBytes_ / std::max<std::size_t>(1, perSubject_ * sizeof(ChunkEntry));
+    slots_ = std::clamp<std::size_t>(fit, 1, subjects_.size());
+    // One block, reserved (pages are touched as slots fill): never moved, never interleaved.
+    tables_.reserve(slots_ * perSubject_);
   }
   for (std::size_t k = 0; k < 3; ++k) {
     if (!layouts_[k]->sameLayout(*mine[k])) return false;
   }
-  tableAt_[i] = static_cast<std::int64_t>(tables_.size());
-  for (const ChunkedDataset* d : mine)
-    tables_.insert(tables_.end(), d->table().begin(), d->table().end());
+  // A new slot while the block has room, else the least recently read subject's (a miss
+  // already costs HDF5 opens, so the scan over the slots is no cost).
+  std::size_t slot = slotOwner_.size();
+  if (slot < slots_) {
+    tables_.resize(tables_.size() + perSubject_);
+    slotOwner_.push_back(-1);
+    slotUsed_.push_back(0);
+  } else {
+    slot = static_cast<std::size_t>(std::min_element(slotUsed_.begin(), slotUsed_.end()) -
+                                    slotUsed_.begin());
+    tableAt_[static_cast<std::size_t>(slotOwner_[slot])] = -1;
+  }
+  slotOwner_[slot] = static_cast<std::int64_t>(i);
+  tableAt_[i] = static_cast<std::int64_t>(slot);
+  ChunkEntry* to = tables_.data() + slot * perSubject_;
+  for (const ChunkedDataset* d : mine) to = std::copy(d->table().begin(), d->table().end(), to);
   return true;
 }
 
@@ -322,7 +341,9 @@ void ShardReader::readKnown(std::size_t i, const std::array<std::int64_t, 3>& st
                             const std::array<std::int64_t, 3>& size, PatchData& out) {
   static constexpr const char* kNames[3] = {"image", "tissue", "lesion"};
   const std::array<const torch::Tensor*, 3> buffers{&out.image, &out.tissue, &out.lesion};
-  const ChunkEntry* table = tables_.data() + tableAt_[i];
+  const auto slot = static_cast<std::size_t>(tableAt_[i]);
+  slotUsed_[slot] = ++useTick_;
+  const ChunkEntry* table = tables_.data() + slot * perSubject_;
   for (std::size_t k = 0; k < 3; ++k) {
     const ChunkedDataset& layout = *layouts_[k];
     const std::string where = context(subjects_[i]) + "/" + kNames[k];

@@ -32,9 +32,11 @@ class ShardReader {
   // Opens and checks the format and version; IoError naming the file otherwise.
   // `directReads` false reads every patch through H5Dread (the reference the tests and the loader
   // benchmark compare the direct path with).
+  // `tableBytes` bounds the chunk tables kept for direct reads (below): at least one subject's.
   static constexpr std::size_t kDefaultChunkCacheBytes = 8u << 20;
+  static constexpr std::size_t kDefaultTableBytes = 64u << 20;
   explicit ShardReader(std::string path, std::size_t chunkCacheBytes = kDefaultChunkCacheBytes,
-                       bool directReads = true);
+                       bool directReads = true, std::size_t tableBytes = kDefaultTableBytes);
 
   const std::string& path() const { return path_; }
   const ShardHeader& header() const { return header_; }
@@ -65,6 +67,9 @@ class ShardReader {
                      const std::array<std::int64_t, 3>& size, PatchData& out);
   // Whether the subject's datasets are read by the direct path (tests, the benchmark).
   bool readsDirectly(const std::string& id);
+  // Whether the subject's chunk tables are kept now, and the bytes of the block that holds them.
+  bool keepsTables(const std::string& id) const { return tableAt_[indexOf(id)] >= 0; }
+  std::size_t keptTableBytes() const { return tables_.capacity() * sizeof(ChunkEntry); }
 
  private:
   struct OpenDataset {
@@ -107,19 +112,27 @@ class ShardReader {
   ShardHeader header_;
   std::vector<std::string> subjects_;
   OpenSubject current_;  // datasets of the last subject read stay open: patches come in runs
-  // The chunk tables of every subject read directly so far (DirectChunks.h: where each chunk of
-  // its image, tissue and lesion is stored; 24 bytes per chunk, 18 KB for a 192x224x192 scan in
-  // 32^3 chunks), so a patch of a subject seen before is read with no HDF5 call and without
+  // The chunk tables of the subjects read directly most recently (DirectChunks.h: where each chunk
+  // of its image, tissue and lesion is stored; 24 bytes per chunk, 18 KB for a 192x224x192 scan
+  // in 32^3 chunks), so a patch of a subject seen before is read with no HDF5 call and without
   // reopening it. A loader draws each patch from a random subject, and reopening it (and
   // returning HDF5's free lists) under HDF5's global lock for every patch: without it a loader
   // reads 11-46 % more patches per second (docs/BENCHMARKS.md "Data"). The subjects of a store
   // share one grid, so one layout per dataset (the first subject's) reads them all, and the tables
-  // lie in one block sized for the whole shard when the first is kept: objects kept one per
-  // subject, allocated between HDF5's transient buffers, fragmented the heap (+47 MB peak at 64
-  // subjects, same bytes in use).
+  // lie in one block of slots, sized when the first is kept: objects kept one per subject,
+  // allocated between HDF5's transient buffers, fragmented the heap (+47 MB peak at 64 subjects,
+  // same bytes in use). The block holds every subject of the shard or, when that is over
+  // `tableBytes`, as many as fit; a subject then takes the least recently read one's slot, so
+  // memory stays bounded however many subjects a shard holds.
   std::array<std::shared_ptr<const ChunkedDataset>, 3> layouts_;  // image, tissue, lesion
-  std::vector<ChunkEntry> tables_;
-  std::vector<std::int64_t> tableAt_;  // per subject (index in subjects_): offset in tables_, or -1
+  std::size_t tableBytes_;
+  std::size_t perSubject_ = 0;         // chunk entries per subject: one slot
+  std::size_t slots_ = 0;              // slots the block holds
+  std::vector<ChunkEntry> tables_;     // the slots, one after another
+  std::vector<std::int64_t> tableAt_;  // per subject (index in subjects_): its slot, or -1
+  std::vector<std::int64_t> slotOwner_;  // per slot in use: the subject in it
+  std::vector<std::uint64_t> slotUsed_;  // per slot: when it was last read (useTick_)
+  std::uint64_t useTick_ = 0;
   std::vector<std::array<IndexAt, 2>> indexAt_;  // per subject: patch_index, lesion_voxels
 };
 

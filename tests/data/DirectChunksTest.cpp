@@ -157,6 +157,50 @@ TEST(DirectReadsFaults, ShardTruncatedUnderAnOpenReaderIsAnError) {
   EXPECT_NE(m.find(path), std::string::npos) << m;
 }
 
+// A reader keeps the chunk tables of as many subjects as `tableBytes` holds; one more takes the
+// slot of the least recently read, and every patch still reads its own subject's chunks.
+TEST(DirectReadsTables, BoundedByTheBudgetLeastRecentlyReadGoesFirst) {
+  TempDir dir("tables");
+  std::vector<SubjectData> written;
+  for (int k = 0; k < 5; ++k)
+    written.push_back(twoChannelSubject("P" + std::to_string(k) + "_T1", 10 + k));
+  const std::string path = writeShard(dir, Compression::None, written);
+  // Chunks of edge 8 over the 12 x 20 x 16 grid: 2 * 3 * 2 per channel; 2 channels + 2 masks.
+  const std::size_t perSubject = (2 + 1 + 1) * 2 * 3 * 2 * sizeof(ChunkEntry);
+  ShardReader direct(path, ShardReader::kDefaultChunkCacheBytes, true, 2 * perSubject + 1),
+      hdf5(path, ShardReader::kDefaultChunkCacheBytes, false);
+  const auto read = [&](std::size_t k, const std::array<std::int64_t, 3>& start) {
+    const std::string& id = written[k].id;
+    const PatchData got = direct.readPatch(id, start, {5, 9, 7});
+    const PatchData want = hdf5.readPatch(id, start, {5, 9, 7});
+    EXPECT_TRUE(torch::equal(got.image, want.image) && torch::equal(got.tissue, want.tissue) &&
+                torch::equal(got.lesion, want.lesion))
+        << id << " at " << start[0] << "," << start[1] << "," << start[2];
+  };
+  read(0, {0, 0, 0});
+  read(1, {1, 2, 3});
+  EXPECT_EQ(direct.keptTableBytes(), 2 * perSubject);
+  read(0, {4, 5, 6});  // P0 is now the more recently read
+  read(2, {7, 11, 9});
+  EXPECT_TRUE(direct.keepsTables("P0_T1"));
+  EXPECT_FALSE(direct.keepsTables("P1_T1"));
+  EXPECT_TRUE(direct.keepsTables("P2_T1"));
+  std::mt19937 rng(3);  // many evictions, in every order
+  for (int trial = 0; trial < 60; ++trial) {
+    read(rng() % written.size(), {static_cast<std::int64_t>(rng() % 8),
+                                  static_cast<std::int64_t>(rng() % 12),
+                                  static_cast<std::int64_t>(rng() % 10)});
+  }
+  EXPECT_EQ(direct.keptTableBytes(), 2 * perSubject);
+  // A budget under one subject still keeps one; the default keeps the whole shard.
+  ShardReader one(path, ShardReader::kDefaultChunkCacheBytes, true, 1);
+  one.readPatch("P3_T1", {0, 0, 0}, {2, 2, 2});
+  EXPECT_EQ(one.keptTableBytes(), perSubject);
+  ShardReader all(path);
+  all.readPatch("P3_T1", {0, 0, 0}, {2, 2, 2});
+  EXPECT_EQ(all.keptTableBytes(), written.size() * perSubject);
+}
+
 // Datasets made with HDF5's C API in ways the store never writes.
 class Layouts : public ::testing::Test {
  protected:
