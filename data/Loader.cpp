@@ -88,6 +88,9 @@ torch::Tensor viewOf(const std::shared_ptr<std::byte>& block, std::size_t& offse
 struct Loader::Reader {
   Reader(const std::string& storeDir, bool directReads) : store(storeDir, directReads) {}
   StoreReader store;
+  // The sample order of the epoch read last, made once per epoch instead of once per batch.
+  std::int64_t orderEpoch = -1;
+  std::vector<std::int64_t> order;
 };
 
 core::po::options_description LoaderOptions::describe() {
@@ -217,7 +220,11 @@ Batch Loader::read(const Cursor& cursor, Reader& reader) const {
   Batch b;
   b.cursor = cursor;
   b.next = sampler_.advance(cursor);
-  b.plans = sampler_.rankBatch(cursor, options_.rank, options_.worldSize);
+  if (reader.orderEpoch != cursor.epoch) {
+    reader.order = sampler_.order(cursor.epoch);
+    reader.orderEpoch = cursor.epoch;
+  }
+  b.plans = sampler_.rankBatch(cursor, options_.rank, options_.worldSize, reader.order);
   // Each patch is read straight into its slice of the batch tensors: no per-patch tensor, no
   // stack. An empty share (a rank whose share of a batch smaller than the world is nothing) gives
   // tensors with 0 samples.

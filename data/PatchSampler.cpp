@@ -95,12 +95,18 @@ std::pair<std::int64_t, std::int64_t> PatchSampler::rankSlice(std::int64_t n, in
 
 std::vector<SamplePlan> PatchSampler::rankBatch(const Cursor& cursor, int rank,
                                                 int worldSize) const {
+  return rankBatch(cursor, rank, worldSize, order(cursor.epoch));
+}
+
+std::vector<SamplePlan> PatchSampler::rankBatch(const Cursor& cursor, int rank, int worldSize,
+                                                const std::vector<std::int64_t>& order) const {
   LDDPM_CHECK(rank >= 0 && rank < worldSize, "rank ", rank, " outside world size ", worldSize);
-  const std::vector<std::int64_t> ord = order(cursor.epoch);
+  LDDPM_CHECK(static_cast<std::int64_t>(order.size()) == epochSize_, "sample order of ",
+              order.size(), " for an epoch of ", epochSize_);
   const auto [begin, end] = rankSlice(options_.batchSize, rank, worldSize);
   std::vector<SamplePlan> plans;
   for (std::int64_t k = begin; k < end; ++k)
-    plans.push_back(plan(cursor.epoch, cursor.index + k, ord));
+    plans.push_back(plan(cursor.epoch, cursor.index + k, order));
   return plans;
 }
 

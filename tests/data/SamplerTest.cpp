@@ -45,6 +45,18 @@ TEST(Sampler, OrderIsADeterministicPermutationPerEpoch) {
   EXPECT_EQ(per, std::vector<int>(10, 3));
 }
 
+// A caller that makes the epoch's order once (the loader) gets the same plans; an order of
+// another epoch size is refused.
+TEST(Sampler, RankBatchWithTheEpochsOrderIsTheSame) {
+  const PatchSampler s(7, options(3));
+  for (const Cursor c : {Cursor{0, 0}, Cursor{0, 3}, Cursor{4, 6}}) {
+    const auto given = s.rankBatch(c, 1, 2, s.order(c.epoch)), made = s.rankBatch(c, 1, 2);
+    ASSERT_EQ(given.size(), made.size());
+    for (std::size_t i = 0; i < given.size(); ++i) EXPECT_TRUE(samePlan(given[i], made[i]));
+  }
+  EXPECT_THROW(s.rankBatch({0, 0}, 0, 1, std::vector<std::int64_t>(6, 0)), lddpm::core::Error);
+}
+
 TEST(Sampler, RankSlicesAreDisjointAndCoverTheGlobalBatch) {
   for (std::int64_t batch : {1, 5, 6, 7}) {
     const PatchSampler s(9, options(batch));

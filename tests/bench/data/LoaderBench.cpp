@@ -5,7 +5,8 @@
 // runs with (core/Allocator.h). The configurations alternate within each round; the best round
 // of each is printed last with the 2-vs-1-thread speed-up.
 //   LoaderBench STORE [batches=30] [patch=64] [rounds=1] [paths=both|direct|hdf5]
-// (one path alone: e.g. to profile it with `perf record`).
+// (one path alone: e.g. to profile it with `perf record`). It also times the planning of a batch
+// (the sample order per batch against once per epoch) for cohorts of up to 100 000 subjects.
 // docs/BENCHMARKS.md ("Data") has the figures.
 #include <sys/resource.h>
 #if defined(__GLIBC__)
@@ -67,6 +68,30 @@ std::string memoryNow() {
   return s;
 }
 
+// Microseconds per batch of planning alone (PatchSampler::rankBatch, batch 2) for a cohort of
+// `subjects`, over `batches` consecutive batches: the epoch's order made for every batch, or once
+// per epoch as the loader makes it.
+double planMicrosPerBatch(std::size_t subjects, int batches, bool orderPerBatch) {
+  data::SamplerOptions o;
+  o.seed = 1;
+  const data::PatchSampler sampler(subjects, o);
+  data::Cursor cursor;
+  std::int64_t sink = 0, epoch = -1;
+  std::vector<std::int64_t> order;
+  core::Stopwatch watch;
+  for (int k = 0; k < batches; ++k) {
+    if (orderPerBatch) {
+      sink += static_cast<std::int64_t>(sampler.rankBatch(cursor, 0, 1).front().subject);
+    } else {
+      if (epoch != cursor.epoch) order = sampler.order(epoch = cursor.epoch);
+      sink += static_cast<std::int64_t>(sampler.rankBatch(cursor, 0, 1, order).front().subject);
+    }
+    cursor = sampler.advance(cursor);
+  }
+  const double us = watch.seconds() * 1e6 / batches;
+  return sink < 0 ? 0 : us;  // keeps the loop
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -88,6 +113,12 @@ int main(int argc, char** argv) {
   std::vector<bool> directs;
   if (paths != "direct") directs.push_back(false);
   if (paths != "hdf5") directs.push_back(true);
+  for (std::size_t subjects : {100, 10000, 100000}) {
+    std::cout << "planning a batch, " << subjects
+              << " subjects: order per batch " << planMicrosPerBatch(subjects, 200, true)
+              << " us, per epoch (the loader) " << planMicrosPerBatch(subjects, 200, false)
+              << " us\n";
+  }
   const double raw = rawReadMBps(store);
   std::cout << "raw read from page cache (best of 5 passes): " << raw << " MB/s\n";
   std::map<std::pair<bool, int>, double> best;  // (direct, threads) -> patches/s
