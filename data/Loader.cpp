@@ -1,6 +1,7 @@
 // Prefetching loader: see Loader.h and docs/store.md "Loader".
 #include "data/Loader.h"
 
+#include <algorithm>
 #include <cstdlib>
 
 #include "core/Error.h"
@@ -81,6 +82,16 @@ torch::Tensor viewOf(const std::shared_ptr<std::byte>& block, std::size_t& offse
       block.get() + offset, shape, [keep = block](void*) {}, torch::TensorOptions().dtype(dtype));
   offset += BatchBuffers::aligned(bytes);
   return t;
+}
+
+// Reverses the last axis of a contiguous tensor in place (a left-right flip of [.., d, h, w]):
+// one pass, where copy_(flip()) makes a flipped copy and copies it back.
+template <typename T>
+void reverseRows(const torch::Tensor& t) {
+  LDDPM_CHECK(t.is_contiguous(), "reverseRows: a contiguous tensor");
+  const std::int64_t w = t.size(-1);
+  T* data = t.data_ptr<T>();
+  for (std::int64_t at = 0, n = t.numel(); at < n; at += w) std::reverse(data + at, data + at + w);
 }
 
 }  // namespace
@@ -270,9 +281,9 @@ Batch Loader::read(const Cursor& cursor, Reader& reader) const {
       p.image.copy_(torch::where(brain, (p.image * plan.gain + plan.bias).clamp(-1, 1), p.image));
     }
     if (plan.flipX) {
-      p.image.copy_(p.image.flip({3}));
-      p.tissue.copy_(p.tissue.flip({2}));
-      p.lesion.copy_(p.lesion.flip({2}));
+      reverseRows<float>(p.image);
+      reverseRows<std::uint8_t>(p.tissue);
+      reverseRows<std::uint8_t>(p.lesion);
     }
     b.subjects.push_back(subject.id);
     b.starts.push_back(start);
