@@ -136,8 +136,10 @@ int main(int argc, char** argv) {
         o.threads = threads;
         o.queueDepth = 4;
         o.directReads = direct;
+        core::Stopwatch warm;
         data::Loader loader(o);
         loader.next();  // open shards, fill the queue
+        const double firstMs = warm.seconds() * 1e3;
         core::Stopwatch watch;
         std::int64_t patches = 0, bytes = 0;
         for (int k = 0; k < batches; ++k) {
@@ -152,7 +154,7 @@ int main(int argc, char** argv) {
         b = std::max(b, rate);
         std::cout << "round " << round << (direct ? " direct" : " hdf5  ") << " threads " << threads
                   << ": " << rate << " patches/s (" << 100.0 * rate * mbPerPatch / raw
-                  << " % of raw); after it: " << memoryNow() << "; peak RSS " << peakRssMB()
+                  << " % of raw; first batch after " << firstMs << " ms); after it: " << memoryNow() << "; peak RSS " << peakRssMB()
                   << " MB" << std::endl;
       }
     }
