@@ -310,7 +310,8 @@ bool ShardReader::keepTables(std::size_t i, const OpenSubject& o) {
   if (!layouts_[0]) {
     layouts_ = {o.image.layout, o.tissue.layout, o.lesion.layout};
     for (const auto& d : layouts_) perSubject_ += d->table().size();
-    const std::size_t fit = tableBytes_ / std::max<std::size_t>(1, perSubject_ * sizeof(ChunkEntry));
+    const std::size_t fit =
+        tableBytes_ / std::max<std::size_t>(1, perSubject_ * sizeof(ChunkEntry));
     slots_ = std::clamp<std::size_t>(fit, 1, subjects_.size());
     // One block, reserved (pages are touched as slots fill): never moved, never interleaved.
     tables_.reserve(slots_ * perSubject_);

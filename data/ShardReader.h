@@ -126,10 +126,10 @@ class ShardReader {
   // memory stays bounded however many subjects a shard holds.
   std::array<std::shared_ptr<const ChunkedDataset>, 3> layouts_;  // image, tissue, lesion
   std::size_t tableBytes_;
-  std::size_t perSubject_ = 0;         // chunk entries per subject: one slot
-  std::size_t slots_ = 0;              // slots the block holds
-  std::vector<ChunkEntry> tables_;     // the slots, one after another
-  std::vector<std::int64_t> tableAt_;  // per subject (index in subjects_): its slot, or -1
+  std::size_t perSubject_ = 0;           // chunk entries per subject: one slot
+  std::size_t slots_ = 0;                // slots the block holds
+  std::vector<ChunkEntry> tables_;       // the slots, one after another
+  std::vector<std::int64_t> tableAt_;    // per subject (index in subjects_): its slot, or -1
   std::vector<std::int64_t> slotOwner_;  // per slot in use: the subject in it
   std::vector<std::uint64_t> slotUsed_;  // per slot: when it was last read (useTick_)
   std::uint64_t useTick_ = 0;

@@ -187,9 +187,9 @@ TEST(DirectReadsTables, BoundedByTheBudgetLeastRecentlyReadGoesFirst) {
   EXPECT_TRUE(direct.keepsTables("P2_T1"));
   std::mt19937 rng(3);  // many evictions, in every order
   for (int trial = 0; trial < 60; ++trial) {
-    read(rng() % written.size(), {static_cast<std::int64_t>(rng() % 8),
-                                  static_cast<std::int64_t>(rng() % 12),
-                                  static_cast<std::int64_t>(rng() % 10)});
+    read(rng() % written.size(),
+         {static_cast<std::int64_t>(rng() % 8), static_cast<std::int64_t>(rng() % 12),
+          static_cast<std::int64_t>(rng() % 10)});
   }
   EXPECT_EQ(direct.keptTableBytes(), 2 * perSubject);
   // A budget under one subject still keeps one; the default keeps the whole shard.
@@ -262,8 +262,8 @@ TEST_F(Layouts, ChunksAcrossChannelsReadAsHdf5Does) {
     const torch::Tensor want = volume.slice(1, start[0], start[0] + size[0])
                                    .slice(2, start[1], start[1] + size[1])
                                    .slice(3, start[2], start[2] + size[2]);
-    EXPECT_TRUE(torch::equal(got, want)) << "box at " << start[0] << "," << start[1] << ","
-                                         << start[2];
+    EXPECT_TRUE(torch::equal(got, want))
+        << "box at " << start[0] << "," << start[1] << "," << start[2];
   }
 }
 

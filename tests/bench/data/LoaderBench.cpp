@@ -114,10 +114,9 @@ int main(int argc, char** argv) {
   if (paths != "direct") directs.push_back(false);
   if (paths != "hdf5") directs.push_back(true);
   for (std::size_t subjects : {100, 10000, 100000}) {
-    std::cout << "planning a batch, " << subjects
-              << " subjects: order per batch " << planMicrosPerBatch(subjects, 200, true)
-              << " us, per epoch (the loader) " << planMicrosPerBatch(subjects, 200, false)
-              << " us\n";
+    std::cout << "planning a batch, " << subjects << " subjects: order per batch "
+              << planMicrosPerBatch(subjects, 200, true) << " us, per epoch (the loader) "
+              << planMicrosPerBatch(subjects, 200, false) << " us\n";
   }
   const double raw = rawReadMBps(store);
   std::cout << "raw read from page cache (best of 5 passes): " << raw << " MB/s\n";
@@ -154,8 +153,8 @@ int main(int argc, char** argv) {
         b = std::max(b, rate);
         std::cout << "round " << round << (direct ? " direct" : " hdf5  ") << " threads " << threads
                   << ": " << rate << " patches/s (" << 100.0 * rate * mbPerPatch / raw
-                  << " % of raw; first batch after " << firstMs << " ms); after it: " << memoryNow() << "; peak RSS " << peakRssMB()
-                  << " MB" << std::endl;
+                  << " % of raw; first batch after " << firstMs << " ms); after it: " << memoryNow()
+                  << "; peak RSS " << peakRssMB() << " MB" << std::endl;
       }
     }
   }
