@@ -97,7 +97,7 @@ def loader(path):
     return rates, pct, two, raw
 for c in ("none", "lz4", "zstd"):
     rates, pct, two, raw = loader(f"{out}/loader-{c}.txt")
-    first_rates, first_pct, first_two, _ = loader(f"{out}/loader-{c}-first.txt")
+    _, first_pct, first_two, _ = loader(f"{out}/loader-{c}-first.txt")
     rows.append((f"loader patches/s / raw page-cache read rate, {c} store (2 workers, steady state)",
                  "≥ 50 %", f"{pct[2]:.0f} % ({rates[2]:.0f} patches/s, raw {raw / 1e3:.2f} GB/s; "
                  f"first 120 patches: {first_pct[2]:.0f} %)", mark(pct[2] >= 50)))
