@@ -5,13 +5,16 @@
 //   * no-overlap: the same buckets, all reduced after backward
 //   * comm-in-caller: hooks launch, but collectives run synchronously in the autograd thread
 //   * compute-only: both ranks compute, nothing is communicated (the contention floor)
-// and weak-scaling efficiency = (1-rank step time) / (2-rank step time), same per-rank batch.
+// and weak-scaling efficiency = (1-rank step time) / (N-rank step time), same per-rank batch,
+// beside each mode's step against compute-only's (what communicating costs those N ranks).
 //
 // Run it plainly: it measures the 1-rank step in-process (pinned to one core), then starts
-// `mpiexec -n 2 --bind-to core` on itself for the 2-rank modes, alternating for --rounds rounds
-// so both see the same machine weather; the best round of each is reported.
+// `mpiexec -n N --bind-to core` on itself for the N-rank modes (--ranks, default 2), alternating
+// for --rounds rounds so both see the same machine weather; the best round of each is reported.
+// With more ranks than cores the ranks share cores (--oversubscribe, unbound): the efficiency
+// column then measures the machine, and only the column against compute-only the framework.
 //   build/tests/bench/distributed/DataParallelBench [--size 32] [--batch 2] [--base 16]
-//       [--modulation-hidden 32] [--steps 4] [--warmup 1] [--rounds 2]
+//       [--modulation-hidden 32] [--steps 4] [--warmup 1] [--rounds 2] [--ranks 2]
 // (Batch 2 per rank: LibTorch 1.13 takes its slow conv3d path at batch 1 on the CPU.)
 #include <sched.h>
 
@@ -20,6 +23,7 @@
 #include <cstdlib>
 #include <iostream>
 #include <string>
+#include <thread>
 
 #include "core/Allocator.h"
 #include "core/Json.h"
@@ -43,6 +47,7 @@ struct Settings {
   int steps = 4;
   int warmup = 1;
   int rounds = 2;
+  int ranks = 2;
 };
 
 using Net = std::shared_ptr<models::ModelImpl>;
@@ -78,7 +83,7 @@ double timeSteps(models::ModelImpl& net, dist::DataParallel* dp, const Settings&
   return watch.seconds() / s.steps;
 }
 
-// Under mpiexec: every 2-rank mode, slowest rank; rank 0 prints one JSON line.
+// Under mpiexec: every N-rank mode, slowest rank; rank 0 prints one JSON line.
 int worker(const Settings& s) {
   dist::World& world = dist::World::get();
   torch::set_num_threads(1);
@@ -112,7 +117,7 @@ int worker(const Settings& s) {
   return 0;
 }
 
-// One rank, pinned to core 0 (the 2-rank run binds one core per rank), through the Local
+// One rank, pinned to core 0 (the N-rank run binds one core per rank), through the Local
 // communicator as a world-of-one training run would be.
 double oneRankStep(const Settings& s) {
   cpu_set_t saved;
@@ -130,10 +135,16 @@ double oneRankStep(const Settings& s) {
   return t;
 }
 
-core::Json twoRankRun(const std::string& self, const Settings& s) {
+bool oversubscribed(const Settings& s) {
+  return static_cast<unsigned>(s.ranks) > std::thread::hardware_concurrency();
+}
+
+core::Json multiRankRun(const std::string& self, const Settings& s) {
+  const std::string placement =
+      oversubscribed(s) ? " --oversubscribe --bind-to none " : " --bind-to core --map-by core ";
   const std::string cmd =
-      std::string(LDDPM_MPIEXEC) + " -n 2 --bind-to core --map-by core " + self + " --size " +
-      std::to_string(s.size) + " --batch " + std::to_string(s.batch) + " --base " +
+      std::string(LDDPM_MPIEXEC) + " -n " + std::to_string(s.ranks) + placement + self +
+      " --size " + std::to_string(s.size) + " --batch " + std::to_string(s.batch) + " --base " +
       std::to_string(s.base) + " --modulation-hidden " + std::to_string(s.modulationHidden) +
       " --steps " + std::to_string(s.steps) + " --warmup " + std::to_string(s.warmup);
   FILE* pipe = popen(cmd.c_str(), "r");
@@ -142,7 +153,7 @@ core::Json twoRankRun(const std::string& self, const Settings& s) {
   while (pipe && fgets(buf.data(), buf.size(), pipe)) text += buf.data();
   const int rc = pipe ? pclose(pipe) : -1;
   if (rc != 0 || text.empty()) {
-    std::cerr << "2-rank run failed (" << rc << "): " << cmd << "\n" << text;
+    std::cerr << s.ranks << "-rank run failed (" << rc << "): " << cmd << "\n" << text;
     std::exit(1);
   }
   return core::Json::parse(text);
@@ -164,6 +175,11 @@ int main(int argc, char** argv) {
     if (key == "--steps") s.steps = static_cast<int>(v);
     if (key == "--warmup") s.warmup = static_cast<int>(v);
     if (key == "--rounds") s.rounds = static_cast<int>(v);
+    if (key == "--ranks") s.ranks = static_cast<int>(v);
+  }
+  if (s.ranks < 2) {
+    std::cerr << "DataParallelBench: --ranks must be at least 2, got " << s.ranks << "\n";
+    return 2;
   }
   if (world.usesMpi()) {
     const int rc = worker(s);
@@ -176,8 +192,9 @@ int main(int argc, char** argv) {
   core::Json best2;
   for (int r = 0; r < s.rounds; ++r) {
     const double t1 = oneRankStep(s);
-    const core::Json t2 = twoRankRun(argv[0], s);
-    std::cerr << "round " << r << ": 1 rank " << t1 << " s/step; 2 ranks " << t2.dump() << "\n";
+    const core::Json t2 = multiRankRun(argv[0], s);
+    std::cerr << "round " << r << ": 1 rank " << t1 << " s/step; " << s.ranks << " ranks "
+              << t2.dump() << "\n";
     best1 = std::min(best1, t1);
     if (best2.is_null()) {
       best2 = t2;
@@ -190,16 +207,20 @@ int main(int argc, char** argv) {
   std::printf(
       "# DataParallelBench: Lesion-DDPM (base %lld, modulation hidden %lld), %.2f M params (%.1f "
       "MiB of fp32 gradients, %d buckets), %lld x %lld^3 per rank, 1 thread per rank, best of %d "
-      "rounds\n",
+      "rounds; %d ranks on %u cores%s\n",
       static_cast<long long>(s.base), static_cast<long long>(s.modulationHidden),
       best2["grad_bytes"].get<double>() / 4e6, best2["grad_bytes"].get<double>() / (1 << 20),
       best2["buckets"].get<int>(), static_cast<long long>(s.batch), static_cast<long long>(s.size),
-      s.rounds);
-  std::printf("%-34s %10s %22s\n", "mode", "s/step", "weak-scaling eff.");
-  std::printf("%-34s %10.3f %22s\n", "1 rank (Local communicator)", best1, "1.000 (reference)");
+      s.rounds, s.ranks, std::thread::hardware_concurrency(),
+      oversubscribed(s) ? " (oversubscribed: the efficiency column measures the machine)" : "");
+  std::printf("%-34s %10s %22s %18s\n", "mode", "s/step", "weak-scaling eff.", "vs compute-only");
+  std::printf("%-34s %10.3f %22s %18s\n", "1 rank (Local communicator)", best1, "1.000 (reference)",
+              "");
+  const double computeOnly = best2["compute_only"].get<double>();
   for (const char* k : {"compute_only", "overlap", "no_overlap", "comm_in_caller"}) {
     const double t = best2[k].get<double>();
-    std::printf("%-34s %10.3f %22.3f\n", (std::string("2 ranks, ") + k).c_str(), t, best1 / t);
+    std::printf("%-34s %10.3f %22.3f %18.3f\n", (std::to_string(s.ranks) + " ranks, " + k).c_str(),
+                t, best1 / t, computeOnly / t);
   }
   return 0;
 }
