@@ -137,6 +137,7 @@ Loader::Loader(LoaderOptions options)
       manifest_(readManifest(options_.store)),
       subjects_(manifest_.casesOf(options_.split, /*limit=*/0, options_.store)),
       sampler_(subjects_.size(), options_.sampler),
+      indexStride_(manifest_.parameters.value("index_stride", std::int64_t{8})),
       produceCursor_(options_.start),
       deliverCursor_(options_.start),
       buffers_(std::make_shared<BatchBuffers>(options_.queueDepth + options_.threads + 2)) {
@@ -270,8 +271,8 @@ Batch Loader::read(const Cursor& cursor, Reader& reader) const {
                                      : ShardReader::IndexTable::PatchIndex,
                                  static_cast<std::int64_t>(centre.row));
       }
-      const std::int64_t stride = manifest_.parameters.value("index_stride", 8);
-      start = PatchSampler::patchStart(plan, centre, zyx, stride, manifest_.grid, options_.patch);
+      start =
+          PatchSampler::patchStart(plan, centre, zyx, indexStride_, manifest_.grid, options_.patch);
     }
     PatchData p{b.image[i], b.tissue[i][0], b.lesion[i][0]};
     shard.readPatchInto(subject.id, start, patch_, p);

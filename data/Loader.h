@@ -78,6 +78,7 @@ class Loader {
   std::vector<SubjectEntry> subjects_;
   PatchSampler sampler_;
   std::array<std::int64_t, 3> patch_{};
+  std::int64_t indexStride_;  // the manifest's index_stride (8 when it has none), read once
 
   mutable std::mutex mutex_;
   std::condition_variable changed_;
