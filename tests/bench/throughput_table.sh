@@ -59,7 +59,10 @@ done
 "${sample[@]}" --sampler ddpm --paths now 2>/dev/null | tail -1 > "$out/sample-ddpm.json"
 
 step "allreduce <= 1 MiB: communication thread, small ones in the caller, no thread"
-for round in 1 2 3; do
+# Nine rounds: one round's ratio at a size of a few microseconds moved between 0.72 and 1.40 for
+# the same code path on the 2-core VM, and medians of three still straddled the 0.9 target.
+comm_rounds=9
+for round in $(seq $comm_rounds); do
   for mode in thread inline caller; do
     case $mode in
       thread) flags=(--comm-inline-mib 0) ;;
@@ -73,9 +76,9 @@ for round in 1 2 3; do
 done
 
 step "table"
-$py - "$out" <<'EOF'
+$py - "$out" "$comm_rounds" <<'EOF'
 import json, re, statistics, sys
-out = sys.argv[1]
+out, comm_rounds = sys.argv[1], int(sys.argv[2])
 def mark(ok): return "**met**" if ok else "**missed**"
 rows = []
 f = json.load(open(f"{out}/flops.json"))
@@ -121,15 +124,15 @@ rows.append(("DDPM (T = 1000) on CPU, demo grid 48×64×48, batch 1: s per volum
              f"{d['now_s_per_volume']:.0f} s", "—"))
 def busbw(mode):
     per_round = []
-    for r in (1, 2, 3):
+    for r in range(1, comm_rounds + 1):
         rep = json.load(open(f"{out}/comm-{mode}-{r}.json"))
         per_round.append({x["bytes"]: x["busbw_GBs"] for x in rep["results"]})
     return per_round
 caller, inline, thread = busbw("caller"), busbw("inline"), busbw("thread")
-ratios = {b: statistics.median(inline[r][b] / caller[r][b] for r in range(3)) for b in caller[0]}
-threads = {b: statistics.median(thread[r][b] / caller[r][b] for r in range(3)) for b in caller[0]}
+ratios = {b: statistics.median(inline[r][b] / caller[r][b] for r in range(comm_rounds)) for b in caller[0]}
+threads = {b: statistics.median(thread[r][b] / caller[r][b] for r in range(comm_rounds)) for b in caller[0]}
 lo = min(ratios.values())
-rows.append(("allreduce ≤ 1 MiB through the communication thread / in the caller (median of 3 rounds, "
+rows.append((f"allreduce ≤ 1 MiB through the communication thread / in the caller (median of {comm_rounds} rounds, "
              "small ones run in the caller by default)", "≥ 0.9",
              f"{lo:.2f}–{max(ratios.values()):.2f} (thread for every size: "
              f"{min(threads.values()):.2f}–{max(threads.values()):.2f})", mark(lo >= 0.9)))
