@@ -2,7 +2,7 @@
 # The throughput table of docs/BENCHMARKS.md ("Throughput table, one run") re-measured side by side
 # in one run: every row a CPU can measure, each command's raw output kept under OUT, the table
 # printed last with each target marked met or missed (GPU rows: unmeasured unless a GPU check ran).
-# About 10 minutes on a 2-core VM; run it with nothing else on the machine.
+# About 11 minutes on a 2-core VM; run it with nothing else on the machine.
 #   bash tests/bench/throughput_table.sh [BUILD_DIR] [OUT]     (from the repository root)
 set -euo pipefail
 build=$(cd "${1:-build}" && pwd)
