@@ -5,6 +5,7 @@
 #include <cstdlib>
 
 #include "core/Error.h"
+#include "data/Preprocess.h"
 #include "data/ShardReader.h"
 
 namespace lddpm::data {
@@ -137,7 +138,7 @@ Loader::Loader(LoaderOptions options)
       manifest_(readManifest(options_.store)),
       subjects_(manifest_.casesOf(options_.split, /*limit=*/0, options_.store)),
       sampler_(subjects_.size(), options_.sampler),
-      indexStride_(manifest_.parameters.value("index_stride", std::int64_t{8})),
+      indexStride_(manifest_.parameters.value("index_stride", PreprocessOptions{}.indexStride)),
       produceCursor_(options_.start),
       deliverCursor_(options_.start),
       buffers_(std::make_shared<BatchBuffers>(options_.queueDepth + options_.threads + 2)) {

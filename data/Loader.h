@@ -78,7 +78,7 @@ class Loader {
   std::vector<SubjectEntry> subjects_;
   PatchSampler sampler_;
   std::array<std::int64_t, 3> patch_{};
-  std::int64_t indexStride_;  // the manifest's index_stride (8 when it has none), read once
+  std::int64_t indexStride_;  // the manifest's index_stride (preprocessing's default when none)
 
   mutable std::mutex mutex_;
   std::condition_variable changed_;
